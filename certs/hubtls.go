@@ -1,0 +1,260 @@
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+)
+
+// Hub members talk TLS to each other. Go's crypto/tls cannot use SM2 keys, so
+// a hub member's TLS certificate holds an ECDSA P-256 key, signed by the SM2
+// national root. Go's tls parses such a leaf (it does not know the signature
+// algorithm, and does not need to): each side verifies the peer's chain itself
+// in VerifyPeerCertificate, with smx509, against the root — role hub, EKU,
+// validity, not revoked. See DESIGN.md in this package.
+
+// TLSIdentity is a hub member's TLS key and certificate.
+type TLSIdentity struct {
+	Name string
+	Key  *ecdsa.PrivateKey
+	Cert *smx509.Certificate
+	KID  string
+}
+
+// Certificate is the identity in crypto/tls form.
+func (id *TLSIdentity) Certificate() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{id.Cert.Raw}, PrivateKey: id.Key}
+}
+
+// tlsTemplate is the profile of a hub TLS certificate: role hub, ECDSA P-256,
+// digitalSignature, serverAuth and clientAuth, and no hcx signing usage (a
+// TLS key cannot sign envelopes or checkpoints).
+func tlsTemplate(name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"hcx"}, OrganizationalUnit: []string{ouPrefix + string(RoleHub)}},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              dns,
+		IPAddresses:           ips,
+	}
+}
+
+// IssueTLS makes a hub TLS identity signed by root, without touching disk.
+func IssueTLS(root *Signer, name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("issue TLS %s: validity ends before it starts", name)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := signCert(root, tlsTemplate(name, dns, ips, notBefore, notAfter), &key.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("issue TLS %s: %w", name, err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &TLSIdentity{Name: name, Key: key, Cert: cert, KID: KID(der)}, nil
+}
+
+// IssueHubTLS issues a hub member's TLS identity named name, valid for the
+// DNS names and IP addresses given, and stores it like Issue does.
+func (ca *CA) IssueHubTLS(name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
+	if err := CheckName(name); err != nil {
+		return nil, fmt.Errorf("issue TLS: %w", err)
+	}
+	if len(dns) == 0 && len(ips) == 0 {
+		return nil, fmt.Errorf("issue TLS %s: give the DNS names or IP addresses the hub member is reached at", name)
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	idx, err := ca.reserve(name)
+	if err != nil {
+		return nil, err
+	}
+	id, err := IssueTLS(ca.root, name, dns, ips, notBefore, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.store(idx, name, id.Cert, func(p string) error { return writeECKey(p, id.Key) }, KindTLS); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// LoadTLS returns a TLS identity issued earlier by name.
+func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) {
+	it, err := ca.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if it.Kind != KindTLS {
+		return nil, fmt.Errorf("load TLS %s: it is a %s certificate; load it with Load", name, it.Kind)
+	}
+	id, err := LoadTLSIdentity(ca.certPath(name), ca.keyPath(name))
+	if err != nil {
+		return nil, err
+	}
+	id.Name = name
+	return id, nil
+}
+
+// LoadTLSIdentity reads a hub TLS certificate and its ECDSA key (PEM).
+func LoadTLSIdentity(certPath, keyPath string) (*TLSIdentity, error) {
+	c, err := ReadCert(certPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKeyFile(keyPath); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("%s: no PRIVATE KEY PEM block", keyPath)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !keyMatches(c.PublicKey, key) {
+		return nil, fmt.Errorf("%s does not hold the ECDSA key of %s", keyPath, certPath)
+	}
+	return &TLSIdentity{Name: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}, nil
+}
+
+func writeECKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("key %s already exists; refusing to overwrite a private key", path)
+		}
+		return err
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// VerifyHubPeer checks a peer's TLS certificate (DER) at time now: issued by
+// the national root and unaltered, role hub, not a CA, digitalSignature and
+// the extended key usage usage (serverAuth for a server, clientAuth for a
+// client), valid now, not revoked. Errors wrap ErrBadCertificate,
+// ErrUntrusted, ErrWrongRole, ErrKeyUsage, ErrExpired, ErrNotYetValid or
+// ErrRevoked.
+func (t *TrustStore) VerifyHubPeer(der []byte, usage x509.ExtKeyUsage, now time.Time) (*Entry, error) {
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCertificate, err)
+	}
+	name := cert.Subject.CommonName
+	if err := checkChain(t.root.Cert, cert); err != nil {
+		return nil, err
+	}
+	if role, _ := roleOf(cert); role != RoleHub {
+		return nil, fmt.Errorf("%w: TLS peer %q is a %q certificate, not a hub member", ErrWrongRole, name, role)
+	}
+	if cert.IsCA || cert.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: TLS peer %q needs key usage digitalSignature and no CA", ErrKeyUsage, name)
+	}
+	ok := false
+	for _, u := range cert.ExtKeyUsage {
+		ok = ok || u == usage
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: TLS peer %q lacks extended key usage %s", ErrKeyUsage, name, ekuName(usage))
+	}
+	e := &Entry{KID: KID(der), Role: RoleHub, Cert: cert}
+	if err := t.CheckAt(e, now); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func ekuName(u x509.ExtKeyUsage) string {
+	switch u {
+	case x509.ExtKeyUsageServerAuth:
+		return "serverAuth"
+	case x509.ExtKeyUsageClientAuth:
+		return "clientAuth"
+	}
+	return fmt.Sprint(int(u))
+}
+
+func verifyPeer(cfg *tls.Config, ts *TrustStore, usage x509.ExtKeyUsage) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return fmt.Errorf("hub TLS: the peer sent no certificate")
+		}
+		now := time.Now()
+		if cfg.Time != nil {
+			now = cfg.Time()
+		}
+		if _, err := ts.VerifyHubPeer(raw[0], usage, now); err != nil {
+			return fmt.Errorf("hub TLS: %w", err)
+		}
+		return nil
+	}
+}
+
+// HubServerTLS is the TLS configuration of a hub member accepting
+// connections from other members: TLS 1.3, and the client must present a hub
+// certificate (clientAuth) from the national root, checked against ts (so a
+// revocation in the trust list takes effect on the next handshake).
+func HubServerTLS(id *TLSIdentity, ts *TrustStore) *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Certificate()},
+		ClientAuth:   tls.RequireAnyClientCert,
+	}
+	cfg.VerifyPeerCertificate = verifyPeer(cfg, ts, x509.ExtKeyUsageClientAuth)
+	return cfg
+}
+
+// HubClientTLS is the TLS configuration of a hub member dialling another:
+// it presents id and accepts only a hub certificate (serverAuth) from the
+// national root, checked against ts. Go's own chain check is off
+// (InsecureSkipVerify) because it cannot verify SM2 signatures; the check in
+// VerifyPeerCertificate replaces it, not skips it. Host names are not
+// checked: any hub member may answer for any member address.
+func HubClientTLS(id *TLSIdentity, ts *TrustStore) *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{id.Certificate()},
+		InsecureSkipVerify: true, // replaced by verifyPeer, see above
+	}
+	cfg.VerifyPeerCertificate = verifyPeer(cfg, ts, x509.ExtKeyUsageServerAuth)
+	return cfg
+}
