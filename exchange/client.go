@@ -1,0 +1,179 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hcxfed/hcx"
+)
+
+// HubClient talks to the national hub's HTTP API (PROTOCOL.md §5). It spreads
+// over the members it is given and moves to the next one when a member does
+// not answer; writes may go to any member, which forwards them to the leader.
+type HubClient struct {
+	members []string
+	next    atomic.Uint32
+	HTTP    *http.Client
+}
+
+// NewHubClient makes a client for the hub members at the given base URLs
+// (such as "http://127.0.0.1:7000").
+func NewHubClient(members []string, hc *http.Client) *HubClient {
+	if hc == nil {
+		hc = &http.Client{Timeout: 65 * time.Second}
+	}
+	ms := make([]string, len(members))
+	for i, m := range members {
+		ms[i] = strings.TrimRight(m, "/")
+	}
+	return &HubClient{members: ms, HTTP: hc}
+}
+
+// SubmitResult is the hub's answer to a submitted envelope.
+type SubmitResult struct {
+	Index    uint64 `json:"index"`
+	LeafHash string `json:"leaf_hash"`
+}
+
+// Entries is a page of the log.
+type Entries struct {
+	Start   uint64   `json:"start"`
+	Entries []string `json:"entries"`
+	Size    uint64   `json:"size"`
+}
+
+// SubjectAnswer is the hub's view of a subject.
+type SubjectAnswer struct {
+	Applied      uint64              `json:"applied"`
+	Attestations []LoggedAttestation `json:"attestations"`
+}
+
+// APIError is an error answer from a hub member.
+type APIError struct {
+	Status   int
+	Code     string  `json:"code"`
+	Message  string  `json:"message"`
+	Expected *uint64 `json:"expected,omitempty"`
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("hub answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Submit sends a compact JWS envelope to the hub and returns its leaf index.
+func (c *HubClient) Submit(ctx context.Context, compact string) (SubmitResult, error) {
+	var out SubmitResult
+	err := c.do(ctx, http.MethodPost, "/v1/entries", "text/plain", []byte(compact), &out)
+	return out, err
+}
+
+// Entries reads up to limit entries from start, waiting up to wait for the
+// first one to exist.
+func (c *HubClient) Entries(ctx context.Context, start uint64, limit int, wait time.Duration) (Entries, error) {
+	q := url.Values{"start": {strconv.FormatUint(start, 10)}, "limit": {strconv.Itoa(limit)}}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var out Entries
+	err := c.do(ctx, http.MethodGet, "/v1/entries?"+q.Encode(), "", nil, &out)
+	return out, err
+}
+
+// Subject asks a hub member for the latest attestation per issuer about sub.
+func (c *HubClient) Subject(ctx context.Context, sub hcx.Subject) (SubjectAnswer, error) {
+	var out SubjectAnswer
+	err := c.do(ctx, http.MethodGet, "/v1/subjects/"+url.PathEscape(string(sub)), "", nil, &out)
+	return out, err
+}
+
+// Checkpoint fetches the hub's newest signed checkpoint note.
+func (c *HubClient) Checkpoint(ctx context.Context) ([]byte, error) {
+	var out []byte
+	err := c.do(ctx, http.MethodGet, "/v1/checkpoint", "", nil, &out)
+	return out, err
+}
+
+// Trust fetches the newest trust-list envelope.
+func (c *HubClient) Trust(ctx context.Context) (string, error) {
+	var out []byte
+	err := c.do(ctx, http.MethodGet, "/v1/trust", "", nil, &out)
+	return string(out), err
+}
+
+// do runs one request, trying each member in turn while they fail to answer
+// or answer 503. Any other answer, good or bad, is final. out may be *[]byte
+// for a raw body.
+func (c *HubClient) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	if len(c.members) == 0 {
+		return errors.New("no hub members configured")
+	}
+	var lastErr error
+	first := int(c.next.Load())
+	for i := 0; i < len(c.members); i++ {
+		idx := (first + i) % len(c.members)
+		err := c.once(ctx, c.members[idx]+path, method, ctype, body, out)
+		var apiErr *APIError
+		if err == nil || (errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		lastErr = err
+		c.next.Store(uint32((idx + 1) % len(c.members)))
+	}
+	return fmt.Errorf("no hub member answered: %w", lastErr)
+}
+
+func (c *HubClient) once(ctx context.Context, u, method, ctype string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		var wrapper struct {
+			Error *APIError `json:"error"`
+		}
+		if json.Unmarshal(b, &wrapper) == nil && wrapper.Error != nil {
+			apiErr.Code, apiErr.Message, apiErr.Expected = wrapper.Error.Code, wrapper.Error.Message, wrapper.Error.Expected
+		} else {
+			apiErr.Message = strings.TrimSpace(string(b))
+		}
+		return apiErr
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode hub answer from %s: %w", u, err)
+	}
+	return nil
+}

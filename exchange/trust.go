@@ -1,0 +1,197 @@
+package exchange
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
+)
+
+// TrustList is the root-signed list of trusted certificates and revocations
+// (PROTOCOL.md §3). It travels in the hub log like every other envelope.
+type TrustList struct {
+	Typ     string        `json:"typ"`
+	Iss     string        `json:"iss"`
+	At      int64         `json:"at"`
+	Ver     uint64        `json:"ver"`
+	Certs   []TrustedCert `json:"certs"`
+	Revoked []Revocation  `json:"revoked"`
+}
+
+// TrustedCert is one certificate in a trust list.
+type TrustedCert struct {
+	KID      string           `json:"kid"`
+	Role     certs.Role       `json:"role"`
+	Province hcx.ProvinceCode `json:"province,omitempty"`
+	DER      string           `json:"der"` // standard base64
+}
+
+// Revocation says a key stopped counting at a time.
+type Revocation struct {
+	KID string `json:"kid"`
+	At  int64  `json:"at"`
+}
+
+// SealTrustList signs a trust list with the root.
+func SealTrustList(root *certs.Signer, tl *TrustList) (string, error) {
+	tl.Typ, tl.Iss = TypTrust, RootIssuer
+	if tl.Ver == 0 {
+		return "", hcx.Invalidf("ver", "trust list versions start at 1")
+	}
+	if tl.Certs == nil {
+		tl.Certs = []TrustedCert{}
+	}
+	if tl.Revoked == nil {
+		tl.Revoked = []Revocation{}
+	}
+	return seal(root, TypTrust, tl)
+}
+
+// TrustedCertOf describes a signer's certificate for a trust list.
+func TrustedCertOf(s *certs.Signer) TrustedCert {
+	return TrustedCert{KID: s.KID, Role: s.Role, Province: s.Province, DER: base64.StdEncoding.EncodeToString(s.Cert.Raw)}
+}
+
+// DecodeTrustList reads the trust list in a verified envelope.
+func DecodeTrustList(env *Envelope) (*TrustList, error) {
+	if env.Typ != TypTrust {
+		return nil, fmt.Errorf("envelope is %s, not a trust list", env.Typ)
+	}
+	var tl TrustList
+	if err := json.Unmarshal(env.Payload, &tl); err != nil {
+		return nil, fmt.Errorf("%w: trust list: %v", certs.ErrMalformed, err)
+	}
+	return &tl, nil
+}
+
+// ApplyTrustList verifies a trust-list envelope and applies it to ts: an
+// unsigned, wrongly signed or older list is refused and changes nothing.
+// Every certificate's kid and role must match the certificate itself.
+func ApplyTrustList(ts *certs.TrustStore, compact string) (*TrustList, error) {
+	env, err := Open(ts, compact)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := DecodeTrustList(env)
+	if err != nil {
+		return nil, err
+	}
+	ders := make([][]byte, len(tl.Certs))
+	for i, c := range tl.Certs {
+		der, err := base64.StdEncoding.DecodeString(c.DER)
+		if err != nil {
+			return nil, fmt.Errorf("%w: trust list certs[%d].der: %v", certs.ErrMalformed, i, err)
+		}
+		if got := certs.KID(der); got != c.KID {
+			return nil, fmt.Errorf("%w: trust list certs[%d]: kid %s but the certificate's fingerprint is %s", certs.ErrMalformed, i, c.KID, got)
+		}
+		e, err := ts.CheckCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("trust list certs[%d] (kid %s): %w", i, c.KID, err)
+		}
+		if e.Role != c.Role || e.Province != c.Province {
+			return nil, fmt.Errorf("%w: trust list certs[%d]: listed as %s %q but the certificate says %s %q", certs.ErrMalformed, i, c.Role, c.Province, e.Role, e.Province)
+		}
+		ders[i] = der
+	}
+	rev := make(map[string]time.Time, len(tl.Revoked))
+	for _, r := range tl.Revoked {
+		rev[r.KID] = time.Unix(r.At, 0)
+	}
+	if err := ts.ApplyList(tl.Ver, ders, rev); err != nil {
+		return nil, err
+	}
+	return tl, nil
+}
+
+// TrustedCertOfEntry describes a trusted certificate for a trust list.
+func TrustedCertOfEntry(e *certs.Entry) TrustedCert {
+	return TrustedCert{KID: e.KID, Role: e.Role, Province: e.Province, DER: base64.StdEncoding.EncodeToString(e.Cert.Raw)}
+}
+
+// BuildTrustList makes the CA's next trust list as of at: every signing
+// certificate it ever issued (revoked and expired ones too, so that what they
+// signed before stays verifiable) and every revocation, under a version above
+// both the CA's last one and atLeast (the version in force in the log). The
+// version is recorded in the CA even if the list is never published; versions
+// need only increase, not be consecutive.
+func BuildTrustList(ca *certs.CA, at time.Time, atLeast uint64) (*TrustList, error) {
+	entries, err := ca.SigningCertificates()
+	if err != nil {
+		return nil, fmt.Errorf("build trust list: %w", err)
+	}
+	rev, err := ca.Revocations()
+	if err != nil {
+		return nil, fmt.Errorf("build trust list: %w", err)
+	}
+	ver, err := ca.NextTrustVersion(atLeast)
+	if err != nil {
+		return nil, fmt.Errorf("build trust list: %w", err)
+	}
+	tl := &TrustList{At: at.Unix(), Ver: ver, Certs: []TrustedCert{}, Revoked: []Revocation{}}
+	for _, e := range entries {
+		tl.Certs = append(tl.Certs, TrustedCertOfEntry(e))
+	}
+	for kid, t := range rev {
+		tl.Revoked = append(tl.Revoked, Revocation{KID: kid, At: t.Unix()})
+	}
+	sort.Slice(tl.Revoked, func(i, j int) bool { return tl.Revoked[i].KID < tl.Revoked[j].KID })
+	return tl, nil
+}
+
+// TrustListVersion reads the version of a trust-list envelope after checking
+// it against ts (root signature and shape), without applying it.
+func TrustListVersion(ts *certs.TrustStore, compact string) (uint64, error) {
+	env, err := Open(ts, compact)
+	if err != nil {
+		return 0, err
+	}
+	tl, err := DecodeTrustList(env)
+	if err != nil {
+		return 0, err
+	}
+	return tl.Ver, nil
+}
+
+// PublishTrustList builds the CA's next trust list, signs it with the root and
+// submits it to the hub as a log entry. The version is above the one the hub
+// serves now (when it serves one), so a CA directory restored from an old
+// backup still moves the list forward. It returns the list and where it
+// landed in the log.
+func PublishTrustList(ctx context.Context, ca *certs.CA, hub *HubClient, now time.Time) (*TrustList, SubmitResult, error) {
+	var inForce uint64
+	if cur, err := hub.Trust(ctx); err == nil && cur != "" {
+		ts, err := certs.NewTrustStore(ca.Root().Cert)
+		if err != nil {
+			return nil, SubmitResult{}, err
+		}
+		if inForce, err = TrustListVersion(ts, cur); err != nil {
+			return nil, SubmitResult{}, fmt.Errorf("the hub's current trust list does not verify against this CA's root: %w", err)
+		}
+	} else if err != nil {
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+			return nil, SubmitResult{}, fmt.Errorf("read the hub's current trust list: %w", err)
+		}
+	}
+	tl, err := BuildTrustList(ca, now, inForce)
+	if err != nil {
+		return nil, SubmitResult{}, err
+	}
+	compact, err := SealTrustList(ca.Root(), tl)
+	if err != nil {
+		return nil, SubmitResult{}, err
+	}
+	res, err := hub.Submit(ctx, compact)
+	if err != nil {
+		return nil, SubmitResult{}, fmt.Errorf("submit trust list version %d: %w", tl.Ver, err)
+	}
+	return tl, res, nil
+}
