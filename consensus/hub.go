@@ -1,0 +1,608 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
+)
+
+// Config configures one hub member.
+type Config struct {
+	ID        string // member id, e.g. "hub-1"
+	Dir       string // data dir (raft-boltdb + badger + snapshots)
+	RaftAddr  string // raft bind address; "127.0.0.1:0" picks a port
+	HTTPAddr  string // API listen address; "127.0.0.1:0" picks a port
+	Bootstrap bool   // bootstrap a new cluster with this member
+	Join      []string
+	RootDER   []byte        // the national root certificate, DER
+	Signer    *certs.Signer // this member's hub signing key (checkpoints)
+	Logger    *slog.Logger
+	Now       func() time.Time
+
+	// Handler builds the public API for the member's HTTP server: pass
+	// api.HubHandlerFunc(logger). It is required unless NoAPI is set.
+	Handler func(*Hub) http.Handler
+	// NoAPI serves only the members' internal routes (package tests).
+	NoAPI bool
+	// TLS, when set, wraps Raft traffic in mutual TLS with hub certificates.
+	TLS *certs.TLSIdentity
+
+	// Tuning; zero values take the defaults below.
+	HeartbeatTimeout  time.Duration // default 500ms
+	ElectionTimeout   time.Duration // default 500ms
+	CheckpointEvery   time.Duration // default 1s
+	CheckpointLeaves  uint64        // default 1000
+	SnapshotThreshold uint64        // default 8192 log entries
+	SnapshotInterval  time.Duration // default 30s
+	TrailingLogs      uint64        // default 10240
+	ApplyTimeout      time.Duration // default 10s
+}
+
+func (c *Config) defaults() error {
+	if c.ID == "" {
+		return errors.New("hub config: ID is empty")
+	}
+	if c.Dir == "" {
+		return errors.New("hub config: Dir is empty")
+	}
+	if len(c.RootDER) == 0 {
+		return errors.New("hub config: RootDER is empty")
+	}
+	if c.Signer == nil {
+		return errors.New("hub config: Signer is nil: a hub member signs checkpoints")
+	}
+	if c.Handler == nil && !c.NoAPI {
+		return errors.New("hub config: Handler is nil: pass api.HubHandlerFunc(logger) so the member serves PROTOCOL.md §5")
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = "127.0.0.1:0"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, 500*time.Millisecond)
+	def(&c.ElectionTimeout, 500*time.Millisecond)
+	def(&c.CheckpointEvery, time.Second)
+	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.ApplyTimeout, 10*time.Second)
+	if c.CheckpointLeaves == 0 {
+		c.CheckpointLeaves = 1000
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	return nil
+}
+
+// Hub is one member of the national hub.
+type Hub struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsm
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	trans *raft.NetworkTransport
+	sl    *streamLayer
+	snaps *raft.FileSnapshotStore
+	httpL net.Listener
+	srv   *http.Server // public API
+	isrv  *http.Server // members' internal routes, on the Raft listener
+	url   string
+	hc    *http.Client // to other members' public API (join)
+	ic    *http.Client // to other members' internal routes (mutual TLS)
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+	voter     chan struct{} // closed once this member is a voter
+	voterOnce sync.Once
+}
+
+// New opens the member's storage, binds its listeners (so URL is known),
+// starts Raft and the HTTP server, and, when Join is set and the member has
+// no state yet, joins the cluster as a non-voter and asks for promotion once
+// it has caught up.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "consensus", "member", cfg.ID)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("hub data dir: %w", err)
+	}
+	h := &Hub{cfg: cfg, log: log, done: make(chan struct{}), voter: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			h.closeStorage()
+		}
+	}()
+	var err error
+	if h.fsm, err = openFSM(filepath.Join(cfg.Dir, "fsm"), cfg.RootDER, log, cfg.CheckpointLeaves); err != nil {
+		return nil, err
+	}
+	if h.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")}); err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	hlog := newHCLog(log)
+	if h.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog); err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	if err := h.catchUpFromSnapshot(); err != nil {
+		return nil, err
+	}
+	var srvTLS, cliTLS *tls.Config
+	if cfg.TLS != nil {
+		ts, err := certs.NewTrustStoreDER(cfg.RootDER)
+		if err != nil {
+			return nil, err
+		}
+		srvTLS, cliTLS = certs.HubServerTLS(cfg.TLS, ts), certs.HubClientTLS(cfg.TLS, ts)
+		srvTLS.Time, cliTLS.Time = cfg.Now, cfg.Now
+	}
+	sl, err := newStreamLayer(cfg.RaftAddr, srvTLS, cliTLS)
+	if err != nil {
+		return nil, fmt.Errorf("bind raft address %s: %w", cfg.RaftAddr, err)
+	}
+	h.sl = sl
+	h.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+	})
+	if h.httpL, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("bind API address %s: %w", cfg.HTTPAddr, err)
+	}
+	h.url = "http://" + h.httpL.Addr().String()
+	h.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}
+	h.ic = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return sl.DialContext(ctx, addr) },
+	}}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.MaxAppendEntries = 128
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// The FSM is durable: never restore a snapshot over it at start (see
+	// catchUpFromSnapshot for the one case where the FSM is behind).
+	rc.NoSnapshotRestoreOnStart = true
+	if h.raft, err = raft.NewRaft(rc, h.fsm, h.store, h.store, h.snaps, h.trans); err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	existing, err := raft.HasExistingState(h.store, h.store, h.snaps)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Bootstrap && !existing {
+		f := h.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: h.trans.LocalAddr()}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	imux := http.NewServeMux()
+	h.internalRoutes(imux)
+	h.isrv = &http.Server{Handler: imux, ReadHeaderTimeout: 10 * time.Second}
+	go h.isrv.Serve(sl.httpListener())
+	mux := http.NewServeMux()
+	h.joinRoute(mux)
+	if cfg.Handler != nil {
+		mux.Handle("/", cfg.Handler(h))
+	}
+	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go h.srv.Serve(h.httpL)
+	ok = true
+
+	h.wg.Add(2)
+	go h.announce()
+	go h.checkpointer()
+	if len(cfg.Join) > 0 && !existing && !cfg.Bootstrap {
+		h.wg.Add(1)
+		go h.join()
+	} else {
+		h.markVoterIfSo()
+	}
+	log.Info("hub member started", "raft", string(h.trans.LocalAddr()), "api", h.url, "bootstrap", cfg.Bootstrap, "join", cfg.Join)
+	return h, nil
+}
+
+// catchUpFromSnapshot restores the newest local snapshot when the durable FSM
+// is behind it (its last writes were lost, or it was deleted): Raft no longer
+// has the log entries below the snapshot to replay.
+func (h *Hub) catchUpFromSnapshot() error {
+	list, err := h.snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	st, _ := h.fsm.state()
+	if list[0].Index <= st.Applied {
+		return nil
+	}
+	_, rc, err := h.snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	h.log.Warn("hub state is behind the newest snapshot; restoring it", "applied", st.Applied, "snapshot", list[0].Index)
+	return h.fsm.Restore(rc)
+}
+
+// URL is the member's API base URL, such as "http://127.0.0.1:7000".
+func (h *Hub) URL() string { return h.url }
+
+// ID is the member id.
+func (h *Hub) ID() string { return h.cfg.ID }
+
+// RaftAddr is the address Raft listens on.
+func (h *Hub) RaftAddr() string { return string(h.trans.LocalAddr()) }
+
+// IsLeader reports whether this member is the Raft leader now.
+func (h *Hub) IsLeader() bool { return h.raft.State() == raft.Leader }
+
+// WaitLeader blocks until a leader is known and this member's metadata is
+// committed (so writes can be forwarded), or ctx ends.
+func (h *Hub) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := h.raft.LeaderWithID(); id != "" {
+			if api, _ := h.leaderAPI(); api != "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for a hub leader: %w", ctx.Err())
+		case <-h.done:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// WaitVoter blocks until this member is a voter of the cluster.
+func (h *Hub) WaitVoter(ctx context.Context) error {
+	select {
+	case <-h.voter:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait to become a voter: %w", ctx.Err())
+	}
+}
+
+func (h *Hub) markVoterIfSo() {
+	f := h.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(h.cfg.ID) && s.Suffrage == raft.Voter {
+			h.voterOnce.Do(func() { close(h.voter) })
+		}
+	}
+}
+
+// leaderAPI returns the leader's API URL from the committed member metadata.
+func (h *Hub) leaderAPI() (string, string) {
+	_, id := h.raft.LeaderWithID()
+	if id == "" {
+		return "", ""
+	}
+	if string(id) == h.cfg.ID {
+		return h.url, string(id)
+	}
+	ms, err := h.fsm.members()
+	if err != nil {
+		return "", string(id)
+	}
+	return ms[string(id)].API, string(id)
+}
+
+// announce commits this member's metadata (API URL, Raft address) once a
+// leader exists, and again whenever it is missing or stale.
+func (h *Hub) announce() {
+	defer h.wg.Done()
+	me := Member{ID: h.cfg.ID, RaftAddr: h.RaftAddr(), API: h.url}
+	for {
+		ms, err := h.fsm.members()
+		if err == nil {
+			if m, ok := ms[me.ID]; ok && m.API == me.API && m.RaftAddr == me.RaftAddr {
+				h.markVoterIfSo()
+				select {
+				case <-h.done:
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+		}
+		if _, id := h.raft.LeaderWithID(); id != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := h.memberOp(ctx, "member", me)
+			cancel()
+			if err != nil {
+				h.log.Debug("announce member metadata", "err", err)
+			}
+		}
+		select {
+		case <-h.done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Submit appends a signed envelope to the log and returns its leaf index. It
+// verifies the envelope here, then proposes it if this member leads, or
+// forwards it to the leader itself. Resubmitting the same bytes returns the
+// same index, so the retries after a lost leadership never duplicate a leaf.
+// Errors are *hcx.Error with codes such as sequence_conflict (with
+// "expected"), too_large, bad_signature, unknown_issuer, key_revoked,
+// wrong_issuer; hcx.ErrNotLeader (class unavailable) when no leader could be
+// reached before ctx ended.
+func (h *Hub) Submit(ctx context.Context, compact string) (exchange.SubmitResult, error) {
+	return h.submit(ctx, compact, false)
+}
+
+// SubmitLocal is Submit without forwarding: a member that is not the leader
+// answers hcx.ErrNotLeader. Members use it for writes forwarded to them.
+func (h *Hub) SubmitLocal(ctx context.Context, compact string) (exchange.SubmitResult, error) {
+	return h.submit(ctx, compact, true)
+}
+
+func (h *Hub) submit(ctx context.Context, compact string, local bool) (exchange.SubmitResult, error) {
+	if len(compact) > exchange.MaxEnvelopeBytes {
+		return exchange.SubmitResult{}, hcx.Errorf(hcx.ETooLarge, "too_large", "envelope is %d bytes, at most %d", len(compact), exchange.MaxEnvelopeBytes)
+	}
+	compact = strings.TrimSpace(compact)
+	if err := h.verify(compact); err != nil {
+		// A follower may not know a signer a newer trust list added: let
+		// the leader decide.
+		if !(errors.Is(err, certs.ErrUnknownKey) && !h.IsLeader() && !local) {
+			return exchange.SubmitResult{}, classify(err)
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	data := encodeCmd(cmdEnvelope, []byte(compact))
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return exchange.SubmitResult{}, &hcx.Error{Class: hcx.EUnavailable, Code: "not_leader", Message: "no hub leader accepted the write in time: " + ctx.Err().Error(), Err: hcx.ErrNotLeader}
+			case <-h.done:
+				return exchange.SubmitResult{}, classify(ErrClosed)
+			case <-time.After(backoff(attempt)):
+			}
+		}
+		if h.IsLeader() {
+			res, err := h.apply(ctx, data)
+			if err == nil {
+				return res, nil
+			}
+			if !retryable(err) {
+				return exchange.SubmitResult{}, err
+			}
+			if local {
+				return exchange.SubmitResult{}, classify(hcx.ErrNotLeader)
+			}
+			continue
+		}
+		if local {
+			return exchange.SubmitResult{}, classify(hcx.ErrNotLeader)
+		}
+		addr, _ := h.raft.LeaderWithID()
+		if addr == "" {
+			continue
+		}
+		res, err := h.forward(ctx, string(addr), compact)
+		if err == nil || !retryable(err) {
+			return res, err
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := time.Duration(attempt) * 20 * time.Millisecond
+	return min(d, 200*time.Millisecond)
+}
+
+// retryable: the write may be tried again (at whichever member leads next);
+// resubmission is idempotent, so it is safe even if the first try committed.
+func retryable(err error) bool {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+		errors.Is(err, raft.ErrAbortedByRestore) || errors.Is(err, raft.ErrRaftShutdown) ||
+		errors.Is(err, hcx.ErrNotLeader) || errors.Is(err, ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var he *hcx.Error
+	if errors.As(err, &he) && he.Class == hcx.EUnavailable {
+		return true
+	}
+	return false
+}
+
+// verify checks an envelope against the current trust state: signature, the
+// signer's role and province, revocation at the signed time, and the kind's
+// own rules.
+func (h *Hub) verify(compact string) error {
+	h.fsm.mu.Lock()
+	ts := h.fsm.ts
+	h.fsm.mu.Unlock()
+	env, err := exchange.Open(ts, compact)
+	if err != nil {
+		return err
+	}
+	switch env.Typ {
+	case exchange.TypBatch:
+		_, err = exchange.DecodeBatch(env)
+	case exchange.TypTrust:
+		var tl *exchange.TrustList
+		if tl, err = exchange.DecodeTrustList(env); err == nil && tl.Ver <= ts.Version() {
+			// Resubmitting the newest list is idempotent, handled by the FSM.
+			if _, ok, _ := h.fsm.leafIndex(SM3Hasher{}.HashLeaf([]byte(compact))); ok {
+				return nil
+			}
+			err = fmt.Errorf("%w: version %d, in force %d", certs.ErrStaleTrustList, tl.Ver, ts.Version())
+		}
+	}
+	return err
+}
+
+// apply proposes a command on this member (the leader) and waits for the FSM.
+func (h *Hub) apply(ctx context.Context, data []byte) (exchange.SubmitResult, error) {
+	timeout := h.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return exchange.SubmitResult{}, ctx.Err()
+	}
+	f := h.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return exchange.SubmitResult{}, err
+	}
+	res, ok := f.Response().(applyResult)
+	if !ok {
+		return exchange.SubmitResult{}, fmt.Errorf("hub fsm answered %T", f.Response())
+	}
+	if res.Err != nil {
+		return exchange.SubmitResult{}, classify(res.Err)
+	}
+	return exchange.SubmitResult{Index: res.Index, LeafHash: base64.StdEncoding.EncodeToString(res.LeafHash)}, nil
+}
+
+// Close leaves gracefully: a leader hands leadership to another voter first,
+// then Raft, the listeners and the stores close.
+func (h *Hub) Close() error {
+	var err error
+	h.closeOnce.Do(func() {
+		if h.IsLeader() && h.voters() > 1 {
+			if e := h.raft.LeadershipTransfer().Error(); e != nil {
+				h.log.Warn("leadership transfer on close", "err", e)
+			}
+		}
+		close(h.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		h.srv.Shutdown(ctx)
+		h.isrv.Shutdown(ctx)
+		cancel()
+		if e := h.raft.Shutdown().Error(); e != nil {
+			err = e
+		}
+		h.trans.Close()
+		h.wg.Wait()
+		if e := h.closeStorage(); e != nil && err == nil {
+			err = e
+		}
+		h.hc.CloseIdleConnections()
+		h.ic.CloseIdleConnections()
+	})
+	return err
+}
+
+// Kill stops the member abruptly, as a crash would, without leadership
+// transfer (for fault tests). Storage is closed so the member can be
+// reopened from disk.
+func (h *Hub) Kill() error {
+	var err error
+	h.closeOnce.Do(func() {
+		close(h.done)
+		h.srv.Close()
+		h.isrv.Close()
+		h.trans.Close()
+		err = h.raft.Shutdown().Error()
+		h.wg.Wait()
+		h.closeStorage()
+		h.hc.CloseIdleConnections()
+		h.ic.CloseIdleConnections()
+	})
+	return err
+}
+
+func (h *Hub) closeStorage() error {
+	var err error
+	if h.fsm != nil {
+		err = h.fsm.close()
+	}
+	if h.store != nil {
+		if e := h.store.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	if h.httpL != nil && h.srv == nil {
+		h.httpL.Close()
+	}
+	return err
+}
+
+func (h *Hub) voters() int {
+	f := h.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// newHCLog routes raft's hclog output into slog at warn level and above.
+func newHCLog(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log.With("component", "raft")}, DisableTime: true})
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,282 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/hcxfed/hcx/exchange"
+)
+
+// The log as a linearizable object: submit(key) appends the envelope unless
+// it is already there and answers its index; read answers the whole log.
+// A submit whose outcome is unknown (its client gave up) may or may not have
+// taken effect, at any time after it was invoked.
+
+type linInput struct {
+	read bool
+	key  string
+}
+
+type linOutput struct {
+	index   uint64
+	unknown bool
+	log     []string
+}
+
+var logModel = porcupine.NondeterministicModel{
+	Init: func() []interface{} { return []interface{}{""} },
+	Step: func(state, input, output interface{}) []interface{} {
+		s := state.(string)
+		in, out := input.(linInput), output.(linOutput)
+		var keys []string
+		if s != "" {
+			keys = strings.Split(s, ",")
+		}
+		if in.read {
+			if strings.Join(out.log, ",") == s {
+				return []interface{}{s}
+			}
+			return nil
+		}
+		for i, k := range keys {
+			if k == in.key {
+				if out.unknown || out.index == uint64(i) {
+					return []interface{}{s}
+				}
+				return nil
+			}
+		}
+		appended := strings.Join(append(keys, in.key), ",")
+		if out.unknown {
+			return []interface{}{s, appended}
+		}
+		if out.index == uint64(len(keys)) {
+			return []interface{}{appended}
+		}
+		return nil
+	},
+	Equal: func(a, b interface{}) bool { return a == b },
+	DescribeOperation: func(input, output interface{}) string {
+		in, out := input.(linInput), output.(linOutput)
+		if in.read {
+			return fmt.Sprintf("read() -> %v", out.log)
+		}
+		if out.unknown {
+			return fmt.Sprintf("submit(%s) -> ?", in.key)
+		}
+		return fmt.Sprintf("submit(%s) -> %d", in.key, out.index)
+	},
+}
+
+// policyEnvelope is a policy publication whose pol field carries key, so
+// every envelope is distinct and carries no batch sequence.
+func (p *pki) policyEnvelope(t testing.TB, key string) string {
+	b, _ := json.Marshal(map[string]any{"typ": exchange.TypPolicy, "iss": "110000", "at": time.Now().Unix(), "pol": key, "rules": ""})
+	s, err := p.provs["110000"].SignJWS(exchange.HdrPolicy, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSubmissionsAndSyncedReadsAreLinearizableUnderPartitionsAndKills(t *testing.T) {
+	runs := 3
+	if v, err := strconv.Atoi(os.Getenv("HCX_LIN_RUNS")); err == nil && v > 0 {
+		runs = v
+	}
+	for run := 0; run < runs; run++ {
+		seed := time.Now().UnixNano() + int64(run)
+		t.Run(fmt.Sprintf("run%d", run), func(t *testing.T) { linearizabilityRun(t, seed) })
+	}
+}
+
+func linearizabilityRun(t *testing.T, seed int64) {
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	p := newPKI(t, 3)
+	c := startCluster(t, p, 3, false, nil)
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := c.Members[0].Submit(ctx, p.trust1); err != nil {
+		t.Fatal(err)
+	}
+	keyOf := map[string]string{p.trust1: "trust"}
+	var keyMu sync.Mutex
+
+	var mu sync.Mutex // guards c.Members (the nemesis swaps restarted members in)
+	member := func(i int) *Hub {
+		mu.Lock()
+		defer mu.Unlock()
+		return c.Members[i%len(c.Members)]
+	}
+	start := time.Now()
+	now := func() int64 { return time.Since(start).Nanoseconds() }
+	var ops []porcupine.Operation
+	var opsMu sync.Mutex
+	record := func(client int, in linInput, out linOutput, call, ret int64) {
+		opsMu.Lock()
+		ops = append(ops, porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret})
+		opsMu.Unlock()
+	}
+	// The history starts with the trust list in the log.
+	record(99, linInput{key: "trust"}, linOutput{index: 0}, now(), now())
+
+	stop := make(chan struct{})
+	var faults []string
+	var nemesis sync.WaitGroup
+	nemesis.Add(1)
+	go func() {
+		defer nemesis.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(200+rng.Intn(300)) * time.Millisecond):
+			}
+			i := rng.Intn(3)
+			h := member(i)
+			if rng.Intn(2) == 0 {
+				faults = append(faults, "partition "+h.ID())
+				h.partition(true)
+				time.Sleep(time.Duration(200+rng.Intn(400)) * time.Millisecond)
+				h.partition(false)
+				continue
+			}
+			cfg := c.MemberConfig(i)
+			cfg.RaftAddr = h.RaftAddr()
+			faults = append(faults, "kill "+h.ID())
+			h.Kill()
+			time.Sleep(time.Duration(100+rng.Intn(300)) * time.Millisecond)
+			nh, err := New(cfg)
+			if err != nil {
+				t.Errorf("restart %s: %v", cfg.ID, err)
+				return
+			}
+			mu.Lock()
+			c.Members[i] = nh
+			mu.Unlock()
+		}
+	}()
+
+	var clients sync.WaitGroup
+	for cl := 0; cl < 3; cl++ {
+		crng := rand.New(rand.NewSource(seed + int64(cl) + 1))
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			until := time.Now().Add(2500 * time.Millisecond)
+			for op := 0; time.Now().Before(until); op++ {
+				time.Sleep(time.Duration(10+crng.Intn(40)) * time.Millisecond)
+				h := member(crng.Intn(3))
+				if crng.Intn(3) == 0 {
+					call := now()
+					rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					_, err := h.Sync(rctx)
+					var es exchange.Entries
+					if err == nil {
+						es, err = h.Entries(rctx, 0, 1000, 0)
+					}
+					cancel()
+					ret := now()
+					if err != nil {
+						continue // a failed read has no effect
+					}
+					out := linOutput{}
+					keyMu.Lock()
+					for _, e := range es.Entries {
+						out.log = append(out.log, keyOf[e])
+					}
+					keyMu.Unlock()
+					record(cl, linInput{read: true}, out, call, ret)
+					continue
+				}
+				key := fmt.Sprintf("c%d-%d", cl, op)
+				env := p.policyEnvelope(t, key)
+				keyMu.Lock()
+				keyOf[env] = key
+				keyMu.Unlock()
+				call := now()
+				sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				r, err := h.Submit(sctx, env)
+				cancel()
+				if err != nil {
+					// Unknown outcome: it may take effect at any later time.
+					record(cl, linInput{key: key}, linOutput{unknown: true}, call, 1<<62)
+					continue
+				}
+				record(cl, linInput{key: key}, linOutput{index: r.Index}, call, now())
+			}
+		}()
+	}
+	clients.Wait()
+	close(stop)
+	nemesis.Wait()
+	for _, h := range c.Members {
+		h.partition(false)
+	}
+	// A final synced read from every member closes the history.
+	for i := range c.Members {
+		h := member(i)
+		call := now()
+		if _, err := h.Sync(ctx); err != nil {
+			t.Fatalf("final sync at %s: %v", h.ID(), err)
+		}
+		es, err := h.Entries(ctx, 0, 1000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := linOutput{}
+		for _, e := range es.Entries {
+			out.log = append(out.log, keyOf[e])
+		}
+		record(100+i, linInput{read: true}, out, call, now())
+	}
+	res, info := porcupine.CheckOperationsVerbose(logModel.ToModel(), ops, 30*time.Second)
+	if res != porcupine.Ok {
+		path := fmt.Sprintf("%s/lin-%d.html", os.TempDir(), seed)
+		if f, err := os.Create(path); err == nil {
+			porcupine.Visualize(logModel.ToModel(), info, f)
+			f.Close()
+		}
+		t.Fatalf("history of %d operations is %s (an Unknown counts as a failure); visualisation in %s", len(ops), res, path)
+	}
+	t.Logf("%d operations under faults %v: linearizable", len(ops), faults)
+	if len(faults) == 0 {
+		t.Fatal("the nemesis injected no fault")
+	}
+	converge(t, c.Members...)
+}
+
+func TestTheLinearizabilityModelRejectsALostWriteAndAMovedIndex(t *testing.T) {
+	m := logModel.ToModel()
+	lost := []porcupine.Operation{
+		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 0}, Call: 0, Return: 10},
+		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{}, Call: 20, Return: 30},
+	}
+	if porcupine.CheckOperations(m, lost) {
+		t.Fatal("a read that misses an acknowledged write passed")
+	}
+	moved := []porcupine.Operation{
+		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 0}, Call: 0, Return: 10},
+		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 1}, Call: 20, Return: 30},
+	}
+	if porcupine.CheckOperations(m, moved) {
+		t.Fatal("a resubmission answered with another index passed")
+	}
+	unknown := []porcupine.Operation{
+		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{unknown: true}, Call: 0, Return: 1 << 62},
+		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{}, Call: 20, Return: 30},
+		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{log: []string{"a"}}, Call: 40, Return: 50},
+	}
+	if !porcupine.CheckOperations(m, unknown) {
+		t.Fatal("a write of unknown outcome that lands late was refused")
+	}
+}
