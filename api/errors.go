@@ -1,0 +1,105 @@
+// Package api is the HTTP face of hcx: the hub's routes (PROTOCOL.md §5), the
+// province node's routes, health and metrics. It is the only package that maps
+// errors to HTTP statuses.
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/hcxfed/hcx"
+)
+
+// statusOf maps an error class to an HTTP status.
+func statusOf(c hcx.ErrorCode) int {
+	switch c {
+	case hcx.EInvalid:
+		return http.StatusBadRequest
+	case hcx.ENotFound:
+		return http.StatusNotFound
+	case hcx.EConflict:
+		return http.StatusConflict
+	case hcx.EUnauthorized:
+		return http.StatusUnauthorized
+	case hcx.EForbidden:
+		return http.StatusForbidden
+	case hcx.ETooLarge:
+		return http.StatusRequestEntityTooLarge
+	case hcx.EUnprocessable:
+		return http.StatusUnprocessableEntity
+	case hcx.EUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteJSON writes v as JSON with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// WriteError writes err as {"error":{"code","message",...}} with the status of
+// its class. Errors that are not *hcx.Error are logged once here and shown as
+// "internal error", so no internal detail leaks.
+func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
+	var e *hcx.Error
+	if !errors.As(err, &e) {
+		if log != nil {
+			log.Error("internal error", "err", err)
+		}
+		e = &hcx.Error{Class: hcx.EInternal, Code: "internal", Message: "internal error; the server log has the detail"}
+	}
+	body := map[string]any{"code": e.Code, "message": e.Error()}
+	if e.Field != "" {
+		body["field"] = e.Field
+	}
+	for k, v := range e.Detail {
+		body[k] = v
+	}
+	WriteJSON(w, statusOf(e.Class), map[string]any{"error": body})
+}
+
+// ReadBody reads a request body of at most limit bytes. A larger body is an
+// ETooLarge error that says the limit.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, hcx.Errorf(hcx.ETooLarge, "too_large", "request body is over the limit of %d bytes", limit)
+		}
+		return nil, hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
+	}
+	return b, nil
+}
+
+// DecodeJSON reads a JSON request body of at most limit bytes into v,
+// refusing unknown fields, and says where a malformed body goes wrong.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	b, err := ReadBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return hcx.Errorf(hcx.EInvalid, "bad_json", "request body is not valid JSON at byte %d: %v", se.Offset, err)
+		case errors.As(err, &te):
+			return &hcx.Error{Class: hcx.EInvalid, Code: "bad_json", Field: te.Field, Message: "want " + te.Type.String() + ", got JSON " + te.Value}
+		}
+		return hcx.Errorf(hcx.EInvalid, "bad_json", "request body: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/consensus"
+	"github.com/hcxfed/hcx/exchange"
+)
+
+// Hub is what the hub's routes need from a hub member (consensus.Hub).
+type Hub interface {
+	Submit(ctx context.Context, compact string) (exchange.SubmitResult, error)
+	Entries(ctx context.Context, start uint64, limit int, wait time.Duration) (exchange.Entries, error)
+	Subject(ctx context.Context, sub hcx.Subject) (exchange.SubjectAnswer, error)
+	Trust(ctx context.Context) (string, error)
+	Checkpoint(ctx context.Context) ([]byte, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
+	Status(ctx context.Context) (consensus.ClusterStatus, error)
+	State() consensus.State
+	Ready() bool
+}
+
+var _ Hub = (*consensus.Hub)(nil)
+
+// entriesBodyLimit is the most a submitted envelope may be, plus slack for
+// whitespace, so that an envelope just over the limit gets the hub's own
+// too_large answer that names the limit.
+const entriesBodyLimit = exchange.MaxEnvelopeBytes + 4<<10
+
+// HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler.
+func HubHandlerFunc(log *slog.Logger) func(*consensus.Hub) http.Handler {
+	return func(h *consensus.Hub) http.Handler { return NewHubHandler(h, log) }
+}
+
+// NewHubHandler serves the hub's routes (PROTOCOL.md §5) plus /healthz,
+// /readyz and /metrics (Prometheus text format).
+func NewHubHandler(h Hub, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics()}
+	r := mux.NewRouter()
+	r.HandleFunc("/v1/entries", hh.instrument("submit", hh.submit)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/entries", hh.instrument("entries", hh.entries)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/checkpoint", hh.instrument("checkpoint", hh.checkpoint)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/proof/inclusion", hh.instrument("inclusion", hh.inclusion)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/proof/consistency", hh.instrument("consistency", hh.consistency)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/subjects/{sub}", hh.instrument("subject", hh.subject)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/trust", hh.instrument("trust", hh.trust)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/cluster", hh.instrument("cluster", hh.cluster)).Methods(http.MethodGet)
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.HandleFunc("/readyz", hh.ready)
+	r.HandleFunc("/metrics", hh.metrics)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, nil, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]any{"code": "method_not_allowed", "message": r.Method + " is not allowed on " + r.URL.Path}})
+	})
+	return r
+}
+
+type hubHandler struct {
+	hub Hub
+	log *slog.Logger
+	m   *hubMetrics
+}
+
+func (hh *hubHandler) submit(w http.ResponseWriter, r *http.Request) {
+	b, err := ReadBody(w, r, entriesBodyLimit)
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	res, err := hh.hub.Submit(r.Context(), strings.TrimSpace(string(b)))
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, res)
+}
+
+func queryUint(r *http.Request, name string, required bool) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		if required {
+			return 0, hcx.Invalidf(name, "query parameter %s is required", name)
+		}
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, hcx.Invalidf(name, "%q is not a non-negative integer", v)
+	}
+	return n, nil
+}
+
+// parseWait reads a wait such as "30s", "500ms" or "30" (seconds).
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, hcx.Invalidf("wait", "%q is not a duration such as 30s", v)
+	}
+	return d, nil
+}
+
+func (hh *hubHandler) entries(w http.ResponseWriter, r *http.Request) {
+	start, err := queryUint(r, "start", false)
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	limit, err := queryUint(r, "limit", false)
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	es, err := hh.hub.Entries(r.Context(), start, int(min(limit, consensus.MaxEntriesLimit)), wait)
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	w.Header().Set("Hcx-Tree-Size", strconv.FormatUint(es.Size, 10))
+	WriteJSON(w, http.StatusOK, es)
+}
+
+func (hh *hubHandler) checkpoint(w http.ResponseWriter, r *http.Request) {
+	b, err := hh.hub.Checkpoint(r.Context())
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(b)
+}
+
+func b64s(hs [][]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h)
+	}
+	return out
+}
+
+func (hh *hubHandler) inclusion(w http.ResponseWriter, r *http.Request) {
+	index, err := queryUint(r, "index", true)
+	if err == nil {
+		var size uint64
+		if size, err = queryUint(r, "size", true); err == nil {
+			var hs [][]byte
+			if hs, err = hh.hub.InclusionProof(r.Context(), index, size); err == nil {
+				WriteJSON(w, http.StatusOK, map[string]any{"index": index, "size": size, "hashes": b64s(hs)})
+				return
+			}
+		}
+	}
+	WriteError(w, hh.log, err)
+}
+
+func (hh *hubHandler) consistency(w http.ResponseWriter, r *http.Request) {
+	from, err := queryUint(r, "from", true)
+	if err == nil {
+		var to uint64
+		if to, err = queryUint(r, "to", true); err == nil {
+			var hs [][]byte
+			if hs, err = hh.hub.ConsistencyProof(r.Context(), from, to); err == nil {
+				WriteJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "hashes": b64s(hs)})
+				return
+			}
+		}
+	}
+	WriteError(w, hh.log, err)
+}
+
+func (hh *hubHandler) subject(w http.ResponseWriter, r *http.Request) {
+	ans, err := hh.hub.Subject(r.Context(), hcx.Subject(mux.Vars(r)["sub"]))
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, ans)
+}
+
+func (hh *hubHandler) trust(w http.ResponseWriter, r *http.Request) {
+	s, err := hh.hub.Trust(r.Context())
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(s))
+}
+
+func (hh *hubHandler) cluster(w http.ResponseWriter, r *http.Request) {
+	st, err := hh.hub.Status(r.Context())
+	if err != nil {
+		WriteError(w, hh.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, st)
+}
+
+func (hh *hubHandler) ready(w http.ResponseWriter, r *http.Request) {
+	if !hh.hub.Ready() {
+		WriteError(w, nil, hcx.Errorf(hcx.EUnavailable, "not_ready", "no leader known yet, or this member has not applied what is committed"))
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// hubMetrics are the handler's own counters: no global registry.
+type hubMetrics struct {
+	mu       sync.Mutex
+	requests map[[2]string]uint64 // route, status class
+	// submit latency histogram, seconds
+	buckets  []float64
+	counts   []uint64
+	sum      float64
+	n        uint64
+	inflight atomic.Int64
+}
+
+func newHubMetrics() *hubMetrics {
+	b := []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+	return &hubMetrics{requests: map[[2]string]uint64{}, buckets: b, counts: make([]uint64, len(b))}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (hh *hubHandler) instrument(route string, fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hh.m.inflight.Add(1)
+		defer hh.m.inflight.Add(-1)
+		t0 := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		fn(rec, r)
+		d := time.Since(t0).Seconds()
+		hh.m.mu.Lock()
+		hh.m.requests[[2]string{route, strconv.Itoa(rec.status)}]++
+		if route == "submit" && rec.status == http.StatusOK {
+			hh.m.n++
+			hh.m.sum += d
+			for i, b := range hh.m.buckets {
+				if d <= b {
+					hh.m.counts[i]++
+				}
+			}
+		}
+		hh.m.mu.Unlock()
+	}
+}
+
+func (hh *hubHandler) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	st := hh.hub.State()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# TYPE hcx_hub_applied_index gauge\nhcx_hub_applied_index %d\n", st.Applied)
+	fmt.Fprintf(&sb, "# TYPE hcx_hub_tree_size gauge\nhcx_hub_tree_size %d\n", st.Size)
+	fmt.Fprintf(&sb, "# TYPE hcx_hub_checkpoint_size gauge\nhcx_hub_checkpoint_size %d\n", st.CheckpointSize)
+	leader := 0
+	if cs, err := hh.hub.Status(r.Context()); err == nil && cs.Leader == cs.ID {
+		leader = 1
+	}
+	fmt.Fprintf(&sb, "# TYPE hcx_hub_is_leader gauge\nhcx_hub_is_leader %d\n", leader)
+	fmt.Fprintf(&sb, "# TYPE hcx_hub_http_inflight gauge\nhcx_hub_http_inflight %d\n", hh.m.inflight.Load())
+	hh.m.mu.Lock()
+	sb.WriteString("# TYPE hcx_hub_http_requests_total counter\n")
+	for k, v := range hh.m.requests {
+		fmt.Fprintf(&sb, "hcx_hub_http_requests_total{route=%q,code=%q} %d\n", k[0], k[1], v)
+	}
+	sb.WriteString("# TYPE hcx_hub_submit_seconds histogram\n")
+	for i, b := range hh.m.buckets {
+		fmt.Fprintf(&sb, "hcx_hub_submit_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(b, 'g', -1, 64), hh.m.counts[i])
+	}
+	fmt.Fprintf(&sb, "hcx_hub_submit_seconds_bucket{le=\"+Inf\"} %d\nhcx_hub_submit_seconds_sum %g\nhcx_hub_submit_seconds_count %d\n", hh.m.n, hh.m.sum, hh.m.n)
+	hh.m.mu.Unlock()
+	w.Write([]byte(sb.String()))
+}

@@ -1,0 +1,192 @@
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/node"
+	"github.com/hcxfed/hcx/policy"
+)
+
+// Node is what the province node's routes need from a node.
+type Node interface {
+	Province() hcx.ProvinceCode
+	Register(ctx context.Context, req node.RegisterRequest) (*node.Resident, error)
+	Resident(ctx context.Context, sub hcx.Subject) (*node.Resident, error)
+	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
+	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
+	Verify(ctx context.Context, qr string) (*node.Verification, error)
+	Ready() error
+	Applied() uint64
+	PolicyVersion() string
+	WriteMetrics(w io.Writer)
+}
+
+var _ Node = (*node.Node)(nil)
+
+// Body limits of the node's routes.
+const maxJSONBody = 64 << 10
+
+// NewNodeHandler serves a province node's API.
+func NewNodeHandler(n Node, log *slog.Logger) http.Handler {
+	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province()))}
+	r := mux.NewRouter()
+	r.HandleFunc("/v1/residents", h.register).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}", h.resident).Methods(http.MethodGet)
+	r.HandleFunc("/v1/residents/{sub}/labs", h.lab).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}/contacts", h.contact).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}/code", h.code).Methods(http.MethodGet)
+	r.HandleFunc("/v1/verify", h.verify).Methods(http.MethodPost)
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.HandleFunc("/readyz", h.ready)
+	r.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		n.WriteMetrics(w)
+	})
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, h.log, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s; see docs/api.md", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, h.log, &hcx.Error{Class: hcx.EInvalid, Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path})
+	})
+	return r
+}
+
+type nodeHandler struct {
+	n   Node
+	log *slog.Logger
+}
+
+func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {
+	return node.ParseSubject(mux.Vars(r)["sub"])
+}
+
+func (h *nodeHandler) register(w http.ResponseWriter, r *http.Request) {
+	var req node.RegisterRequest
+	if err := DecodeJSON(w, r, maxJSONBody, &req); err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	res, err := h.n.Register(r.Context(), req)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusCreated, res)
+}
+
+func (h *nodeHandler) resident(w http.ResponseWriter, r *http.Request) {
+	sub, err := h.subject(r)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	res, err := h.n.Resident(r.Context(), sub)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, res)
+}
+
+// labRequest is a lab result as the bureau's feed posts it.
+type labRequest struct {
+	Result string    `json:"result"` // "positive" or "negative"
+	Kind   string    `json:"kind,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+func (h *nodeHandler) lab(w http.ResponseWriter, r *http.Request) {
+	var req labRequest
+	sub, err := h.subject(r)
+	if err == nil {
+		err = DecodeJSON(w, r, maxJSONBody, &req)
+	}
+	if err == nil && req.Result != "positive" && req.Result != "negative" {
+		err = hcx.Invalidf("result", "result %q: want positive or negative", req.Result)
+	}
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	h.ingest(w, r, sub, node.Event{Lab: &policy.LabResult{At: req.At, Positive: req.Result == "positive", Kind: req.Kind}})
+}
+
+type contactRequest struct {
+	Issuer hcx.ProvinceCode `json:"issuer,omitempty"`
+	At     time.Time        `json:"at,omitzero"`
+}
+
+func (h *nodeHandler) contact(w http.ResponseWriter, r *http.Request) {
+	var req contactRequest
+	sub, err := h.subject(r)
+	if err == nil {
+		err = DecodeJSON(w, r, maxJSONBody, &req)
+	}
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	if req.Issuer == "" {
+		req.Issuer = h.n.Province()
+	}
+	h.ingest(w, r, sub, node.Event{Contact: &policy.ContactFlag{Issuer: req.Issuer, At: req.At}})
+}
+
+func (h *nodeHandler) ingest(w http.ResponseWriter, r *http.Request, sub hcx.Subject, ev node.Event) {
+	st, err := h.n.Ingest(r.Context(), sub, ev)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, st)
+}
+
+func (h *nodeHandler) code(w http.ResponseWriter, r *http.Request) {
+	sub, err := h.subject(r)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	offline, _ := strconv.ParseBool(r.URL.Query().Get("offline"))
+	c, err := h.n.IssueCode(r.Context(), sub, offline)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, c)
+}
+
+type verifyRequest struct {
+	Code string `json:"code"`
+}
+
+func (h *nodeHandler) verify(w http.ResponseWriter, r *http.Request) {
+	var req verifyRequest
+	if err := DecodeJSON(w, r, 8<<10, &req); err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	v, err := h.n.Verify(r.Context(), req.Code)
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, v)
+}
+
+func (h *nodeHandler) ready(w http.ResponseWriter, r *http.Request) {
+	if err := h.n.Ready(); err != nil {
+		WriteError(w, h.log, hcx.Errorf(hcx.EUnavailable, "not_ready", "%v", err))
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "log_applied": h.n.Applied(), "policy": h.n.PolicyVersion()})
+}

@@ -1,0 +1,108 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/exchange"
+)
+
+func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Code is a health code issued to a resident.
+type Code struct {
+	QR        string     `json:"code"`
+	Colour    hcx.Colour `json:"colour"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	// RefreshAt is when a dynamic code should be fetched again.
+	RefreshAt time.Time `json:"refresh_at"`
+}
+
+// IssueCode signs a health code for a resident: a dynamic code that lives 60
+// seconds, or with offline set, one that lives 24 hours.
+func (n *Node) IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*Code, error) {
+	r, err := n.Resident(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	now := n.cfg.Now().UTC().Truncate(time.Second)
+	ttl := exchange.DynamicCodeTTL
+	if offline {
+		ttl = exchange.OfflineCodeTTL
+	}
+	claims := exchange.CodeClaims{Iss: n.cfg.Province, Sub: sub, SKV: n.cfg.SubjectKey.Version, Col: r.Status.Colour,
+		Name: r.MaskedName, IDTail: r.IDTail, Vaccinated: r.Status.Vaccinated, IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix()}
+	qr, err := exchange.IssueCode(n.cfg.Signer, &claims)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.codes.Add(1)
+	return &Code{QR: qr, Colour: claims.Col, IssuedAt: now, ExpiresAt: now.Add(ttl), RefreshAt: now.Add(ttl / 2)}, nil
+}
+
+// Verification is the answer to a checkpoint's scan (PROTOCOL.md §6).
+type Verification struct {
+	Valid      bool             `json:"valid"`
+	Colour     hcx.Colour       `json:"colour"`
+	Issuer     hcx.ProvinceCode `json:"issuer"`
+	Name       string           `json:"name"`
+	IDTail     string           `json:"id_tail"`
+	Vaccinated bool             `json:"vaccinated"`
+	Reasons    []hcx.Reason     `json:"reasons"`
+	CheckedAt  int64            `json:"checked_at"`
+	LogIndex   uint64           `json:"log_index"`
+}
+
+// Verify checks a health code from any province and answers with the
+// national recognition rule over this node's view of the log. A rejected
+// code changes nothing.
+func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
+	now := n.cfg.Now()
+	claims, _, err := exchange.VerifyCode(n.trust, qr, now)
+	if err != nil {
+		n.metrics.verifyRejected.Add(1)
+		return nil, err
+	}
+	var atts []exchange.LoggedAttestation
+	var size uint64
+	err = n.db.View(func(txn *badger.Txn) error {
+		var err error
+		if size, err = getU64(txn, kFollowNext); err != nil {
+			return err
+		}
+		prefix := []byte(pForeign + string(claims.Sub) + "/")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var a exchange.LoggedAttestation
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &a) }); err != nil {
+				return err
+			}
+			atts = append(atts, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec := exchange.Recognise(claims.Col, atts, now)
+	n.metrics.verified.Add(1)
+	reasons := rec.Reasons
+	if reasons == nil {
+		reasons = []hcx.Reason{}
+	}
+	return &Verification{Valid: true, Colour: rec.Colour, Issuer: claims.Iss, Name: claims.Name, IDTail: claims.IDTail,
+		Vaccinated: claims.Vaccinated, Reasons: reasons, CheckedAt: now.Unix(), LogIndex: size}, nil
+}
+
+// ParseSubject reads a subject from a URL path, with a clear error.
+func ParseSubject(s string) (hcx.Subject, error) {
+	sub := hcx.Subject(strings.TrimSpace(s))
+	return sub, sub.Validate()
+}

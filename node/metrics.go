@@ -1,0 +1,39 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// metrics are the node's counters, written in Prometheus text format.
+type metrics struct {
+	registrations, events, codes         atomic.Uint64
+	batches, attestations, publishErrors atomic.Uint64
+	followApplied, followRejected        atomic.Uint64
+	verified, verifyRejected             atomic.Uint64
+}
+
+// WriteMetrics writes the node's metrics in Prometheus text format.
+func (n *Node) WriteMetrics(w io.Writer) {
+	m := &n.metrics
+	p := string(n.cfg.Province)
+	for _, c := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"hcx_node_registrations_total", "Residents registered.", m.registrations.Load()},
+		{"hcx_node_events_total", "Events ingested.", m.events.Load()},
+		{"hcx_node_codes_issued_total", "Health codes issued.", m.codes.Load()},
+		{"hcx_node_batches_published_total", "Colour batches acknowledged by the hub.", m.batches.Load()},
+		{"hcx_node_attestations_published_total", "Attestations acknowledged by the hub.", m.attestations.Load()},
+		{"hcx_node_publish_errors_total", "Failed submissions to the hub.", m.publishErrors.Load()},
+		{"hcx_node_log_entries_applied_total", "Hub log entries read.", m.followApplied.Load()},
+		{"hcx_node_log_entries_rejected_total", "Hub log entries that did not verify here.", m.followRejected.Load()},
+		{"hcx_node_verifications_total", "Codes verified.", m.verified.Load()},
+		{"hcx_node_verifications_rejected_total", "Codes rejected.", m.verifyRejected.Load()},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
+	}
+	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
+}

@@ -1,0 +1,220 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/policy"
+)
+
+// Config is what a province node needs. Zero durations take the defaults.
+type Config struct {
+	Province hcx.ProvinceCode
+	Dir      string // badger directory
+	// Signer is the province's signer: its certificate names Province.
+	Signer *certs.Signer
+	// RootDER is the national root certificate; everything else is learnt
+	// from trust lists in the hub log.
+	RootDER []byte
+	// SubjectKey is the federation subject key in use.
+	SubjectKey certs.SubjectKey
+	// FieldKeys are the SM4 keys for identity fields at rest, by version;
+	// FieldKeyVersion seals new values.
+	FieldKeys       map[int][]byte
+	FieldKeyVersion int
+	// RulesPath is the province's rule file (configs/rules/<province>.yaml).
+	RulesPath string
+	// Hub is the client for the national hub.
+	Hub *exchange.HubClient
+
+	BatchMax       int           // attestations per batch, default 1000
+	BatchLinger    time.Duration // how long the publisher gathers a batch, default 50 ms
+	AttestationTTL time.Duration // how long an attestation counts, default 7 days
+	Now            func() time.Time
+	Logger         *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if err := c.Province.Validate(); err != nil {
+		return err
+	}
+	if c.Signer == nil || c.Signer.Province != c.Province {
+		return fmt.Errorf("node %s: the signer must be a province signer for %s", c.Province, c.Province)
+	}
+	if c.Hub == nil {
+		return fmt.Errorf("node %s: no hub configured", c.Province)
+	}
+	if len(c.SubjectKey.Key) == 0 || c.SubjectKey.Version < 1 {
+		return fmt.Errorf("node %s: no federation subject key", c.Province)
+	}
+	if c.BatchMax <= 0 || c.BatchMax > exchange.MaxBatchAttestations {
+		c.BatchMax = exchange.MaxBatchAttestations
+	}
+	if c.BatchLinger <= 0 {
+		c.BatchLinger = 50 * time.Millisecond
+	}
+	if c.AttestationTTL <= 0 {
+		c.AttestationTTL = 7 * 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Node is one province node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	db     *badger.DB
+	trust  *certs.TrustStore
+	fields *certs.FieldCipher
+
+	rules atomic.Pointer[ruleSet]
+
+	// writeMu serialises read-modify-write transactions on a resident, so
+	// that per-subject sequence numbers and outbox sequence numbers never
+	// collide; badger would abort the loser anyway, this avoids retries.
+	writeMu sync.Mutex
+
+	published chan struct{} // poked when the outbox gains entries
+	applied   atomic.Uint64 // log size the foreign cache reflects
+
+	policyPublished atomic.Value // string: the policy version the hub acknowledged
+
+	metrics metrics
+}
+
+type ruleSet struct {
+	rs      *policy.RuleSet
+	version string // hex SM3 of the canonical rule set, first 16 bytes
+}
+
+// New opens a province node's storage and loads its rules. Call Run to start
+// publishing and following, and Close when done.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "node", "province", string(cfg.Province))
+	root, err := parseRoot(cfg.RootDER)
+	if err != nil {
+		return nil, err
+	}
+	fc, err := certs.NewFieldCipher(cfg.FieldKeyVersion, cfg.FieldKeys)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Province, err)
+	}
+	n := &Node{cfg: cfg, log: log, trust: root, fields: fc, published: make(chan struct{}, 1)}
+	if err := n.ReloadRules(); err != nil {
+		return nil, err
+	}
+	if n.db, err = openBadger(cfg.Dir, log); err != nil {
+		return nil, err
+	}
+	if err := n.restoreTrust(); err != nil {
+		n.db.Close()
+		return nil, err
+	}
+	err = n.db.View(func(txn *badger.Txn) error {
+		v, err := getU64(txn, kFollowNext)
+		n.applied.Store(v)
+		return err
+	})
+	if err != nil {
+		n.db.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func parseRoot(der []byte) (*certs.TrustStore, error) {
+	if len(der) == 0 {
+		return nil, errors.New("no national root certificate configured")
+	}
+	ts, err := certs.NewTrustStoreDER(der)
+	if err != nil {
+		return nil, fmt.Errorf("national root certificate: %w", err)
+	}
+	return ts, nil
+}
+
+// Province is the node's province.
+func (n *Node) Province() hcx.ProvinceCode { return n.cfg.Province }
+
+// ReloadRules reads the rule file again. If it fails, the rules in force stay
+// and the error says why (file, rule and position for a rule that does not
+// compile).
+func (n *Node) ReloadRules() error {
+	rs, err := policy.LoadFile(n.cfg.RulesPath, policy.WithHash(sm3))
+	if err == nil && rs.Province() != n.cfg.Province {
+		err = fmt.Errorf("%s is for province %s, this node is %s", n.cfg.RulesPath, rs.Province(), n.cfg.Province)
+	}
+	if err != nil {
+		if old := n.rules.Load(); old != nil {
+			n.log.Error("rules not reloaded; the previous rules stay in force", "file", n.cfg.RulesPath, "policy", old.version, "err", err)
+		}
+		return fmt.Errorf("load rules: %w", err)
+	}
+	old := n.rules.Swap(&ruleSet{rs: rs, version: rs.Version()})
+	if old != nil && old.version != rs.Version() {
+		n.log.Info("rules reloaded", "file", n.cfg.RulesPath, "policy", rs.Version(), "was", old.version)
+		n.pokePublisher() // publish the new policy version
+	}
+	return nil
+}
+
+func sm3(b []byte) []byte {
+	sum := certs.SM3(b)
+	return sum[:]
+}
+
+// PolicyVersion is the version of the rules in force.
+func (n *Node) PolicyVersion() string { return n.rules.Load().version }
+
+// Run publishes the outbox to the hub and follows the hub's log until ctx
+// ends. Errors talking to the hub are logged and retried; Run returns when
+// ctx is done.
+func (n *Node) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.publishLoop(ctx) }()
+	go func() { defer wg.Done(); n.followLoop(ctx) }()
+	wg.Wait()
+	return nil
+}
+
+// Close closes the store. Stop Run first.
+func (n *Node) Close() error { return n.db.Close() }
+
+// Ready reports whether the node has a trust list and its rules.
+func (n *Node) Ready() error {
+	if n.trust.Version() == 0 {
+		return errors.New("no trust list from the hub yet")
+	}
+	return nil
+}
+
+// StoreVersion is the store's newest commit version: it changes whenever the
+// node writes anything, which lets tests and operators check that a request
+// wrote nothing.
+// It is the read timestamp of a fresh transaction (the last committed
+// version), taken through badger's oracle under its lock; db.MaxVersion reads
+// the memtable's counter without one and races with concurrent commits.
+func (n *Node) StoreVersion() uint64 {
+	txn := n.db.NewTransaction(false)
+	defer txn.Discard()
+	return txn.ReadTs()
+}
