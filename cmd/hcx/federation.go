@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/configs"
+	"github.com/hcxfed/hcx/consensus"
+	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/node"
+)
+
+// federationConfig describes a whole federation in one process: a hub
+// cluster and some province nodes, on embedded storage under Dir. `hcx dev`
+// and the end-to-end tests build it through startFederation.
+type federationConfig struct {
+	Dir        string
+	Provinces  []hcx.ProvinceCode
+	HubMembers int
+	// HubHTTP and HubRaft are listen addresses per hub member; NodeAddrs per
+	// province. Missing entries listen on 127.0.0.1:0.
+	HubHTTP   []string
+	HubRaft   []string
+	NodeAddrs map[hcx.ProvinceCode]string
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// federation is a running local federation.
+type federation struct {
+	Dir      string
+	PKI      *certs.DevPKI
+	Hub      *consensus.Cluster
+	HubURLs  []string
+	Nodes    map[hcx.ProvinceCode]*node.Node
+	NodeURLs map[hcx.ProvinceCode]string
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	servers []*http.Server
+}
+
+// devKeys are the federation's symmetric keys for a dev federation: the
+// subject key every province shares, and each province's field key.
+type devKeys struct {
+	Subject []byte                      `json:"subject_key_v1"`
+	Fields  map[hcx.ProvinceCode][]byte `json:"field_keys_v1"`
+}
+
+func startFederation(ctx context.Context, cfg federationConfig) (f *federation, err error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HubMembers < 1 {
+		cfg.HubMembers = 1
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	hubIDs := make([]string, cfg.HubMembers)
+	for i := range hubIDs {
+		hubIDs[i] = fmt.Sprintf("hub-%d", i+1)
+	}
+	pki, err := certs.EnsureDevPKI(filepath.Join(cfg.Dir, "ca"), cfg.Provinces, hubIDs, cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("development certificates: %w", err)
+	}
+	keys, err := ensureDevKeys(filepath.Join(cfg.Dir, "keys.json"), cfg.Provinces)
+	if err != nil {
+		return nil, err
+	}
+	rulesDir := filepath.Join(cfg.Dir, "rules")
+	if err := ensureRules(rulesDir, cfg.Provinces); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	f = &federation{Dir: cfg.Dir, PKI: pki, Nodes: map[hcx.ProvinceCode]*node.Node{}, NodeURLs: map[hcx.ProvinceCode]string{}, cancel: cancel}
+	defer func() {
+		if err != nil {
+			f.Close()
+			f = nil
+		}
+	}()
+
+	root := pki.CA.Root()
+	hubSigners := make([]*certs.Signer, len(hubIDs))
+	hubTLS := make([]*certs.TLSIdentity, len(hubIDs))
+	for i, id := range hubIDs {
+		hubSigners[i], hubTLS[i] = pki.Hubs[id], pki.HubTLS[id]
+	}
+	f.Hub, err = consensus.StartCluster(ctx, consensus.ClusterConfig{
+		Dir:      filepath.Join(cfg.Dir, "hub"),
+		N:        cfg.HubMembers,
+		RootDER:  root.Cert.Raw,
+		Signers:  hubSigners,
+		TLS:      hubTLS,
+		Handler:  api.HubHandlerFunc(cfg.Logger),
+		HTTPAddr: cfg.HubHTTP,
+		RaftAddr: cfg.HubRaft,
+		Logger:   cfg.Logger,
+		Now:      cfg.Now,
+	})
+	if err != nil {
+		return f, fmt.Errorf("start hub: %w", err)
+	}
+	f.HubURLs = f.Hub.URLs()
+	hubClient := exchange.NewHubClient(f.HubURLs, nil)
+	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
+		return f, err
+	}
+
+	for _, p := range cfg.Provinces {
+		n, err := node.New(node.Config{
+			Province:        p,
+			Dir:             filepath.Join(cfg.Dir, "nodes", string(p)),
+			Signer:          pki.Provinces[p],
+			RootDER:         root.Cert.Raw,
+			SubjectKey:      certs.SubjectKey{Version: 1, Key: keys.Subject},
+			FieldKeys:       map[int][]byte{1: keys.Fields[p]},
+			FieldKeyVersion: 1,
+			RulesPath:       filepath.Join(rulesDir, string(p)+".yaml"),
+			Hub:             exchange.NewHubClient(f.HubURLs, nil),
+			Now:             cfg.Now,
+			Logger:          cfg.Logger,
+		})
+		if err != nil {
+			return f, fmt.Errorf("province %s: %w", p, err)
+		}
+		f.Nodes[p] = n
+		addr := cfg.NodeAddrs[p]
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger))
+		if err != nil {
+			return f, fmt.Errorf("province %s: %w", p, err)
+		}
+		f.NodeURLs[p] = url
+		f.wg.Add(1)
+		go func() { defer f.wg.Done(); _ = n.Run(runCtx) }()
+	}
+	return f, nil
+}
+
+// serve starts an HTTP server on addr and returns its base URL.
+func (f *federation) serve(addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	f.servers = append(f.servers, srv)
+	f.wg.Add(1)
+	go func() { defer f.wg.Done(); _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops the nodes, their servers and the hub, in that order.
+func (f *federation) Close() error {
+	f.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range f.servers {
+		_ = s.Shutdown(ctx)
+	}
+	f.wg.Wait()
+	var errs []error
+	for _, n := range f.Nodes {
+		errs = append(errs, n.Close())
+	}
+	if f.Hub != nil {
+		errs = append(errs, f.Hub.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// publishDevTrustList publishes the CA's trust list when the hub has none,
+// or when the CA has certificates or revocations that the hub's list lacks
+// (dev certificates are renewed before they expire). An unchanged CA
+// publishes nothing, so restarts do not grow the log.
+func publishDevTrustList(ctx context.Context, hub *exchange.HubClient, ca *certs.CA, now time.Time) error {
+	if current, err := hub.Trust(ctx); err == nil {
+		upToDate, err := trustListCovers(ca, current)
+		if err != nil {
+			return err
+		}
+		if upToDate {
+			return nil
+		}
+	}
+	if _, _, err := exchange.PublishTrustList(ctx, ca, hub, now); err != nil {
+		return fmt.Errorf("publish the trust list: %w", err)
+	}
+	return nil
+}
+
+// trustListCovers reports whether a trust-list envelope lists every signing
+// certificate and revocation the CA holds.
+func trustListCovers(ca *certs.CA, compact string) (bool, error) {
+	ts, err := ca.TrustStore()
+	if err != nil {
+		return false, err
+	}
+	env, err := exchange.Open(ts, compact)
+	if err != nil {
+		return false, nil // not a list this CA signed: publish ours
+	}
+	tl, err := exchange.DecodeTrustList(env)
+	if err != nil {
+		return false, nil
+	}
+	listed := map[string]bool{}
+	for _, c := range tl.Certs {
+		listed[c.KID] = true
+	}
+	revoked := map[string]bool{}
+	for _, r := range tl.Revoked {
+		revoked[r.KID] = true
+	}
+	entries, err := ca.SigningCertificates()
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if !listed[e.KID] {
+			return false, nil
+		}
+	}
+	revs, err := ca.Revocations()
+	if err != nil {
+		return false, err
+	}
+	for kid := range revs {
+		if !revoked[kid] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ensureDevKeys reads the dev federation's symmetric keys, making them on
+// first start.
+func ensureDevKeys(path string, provinces []hcx.ProvinceCode) (*devKeys, error) {
+	var k devKeys
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &k); err != nil {
+			return nil, fmt.Errorf("%s: %w (delete the data directory to start afresh)", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		k.Fields = map[hcx.ProvinceCode][]byte{}
+	default:
+		return nil, err
+	}
+	changed := false
+	if len(k.Subject) == 0 {
+		k.Subject, changed = randomKey(32), true
+	}
+	for _, p := range provinces {
+		if len(k.Fields[p]) == 0 {
+			k.Fields[p], changed = randomKey(16), true
+		}
+	}
+	if changed {
+		b, _ := json.MarshalIndent(&k, "", "  ")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return &k, nil
+}
+
+func randomKey(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// ensureRules copies the shipped sample rules into dir on first start; later
+// starts use (and keep) whatever is there, so edits survive.
+func ensureRules(dir string, provinces []hcx.ProvinceCode) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range provinces {
+		dst := filepath.Join(dir, string(p)+".yaml")
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		src, err := configs.Rules.ReadFile("rules/" + string(p) + ".yaml")
+		if err != nil {
+			return fmt.Errorf("no sample rules ship for province %s: write %s yourself", p, dst)
+		}
+		if err := os.WriteFile(dst, src, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

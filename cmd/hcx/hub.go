@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/consensus"
+)
+
+// runHub runs one member of the national hub's Raft cluster until ctx ends,
+// then leaves gracefully (leadership transfer if it leads).
+func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("id", "hub-1", "member id, unique in the cluster")
+	dir := fs.String("dir", "data/hub-1", "data directory (Raft log, snapshots, badger state)")
+	raftAddr := fs.String("raft", "127.0.0.1:7100", "Raft listen address (other members dial it)")
+	httpAddr := fs.String("http", "127.0.0.1:7000", "API listen address")
+	bootstrap := fs.Bool("bootstrap", false, "bootstrap a new cluster with this member (first member only, first start only)")
+	join := fs.String("join", "", "comma-separated API URLs of existing members to join through")
+	rootPath := fs.String("root", "", "national root certificate (PEM)")
+	certPath := fs.String("cert", "", "this member's hub signing certificate (PEM), for checkpoints")
+	keyPath := fs.String("key", "", "its SM2 key (PEM)")
+	tlsCert := fs.String("tls-cert", "", "hub TLS certificate (PEM) for Raft traffic; empty: plain TCP")
+	tlsKey := fs.String("tls-key", "", "its ECDSA key (PEM)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *rootPath == "" || *certPath == "" || *keyPath == "" {
+		fs.Usage()
+		return errors.New("hub: -root, -cert and -key are required (make them with 'hcx ca')")
+	}
+	root, err := certs.ReadCert(*rootPath)
+	if err != nil {
+		return fmt.Errorf("hub: root certificate: %w", err)
+	}
+	signer, err := certs.LoadSigner(*certPath, *keyPath)
+	if err != nil {
+		return fmt.Errorf("hub: signing key: %w", err)
+	}
+	if signer.Role != certs.RoleHub {
+		return fmt.Errorf("hub: %s is a %s certificate, not a hub member's", *certPath, signer.Role)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log)}
+	if *join != "" {
+		cfg.Join = strings.Split(*join, ",")
+	}
+	if *tlsCert != "" {
+		if cfg.TLS, err = certs.LoadTLSIdentity(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("hub: TLS identity: %w", err)
+		}
+	}
+	h, err := consensus.New(cfg)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	fmt.Fprintf(stdout, "hub member %s: API %s, Raft %s\n", *id, h.URL(), h.RaftAddr())
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := h.WaitLeader(wctx); err != nil {
+		fmt.Fprintf(stderr, "hub: still no leader after 30s (%v); waiting on\n", err)
+	}
+	cancel()
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "hub: leaving the cluster gracefully")
+	return h.Close()
+}

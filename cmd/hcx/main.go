@@ -1,0 +1,68 @@
+// Command hcx is the one binary of the health-code exchange: a province node,
+// a hub member, the national CA, the auditor, the offline verifier, the
+// benchmarks, and `hcx dev`, a whole federation in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata" // rules are evaluated in each province's zone, even in a scratch image
+)
+
+// command is one subcommand: it reads its own flags from args and writes
+// readable output to stdout; errors say what went wrong and what to do.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"dev", "run a whole federation locally: a hub and three province nodes", runDev},
+		{"node", "run one province node", runNode},
+		{"hub", "run one member of the national hub's Raft cluster", runHub},
+		{"ca", "the national root CA: init, issue, revoke, list, inspect", runCA},
+		{"policy", "check and explain a province's colour rules", runPolicy},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "hcx:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q: see the list above", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "hcx — federated health-code exchange\n\nUsage: hcx <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'hcx <command> -h' for a command's flags.")
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/node"
+)
+
+// nodeKeys is the file of a node's symmetric keys (mode 0600): the
+// federation subject key, distributed by the national platform, and the
+// province's own field keys for identity at rest.
+type nodeKeys struct {
+	SubjectKeyVersion int            `json:"subject_key_version"`
+	SubjectKey        string         `json:"subject_key"` // base64
+	FieldKeyVersion   int            `json:"field_key_version"`
+	FieldKeys         map[int]string `json:"field_keys"` // version -> base64 of 16 bytes
+}
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hcx node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	province := fs.String("province", "", "GB/T 2260 province code of this node, such as 440000 (required)")
+	dir := fs.String("dir", "", "data directory (required)")
+	listen := fs.String("listen", "127.0.0.1:8744", "HTTP listen address")
+	hubs := fs.String("hub", "", "comma-separated hub member URLs, such as http://hub-1:8700,http://hub-2:8700 (required)")
+	cert := fs.String("cert", "", "the province signer certificate, PEM (required)")
+	key := fs.String("key", "", "the province signer private key, PEM (required)")
+	root := fs.String("root", "", "the national root certificate, PEM (required)")
+	keysFile := fs.String("keys", "", "JSON file of the subject key and field keys (required; see docs/operations.md)")
+	rules := fs.String("rules", "", "the province's rule file (default configs/rules/<province>.yaml)")
+	verbose := fs.Bool("v", false, "log at info level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var missing []string
+	for name, v := range map[string]string{"province": *province, "dir": *dir, "hub": *hubs, "cert": *cert, "key": *key, "root": *root, "keys": *keysFile} {
+		if v == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("hcx node needs %s; see 'hcx node -h'", strings.Join(missing, ", "))
+	}
+	prov := hcx.ProvinceCode(*province)
+	if err := prov.Validate(); err != nil {
+		return err
+	}
+	if *rules == "" {
+		*rules = "configs/rules/" + *province + ".yaml"
+	}
+	signer, err := certs.LoadSigner(*cert, *key)
+	if err != nil {
+		return fmt.Errorf("province signer: %w", err)
+	}
+	rootCert, err := certs.ReadCert(*root)
+	if err != nil {
+		return fmt.Errorf("national root: %w", err)
+	}
+	keys, err := readNodeKeys(*keysFile)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fieldKeys := map[int][]byte{}
+	for v, k := range keys.FieldKeys {
+		if fieldKeys[v], err = base64.StdEncoding.DecodeString(k); err != nil {
+			return fmt.Errorf("%s: field key %d is not base64: %w", *keysFile, v, err)
+		}
+	}
+	subKey, err := base64.StdEncoding.DecodeString(keys.SubjectKey)
+	if err != nil {
+		return fmt.Errorf("%s: subject key is not base64: %w", *keysFile, err)
+	}
+	n, err := node.New(node.Config{
+		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw,
+		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
+		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
+		RulesPath: *rules,
+		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil),
+		Logger:    logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	srv := &http.Server{Handler: api.NewNodeHandler(n, logger), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	onHangup(ctx, func() {
+		if err := n.ReloadRules(); err != nil {
+			logger.Error("rules not reloaded", "err", err)
+		}
+	})
+	fmt.Fprintf(stdout, "hcx node %s (%s) serving on http://%s, following %s\n", prov, prov.Name(), ln.Addr(), *hubs)
+	err = n.Run(ctx)
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	return err
+}
+
+func readNodeKeys(path string) (*nodeKeys, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var k nodeKeys
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if k.SubjectKeyVersion < 1 || k.SubjectKey == "" || k.FieldKeyVersion < 1 || k.FieldKeys[k.FieldKeyVersion] == "" {
+		return nil, errors.New(path + ": needs subject_key_version, subject_key, field_key_version and field_keys with that version")
+	}
+	return &k, nil
+}
