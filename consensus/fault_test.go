@@ -366,3 +366,81 @@ func TestARevocationCommittedBeforeABatchAppliesMakesEveryMemberRefuseIt(t *test
 		t.Fatalf("got %v, want key_revoked", err)
 	}
 }
+
+// A member that is persisting a snapshot when a newer one arrives must install
+// it without waiting for its own snapshot: Raft releases that snapshot only
+// after its main loop, which is blocked on the install, answers it.
+func TestRestoreDoesNotWaitForAnOpenSnapshotOfTheOldState(t *testing.T) {
+	p := newPKI(t, 1)
+	ctx := ctxT(t, 20*time.Second)
+	ahead := startOne(t, p, t.TempDir(), nil)
+	persist := func() *bytes.Buffer {
+		snap, err := ahead.fsm.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer snap.Release()
+		var b bytes.Buffer
+		if err := snap.Persist(&memSink{Buffer: &b}); err != nil {
+			t.Fatal(err)
+		}
+		return &b
+	}
+	if _, err := ahead.Submit(ctx, p.trust1); err != nil {
+		t.Fatal(err)
+	}
+	older := persist()
+	for i := 1; i <= 3; i++ {
+		if _, err := ahead.Submit(ctx, p.batch(t, "110000", uint64(i), 1, i, hcx.Red, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newer := persist()
+
+	// A bare state machine (Raft calls Snapshot and Restore from one
+	// goroutine; here the test is that goroutine), one leaf behind.
+	dir := t.TempDir()
+	f, err := openFSM(dir, p.root.Cert.Raw, testLogger(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	if err := f.Restore(nopCloser{older}); err != nil {
+		t.Fatal(err)
+	}
+	f.retired.Wait()
+	first := filepath.Base(f.db.Opts().Dir)
+	open, err := f.Snapshot() // held open across the next restore
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Restore(nopCloser{newer}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		open.Release() // let the restore and the cleanup finish
+		<-done
+		t.Fatal("restore was still waiting for the open snapshot of the old state after 10 s")
+	}
+	if got, want := f.size, ahead.State().Size; got != want || !bytes.Equal(f.root, ahead.State().Root) {
+		t.Fatalf("after restore: %d leaves, want %d with the same root", got, want)
+	}
+	// The open snapshot still reads the old state, which is removed once it
+	// is released.
+	var old bytes.Buffer
+	if err := open.Persist(&memSink{Buffer: &old}); err != nil {
+		t.Fatalf("persist the snapshot of the replaced state: %v", err)
+	}
+	if size, _ := getBE8(old.Bytes()[len(snapMagic)+8 : len(snapMagic)+16]); size != 1 {
+		t.Fatalf("the open snapshot holds %d leaves, want the old state's 1", size)
+	}
+	open.Release()
+	f.retired.Wait()
+	if _, err := os.Stat(filepath.Join(dir, first)); !os.IsNotExist(err) {
+		t.Fatalf("the replaced state %s is still on disk: %v", first, err)
+	}
+}

@@ -75,7 +75,10 @@ type fsm struct {
 
 	dbMu  sync.RWMutex // write-held only while Restore swaps db
 	db    *badger.DB
-	snaps sync.WaitGroup // open snapshot transactions on db
+	snaps *sync.WaitGroup // open snapshot transactions on db
+	// retired counts databases replaced by Restore that wait for their
+	// snapshots to be released before they are closed and removed.
+	retired sync.WaitGroup
 
 	// Owned by the apply goroutine.
 	rng       *compact.Range
@@ -100,7 +103,7 @@ func openFSM(dir string, rootDER []byte, log *slog.Logger, cpEvery uint64) (*fsm
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), changed: make(chan struct{})}
+	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), changed: make(chan struct{}), snaps: new(sync.WaitGroup)}
 	f.rf = &compact.RangeFactory{Hash: f.hasher.HashChildren}
 	name := "fsm-0"
 	if b, err := os.ReadFile(filepath.Join(dir, currentFile)); err == nil {
@@ -108,6 +111,7 @@ func openFSM(dir string, rootDER []byte, log *slog.Logger, cpEvery uint64) (*fsm
 	} else if !os.IsNotExist(err) {
 		return nil, err
 	}
+	removeStaleStates(dir, name, log)
 	db, err := openBadger(filepath.Join(dir, name))
 	if err != nil {
 		return nil, err
@@ -118,6 +122,23 @@ func openFSM(dir string, rootDER []byte, log *slog.Logger, cpEvery uint64) (*fsm
 	}
 	f.db = db
 	return f, nil
+}
+
+// removeStaleStates deletes state directories other than the current one: a
+// state replaced by a snapshot is removed once its readers are done, and a
+// crash in between leaves it behind; so does a crash during a restore.
+func removeStaleStates(dir, current string, log *slog.Logger) {
+	names, _ := filepath.Glob(filepath.Join(dir, "fsm-*"))
+	for _, p := range names {
+		if filepath.Base(p) == current {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			log.Warn("could not remove a stale hub state directory", "dir", p, "err", err)
+			continue
+		}
+		log.Info("removed a stale hub state directory", "dir", p)
+	}
 }
 
 func openBadger(path string) (*badger.DB, error) {

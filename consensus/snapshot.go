@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -26,8 +27,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	applied, size := f.applied, f.size
 	f.mu.Unlock()
-	f.snaps.Add(1)
-	return &fsmSnapshot{tx: f.db.NewTransaction(false), applied: applied, size: size, done: f.snaps.Done}, nil
+	wg := f.snaps
+	wg.Add(1)
+	return &fsmSnapshot{tx: f.db.NewTransaction(false), applied: applied, size: size, done: wg.Done}, nil
 }
 
 type fsmSnapshot struct {
@@ -156,28 +158,42 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if !bytes.Equal(rootAtCur, curRoot) {
 		return fail(errors.New("the snapshot's tree does not extend the local tree (roots differ at the local size): refusing it"))
 	}
-	f.snaps.Wait()
+	// Restore must not wait here for open snapshots: Raft releases a
+	// snapshot only after its main loop answers a configuration request,
+	// and the main loop is waiting for this restore. The old state is
+	// closed once its own snapshots are released (below).
 	f.dbMu.Lock()
 	old := f.db
 	if err := f.load(db); err != nil {
 		f.dbMu.Unlock()
 		return fail(err)
 	}
+	// Name the new state on disk before anyone can read it: whatever a
+	// reader sees is what a restart would open.
+	if err := writeFileAtomic(filepath.Join(f.dir, currentFile), []byte(name+"\n")); err != nil {
+		lerr := f.load(old)
+		f.dbMu.Unlock()
+		return fail(fmt.Errorf("switch to the new state: %w", errors.Join(err, lerr)))
+	}
 	f.db = db
+	oldSnaps := f.snaps
+	f.snaps = new(sync.WaitGroup)
 	f.mu.Lock()
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.pendingCP = f.cpSize
 	f.mu.Unlock()
 	f.dbMu.Unlock()
-	if err := writeFileAtomic(filepath.Join(f.dir, currentFile), []byte(name+"\n")); err != nil {
-		return fmt.Errorf("restore: switch to the new state: %w", err)
-	}
-	oldPath := old.Opts().Dir
-	old.Close()
-	if filepath.Clean(oldPath) != filepath.Clean(path) {
-		os.RemoveAll(oldPath)
-	}
+	f.retired.Add(1)
+	go func() {
+		defer f.retired.Done()
+		oldSnaps.Wait()
+		oldPath := old.Opts().Dir
+		old.Close()
+		if filepath.Clean(oldPath) != filepath.Clean(path) {
+			os.RemoveAll(oldPath)
+		}
+	}()
 	f.log.Info("restored hub state from a snapshot", "applied", applied, "size", size)
 	return nil
 }
@@ -210,7 +226,11 @@ func writeFileAtomic(path string, b []byte) error {
 }
 
 func (f *fsm) close() error {
-	f.snaps.Wait()
+	f.retired.Wait()
+	f.dbMu.RLock()
+	wg := f.snaps
+	f.dbMu.RUnlock()
+	wg.Wait()
 	f.dbMu.Lock()
 	defer f.dbMu.Unlock()
 	return f.db.Close()
