@@ -504,7 +504,7 @@ func (h *Hub) apply(ctx context.Context, data []byte) (exchange.SubmitResult, er
 		return exchange.SubmitResult{}, ctx.Err()
 	}
 	f := h.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	if err := h.await(ctx, f); err != nil {
 		return exchange.SubmitResult{}, err
 	}
 	res, ok := f.Response().(applyResult)
@@ -515,6 +515,24 @@ func (h *Hub) apply(ctx context.Context, data []byte) (exchange.SubmitResult, er
 		return exchange.SubmitResult{}, classify(res.Err)
 	}
 	return exchange.SubmitResult{Index: res.Index, LeafHash: base64.StdEncoding.EncodeToString(res.LeafHash)}, nil
+}
+
+// await waits for an applied future no longer than ctx and the member's own
+// life: Apply's timeout bounds only the enqueue, and a future still queued in
+// Raft's batch channel when the member shuts down is never answered. After a
+// timeout the write may still commit; resubmitting the same bytes is
+// idempotent.
+func (h *Hub) await(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return &hcx.Error{Class: hcx.EUnavailable, Code: "not_leader", Message: "the hub did not confirm the write in time (" + ctx.Err().Error() + "); it may still commit: resubmit the same bytes", Err: hcx.ErrNotLeader}
+	case <-h.done:
+		return ErrClosed
+	}
 }
 
 // Close leaves gracefully: a leader hands leadership to another voter first,

@@ -221,8 +221,10 @@ func (h *Hub) memberOpLocal(ctx context.Context, op string, m Member) (uint64, e
 }
 
 func (h *Hub) applyCmd(data []byte) (applyResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ApplyTimeout)
+	defer cancel()
 	f := h.raft.Apply(data, h.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := h.await(ctx, f); err != nil {
 		return applyResult{}, err
 	}
 	res, _ := f.Response().(applyResult)

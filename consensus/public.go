@@ -240,7 +240,9 @@ func (h *Hub) Sync(ctx context.Context) (State, error) {
 // still leads) and then the FSM's applied index, which covers every write
 // acknowledged before the call.
 func (h *Hub) readIndex() (uint64, error) {
-	if err := h.raft.Barrier(h.cfg.ApplyTimeout).Error(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ApplyTimeout)
+	defer cancel()
+	if err := h.await(ctx, h.raft.Barrier(h.cfg.ApplyTimeout)); err != nil {
 		return 0, err
 	}
 	st, _ := h.fsm.state()
