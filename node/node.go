@@ -158,7 +158,7 @@ func (n *Node) Province() hcx.ProvinceCode { return n.cfg.Province }
 // and the error says why (file, rule and position for a rule that does not
 // compile).
 func (n *Node) ReloadRules() error {
-	rs, err := policy.LoadFile(n.cfg.RulesPath, policy.WithHash(sm3))
+	rs, err := LoadRules(n.cfg.RulesPath)
 	if err == nil && rs.Province() != n.cfg.Province {
 		err = fmt.Errorf("%s is for province %s, this node is %s", n.cfg.RulesPath, rs.Province(), n.cfg.Province)
 	}
@@ -176,9 +176,14 @@ func (n *Node) ReloadRules() error {
 	return nil
 }
 
-func sm3(b []byte) []byte {
-	sum := certs.SM3(b)
-	return sum[:]
+// LoadRules loads a rule file as a node does, with the policy version it
+// publishes (the first 16 bytes of SM3 over the canonical rules, in hex).
+// `hcx policy` uses it so that bureau staff see the same version.
+func LoadRules(path string) (*policy.RuleSet, error) {
+	return policy.LoadFile(path, policy.WithHash(func(b []byte) []byte {
+		sum := certs.SM3(b)
+		return sum[:]
+	}))
 }
 
 // PolicyVersion is the version of the rules in force.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/hcxfed/hcx"
-	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/node"
 	"github.com/hcxfed/hcx/policy"
 )
 
@@ -46,13 +46,6 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return fmt.Errorf("unknown policy command %q: want check or explain", args[0])
 }
 
-// policyVersion is the version a node publishes: hex of the first 16 bytes
-// of SM3 over the canonical rules.
-func policyVersion(b []byte) []byte {
-	h := certs.SM3(b)
-	return h[:16]
-}
-
 func policyCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hcx policy check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -80,7 +73,7 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		rs, err := policy.LoadFile(path, policy.WithHash(policyVersion))
+		rs, err := node.LoadRules(path)
 		if err != nil {
 			failed++
 			var le *policy.LoadError
@@ -219,7 +212,7 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 		}
 		now = t
 	}
-	rs, err := policy.LoadFile(*rulesPath, policy.WithHash(policyVersion))
+	rs, err := node.LoadRules(*rulesPath)
 	if err != nil {
 		return err
 	}
