@@ -17,6 +17,12 @@ func WriteKey(path string, key *PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("marshal key: %w", err)
 	}
+	return writeKeyPEM(path, der)
+}
+
+// writeKeyPEM writes a PKCS#8 key (DER) as PEM with permissions 0600, synced,
+// never over an existing file.
+func writeKeyPEM(path string, der []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
