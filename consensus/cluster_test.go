@@ -66,6 +66,20 @@ func leavesOf(t testing.TB, h *Hub) [][]byte {
 // converge waits until every member has applied what the leader committed,
 // then checks that they hold the same leaves and that each member's root is
 // the root an independent verifier computes from those leaves.
+// aFollower picks a member that does not lead and the configuration that
+// reopens it from its directory on its own Raft address.
+func aFollower(c *Cluster) (int, Config) {
+	idx := 0
+	for i, h := range c.Members {
+		if !h.IsLeader() {
+			idx = i
+		}
+	}
+	cfg := c.MemberConfig(idx)
+	cfg.RaftAddr = c.Members[idx].RaftAddr()
+	return idx, cfg
+}
+
 func converge(t testing.TB, hubs ...*Hub) [][]byte {
 	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
@@ -303,15 +317,8 @@ func TestMemberRestartedFromDiskKeepsItsStateAndCatchesUp(t *testing.T) {
 		}
 	}
 	converge(t, c.Members...)
-	idx := 0
-	for i, h := range c.Members {
-		if !h.IsLeader() {
-			idx = i
-		}
-	}
+	idx, cfg := aFollower(c)
 	victim := c.Members[idx]
-	cfg := c.MemberConfig(idx)
-	cfg.RaftAddr = victim.RaftAddr()
 	applied := victim.State()
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)

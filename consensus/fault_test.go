@@ -166,15 +166,8 @@ func TestSnapshotIsInstalledOnALaggingMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	converge(t, c.Members...)
-	idx := 0
-	for i, h := range c.Members {
-		if !h.IsLeader() {
-			idx = i
-		}
-	}
+	idx, cfg := aFollower(c)
 	lagging := c.Members[idx]
-	cfg := c.MemberConfig(idx)
-	cfg.RaftAddr = lagging.RaftAddr()
 	if err := lagging.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -224,11 +224,7 @@ func (f *fsm) inclusion(index, size uint64) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hs, err := f.nodeHashes(n.IDs)
-	if err != nil {
-		return nil, err
-	}
-	return n.Rehash(hs, SM3Hasher{}.HashChildren)
+	return f.proofHashes(n)
 }
 
 func (f *fsm) consistency(from, to uint64) ([][]byte, error) {
@@ -243,6 +239,12 @@ func (f *fsm) consistency(from, to uint64) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return f.proofHashes(n)
+}
+
+// proofHashes reads the stored node hashes a proof needs and folds them into
+// the proof's hashes.
+func (f *fsm) proofHashes(n proof.Nodes) ([][]byte, error) {
 	hs, err := f.nodeHashes(n.IDs)
 	if err != nil {
 		return nil, err

@@ -188,11 +188,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	go func() {
 		defer f.retired.Done()
 		oldSnaps.Wait()
+		// Never the new directory: its name is the snapshot's applied
+		// index, above anything the old state was named after.
 		oldPath := old.Opts().Dir
 		old.Close()
-		if filepath.Clean(oldPath) != filepath.Clean(path) {
-			os.RemoveAll(oldPath)
-		}
+		os.RemoveAll(oldPath)
 	}()
 	f.log.Info("restored hub state from a snapshot", "applied", applied, "size", size)
 	return nil
