@@ -42,7 +42,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cert := fs.String("cert", "", "the province signer certificate, PEM (required)")
 	key := fs.String("key", "", "the province signer private key, PEM (required)")
 	root := fs.String("root", "", "the national root certificate, PEM (required)")
-	keysFile := fs.String("keys", "", "JSON file of the subject key and field keys (required; see docs/operations.md)")
+	keysFile := fs.String("keys", "", "JSON file of the subject key and field keys (required, mode 0600; format in docs/decisions.md under Dev keys)")
 	rules := fs.String("rules", "", "the province's rule file (default configs/rules/<province>.yaml)")
 	verbose := fs.Bool("v", false, "log at info level")
 	if err := fs.Parse(args); err != nil {
