@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image
+.PHONY: dev test check build image fuzz
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -15,3 +15,8 @@ check:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o hcx ./cmd/hcx
+
+# Every native fuzz target beyond its seed corpus, FUZZTIME each (CI: a short budget; a campaign: 10m).
+FUZZTIME ?= 10s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
