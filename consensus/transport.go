@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/hcxfed/hcx/certs"
 )
 
 // streamLayer is the members' network: one TCP listener, in mutual TLS when
@@ -31,12 +32,25 @@ type streamLayer struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
+	// conns holds the open connections, dialled and accepted, so that a
+	// partition can cut them; a connection leaves it when it is closed.
+	// Accepted ones are at most maxAccepted: beyond that the listener
+	// closes new connections at once.
+	mu          sync.Mutex
+	conns       map[*memberConn]struct{}
+	accepted    int
+	maxAccepted int
+
 	// Fault injection for tests: while cut, the member neither dials nor
 	// accepts, and open connections are closed.
-	cut   atomic.Bool
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	cut atomic.Bool
 }
+
+// maxAcceptedConns bounds the connections a member accepts at once (in TLS
+// handshake or open). Members hold a few each (Raft's pool of 3 per peer,
+// the internal HTTP client's idle connections); a thousand leaves room for
+// a 5-member cluster many times over.
+const maxAcceptedConns = 1024
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
@@ -51,7 +65,8 @@ func newStreamLayer(bind string, server, client *tls.Config) (*streamLayer, erro
 		return nil, err
 	}
 	s := &streamLayer{ln: ln, advertise: ln.Addr(), server: server, client: client,
-		raftCh: make(chan net.Conn), httpCh: make(chan net.Conn), closed: make(chan struct{})}
+		raftCh: make(chan net.Conn), httpCh: make(chan net.Conn), closed: make(chan struct{}),
+		conns: map[*memberConn]struct{}{}, maxAccepted: maxAcceptedConns}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -72,12 +87,23 @@ func (s *streamLayer) acceptLoop() {
 			s.Close()
 			return
 		}
-		if s.cut.Load() {
+		if s.cut.Load() || !s.admit() {
 			c.Close()
 			continue
 		}
 		go s.dispatch(c)
 	}
+}
+
+// admit counts an accepted connection against maxAccepted.
+func (s *streamLayer) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accepted >= s.maxAccepted {
+		return false
+	}
+	s.accepted++
+	return true
 }
 
 // dispatch finishes the TLS handshake, peeks at the first byte and hands the
@@ -86,41 +112,66 @@ func (s *streamLayer) dispatch(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	conn := c
+	mc := &memberConn{Conn: c, s: s, inbound: true}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if s.server != nil {
 		tc := tls.Server(c, s.server)
 		if err := tc.Handshake(); err != nil {
-			c.Close()
+			mc.Close()
 			return
 		}
-		conn = tc
+		mc.Conn, mc.peer = tc, certs.TLSPeerMember(tc.ConnectionState())
 	}
-	br := bufio.NewReader(conn)
-	first, err := br.Peek(1)
+	mc.r = bufio.NewReader(mc.Conn)
+	first, err := mc.r.Peek(1)
 	if err != nil {
-		conn.Close()
+		mc.Close()
 		return
 	}
 	c.SetDeadline(time.Time{})
-	pc := s.track(&peekedConn{Conn: conn, r: br})
+	s.track(mc)
 	ch := s.raftCh
 	if first[0] >= 'A' && first[0] <= 'Z' {
 		ch = s.httpCh
 	}
 	select {
-	case ch <- pc:
+	case ch <- mc:
 	case <-s.closed:
-		pc.Close()
+		mc.Close()
 	}
 }
 
-type peekedConn struct {
+// memberConn is a connection of the members' network. It leaves the
+// layer's set when closed; an accepted one also frees its place under
+// maxAccepted, and carries the first byte peeked at and the member id of
+// the peer's verified hub certificate ("" without TLS).
+type memberConn struct {
 	net.Conn
-	r *bufio.Reader
+	s       *streamLayer
+	r       *bufio.Reader // nil: read the connection directly
+	peer    string
+	inbound bool
+	once    sync.Once
 }
 
-func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (c *memberConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *memberConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		if c.inbound {
+			c.s.accepted--
+		}
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
 
 // partition cuts (true) or heals (false) the member's network.
 func (s *streamLayer) partition(on bool) {
@@ -129,18 +180,18 @@ func (s *streamLayer) partition(on bool) {
 		return
 	}
 	s.mu.Lock()
+	open := make([]*memberConn, 0, len(s.conns))
 	for c := range s.conns {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
 		c.Close()
 	}
-	s.conns = nil
-	s.mu.Unlock()
 }
 
-func (s *streamLayer) track(c net.Conn) net.Conn {
+func (s *streamLayer) track(c *memberConn) *memberConn {
 	s.mu.Lock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	return c
@@ -186,7 +237,7 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 		if err != nil {
 			return nil, err
 		}
-		return s.track(c), nil
+		return s.track(&memberConn{Conn: c, s: s, peer: certs.TLSPeerMember(c.(*tls.Conn).ConnectionState())}), nil
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -195,7 +246,7 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return s.track(c), nil
+	return s.track(&memberConn{Conn: c, s: s}), nil
 }
 
 // httpListener is the internal HTTP server's view of the layer.
