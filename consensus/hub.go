@@ -258,9 +258,11 @@ func New(cfg Config) (*Hub, error) {
 	go h.srv.Serve(h.httpL)
 	ok = true
 
-	h.wg.Add(2)
+	h.refreshMembers()
+	h.wg.Add(3)
 	go h.announce()
 	go h.checkpointer()
+	go h.watchMembers()
 	if len(cfg.Join) > 0 && !existing && !cfg.Bootstrap {
 		h.wg.Add(1)
 		go h.join()

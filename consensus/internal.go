@@ -122,7 +122,7 @@ func peerOf(ctx context.Context) string {
 func (h *Hub) memberHandler(w http.ResponseWriter, r *http.Request) {
 	var m Member
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&m); err != nil || m.ID == "" {
-		http.Error(w, "member JSON with an id, please", http.StatusBadRequest)
+		http.Error(w, `membership request: want JSON {"id":..., "raft_addr":..., "api":...} with a non-empty id`, http.StatusBadRequest)
 		return
 	}
 	commit, err := h.memberOpFrom(r.Context(), peerOf(r.Context()), r.URL.Query().Get("op"), m)
@@ -140,10 +140,17 @@ func (h *Hub) memberOpFrom(ctx context.Context, peer, op string, m Member) (uint
 	return h.memberOpLocal(ctx, peer, op, m)
 }
 
-// checkCaller binds a membership request to the caller's identity: a member
-// may only join, be promoted and announce itself. Without TLS
+// checkCaller checks a request's Raft address and binds the request to the
+// caller's identity: a member may only join, be promoted and announce
+// itself. Without TLS
 // (Config.InsecurePlaintext) callers are not authenticated.
 func (h *Hub) checkCaller(peer, op string, m Member) error {
+	switch op {
+	case "join", "promote", "member":
+		if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
+			return hcx.Invalidf("raft_addr", "member %s: Raft address %q is not host:port", m.ID, m.RaftAddr)
+		}
+	}
 	if h.sl.server == nil {
 		return nil
 	}
@@ -258,6 +265,7 @@ func (h *Hub) memberOpVia(ctx context.Context, seeds []string, op string, m Memb
 func (h *Hub) memberOpLocal(ctx context.Context, peer, op string, m Member) (uint64, error) {
 	h.memberMu.Lock()
 	defer h.memberMu.Unlock()
+	defer h.refreshMembers()
 	if !h.IsLeader() {
 		return 0, h.notLeader()
 	}
@@ -317,7 +325,7 @@ func (h *Hub) memberOpLocal(ctx context.Context, peer, op string, m Member) (uin
 		_, err := h.applyCmd(encodeCmd(cmdForget, []byte(m.ID)))
 		return h.raft.LastIndex(), err
 	}
-	return 0, hcx.Invalidf("op", "unknown membership operation %q: use join, promote, member or remove", op)
+	return 0, hcx.Invalidf("op", "unknown membership operation %q for member %s: use join, promote, member or remove", op, m.ID)
 }
 
 // sameMember finds m in the configuration, at the same id and address. A
@@ -401,6 +409,37 @@ func (h *Hub) join() {
 	}
 	h.voterOnce.Do(func() { close(h.voter) })
 	h.log.Info("joined the hub cluster as a voter", "caught_up_to", commit)
+}
+
+// membersEvery is how often a member re-reads the configuration's
+// addresses for the stream layer's dial check.
+const membersEvery = 250 * time.Millisecond
+
+// watchMembers keeps the stream layer's address-to-member map current.
+func (h *Hub) watchMembers() {
+	defer h.wg.Done()
+	t := time.NewTicker(membersEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+			h.refreshMembers()
+		}
+	}
+}
+
+func (h *Hub) refreshMembers() {
+	f := h.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	m := map[string]string{}
+	for _, s := range f.Configuration().Servers {
+		m[string(s.Address)] = string(s.ID)
+	}
+	h.sl.setMembers(m)
 }
 
 // RemoveMember removes a member from the cluster (at the leader, wherever it

@@ -176,6 +176,8 @@ func TestAMemberCertificateCannotJoinPromoteOrAnnounceAnotherMemberNorTakeItsAdd
 		{"victim-rejoins-at-another-address", ownCert, "join", Member{ID: victim.ID(), RaftAddr: bogus}, "member_conflict"},
 		{"victim-promotes-at-another-address", ownCert, "promote", Member{ID: victim.ID(), RaftAddr: bogus}, "member_conflict"},
 		{"victim-announces-another-address", ownCert, "member", Member{ID: victim.ID(), RaftAddr: bogus, API: "http://" + bogus}, "member_conflict"},
+		{"victim-joins-without-an-address", ownCert, "join", Member{ID: victim.ID()}, "invalid_raft_addr"},
+		{"unknown-operation", ownCert, "rename", Member{ID: victim.ID(), RaftAddr: victim.RaftAddr()}, "invalid_op"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,5 +254,52 @@ func TestNewRefusesAMembersNetworkWithoutTLSUnlessInsecurePlaintextIsSet(t *test
 				t.Fatalf("err = %v, want one saying %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// A member holding a valid hub certificate that takes over another
+// member's Raft address gets no Raft traffic: a dialled address must answer
+// with the certificate of the member the configuration has there.
+func TestAnotherMembersCertificateAtAConfiguredAddressGetsNoRaftTraffic(t *testing.T) {
+	p := newPKI(t, 3)
+	c := startCluster(t, p, 3, true, nil)
+	vi, _ := aFollower(c)
+	addr := c.Members[vi].RaftAddr()
+	if err := c.Members[vi].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := certs.NewTrustStoreDER(p.root.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub9 := hubTLS(t, p.root, "hub-9")
+	var rogue *streamLayer
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if rogue, err = newStreamLayer(addr, certs.HubServerTLS(hub9, ts), certs.HubClientTLS(hub9, ts)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("take over %s: %v", addr, err)
+		}
+	}
+	defer rogue.Close()
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { got <- n }()
+		for {
+			conn, err := rogue.Accept()
+			if err != nil {
+				return
+			}
+			n++
+			conn.Close()
+		}
+	}()
+	// The leader heartbeats every member several times a second.
+	time.Sleep(2 * time.Second)
+	rogue.Close()
+	if n := <-got; n > 0 {
+		t.Fatalf("the member with hub-9's certificate at %s's address received %d Raft connections", c.Members[vi].ID(), n)
 	}
 }

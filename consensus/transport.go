@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,9 @@ import (
 
 // streamLayer is the members' network: one TCP listener, in mutual TLS when
 // the member has a hub TLS identity (certs.HubServerTLS / HubClientTLS
-// verify the peer's chain to the SM2 root themselves). It carries two
+// verify the peer's chain to the SM2 root themselves; a dialled address that
+// the configuration gives to a member must answer with that member's
+// certificate). It carries two
 // protocols, told apart by the first byte a client sends: Raft's RPCs (a
 // type byte below 0x10) and the members' internal HTTP routes (a method
 // name, upper-case ASCII). So forwarded writes and membership changes are as
@@ -40,6 +43,11 @@ type streamLayer struct {
 	conns       map[*memberConn]struct{}
 	accepted    int
 	maxAccepted int
+
+	// members maps the Raft addresses in the configuration to their member
+	// ids (setMembers). Dialling such an address in TLS, the peer's
+	// certificate must name that member.
+	members atomic.Pointer[map[string]string]
 
 	// Fault injection for tests: while cut, the member neither dials nor
 	// accepts, and open connections are closed.
@@ -237,7 +245,12 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 		if err != nil {
 			return nil, err
 		}
-		return s.track(&memberConn{Conn: c, s: s, peer: certs.TLSPeerMember(c.(*tls.Conn).ConnectionState())}), nil
+		peer := certs.TLSPeerMember(c.(*tls.Conn).ConnectionState())
+		if want := s.memberAt(addr); want != "" && peer != want {
+			c.Close()
+			return nil, fmt.Errorf("member network: %s answered with member %s's certificate, but the configuration has member %s there", addr, peer, want)
+		}
+		return s.track(&memberConn{Conn: c, s: s, peer: peer}), nil
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -247,6 +260,17 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 		tc.SetNoDelay(true)
 	}
 	return s.track(&memberConn{Conn: c, s: s}), nil
+}
+
+// setMembers replaces the address-to-member-id map dials are checked
+// against.
+func (s *streamLayer) setMembers(m map[string]string) { s.members.Store(&m) }
+
+func (s *streamLayer) memberAt(addr string) string {
+	if m := s.members.Load(); m != nil {
+		return (*m)[addr]
+	}
+	return ""
 }
 
 // httpListener is the internal HTTP server's view of the layer.
