@@ -142,8 +142,8 @@ func (h *Hub) memberOpFrom(ctx context.Context, peer, op string, m Member) (uint
 
 // checkCaller checks a request's Raft address and binds the request to the
 // caller's identity: a member may only join, be promoted and announce
-// itself. Without TLS
-// (Config.InsecurePlaintext) callers are not authenticated.
+// itself. Without TLS (Config.InsecurePlaintext) callers are not
+// authenticated.
 func (h *Hub) checkCaller(peer, op string, m Member) error {
 	switch op {
 	case "join", "promote", "member":
