@@ -205,8 +205,14 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("bind raft address %s: %w", cfg.RaftAddr, err)
 	}
 	h.sl = sl
+	// MaxRPCsInFlight 1 turns off pipelined replication: with the default
+	// (2: unbuffered pipeline channels) a follower's refusal stopped the
+	// pipeline's decoder while a busy sender blocked on its next send
+	// forever, so the follower never got another entry and Shutdown hung
+	// (TestALeaderKeepsReplicatingToAFollowerThatRefusesAppends). Raft's
+	// own notes find pipelining of little use next to batching.
 	h.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: 1,
 	})
 	if h.httpL, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("bind API address %s: %w", cfg.HTTPAddr, err)
