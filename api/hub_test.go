@@ -46,7 +46,7 @@ func newHubFixture(t *testing.T) *hubFixture {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h, err := consensus.New(consensus.Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: root.Cert.Raw, Signer: hubSigner,
-		Logger: log, Handler: api.HubHandlerFunc(log), CheckpointEvery: 50 * time.Millisecond})
+		Logger: log, Handler: api.HubHandlerFunc(log), CheckpointEvery: 50 * time.Millisecond, InsecurePlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

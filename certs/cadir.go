@@ -490,7 +490,8 @@ const DevValidity = 365 * 24 * time.Hour
 // EnsureDevPKI makes or reopens the CA in dir for a local federation. On
 // first start it makes the CA, one signer per province (named
 // province-<code>), and per hub id a checkpoint signer (hub-<id>) and a TLS
-// identity (hub-<id>-tls, for localhost, 127.0.0.1 and ::1). Later starts
+// identity (hub-<id>-tls, naming member id, for localhost, 127.0.0.1 and
+// ::1). Later starts
 // reopen them; one that has expired, or was revoked, is replaced by a new one
 // named <name>.<yyyymmddhhmmss>.
 func EnsureDevPKI(dir string, provinces []hcx.ProvinceCode, hubs []string, now time.Time) (*DevPKI, error) {
@@ -518,7 +519,7 @@ func EnsureDevPKI(dir string, provinces []hcx.ProvinceCode, hubs []string, now t
 			return nil, err
 		}
 		p.Hubs[id] = s
-		tid, err := ca.ensureTLS(name+"-tls", now)
+		tid, err := ca.ensureTLS(name+"-tls", id, now)
 		if err != nil {
 			return nil, err
 		}
@@ -562,18 +563,24 @@ func (ca *CA) ensureSigner(base string, now time.Time, req IssueRequest) (*Signe
 	return ca.Issue(req)
 }
 
-func (ca *CA) ensureTLS(base string, now time.Time) (*TLSIdentity, error) {
+// ensureTLS reopens member's TLS identity, or issues one. An identity that
+// names another member (dev directories made before certificates carried
+// the member id) is replaced too.
+func (ca *CA) ensureTLS(base, member string, now time.Time) (*TLSIdentity, error) {
 	name, ok, err := ca.current(base, now)
 	if err != nil {
 		return nil, err
 	}
 	if ok {
-		return ca.LoadTLS(name)
+		id, err := ca.LoadTLS(name)
+		if err != nil || id.Member == member {
+			return id, err
+		}
 	}
 	if _, err := ca.Find(base); err == nil {
 		base = renewedName(base, now)
 	}
-	return ca.IssueHubTLS(base, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, now.Add(-time.Hour), now.Add(DevValidity))
+	return ca.IssueHubTLS(base, member, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, now.Add(-time.Hour), now.Add(DevValidity))
 }
 
 // keyMatches reports whether a private key belongs to a certificate.

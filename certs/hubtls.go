@@ -25,10 +25,24 @@ import (
 
 // TLSIdentity is a hub member's TLS key and certificate.
 type TLSIdentity struct {
-	Name string
-	Key  *ecdsa.PrivateKey
-	Cert *smx509.Certificate
-	KID  string
+	Name string // the certificate's name in the CA directory
+	// Member is the hub member id the certificate authenticates (its
+	// subject common name): a member may only join, be promoted and
+	// announce itself under this id.
+	Member string
+	Key    *ecdsa.PrivateKey
+	Cert   *smx509.Certificate
+	KID    string
+}
+
+// TLSPeerMember is the hub member id that the peer's certificate in a
+// completed handshake names, "" if the peer sent none. The certificate was
+// verified during the handshake (HubServerTLS, HubClientTLS).
+func TLSPeerMember(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
 }
 
 // Certificate is the identity in crypto/tls form.
@@ -38,11 +52,12 @@ func (id *TLSIdentity) Certificate() tls.Certificate {
 
 // tlsTemplate is the profile of a hub TLS certificate: role hub, ECDSA P-256,
 // digitalSignature, serverAuth and clientAuth, and no hcx signing usage (a
-// TLS key cannot sign envelopes or checkpoints).
-func tlsTemplate(name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) *x509.Certificate {
+// TLS key cannot sign envelopes or checkpoints). The subject common name is
+// the member id.
+func tlsTemplate(member string, dns []string, ips []net.IP, notBefore, notAfter time.Time) *x509.Certificate {
 	return &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"hcx"}, OrganizationalUnit: []string{ouPrefix + string(RoleHub)}},
+		Subject:               pkix.Name{CommonName: member, Organization: []string{"hcx"}, OrganizationalUnit: []string{ouPrefix + string(RoleHub)}},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -53,31 +68,42 @@ func tlsTemplate(name string, dns []string, ips []net.IP, notBefore, notAfter ti
 	}
 }
 
-// IssueTLS makes a hub TLS identity signed by root, without touching disk.
-func IssueTLS(root *Signer, name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
+// IssueTLS makes a TLS identity for hub member id member, signed by root,
+// without touching disk. The member id is the certificate's subject common
+// name.
+func IssueTLS(root *Signer, member string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
+	if err := CheckName(member); err != nil {
+		return nil, fmt.Errorf("issue TLS: member id: %w", err)
+	}
 	if !notAfter.After(notBefore) {
-		return nil, fmt.Errorf("issue TLS %s: validity ends before it starts", name)
+		return nil, fmt.Errorf("issue TLS %s: validity ends before it starts", member)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	der, err := signCert(root, tlsTemplate(name, dns, ips, notBefore, notAfter), &key.PublicKey)
+	der, err := signCert(root, tlsTemplate(member, dns, ips, notBefore, notAfter), &key.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("issue TLS %s: %w", name, err)
+		return nil, fmt.Errorf("issue TLS %s: %w", member, err)
 	}
 	cert, err := smx509.ParseCertificate(der)
 	if err != nil {
 		return nil, err
 	}
-	return &TLSIdentity{Name: name, Key: key, Cert: cert, KID: KID(der)}, nil
+	return &TLSIdentity{Name: member, Member: member, Key: key, Cert: cert, KID: KID(der)}, nil
 }
 
-// IssueHubTLS issues a hub member's TLS identity named name, valid for the
-// DNS names and IP addresses given, and stores it like Issue does.
-func (ca *CA) IssueHubTLS(name string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
+// IssueHubTLS issues the TLS identity of hub member member, stored under
+// name (names are unique in a CA directory: the member's signing
+// certificate may already be called after the member, so the TLS one is
+// usually <member>-tls), valid for the DNS names and IP addresses given,
+// and stores it like Issue does.
+func (ca *CA) IssueHubTLS(name, member string, dns []string, ips []net.IP, notBefore, notAfter time.Time) (*TLSIdentity, error) {
 	if err := CheckName(name); err != nil {
 		return nil, fmt.Errorf("issue TLS: %w", err)
+	}
+	if err := CheckName(member); err != nil {
+		return nil, fmt.Errorf("issue TLS %s: member id: %w", name, err)
 	}
 	if len(dns) == 0 && len(ips) == 0 {
 		return nil, fmt.Errorf("issue TLS %s: give the DNS names or IP addresses the hub member is reached at", name)
@@ -88,10 +114,11 @@ func (ca *CA) IssueHubTLS(name string, dns []string, ips []net.IP, notBefore, no
 	if err != nil {
 		return nil, err
 	}
-	id, err := IssueTLS(ca.root, name, dns, ips, notBefore, notAfter)
+	id, err := IssueTLS(ca.root, member, dns, ips, notBefore, notAfter)
 	if err != nil {
 		return nil, err
 	}
+	id.Name = name
 	if err := ca.store(idx, name, id.Cert, func(p string) error { return writeECKey(p, id.Key) }, KindTLS); err != nil {
 		return nil, err
 	}
@@ -140,7 +167,7 @@ func LoadTLSIdentity(certPath, keyPath string) (*TLSIdentity, error) {
 	if !ok || !keyMatches(c.PublicKey, key) {
 		return nil, fmt.Errorf("%s does not hold the ECDSA key of %s", keyPath, certPath)
 	}
-	return &TLSIdentity{Name: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}, nil
+	return &TLSIdentity{Name: c.Subject.CommonName, Member: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}, nil
 }
 
 func writeECKey(path string, key *ecdsa.PrivateKey) error {

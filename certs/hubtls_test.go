@@ -66,11 +66,11 @@ func TestHubTLSHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	lo := []net.IP{net.IPv4(127, 0, 0, 1)}
-	hub1, err := ca.IssueHubTLS("hub-1-tls", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
+	hub1, err := ca.IssueHubTLS("hub-1-tls", "hub-1", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub2, err := ca.IssueHubTLS("hub-2-tls", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
+	hub2, err := ca.IssueHubTLS("hub-2-tls", "hub-2", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,15 +87,15 @@ func TestHubTLSHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := other.IssueHubTLS("hub-9-tls", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
+	foreign, err := other.IssueHubTLS("hub-9-tls", "hub-9", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := ca.IssueHubTLS("hub-3-tls", []string{"localhost"}, lo, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	expired, err := ca.IssueHubTLS("hub-3-tls", "hub-3", []string{"localhost"}, lo, now.Add(-2*time.Hour), now.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoked, err := ca.IssueHubTLS("hub-4-tls", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
+	revoked, err := ca.IssueHubTLS("hub-4-tls", "hub-4", []string{"localhost"}, lo, now.Add(-time.Hour), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,4 +164,35 @@ func mustReissueWithRole(t *testing.T, root *Signer, id *TLSIdentity, gd *Signer
 	}
 	id.KID = KID(der)
 	return c
+}
+
+func TestHubTLSCertificateNamesItsMemberAndKeepsItWhenLoaded(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	ca, err := InitCA(dir, "tls root", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := []net.IP{net.IPv4(127, 0, 0, 1)}
+	id, err := ca.IssueHubTLS("hub-1-tls", "hub-1", nil, lo, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Name != "hub-1-tls" || id.Member != "hub-1" || id.Cert.Subject.CommonName != "hub-1" {
+		t.Fatalf("issued name %q member %q common name %q; want hub-1-tls, hub-1, hub-1", id.Name, id.Member, id.Cert.Subject.CommonName)
+	}
+	loaded, err := ca.LoadTLS("hub-1-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFiles, err := LoadTLSIdentity(ca.certPath("hub-1-tls"), ca.keyPath("hub-1-tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Member != "hub-1" || fromFiles.Member != "hub-1" {
+		t.Fatalf("loaded member %q, from files %q; want hub-1", loaded.Member, fromFiles.Member)
+	}
+	if _, err := ca.IssueHubTLS("hub-2-tls", "Hub 2!", nil, lo, now.Add(-time.Hour), now.Add(time.Hour)); err == nil || !strings.Contains(err.Error(), "member id") {
+		t.Fatalf("a malformed member id: err = %v, want one naming the member id", err)
+	}
 }

@@ -3,7 +3,6 @@ package consensus
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"sync"
 	"testing"
@@ -76,12 +75,10 @@ func benchCommit(b *testing.B, provinces, perBatch int, withTLS bool) {
 	cc := ClusterConfig{N: 3, Dir: b.TempDir(), RootDER: root.Cert.Raw, Signers: p.hubs, Logger: testLogger(b), NoAPI: true}
 	if withTLS {
 		for i := 0; i < 3; i++ {
-			id, err := certs.IssueTLS(root, fmt.Sprintf("hub-%d-tls", i+1), nil, []net.IP{net.IPv4(127, 0, 0, 1)}, now.Add(-time.Hour), now.Add(24*time.Hour))
-			if err != nil {
-				b.Fatal(err)
-			}
-			cc.TLS = append(cc.TLS, id)
+			cc.TLS = append(cc.TLS, hubTLS(b, root, fmt.Sprintf("hub-%d", i+1)))
 		}
+	} else {
+		cc.InsecurePlaintext = true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

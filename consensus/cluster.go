@@ -25,6 +25,10 @@ type ClusterConfig struct {
 	Now     func() time.Time
 	Handler func(*Hub) http.Handler // api.HubHandlerFunc(logger); required unless NoAPI
 	NoAPI   bool
+	// TLS holds one identity per member, in order, each naming hub-<i>
+	// (certs.IssueTLS); InsecurePlaintext runs the members without TLS
+	// instead (Config.InsecurePlaintext), for tests only.
+	InsecurePlaintext bool
 	// HTTPAddr and RaftAddr are the members' listen addresses, by member;
 	// missing or empty ones take any free port on 127.0.0.1.
 	HTTPAddr, RaftAddr []string
@@ -49,7 +53,7 @@ func (c *Cluster) memberConfig(i int) Config {
 	}
 	cfg := Config{ID: fmt.Sprintf("hub-%d", i+1), Dir: filepath.Join(cc.Dir, fmt.Sprintf("hub-%d", i+1)),
 		RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RootDER: cc.RootDER, Signer: s,
-		Logger: cc.Logger, Now: cc.Now, Handler: cc.Handler, NoAPI: cc.NoAPI}
+		Logger: cc.Logger, Now: cc.Now, Handler: cc.Handler, NoAPI: cc.NoAPI, InsecurePlaintext: cc.InsecurePlaintext}
 	if i < len(cc.HTTPAddr) && cc.HTTPAddr[i] != "" {
 		cfg.HTTPAddr = cc.HTTPAddr[i]
 	}
@@ -81,7 +85,7 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {
-			cfg.Join = []string{c.Members[0].URL()}
+			cfg.Join = []string{c.Members[0].RaftAddr()}
 		}
 		// A member restarted from disk cannot win an election alone: only a
 		// fresh first member is waited for before the others start.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -20,7 +19,7 @@ func fastTune(c *Config) {
 
 func startCluster(t testing.TB, p *pki, n int, withTLS bool, tune func(*Config)) *Cluster {
 	t.Helper()
-	cc := ClusterConfig{N: n, Dir: t.TempDir(), RootDER: p.root.Cert.Raw, Signers: p.hubs, Logger: testLogger(t), NoAPI: true,
+	cc := ClusterConfig{N: n, Dir: t.TempDir(), RootDER: p.root.Cert.Raw, Signers: p.hubs, Logger: testLogger(t), NoAPI: true, InsecurePlaintext: !withTLS,
 		Tune: func(c *Config) {
 			fastTune(c)
 			if tune != nil {
@@ -28,13 +27,8 @@ func startCluster(t testing.TB, p *pki, n int, withTLS bool, tune func(*Config))
 			}
 		}}
 	if withTLS {
-		now := time.Now()
 		for i := 0; i < n; i++ {
-			id, err := certs.IssueTLS(p.root, fmt.Sprintf("hub-%d-tls", i+1), nil, []net.IP{net.IPv4(127, 0, 0, 1)}, now.Add(-time.Hour), now.Add(24*time.Hour))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cc.TLS = append(cc.TLS, id)
+			cc.TLS = append(cc.TLS, hubTLS(t, p.root, fmt.Sprintf("hub-%d", i+1)))
 		}
 	}
 	c, err := StartCluster(ctxT(t, 30*time.Second), cc)
@@ -228,7 +222,7 @@ func TestMembersJoinAsNonVotersGetPromotedAndAreRemovedAndLeaderHandsOverOnClose
 		t.Fatal(err)
 	}
 	cfg := c.MemberConfig(3)
-	cfg.Join = []string{c.Members[2].URL()}
+	cfg.Join = []string{c.Members[2].RaftAddr()}
 	h4, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func (p *pki) batch(t testing.TB, prov hcx.ProvinceCode, seq uint64, n, first in
 
 func startOne(t testing.TB, p *pki, dir string, tune func(*Config)) *Hub {
 	t.Helper()
-	cfg := Config{ID: "hub-1", Dir: dir, Bootstrap: true, RootDER: p.root.Cert.Raw, Signer: p.hubs[0], Logger: testLogger(t), NoAPI: true}
+	cfg := Config{ID: "hub-1", Dir: dir, Bootstrap: true, RootDER: p.root.Cert.Raw, Signer: p.hubs[0], Logger: testLogger(t), NoAPI: true, InsecurePlaintext: true}
 	if tune != nil {
 		tune(&cfg)
 	}

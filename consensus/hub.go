@@ -31,19 +31,30 @@ type Config struct {
 	RaftAddr  string // raft bind address; "127.0.0.1:0" picks a port
 	HTTPAddr  string // API listen address; "127.0.0.1:0" picks a port
 	Bootstrap bool   // bootstrap a new cluster with this member
-	Join      []string
-	RootDER   []byte        // the national root certificate, DER
-	Signer    *certs.Signer // this member's hub signing key (checkpoints)
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Join lists Raft addresses (host:port) of existing members. A member
+	// with no state asks them, over the members' network, to add it.
+	Join    []string
+	RootDER []byte        // the national root certificate, DER
+	Signer  *certs.Signer // this member's hub signing key (checkpoints)
+	Logger  *slog.Logger
+	Now     func() time.Time
 
 	// Handler builds the public API for the member's HTTP server: pass
 	// api.HubHandlerFunc(logger). It is required unless NoAPI is set.
 	Handler func(*Hub) http.Handler
 	// NoAPI serves only the members' internal routes (package tests).
 	NoAPI bool
-	// TLS, when set, wraps Raft traffic in mutual TLS with hub certificates.
+	// TLS is this member's hub TLS identity: Raft traffic and the members'
+	// internal routes (forwarded writes, membership) run in mutual TLS with
+	// hub certificates, and a member may join, be promoted and announce
+	// itself only under the member id its certificate names, which must be
+	// ID. Required unless InsecurePlaintext is set.
 	TLS *certs.TLSIdentity
+	// InsecurePlaintext runs the members' network in plain TCP without
+	// TLS: anyone who reaches the Raft address can then read the log and
+	// change the membership. For tests and single-machine development
+	// only; it is logged as a warning at start.
+	InsecurePlaintext bool
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration // default 500ms
@@ -71,6 +82,19 @@ func (c *Config) defaults() error {
 	}
 	if c.Handler == nil && !c.NoAPI {
 		return errors.New("hub config: Handler is nil: pass api.HubHandlerFunc(logger) so the member serves PROTOCOL.md §5")
+	}
+	switch {
+	case c.TLS == nil && !c.InsecurePlaintext:
+		return errors.New("hub config: TLS is nil: members talk in mutual TLS with hub certificates (certs.LoadTLSIdentity; 'hcx ca issue --tls'); set InsecurePlaintext only for tests and single-machine development")
+	case c.TLS != nil && c.InsecurePlaintext:
+		return errors.New("hub config: both TLS and InsecurePlaintext are set: drop InsecurePlaintext")
+	case c.TLS != nil && c.TLS.Member != c.ID:
+		return fmt.Errorf("hub config: the TLS certificate is member %q's, this member is %q: issue one for %s ('hcx ca issue --tls --member %s')", c.TLS.Member, c.ID, c.ID, c.ID)
+	}
+	for _, a := range c.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil || strings.Contains(a, "/") {
+			return fmt.Errorf("hub config: Join %q: give existing members' Raft addresses as host:port, such as 127.0.0.1:7100", a)
+		}
 	}
 	if c.RaftAddr == "" {
 		c.RaftAddr = "127.0.0.1:0"
@@ -120,8 +144,9 @@ type Hub struct {
 	srv   *http.Server // public API
 	isrv  *http.Server // members' internal routes, on the Raft listener
 	url   string
-	hc    *http.Client // to other members' public API (join)
 	ic    *http.Client // to other members' internal routes (mutual TLS)
+
+	memberMu sync.Mutex // serialises membership changes at the leader
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -172,19 +197,27 @@ func New(cfg Config) (*Hub, error) {
 		srvTLS, cliTLS = certs.HubServerTLS(cfg.TLS, ts), certs.HubClientTLS(cfg.TLS, ts)
 		srvTLS.Time, cliTLS.Time = cfg.Now, cfg.Now
 	}
+	if cfg.InsecurePlaintext {
+		log.Warn("hub members talk in plain TCP without TLS: anyone who reaches the Raft address can read the log and change the membership; for tests and single-machine development only", "raft", cfg.RaftAddr)
+	}
 	sl, err := newStreamLayer(cfg.RaftAddr, srvTLS, cliTLS)
 	if err != nil {
 		return nil, fmt.Errorf("bind raft address %s: %w", cfg.RaftAddr, err)
 	}
 	h.sl = sl
+	// MaxRPCsInFlight 1 turns off pipelined replication: with the default
+	// (2: unbuffered pipeline channels) a follower's refusal stopped the
+	// pipeline's decoder while a busy sender blocked on its next send
+	// forever, so the follower never got another entry and Shutdown hung
+	// (TestALeaderKeepsReplicatingToAFollowerThatRefusesAppends). Raft's
+	// own notes find pipelining of little use next to batching.
 	h.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: 1,
 	})
 	if h.httpL, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("bind API address %s: %w", cfg.HTTPAddr, err)
 	}
 	h.url = "http://" + h.httpL.Addr().String()
-	h.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}
 	h.ic = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return sl.DialContext(ctx, addr) },
@@ -221,9 +254,9 @@ func New(cfg Config) (*Hub, error) {
 	imux := http.NewServeMux()
 	h.internalRoutes(imux)
 	h.isrv = &http.Server{Handler: imux, ReadHeaderTimeout: 10 * time.Second}
+	h.isrv.ConnContext = peerContext
 	go h.isrv.Serve(sl.httpListener())
 	mux := http.NewServeMux()
-	h.joinRoute(mux)
 	if cfg.Handler != nil {
 		mux.Handle("/", cfg.Handler(h))
 	}
@@ -231,9 +264,11 @@ func New(cfg Config) (*Hub, error) {
 	go h.srv.Serve(h.httpL)
 	ok = true
 
-	h.wg.Add(2)
+	h.refreshMembers()
+	h.wg.Add(3)
 	go h.announce()
 	go h.checkpointer()
+	go h.watchMembers()
 	if len(cfg.Join) > 0 && !existing && !cfg.Bootstrap {
 		h.wg.Add(1)
 		go h.join()
@@ -353,18 +388,22 @@ func (h *Hub) announce() {
 				continue
 			}
 		}
+		wait := 50 * time.Millisecond
 		if _, id := h.raft.LeaderWithID(); id != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := h.memberOp(ctx, "member", me)
 			cancel()
 			if err != nil {
 				h.log.Debug("announce member metadata", "err", err)
+				if !retryable(err) {
+					wait = time.Second // refused: not (or no longer) in the configuration
+				}
 			}
 		}
 		select {
 		case <-h.done:
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -558,7 +597,6 @@ func (h *Hub) Close() error {
 		if e := h.closeStorage(); e != nil && err == nil {
 			err = e
 		}
-		h.hc.CloseIdleConnections()
 		h.ic.CloseIdleConnections()
 	})
 	return err
@@ -577,7 +615,6 @@ func (h *Hub) Kill() error {
 		err = h.raft.Shutdown().Error()
 		h.wg.Wait()
 		h.closeStorage()
-		h.hc.CloseIdleConnections()
 		h.ic.CloseIdleConnections()
 	})
 	return err

@@ -5,17 +5,21 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/hcxfed/hcx/certs"
 )
 
 // streamLayer is the members' network: one TCP listener, in mutual TLS when
 // the member has a hub TLS identity (certs.HubServerTLS / HubClientTLS
-// verify the peer's chain to the SM2 root themselves). It carries two
+// verify the peer's chain to the SM2 root themselves; a dialled address that
+// the configuration gives to a member must answer with that member's
+// certificate). It carries two
 // protocols, told apart by the first byte a client sends: Raft's RPCs (a
 // type byte below 0x10) and the members' internal HTTP routes (a method
 // name, upper-case ASCII). So forwarded writes and membership changes are as
@@ -31,12 +35,30 @@ type streamLayer struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
+	// conns holds the open connections, dialled and accepted, so that a
+	// partition can cut them; a connection leaves it when it is closed.
+	// Accepted ones are at most maxAccepted: beyond that the listener
+	// closes new connections at once.
+	mu          sync.Mutex
+	conns       map[*memberConn]struct{}
+	accepted    int
+	maxAccepted int
+
+	// members maps the Raft addresses in the configuration to their member
+	// ids (setMembers). Dialling such an address in TLS, the peer's
+	// certificate must name that member.
+	members atomic.Pointer[map[string]string]
+
 	// Fault injection for tests: while cut, the member neither dials nor
 	// accepts, and open connections are closed.
-	cut   atomic.Bool
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	cut atomic.Bool
 }
+
+// maxAcceptedConns bounds the connections a member accepts at once (in TLS
+// handshake or open). Members hold a few each (Raft's pool of 3 per peer,
+// the internal HTTP client's idle connections); a thousand leaves room for
+// a 5-member cluster many times over.
+const maxAcceptedConns = 1024
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
@@ -51,7 +73,8 @@ func newStreamLayer(bind string, server, client *tls.Config) (*streamLayer, erro
 		return nil, err
 	}
 	s := &streamLayer{ln: ln, advertise: ln.Addr(), server: server, client: client,
-		raftCh: make(chan net.Conn), httpCh: make(chan net.Conn), closed: make(chan struct{})}
+		raftCh: make(chan net.Conn), httpCh: make(chan net.Conn), closed: make(chan struct{}),
+		conns: map[*memberConn]struct{}{}, maxAccepted: maxAcceptedConns}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -72,12 +95,23 @@ func (s *streamLayer) acceptLoop() {
 			s.Close()
 			return
 		}
-		if s.cut.Load() {
+		if s.cut.Load() || !s.admit() {
 			c.Close()
 			continue
 		}
 		go s.dispatch(c)
 	}
+}
+
+// admit counts an accepted connection against maxAccepted.
+func (s *streamLayer) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accepted >= s.maxAccepted {
+		return false
+	}
+	s.accepted++
+	return true
 }
 
 // dispatch finishes the TLS handshake, peeks at the first byte and hands the
@@ -86,41 +120,66 @@ func (s *streamLayer) dispatch(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	conn := c
+	mc := &memberConn{Conn: c, s: s, inbound: true}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if s.server != nil {
 		tc := tls.Server(c, s.server)
 		if err := tc.Handshake(); err != nil {
-			c.Close()
+			mc.Close()
 			return
 		}
-		conn = tc
+		mc.Conn, mc.peer = tc, certs.TLSPeerMember(tc.ConnectionState())
 	}
-	br := bufio.NewReader(conn)
-	first, err := br.Peek(1)
+	mc.r = bufio.NewReader(mc.Conn)
+	first, err := mc.r.Peek(1)
 	if err != nil {
-		conn.Close()
+		mc.Close()
 		return
 	}
 	c.SetDeadline(time.Time{})
-	pc := s.track(&peekedConn{Conn: conn, r: br})
+	s.track(mc)
 	ch := s.raftCh
 	if first[0] >= 'A' && first[0] <= 'Z' {
 		ch = s.httpCh
 	}
 	select {
-	case ch <- pc:
+	case ch <- mc:
 	case <-s.closed:
-		pc.Close()
+		mc.Close()
 	}
 }
 
-type peekedConn struct {
+// memberConn is a connection of the members' network. It leaves the
+// layer's set when closed; an accepted one also frees its place under
+// maxAccepted, and carries the first byte peeked at and the member id of
+// the peer's verified hub certificate ("" without TLS).
+type memberConn struct {
 	net.Conn
-	r *bufio.Reader
+	s       *streamLayer
+	r       *bufio.Reader // nil: read the connection directly
+	peer    string
+	inbound bool
+	once    sync.Once
 }
 
-func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (c *memberConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *memberConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		if c.inbound {
+			c.s.accepted--
+		}
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
 
 // partition cuts (true) or heals (false) the member's network.
 func (s *streamLayer) partition(on bool) {
@@ -129,18 +188,18 @@ func (s *streamLayer) partition(on bool) {
 		return
 	}
 	s.mu.Lock()
+	open := make([]*memberConn, 0, len(s.conns))
 	for c := range s.conns {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
 		c.Close()
 	}
-	s.conns = nil
-	s.mu.Unlock()
 }
 
-func (s *streamLayer) track(c net.Conn) net.Conn {
+func (s *streamLayer) track(c *memberConn) *memberConn {
 	s.mu.Lock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	return c
@@ -186,7 +245,12 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 		if err != nil {
 			return nil, err
 		}
-		return s.track(c), nil
+		peer := certs.TLSPeerMember(c.(*tls.Conn).ConnectionState())
+		if want := s.memberAt(addr); want != "" && peer != want {
+			c.Close()
+			return nil, fmt.Errorf("member network: %s answered with member %s's certificate, but the configuration has member %s there", addr, peer, want)
+		}
+		return s.track(&memberConn{Conn: c, s: s, peer: peer}), nil
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -195,7 +259,18 @@ func (s *streamLayer) DialContext(ctx context.Context, addr string) (net.Conn, e
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return s.track(c), nil
+	return s.track(&memberConn{Conn: c, s: s}), nil
+}
+
+// setMembers replaces the address-to-member-id map dials are checked
+// against.
+func (s *streamLayer) setMembers(m map[string]string) { s.members.Store(&m) }
+
+func (s *streamLayer) memberAt(addr string) string {
+	if m := s.members.Load(); m != nil {
+		return (*m)[addr]
+	}
+	return ""
 }
 
 // httpListener is the internal HTTP server's view of the layer.

@@ -26,7 +26,7 @@ const defaultCADir = "hcx-data/ca"
 
 var caSubcommands = []struct{ name, args, summary string }{
 	{"init", "[--dir DIR] [--name NAME]", "make a new national root CA in DIR"},
-	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls]", "issue a certificate and key"},
+	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID]", "issue a certificate and key"},
 	{"revoke", "(--kid KID | --name NAME) --reason TEXT [--at TIME]", "revoke a certificate from a time on"},
 	{"list", "[--dir DIR]", "list every certificate issued, with status"},
 	{"inspect", "(FILE | --dir DIR NAME-OR-KID)", "show a certificate and check it against the root"},
@@ -146,7 +146,8 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	prov := fs.String("province", "", "province code (province signers only), e.g. 440000")
 	days := fs.Int("days", 365, "days of validity")
 	from := fs.String("from", "", "start of validity, RFC 3339 (default now)")
-	tlsCert := fs.Bool("tls", false, "hub TLS certificate (ECDSA P-256) instead of an SM2 signing certificate; needs --dns or --ip")
+	tlsCert := fs.Bool("tls", false, "hub TLS certificate (ECDSA P-256) instead of an SM2 signing certificate; needs --member and --dns or --ip")
+	member := fs.String("member", "", "hub member id the TLS certificate authenticates (its 'hcx hub -id'), e.g. hub-1")
 	var dns, ips listFlag
 	fs.Var(&dns, "dns", "DNS names (hub members; comma-separated or repeated)")
 	fs.Var(&ips, "ip", "IP addresses (hub members; comma-separated or repeated)")
@@ -187,7 +188,10 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 		if *role != "" && *role != string(certs.RoleHub) {
 			return fmt.Errorf("hcx ca issue: --tls certificates are for hub members; drop --role %s or use --role hub", *role)
 		}
-		id, err := ca.IssueHubTLS(*name, dns, netIPs, nb, na)
+		if *member == "" {
+			return fmt.Errorf("hcx ca issue --tls: give --member, the id of the hub member this certificate authenticates (its 'hcx hub -id'), e.g. --name %s --member hub-1", *name)
+		}
+		id, err := ca.IssueHubTLS(*name, *member, dns, netIPs, nb, na)
 		if err != nil {
 			return err
 		}

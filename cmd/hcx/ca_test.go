@@ -37,7 +37,7 @@ func TestCACommandLifecycle(t *testing.T) {
 	}
 	mustCA("issue", "--role", "province", "--province", "440000", "--name", "province-440000")
 	mustCA("issue", "--role", "province", "--province", "440000", "--name", "province-440000.2")
-	mustCA("issue", "--tls", "--name", "hub-1-tls", "--dns", "localhost", "--ip", "127.0.0.1")
+	mustCA("issue", "--tls", "--name", "hub-1-tls", "--member", "hub-1", "--dns", "localhost", "--ip", "127.0.0.1")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -46,6 +46,7 @@ func TestCACommandLifecycle(t *testing.T) {
 		{"reject/province-not-provincial", []string{"issue", "--role", "province", "--province", "440100", "--name", "x"}, "provincial-level"},
 		{"reject/name-taken", []string{"issue", "--role", "auditor", "--name", "province-440000"}, "taken"},
 		{"reject/no-role", []string{"issue", "--name", "y"}, "give --role"},
+		{"reject/tls-without-member-id", []string{"issue", "--tls", "--name", "hub-2-tls", "--ip", "127.0.0.1"}, "give --member"},
 		{"reject/revoke-without-reason", []string{"revoke", "--name", "province-440000"}, "--reason"},
 		{"reject/unknown-certificate", []string{"revoke", "--name", "nope", "--reason", "x"}, "hcx ca list"},
 	} {

@@ -25,12 +25,13 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	raftAddr := fs.String("raft", "127.0.0.1:7100", "Raft listen address (other members dial it)")
 	httpAddr := fs.String("http", "127.0.0.1:7000", "API listen address")
 	bootstrap := fs.Bool("bootstrap", false, "bootstrap a new cluster with this member (first member only, first start only)")
-	join := fs.String("join", "", "comma-separated API URLs of existing members to join through")
+	join := fs.String("join", "", "comma-separated Raft addresses (host:port) of existing members to join through, over member TLS")
 	rootPath := fs.String("root", "", "national root certificate (PEM)")
 	certPath := fs.String("cert", "", "this member's hub signing certificate (PEM), for checkpoints")
 	keyPath := fs.String("key", "", "its SM2 key (PEM)")
-	tlsCert := fs.String("tls-cert", "", "hub TLS certificate (PEM) for Raft traffic; empty: plain TCP")
+	tlsCert := fs.String("tls-cert", "", "this member's hub TLS certificate (PEM, 'hcx ca issue --tls --member ID'): members talk in mutual TLS; required")
 	tlsKey := fs.String("tls-key", "", "its ECDSA key (PEM)")
+	insecure := fs.Bool("insecure-plaintext-members", false, "DANGER: members talk in plain TCP, unauthenticated: anyone reaching -raft can change the membership; single-machine development only")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,6 +39,12 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *rootPath == "" || *certPath == "" || *keyPath == "" {
 		fs.Usage()
 		return errors.New("hub: -root, -cert and -key are required (make them with 'hcx ca')")
+	}
+	switch {
+	case *insecure && (*tlsCert != "" || *tlsKey != ""):
+		return errors.New("hub: -insecure-plaintext-members and -tls-cert/-tls-key exclude each other: drop -insecure-plaintext-members")
+	case !*insecure && (*tlsCert == "" || *tlsKey == ""):
+		return fmt.Errorf("hub: -tls-cert and -tls-key are required: members talk in mutual TLS (make them with 'hcx ca issue --tls --name %s-tls --member %s --ip ...'); -insecure-plaintext-members runs without, for single-machine development only", *id, *id)
 	}
 	root, err := certs.ReadCert(*rootPath)
 	if err != nil {
@@ -56,11 +63,11 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
-		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log)}
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log), InsecurePlaintext: *insecure}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}
-	if *tlsCert != "" {
+	if !*insecure {
 		if cfg.TLS, err = certs.LoadTLSIdentity(*tlsCert, *tlsKey); err != nil {
 			return fmt.Errorf("hub: TLS identity: %w", err)
 		}
