@@ -25,7 +25,7 @@ import (
 // the wrong JSON type is refused naming the member and the type it wants
 // ("doc_type: want a string, got number"). Errors are *hcx.Error of class
 // EInvalid (ETooLarge over the limit), code "bad_json", with the member in
-// Field where there is one.
+// Field, or "body" when the body as a whole is wrong.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	b, err := ReadBody(w, r, limit)
 	if err != nil {
@@ -47,10 +47,10 @@ func decodeObject(b []byte, v any) error {
 	rv = rv.Elem()
 	members := membersOf(rv.Type())
 	if len(bytes.TrimSpace(b)) == 0 {
-		return badJSON("", "request body is empty: send a JSON object with %s", members.list)
+		return badJSON("body", "request body is empty: send a JSON object with %s", members.list)
 	}
 	if !utf8.Valid(b) {
-		return badJSON("", "request body is not valid UTF-8: JSON text must be UTF-8")
+		return badJSON("body", "request body is not valid UTF-8: JSON text must be UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
@@ -58,7 +58,7 @@ func decodeObject(b []byte, v any) error {
 		return syntaxError(err, dec)
 	}
 	if tok != json.Delim('{') {
-		return badJSON("", "request body must be a JSON object with %s, not %s", members.list, kindOf(b))
+		return badJSON("body", "request body must be a JSON object with %s, not %s", members.list, kindOf(b))
 	}
 	seen := make(map[string]bool, len(members.index))
 	for dec.More() {
@@ -93,7 +93,7 @@ func decodeObject(b []byte, v any) error {
 	}
 	end := dec.InputOffset()
 	if rest := bytes.TrimLeft(b[end:], " \t\r\n"); len(rest) > 0 {
-		return badJSON("", "request body goes on after the JSON object, at byte %d: send one object and nothing after it", len(b)-len(rest))
+		return badJSON("body", "request body goes on after the JSON object, at byte %d: send one object and nothing after it", len(b)-len(rest))
 	}
 	return nil
 }
@@ -110,11 +110,11 @@ func syntaxError(err error, dec *json.Decoder) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		return badJSON("", "request body is not valid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+		return badJSON("body", "request body is not valid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return badJSON("", "request body ends inside the JSON object, at byte %d", dec.InputOffset())
+		return badJSON("body", "request body ends inside the JSON object, at byte %d", dec.InputOffset())
 	}
-	return badJSON("", "request body is not valid JSON at byte %d", dec.InputOffset())
+	return badJSON("body", "request body is not valid JSON at byte %d", dec.InputOffset())
 }
 
 // describe says what a refused value was, in JSON terms.
@@ -236,7 +236,7 @@ func clip(s string) string {
 func queryParams(r *http.Request, allowed ...string) (map[string]string, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, hcx.Errorf(hcx.EInvalid, "bad_query", "the query string is malformed: %v", err)
+		return nil, &hcx.Error{Class: hcx.EInvalid, Code: "bad_query", Field: "query", Message: fmt.Sprintf("the query string is malformed: %v", err)}
 	}
 	out := make(map[string]string, len(q))
 	for k, vs := range q {
@@ -245,6 +245,8 @@ func queryParams(r *http.Request, allowed ...string) (map[string]string, error) 
 			known = known || a == k
 		}
 		switch {
+		case k == "":
+			return nil, hcx.Invalidf("query", "the query string has a parameter with no name (%q): remove it", clip(r.URL.RawQuery))
 		case !known && len(allowed) == 0:
 			return nil, hcx.Invalidf(clip(k), "unknown query parameter %q: %s takes none", clip(k), r.URL.Path)
 		case !known:
