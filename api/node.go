@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -149,6 +150,15 @@ func (h *nodeHandler) contact(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Issuer == "" {
 		req.Issuer = h.n.Province()
+	}
+	if err := req.Issuer.Validate(); err != nil {
+		// Name the request's member, not the type's generic field.
+		var e *hcx.Error
+		if errors.As(err, &e) {
+			err = hcx.Invalidf("issuer", "%s", e.Message)
+		}
+		WriteError(w, h.log, err)
+		return
 	}
 	h.ingest(w, r, sub, node.Event{Contact: &policy.ContactFlag{Issuer: req.Issuer, At: req.At}})
 }

@@ -125,6 +125,8 @@ func TestNodeRefusesBadInputsNamingTheFieldAndWritingNothing(t *testing.T) {
 		{"reject/lab-at-not-a-time", "POST", "/v1/residents/{sub}/labs", `{"result":"positive","at":"yesterday"}`, "at", "RFC 3339"},
 		{"reject/lab-at-number", "POST", "/v1/residents/{sub}/labs", `{"result":"positive","at":12}`, "at", "want a string"},
 		{"reject/lab-trailing", "POST", "/v1/residents/{sub}/labs", `{"result":"positive"}]`, "body", "after the JSON object"},
+		{"reject/contact-issuer-no-province", "POST", "/v1/residents/{sub}/contacts", `{"issuer":"440100"}`, "issuer", "440100"},
+		{"reject/lab-kind-unknown", "POST", "/v1/residents/{sub}/labs", `{"result":"positive","kind":"blood"}`, "kind", "pcr or antigen"},
 		{"reject/contact-issuer-number", "POST", "/v1/residents/{sub}/contacts", `{"issuer":440000}`, "issuer", "want a string"},
 		{"reject/verify-code-object", "POST", "/v1/verify", `{"code":{}}`, "code", "want a string"},
 		// Query parameters.
