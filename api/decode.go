@@ -84,7 +84,7 @@ func decodeObject(b []byte, v any) error {
 		if want := jsonType(f.Type()); bytes.Equal(raw, []byte("null")) {
 			return badJSON(name, "want %s, got null", want)
 		}
-		if err := decodeMember(raw, f.Addr().Interface()); err != nil {
+		if err := decodeMember(raw, f); err != nil {
 			return badJSON(name, "want %s, got %s", jsonType(f.Type()), describe(raw, err))
 		}
 	}
@@ -98,11 +98,20 @@ func decodeObject(b []byte, v any) error {
 	return nil
 }
 
-// decodeMember decodes one member's value, strictly inside nested objects too.
-func decodeMember(raw []byte, into any) error {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.DisallowUnknownFields()
-	return d.Decode(into)
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// decodeMember decodes one member's value into f, strictly inside nested
+// objects too.
+func decodeMember(raw []byte, f reflect.Value) error {
+	switch f.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array, reflect.Pointer, reflect.Interface:
+		if !reflect.PointerTo(f.Type()).Implements(unmarshalerType) {
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.DisallowUnknownFields()
+			return d.Decode(f.Addr().Interface())
+		}
+	}
+	return json.Unmarshal(raw, f.Addr().Interface())
 }
 
 // syntaxError says where a body that is not JSON goes wrong.
