@@ -51,22 +51,22 @@ func TestProvinceCodes(t *testing.T) {
 func TestMainlandIDCheckDigit(t *testing.T) {
 	// 11010519491231002X is the example number of GB 11643-1999.
 	for _, good := range []string{"11010519491231002X", "440106199003070028", "51010719850612004X"} {
-		if err := ValidateDocument(DocCNID, good); err != nil {
+		if err := ValidateDocument(DocCNID, good, time.Now()); err != nil {
 			t.Errorf("%s: %v", good, err)
 		}
 	}
-	err := ValidateDocument(DocCNID, "110105194912310021")
+	err := ValidateDocument(DocCNID, "110105194912310021", time.Now())
 	var e *Error
 	if !errors.As(err, &e) || e.Field != "doc_number" || !strings.Contains(e.Message, "gives X") {
 		t.Errorf("wrong check digit: err = %v, want one naming doc_number and the expected X", err)
 	}
-	if err := ValidateDocument(DocCNID, "110105194913310021"); err == nil || !strings.Contains(err.Error(), "birth date") {
+	if err := ValidateDocument(DocCNID, "110105194913310021", time.Now()); err == nil || !strings.Contains(err.Error(), "birth date") {
 		t.Errorf("month 13: err = %v", err)
 	}
-	if err := ValidateDocument("PP-FRA", "15AB12345"); err != nil {
+	if err := ValidateDocument("PP-FRA", "15AB12345", time.Now()); err != nil {
 		t.Errorf("French passport: %v", err)
 	}
-	if err := ValidateDocument("PP-fr", "15AB12345"); err == nil {
+	if err := ValidateDocument("PP-fr", "15AB12345", time.Now()); err == nil {
 		t.Error("PP-fr accepted")
 	}
 }

@@ -1,8 +1,39 @@
 package hcx
 
 import (
+	_ "embed"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
+)
+
+// iso3166 lists the officially assigned ISO 3166-1 alpha-3 codes, one per
+// line after the comment lines.
+//
+//go:embed iso3166-alpha3.txt
+var iso3166 string
+
+// prefectures1980 lists the first four digits of every prefecture in any
+// GB/T 2260 revision from 1980 to 2019.
+//
+//go:embed gb2260-prefectures-1980-2019.txt
+var prefectures1980 string
+
+// lineSet reads a list of codes, one per line, skipping "#" comments.
+func lineSet(list string) map[string]bool {
+	m := make(map[string]bool, 600)
+	for _, line := range strings.Split(list, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			m[line] = true
+		}
+	}
+	return m
+}
+
+var (
+	iso3166Codes    = sync.OnceValue(func() map[string]bool { return lineSet(iso3166) })
+	prefectureCodes = sync.OnceValue(func() map[string]bool { return lineSet(prefectures1980) })
 )
 
 // DocType is the type of an identity document (PROTOCOL.md §1).
@@ -25,10 +56,8 @@ func (t DocType) Validate() error {
 	}
 	s := string(t)
 	if strings.HasPrefix(s, "PP-") && len(s) == 6 {
-		for i := 3; i < 6; i++ {
-			if s[i] < 'A' || s[i] > 'Z' {
-				return Invalidf("doc_type", "passport type %q: the state must be three upper-case letters (ISO 3166-1 alpha-3), such as PP-FRA", s)
-			}
+		if !iso3166Codes()[s[3:]] {
+			return Invalidf("doc_type", "passport type %q: %q is no state's ISO 3166-1 alpha-3 code; write the issuing state's code in upper case, such as PP-FRA or PP-DEU", s, s[3:])
 		}
 		return nil
 	}
@@ -38,10 +67,20 @@ func (t DocType) Validate() error {
 // NormaliseDocNumber trims and upper-cases a document number (PROTOCOL.md §1).
 func NormaliseDocNumber(n string) string { return strings.ToUpper(strings.TrimSpace(n)) }
 
-// ValidateDocument checks a normalised document number against its type. For
-// CN-ID it enforces the 18-character shape, a known division, a plausible
-// birth date and the GB 11643 check digit.
-func ValidateDocument(t DocType, number string) error {
+// MinDocNumber is the shortest document number accepted: longer than the
+// four-character ID tail a code shows, so that the tail never shows a whole
+// number.
+const MinDocNumber = 6
+
+// ValidateDocument checks a normalised document number against its type, at
+// time now in the province's zone (a birth date may be today, not tomorrow).
+// Every number has 6 to 32 digits and upper-case letters. CN-ID: 18
+// characters, a division of GB/T 2260, a real birth date from 1900 to today
+// and the GB 11643 check digit. HKMO: H or M, 8 digits, optionally 2 more.
+// TW: 8 digits. FPR: 15 letters and digits (2004 card) or 17 digits and a
+// check character (2017 card). Passports: the length only, as states differ.
+// It returns an EInvalid error naming doc_type or doc_number.
+func ValidateDocument(t DocType, number string, now time.Time) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
@@ -51,14 +90,30 @@ func ValidateDocument(t DocType, number string) error {
 	if len(number) > 32 {
 		return Invalidf("doc_number", "document number is %d characters; at most 32", len(number))
 	}
+	if len(number) < MinDocNumber {
+		return Invalidf("doc_number", "document number is %d characters; at least %d", len(number), MinDocNumber)
+	}
 	for i := 0; i < len(number); i++ {
 		c := number[i]
 		if !(c >= '0' && c <= '9') && !(c >= 'A' && c <= 'Z') {
 			return Invalidf("doc_number", "document number has %q at position %d: only digits and letters", c, i+1)
 		}
 	}
-	if t == DocCNID {
-		return validateCNID(number)
+	switch t {
+	case DocCNID:
+		return validateCNID(number, now)
+	case DocHKMO:
+		if (number[0] != 'H' && number[0] != 'M') || (len(number) != 9 && len(number) != 11) || !allDigits(number[1:]) {
+			return Invalidf("doc_number", "a Hong Kong / Macau permit number is H or M followed by 8 digits (and 2 more on some permits), such as H12345678")
+		}
+	case DocTW:
+		if len(number) != 8 || !allDigits(number) {
+			return Invalidf("doc_number", "a Taiwan permit number is 8 digits, such as 12345678")
+		}
+	case DocFPR:
+		if !(len(number) == 15 || len(number) == 18 && allDigits(number[:17]) && (number[17] == 'X' || allDigits(number[17:]))) {
+			return Invalidf("doc_number", "a permanent residence ID number is 15 letters and digits (2004 card) or 18 characters, 17 digits and a check digit or X (2017 card)")
+		}
 	}
 	return nil
 }
@@ -76,24 +131,48 @@ func CNIDCheckDigit(first17 string) byte {
 	return gb11643Checks[sum%11]
 }
 
-func validateCNID(n string) error {
+func validateCNID(n string, now time.Time) error {
 	if len(n) != 18 {
 		return Invalidf("doc_number", "a mainland resident ID number has 18 characters, got %d", len(n))
 	}
 	if !allDigits(n[:17]) {
 		return Invalidf("doc_number", "the first 17 characters of a mainland resident ID number must be digits")
 	}
-	if _, ok := divisions()[n[:2]+"0000"]; !ok {
-		return Invalidf("doc_number", "ID number starts with %s, which is no province in GB/T 2260", n[:2])
+	if err := validateRegistration(n[:6]); err != nil {
+		return err
 	}
-	month, day := atoi(n[10:12]), atoi(n[12:14])
-	if month < 1 || month > 12 || day < 1 || day > 31 {
-		return Invalidf("doc_number", "ID number has an impossible birth date %s", n[6:14])
+	year, month, day := atoi(n[6:10]), atoi(n[10:12]), atoi(n[12:14])
+	born := time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC)
+	if born.Year() != year || int(born.Month()) != month || born.Day() != day {
+		return Invalidf("doc_number", "ID number has the birth date %s, which is no day of the calendar", n[6:14])
+	}
+	if year < 1900 {
+		return Invalidf("doc_number", "ID number has the birth date %s, before 1900", n[6:14])
+	}
+	ty, tm, td := now.Date()
+	if born.After(time.Date(ty, tm, td, 0, 0, 0, 0, time.UTC)) {
+		return Invalidf("doc_number", "ID number has the birth date %s, which is in the future (today is %04d%02d%02d)", n[6:14], ty, tm, td)
 	}
 	if want := CNIDCheckDigit(n); n[17] != want {
 		return Invalidf("doc_number", "ID number check digit is %c but GB 11643 gives %c: a digit is probably mistyped", n[17], want)
 	}
 	return nil
+}
+
+// validateRegistration checks the six-digit address code of a mainland ID
+// number: where the number was first issued, kept for life. The province must
+// exist today (GB/T 2260, 2019); the code must be in the 2019 list or lie
+// under a prefecture of any revision since 1980, because people keep codes
+// abolished since (Chaohu 3414, Chongqing's Sichuan codes 5102). Residence
+// permits of Taiwan residents use 830000, which GB/T 2260 does not list.
+func validateRegistration(code string) error {
+	if _, ok := divisions()[code[:2]+"0000"]; !ok && code != "830000" {
+		return Invalidf("doc_number", "ID number starts with %s, which is no province in GB/T 2260", code[:2])
+	}
+	if _, ok := divisions()[code]; ok || code == "830000" || prefectureCodes()[code[:4]] {
+		return nil
+	}
+	return Invalidf("doc_number", "ID number starts with %s, which is no division of GB/T 2260 (1980 to 2019): the first six digits are probably mistyped", code)
 }
 
 func atoi(s string) int {

@@ -4,7 +4,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -79,27 +78,4 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
 	}
 	return b, nil
-}
-
-// DecodeJSON reads a JSON request body of at most limit bytes into v,
-// refusing unknown fields, and says where a malformed body goes wrong.
-func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	b, err := ReadBody(w, r, limit)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return hcx.Errorf(hcx.EInvalid, "bad_json", "request body is not valid JSON at byte %d: %v", se.Offset, err)
-		case errors.As(err, &te):
-			return &hcx.Error{Class: hcx.EInvalid, Code: "bad_json", Field: te.Field, Message: "want " + te.Type.String() + ", got JSON " + te.Value}
-		}
-		return hcx.Errorf(hcx.EInvalid, "bad_json", "request body: %v", err)
-	}
-	return nil
 }

@@ -51,8 +51,18 @@ func TestBadBodiesGetClearErrors(t *testing.T) {
 	}{
 		{"reject/too-large", `{"name":"` + strings.Repeat("x", 100) + `"}`, 64, 413, "too_large", "limit of 64 bytes"},
 		{"reject/syntax-error", `{"name":}`, 1024, 400, "bad_json", "at byte"},
-		{"reject/wrong-type", `{"age":"ten"}`, 1024, 400, "bad_json", "want int"},
-		{"reject/unknown-field", `{"nmae":"x"}`, 1024, 400, "bad_json", "nmae"},
+		{"reject/wrong-type", `{"age":"ten"}`, 1024, 400, "bad_json", "age: want a whole number, got \"ten\""},
+		{"reject/wrong-type-string", `{"name":3}`, 1024, 400, "bad_json", "name: want a string, got a number"},
+		{"reject/null", `{"name":null}`, 1024, 400, "bad_json", "name: want a string, got null"},
+		{"reject/unknown-field", `{"nmae":"x"}`, 1024, 400, "bad_json", `unknown member "nmae": this request takes name and age`},
+		{"reject/other-case", `{"Name":"x"}`, 1024, 400, "bad_json", `unknown member "Name"`},
+		{"reject/duplicate", `{"name":"x","age":1,"name":"y"}`, 1024, 400, "bad_json", "appears twice"},
+		{"reject/trailing-object", `{"name":"x"}{"name":"y"}`, 1024, 400, "bad_json", "goes on after the JSON object, at byte 12"},
+		{"reject/trailing-garbage", `{"name":"x"} !`, 1024, 400, "bad_json", "goes on after the JSON object"},
+		{"reject/not-an-object", `["x"]`, 1024, 400, "bad_json", "must be a JSON object with name and age, not an array"},
+		{"reject/empty", ` `, 1024, 400, "bad_json", "empty"},
+		{"reject/truncated", `{"name":"x"`, 1024, 400, "bad_json", "ends inside the JSON object"},
+		{"reject/not-utf8", "{\"name\":\"\xff\"}", 1024, 400, "bad_json", "UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := decodeWith(t, tc.body, tc.limit)
@@ -65,7 +75,7 @@ func TestBadBodiesGetClearErrors(t *testing.T) {
 			}
 		})
 	}
-	if rec := decodeWith(t, `{"name":"张三","age":3}`, 1024); rec.Code != 200 {
+	if rec := decodeWith(t, " {\"name\":\"张三\",\"age\":3}\n", 1024); rec.Code != 200 {
 		t.Errorf("good body: status %d", rec.Code)
 	}
 }

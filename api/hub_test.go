@@ -18,6 +18,22 @@ import (
 	"github.com/hcxfed/hcx/exchange"
 )
 
+// newRootAndGuangdong makes a national root and a Guangdong (440000) signer
+// under it, valid from an hour ago for a day.
+func newRootAndGuangdong(t testing.TB) (root, prov *certs.Signer) {
+	t.Helper()
+	now := time.Now()
+	root, err := certs.NewRoot("api test root", now, 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err = certs.Issue(root, certs.IssueRequest{Role: certs.RoleProvince, Province: "440000", Name: "gd", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, prov
+}
+
 type hubFixture struct {
 	hub    *consensus.Hub
 	client *exchange.HubClient
@@ -25,17 +41,14 @@ type hubFixture struct {
 	trust  string
 }
 
-func newHubFixture(t *testing.T) *hubFixture {
+func newHubFixture(t *testing.T) *hubFixture { return newHubFixtureWith(t, nil) }
+
+// newHubFixtureWith starts a one-member hub serving the public API; tune, if
+// set, changes its configuration first.
+func newHubFixtureWith(t *testing.T, tune func(*consensus.Config)) *hubFixture {
 	t.Helper()
 	now := time.Now()
-	root, err := certs.NewRoot("api test root", now, 48*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleProvince, Province: "440000", Name: "gd", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, prov := newRootAndGuangdong(t)
 	hubSigner, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleHub, Name: "hub-1", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +58,12 @@ func newHubFixture(t *testing.T) *hubFixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := consensus.New(consensus.Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: root.Cert.Raw, Signer: hubSigner,
-		Logger: log, Handler: api.HubHandlerFunc(log), CheckpointEvery: 50 * time.Millisecond, InsecurePlaintext: true})
+	cfg := consensus.Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: root.Cert.Raw, Signer: hubSigner,
+		Logger: log, Handler: api.HubHandlerFunc(log), CheckpointEvery: 50 * time.Millisecond, InsecurePlaintext: true}
+	if tune != nil {
+		tune(&cfg)
+	}
+	h, err := consensus.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,5 +244,32 @@ func getJSON(t *testing.T, url string, status int, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// The hub's public server cuts off a trickling body too (issue finding 8).
+func TestHubServerCutsOffATricklingBody(t *testing.T) {
+	const readTimeout = time.Second
+	f := newHubFixtureWith(t, func(c *consensus.Config) { c.HTTPReadTimeout = readTimeout })
+	assertTrickleCutOff(t, strings.TrimPrefix(f.hub.URL(), "http://"), "/v1/entries", readTimeout)
+}
+
+// A long poll may outlast the write time-out by its wait: the hub answers
+// GET /v1/entries?wait= when the wait ends, not with a cut connection.
+func TestHubLongPollOutlastsTheWriteTimeout(t *testing.T) {
+	const writeTimeout = 500 * time.Millisecond
+	f := newHubFixtureWith(t, func(c *consensus.Config) { c.HTTPWriteTimeout = writeTimeout })
+	start := time.Now()
+	resp, err := http.Get(f.hub.URL() + "/v1/entries?start=0&wait=2s")
+	if err != nil {
+		t.Fatalf("long poll past the write time-out: %v", err)
+	}
+	defer resp.Body.Close()
+	var es exchange.Entries
+	if err := json.NewDecoder(resp.Body).Decode(&es); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("long poll: status %d, %v", resp.StatusCode, err)
+	}
+	if d := time.Since(start); d < 2*time.Second || len(es.Entries) != 0 {
+		t.Fatalf("long poll on an empty log answered after %v with %d entries; want the whole wait of 2s and none", d, len(es.Entries))
 	}
 }

@@ -2,10 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -37,12 +37,12 @@ const maxJSONBody = 64 << 10
 func NewNodeHandler(n Node, log *slog.Logger) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province()))}
 	r := mux.NewRouter()
-	r.HandleFunc("/v1/residents", h.register).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}", h.resident).Methods(http.MethodGet)
-	r.HandleFunc("/v1/residents/{sub}/labs", h.lab).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}/contacts", h.contact).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}/code", h.code).Methods(http.MethodGet)
-	r.HandleFunc("/v1/verify", h.verify).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents", h.strictQuery(h.register)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}", h.strictQuery(h.resident)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/residents/{sub}/labs", h.strictQuery(h.lab)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}/contacts", h.strictQuery(h.contact)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/residents/{sub}/code", h.strictQuery(h.code, "offline")).Methods(http.MethodGet)
+	r.HandleFunc("/v1/verify", h.strictQuery(h.verify)).Methods(http.MethodPost)
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -63,6 +63,19 @@ func NewNodeHandler(n Node, log *slog.Logger) http.Handler {
 type nodeHandler struct {
 	n   Node
 	log *slog.Logger
+}
+
+// strictQuery refuses a request whose query string has a parameter that is
+// not one of allowed, or one given twice, before next sees it: a misspelt
+// parameter is an answer, never a silent default.
+func (h *nodeHandler) strictQuery(next http.HandlerFunc, allowed ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryParams(r, allowed...); err != nil {
+			WriteError(w, h.log, err)
+			return
+		}
+		next(w, r)
+	}
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {
@@ -138,6 +151,15 @@ func (h *nodeHandler) contact(w http.ResponseWriter, r *http.Request) {
 	if req.Issuer == "" {
 		req.Issuer = h.n.Province()
 	}
+	if err := req.Issuer.Validate(); err != nil {
+		// Name the request's member, not the type's generic field.
+		var e *hcx.Error
+		if errors.As(err, &e) {
+			err = hcx.Invalidf("issuer", "%s", e.Message)
+		}
+		WriteError(w, h.log, err)
+		return
+	}
 	h.ingest(w, r, sub, node.Event{Contact: &policy.ContactFlag{Issuer: req.Issuer, At: req.At}})
 }
 
@@ -156,7 +178,16 @@ func (h *nodeHandler) code(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
-	offline, _ := strconv.ParseBool(r.URL.Query().Get("offline"))
+	q, err := queryParams(r, "offline")
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	offline, err := parseBool(q, "offline")
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
 	c, err := h.n.IssueCode(r.Context(), sub, offline)
 	if err != nil {
 		WriteError(w, h.log, err)

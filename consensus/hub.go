@@ -65,7 +65,30 @@ type Config struct {
 	SnapshotInterval  time.Duration // default 30s
 	TrailingLogs      uint64        // default 10240
 	ApplyTimeout      time.Duration // default 10s
+	HTTPReadTimeout   time.Duration // default DefaultHTTPReadTimeout
+	HTTPWriteTimeout  time.Duration // default DefaultHTTPWriteTimeout
 }
+
+// Time-outs and limits of a member's two HTTP servers (the public API and the
+// members' internal routes). A peer that sends slowly, reads slowly or sits
+// idle is cut off instead of holding a goroutine and a socket.
+const (
+	// serverReadHeaderTimeout bounds reading the request line and headers.
+	serverReadHeaderTimeout = 10 * time.Second
+	// DefaultHTTPReadTimeout bounds reading a whole request, body included:
+	// the largest body is one envelope (512 KiB).
+	DefaultHTTPReadTimeout = 30 * time.Second
+	// DefaultHTTPWriteTimeout bounds handling and answering a request from
+	// the end of its headers: more than ApplyTimeout, so a write that Raft
+	// commits is answered. A long poll (GET /v1/entries?wait=) gets MaxWait
+	// on top (see longPoll).
+	DefaultHTTPWriteTimeout = 30 * time.Second
+	// serverIdleTimeout is how long a kept-alive connection may wait for its
+	// next request.
+	serverIdleTimeout = 120 * time.Second
+	// serverMaxHeaderBytes bounds the request line and headers.
+	serverMaxHeaderBytes = 16 << 10
+)
 
 func (c *Config) defaults() error {
 	if c.ID == "" {
@@ -118,6 +141,8 @@ func (c *Config) defaults() error {
 	def(&c.CheckpointEvery, time.Second)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.ApplyTimeout, 10*time.Second)
+	def(&c.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	def(&c.HTTPWriteTimeout, DefaultHTTPWriteTimeout)
 	if c.CheckpointLeaves == 0 {
 		c.CheckpointLeaves = 1000
 	}
@@ -253,14 +278,14 @@ func New(cfg Config) (*Hub, error) {
 	}
 	imux := http.NewServeMux()
 	h.internalRoutes(imux)
-	h.isrv = &http.Server{Handler: imux, ReadHeaderTimeout: 10 * time.Second}
+	h.isrv = h.newServer(imux)
 	h.isrv.ConnContext = peerContext
 	go h.isrv.Serve(sl.httpListener())
 	mux := http.NewServeMux()
 	if cfg.Handler != nil {
-		mux.Handle("/", cfg.Handler(h))
+		mux.Handle("/", longPoll(cfg.Handler(h), cfg.HTTPWriteTimeout))
 	}
-	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	h.srv = h.newServer(mux)
 	go h.srv.Serve(h.httpL)
 	ok = true
 
@@ -277,6 +302,31 @@ func New(cfg Config) (*Hub, error) {
 	}
 	log.Info("hub member started", "raft", string(h.trans.LocalAddr()), "api", h.url, "bootstrap", cfg.Bootstrap, "join", cfg.Join)
 	return h, nil
+}
+
+// newServer is the http.Server both of the member's APIs run in.
+func (h *Hub) newServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: min(serverReadHeaderTimeout, h.cfg.HTTPReadTimeout),
+		ReadTimeout:       h.cfg.HTTPReadTimeout,
+		WriteTimeout:      h.cfg.HTTPWriteTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    serverMaxHeaderBytes,
+	}
+}
+
+// longPoll gives a GET that asks to wait (GET /v1/entries?wait=) the longest
+// wait Entries allows, MaxWait, on top of the server's write time-out, so the
+// answer at the end of the wait is not cut off. Every other request keeps the
+// server's deadline.
+func longPoll(next http.Handler, write time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Query().Has("wait") {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(MaxWait + write))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // catchUpFromSnapshot restores the newest local snapshot when the durable FSM

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -44,19 +43,19 @@ type RegisterRequest struct {
 	Phone     string      `json:"phone,omitempty"`
 }
 
-// Validate checks the request, naming the wrong field.
-func (r *RegisterRequest) Validate() error {
+// Validate checks the request at time now in the province's zone (birth
+// dates are not in the future), naming the wrong field, and normalises the
+// document number and the name as they are stored.
+func (r *RegisterRequest) Validate(now time.Time) error {
 	r.DocNumber = hcx.NormaliseDocNumber(r.DocNumber)
-	r.Name = strings.TrimSpace(r.Name)
-	if err := hcx.ValidateDocument(r.DocType, r.DocNumber); err != nil {
+	if err := hcx.ValidateDocument(r.DocType, r.DocNumber, now); err != nil {
 		return err
 	}
-	if r.Name == "" {
-		return hcx.Invalidf("name", "name is empty")
+	name, err := hcx.NormaliseName(r.Name)
+	if err != nil {
+		return err
 	}
-	if len(r.Name) > 128 {
-		return hcx.Invalidf("name", "name is %d bytes; at most 128", len(r.Name))
-	}
+	r.Name = name
 	return nil
 }
 
@@ -104,7 +103,7 @@ var ErrUnknownResident = hcx.Errorf(hcx.ENotFound, "unknown_resident", "no resid
 // federation pseudonym of the document. Registering the same document again is
 // a conflict that names the subject.
 func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, error) {
-	if err := req.Validate(); err != nil {
+	if err := req.Validate(n.cfg.Now().In(n.rules.Load().rs.Location())); err != nil {
 		return nil, err
 	}
 	now := n.cfg.Now().UTC()

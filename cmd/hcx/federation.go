@@ -166,7 +166,7 @@ func (f *federation) serve(addr string, h http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(h, api.ServerTimeouts{})
 	f.servers = append(f.servers, srv)
 	f.wg.Add(1)
 	go func() { defer f.wg.Done(); _ = srv.Serve(ln) }()

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -107,7 +106,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := &http.Server{Handler: api.NewNodeHandler(n, logger), ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(api.NewNodeHandler(n, logger), api.ServerTimeouts{})
 	go func() { _ = srv.Serve(ln) }()
 	onHangup(ctx, func() {
 		if err := n.ReloadRules(); err != nil {
