@@ -3,13 +3,13 @@ package certs
 import (
 	"crypto/ecdsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/hcxfed/hcx"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
@@ -93,19 +93,25 @@ var (
 )
 
 // ParseHeader decodes the protected header of a compact JWS without checking
-// the signature.
+// the signature. The header is signed JSON and read as strictly as every
+// signed payload (hcx.UnmarshalStrict): exactly the members alg, kid and typ,
+// each once, as strings, no whitespace, nothing after the object; so jwx,
+// which reads the header again when it verifies, cannot read it differently.
+// The three parts must be canonical base64url without padding. The strict
+// reading lives in the root package because certs cannot import exchange
+// (exchange imports certs), and both need it.
 func ParseHeader(compact string) (Header, error) {
 	var h Header
 	dot := strings.IndexByte(compact, '.')
 	if dot <= 0 || strings.Count(compact, ".") != 2 {
 		return h, fmt.Errorf("%w: want three base64url parts separated by dots", ErrMalformed)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(compact[:dot])
+	raw, err := b64u.DecodeString(compact[:dot])
 	if err != nil {
-		return h, fmt.Errorf("%w: header is not base64url: %v", ErrMalformed, err)
+		return h, fmt.Errorf("%w: header is not canonical base64url: %v", ErrMalformed, err)
 	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return h, fmt.Errorf("%w: header is not JSON: %v", ErrMalformed, err)
+	if err := hcx.UnmarshalStrict(raw, &h); err != nil {
+		return h, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Alg != string(AlgSM2) {
 		return h, fmt.Errorf("%w: alg is %q, want SM2", ErrMalformed, h.Alg)
@@ -114,6 +120,25 @@ func ParseHeader(compact string) (Header, error) {
 		return h, fmt.Errorf("%w: header has no kid", ErrMalformed)
 	}
 	return h, nil
+}
+
+// b64u is base64url without padding, refusing non-zero trailing bits, so
+// that one payload has exactly one spelling.
+var b64u = base64.RawURLEncoding.Strict()
+
+// PayloadOf decodes the payload part of a compact JWS (canonical base64url)
+// without checking the signature.
+func PayloadOf(compact string) ([]byte, error) {
+	d1 := strings.IndexByte(compact, '.')
+	d2 := strings.LastIndexByte(compact, '.')
+	if d1 <= 0 || d2 == d1 {
+		return nil, fmt.Errorf("%w: want three base64url parts separated by dots", ErrMalformed)
+	}
+	p, err := b64u.DecodeString(compact[d1+1 : d2])
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload is not canonical base64url: %v", ErrMalformed, err)
+	}
+	return p, nil
 }
 
 // VerifyJWSWithKey checks a compact JWS against pub and returns its payload.
@@ -126,5 +151,14 @@ func VerifyJWSWithKey(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return payload, nil
+	// jwx is lenient about base64; the payload we hand on is the one
+	// canonical reading of the signed bytes.
+	own, err := PayloadOf(compact)
+	if err != nil {
+		return nil, err
+	}
+	if string(own) != string(payload) {
+		return nil, fmt.Errorf("%w: payload part reads differently to jwx", ErrMalformed)
+	}
+	return own, nil
 }
