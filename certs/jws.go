@@ -144,18 +144,18 @@ func PayloadOf(compact string) ([]byte, error) {
 // VerifyJWSWithKey checks a compact JWS against pub and returns its payload.
 func VerifyJWSWithKey(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
 	register()
+	// The payload we hand on is the one canonical reading of the signed
+	// bytes, whatever jwx tolerates.
+	own, err := PayloadOf(compact)
+	if err != nil {
+		return nil, err
+	}
 	payload, err := jws.Verify([]byte(compact), jws.WithKey(AlgSM2, pub))
 	if err != nil {
 		if errors.Is(err, ErrSignature) || strings.Contains(err.Error(), "verif") {
 			return nil, fmt.Errorf("%w: %v", ErrSignature, err)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	// jwx is lenient about base64; the payload we hand on is the one
-	// canonical reading of the signed bytes.
-	own, err := PayloadOf(compact)
-	if err != nil {
-		return nil, err
 	}
 	if string(own) != string(payload) {
 		return nil, fmt.Errorf("%w: payload part reads differently to jwx", ErrMalformed)
