@@ -16,12 +16,7 @@ import (
 // (header, payload or signature) may verify, and whatever verifies has valid
 // claims. The seeds are codes signed in this run and their near misses.
 func FuzzVerifyCode(f *testing.F) {
-	fed := newFederationCA(f)
-	ts := fed.emptyStore(f)
-	_, list := fed.sealedList(f, fed.start)
-	if _, err := ApplyTrustList(ts, list); err != nil {
-		f.Fatal(err)
-	}
+	fed, ts := trustedFederation(f)
 	now := fed.start.Add(time.Minute)
 	signed := map[string]bool{}
 	for _, c := range []CodeClaims{

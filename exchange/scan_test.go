@@ -106,12 +106,7 @@ func TestScanBatchAgreesWithTheReferenceOnTheSeeds(t *testing.T) {
 }
 
 func TestReadLeafReadsWhatOpenVerified(t *testing.T) {
-	f := newFederationCA(t)
-	ts := f.emptyStore(t)
-	_, list := f.sealedList(t, f.start)
-	if _, err := ApplyTrustList(ts, list); err != nil {
-		t.Fatal(err)
-	}
+	f, ts := trustedFederation(t)
 	prov := f.gdOld
 	p := sealedBatchPayload(t, 23)
 	env, err := prov.SignJWS(HdrBatch, p)

@@ -11,7 +11,7 @@ import (
 )
 
 // trustedFederation is the test federation with its trust list applied.
-func trustedFederation(t *testing.T) (*federationCA, *certs.TrustStore) {
+func trustedFederation(t testing.TB) (*federationCA, *certs.TrustStore) {
 	t.Helper()
 	f := newFederationCA(t)
 	ts := f.emptyStore(t)
