@@ -89,8 +89,52 @@ type scanner struct {
 	i int
 }
 
-func (s *scanner) fail(field, format string, args ...any) error {
-	return malformed(field, "signed JSON at byte %d: %s", s.i, fmt.Sprintf(format, args...))
+// place names where in a batch the scanner is, without building strings on
+// the path that succeeds: a top-level member, the element of its array, the
+// member inside that element, the element of that member's array.
+type place struct {
+	m1 string
+	i1 int
+	m2 string
+	i2 int
+}
+
+var top = place{i1: -1, i2: -1}
+
+func (p place) member(m string) place {
+	if p.m1 == "" {
+		p.m1 = m
+	} else {
+		p.m2 = m
+	}
+	return p
+}
+
+func (p place) elem(n int) place {
+	if p.m2 == "" {
+		p.i1 = n
+	} else {
+		p.i2 = n
+	}
+	return p
+}
+
+func (p place) String() string {
+	f := p.m1
+	if p.i1 >= 0 {
+		f += "[" + strconv.Itoa(p.i1) + "]"
+	}
+	if p.m2 != "" {
+		f += "." + p.m2
+	}
+	if p.i2 >= 0 {
+		f += "[" + strconv.Itoa(p.i2) + "]"
+	}
+	return f
+}
+
+func (s *scanner) fail(at place, format string, args ...any) error {
+	return malformed(at.String(), "signed JSON at byte %d: %s", s.i, fmt.Sprintf(format, args...))
 }
 
 func (s *scanner) peek() byte {
@@ -100,12 +144,13 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-// str reads a string. Plain ASCII strings are sliced out directly; anything
-// with an escape, a control character or a non-ASCII byte is handed to the
-// reference reader, so both readers agree on every string by construction.
-func (s *scanner) str(field string) (string, error) {
+// str reads a string, returning its value when keep is set. Plain ASCII
+// strings are sliced out directly; anything with an escape, a control
+// character or a non-ASCII byte is handed to the reference reader, so both
+// readers agree on every string by construction.
+func (s *scanner) str(at place, keep bool) (string, error) {
 	if s.peek() != '"' {
-		return "", s.fail(field, "want a string")
+		return "", s.fail(at, "want a string")
 	}
 	start := s.i
 	s.i++
@@ -116,11 +161,14 @@ func (s *scanner) str(field string) (string, error) {
 		case c == '"':
 			s.i++
 			if plain {
+				if !keep {
+					return "", nil
+				}
 				return string(s.b[start+1 : s.i-1]), nil
 			}
 			var out string
 			if err := DecodeStrict(s.b[start:s.i], &out); err != nil {
-				return "", s.fail(field, "bad string: %v", err)
+				return "", s.fail(at, "bad string: %v", err)
 			}
 			return out, nil
 		case c == '\\':
@@ -133,38 +181,44 @@ func (s *scanner) str(field string) (string, error) {
 			s.i++
 		}
 	}
-	return "", s.fail(field, "unterminated string")
+	return "", s.fail(at, "unterminated string")
 }
 
-// name reads a member name and the colon after it; names are plain.
-func (s *scanner) name(field string) (string, error) {
+// name reads a member name and the colon after it and returns the name's
+// index in names. Names are plain: escaped or non-ASCII names never match.
+func (s *scanner) name(at place, names []string) (int, error) {
 	start := s.i
 	if s.peek() != '"' {
-		return "", s.fail(field, "want a member name")
+		return 0, s.fail(at, "want a member name")
 	}
 	s.i++
 	for s.i < len(s.b) {
 		switch c := s.b[s.i]; {
 		case c == '"':
-			n := string(s.b[start+1 : s.i])
+			n := s.b[start+1 : s.i]
 			s.i++
-			if s.peek() != ':' {
-				return "", s.fail(field, "want ':' after the member name")
+			for k, m := range names {
+				if string(n) == m {
+					if s.peek() != ':' {
+						return 0, s.fail(at.member(m), "want ':' after the member name")
+					}
+					s.i++
+					return k, nil
+				}
 			}
-			s.i++
-			return n, nil
-		case c == '\\' || c < 0x20 || c >= 0x80:
-			// Escaped or non-ASCII names never match a member.
 			s.i = start
-			return "", s.fail(field, "member name is not a plain known name")
+			return 0, s.fail(at.member(string(n)), "unknown member %q (names are case-sensitive)", n)
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			s.i = start
+			return 0, s.fail(at, "member name is not a plain known name")
 		}
 		s.i++
 	}
-	return "", s.fail(field, "unterminated member name")
+	return 0, s.fail(at, "unterminated member name")
 }
 
 // digits reads an unsigned integer's digits with the reference's grammar.
-func (s *scanner) digits(field string, neg bool, start int) (uint64, error) {
+func (s *scanner) digits(at place, neg bool, start int) (uint64, error) {
 	d := s.i
 	var v uint64
 	over := false
@@ -179,48 +233,48 @@ func (s *scanner) digits(field string, neg bool, start int) (uint64, error) {
 	switch {
 	case s.i == d:
 		s.i = start
-		return 0, s.fail(field, "want an integer")
+		return 0, s.fail(at, "want an integer")
 	case s.b[d] == '0' && s.i-d > 1:
-		return 0, s.fail(field, "integer with a leading zero")
+		return 0, s.fail(at, "integer with a leading zero")
 	case s.b[d] == '0' && neg:
-		return 0, s.fail(field, "-0 is not an integer here")
+		return 0, s.fail(at, "-0 is not an integer here")
 	}
 	switch s.peek() {
 	case '.', 'e', 'E':
-		return 0, s.fail(field, "want an integer, not a fraction or exponent")
+		return 0, s.fail(at, "want an integer, not a fraction or exponent")
 	}
 	if over {
-		return 0, s.fail(field, "integer is out of range")
+		return 0, s.fail(at, "integer is out of range")
 	}
 	return v, nil
 }
 
-func (s *scanner) uint64(field string) (uint64, error) {
+func (s *scanner) uint64(at place) (uint64, error) {
 	if s.peek() == '-' {
-		return 0, s.fail(field, "want an unsigned integer")
+		return 0, s.fail(at, "want an unsigned integer")
 	}
-	return s.digits(field, false, s.i)
+	return s.digits(at, false, s.i)
 }
 
-func (s *scanner) int64(field string, bits int) (int64, error) {
+func (s *scanner) int64(at place, bits int) (int64, error) {
 	start := s.i
 	neg := s.peek() == '-'
 	if neg {
 		s.i++
 	}
-	v, err := s.digits(field, neg, start)
+	v, err := s.digits(at, neg, start)
 	if err != nil {
 		return 0, err
 	}
 	lim := uint64(1) << (bits - 1) // |min|; max is lim-1
 	if neg {
 		if v > lim {
-			return 0, s.fail(field, "integer is out of range")
+			return 0, s.fail(at, "integer is out of range")
 		}
 		return int64(-v), nil //nolint:gosec // v <= 2^63
 	}
 	if v >= lim {
-		return 0, s.fail(field, "integer is out of range")
+		return 0, s.fail(at, "integer is out of range")
 	}
 	return int64(v), nil
 }
@@ -236,9 +290,9 @@ func (s *scanner) null() bool {
 
 // object reads an object whose members are names (each at most once, all
 // required), calling member for each with its index in names.
-func (s *scanner) object(field string, names []string, member func(k int, f string) error) error {
+func (s *scanner) object(at place, names []string, member func(k int, at place) error) error {
 	if s.peek() != '{' {
-		return s.fail(field, "want an object")
+		return s.fail(at, "want an object")
 	}
 	s.i++
 	var seen uint32
@@ -247,28 +301,16 @@ func (s *scanner) object(field string, names []string, member func(k int, f stri
 	} else {
 		for {
 			start := s.i
-			n, err := s.name(field)
+			k, err := s.name(at, names)
 			if err != nil {
 				return err
 			}
-			k := -1
-			for j, m := range names {
-				if m == n {
-					k = j
-					break
-				}
-			}
-			f := join(field, n)
-			if k < 0 {
-				s.i = start
-				return s.fail(f, "unknown member %q (names are case-sensitive)", n)
-			}
 			if seen&(1<<k) != 0 {
 				s.i = start
-				return s.fail(f, "member %q appears twice", n)
+				return s.fail(at.member(names[k]), "member %q appears twice", names[k])
 			}
 			seen |= 1 << k
-			if err := member(k, f); err != nil {
+			if err := member(k, at.member(names[k])); err != nil {
 				return err
 			}
 			if s.peek() == ',' {
@@ -279,24 +321,24 @@ func (s *scanner) object(field string, names []string, member func(k int, f stri
 				s.i++
 				break
 			}
-			return s.fail(field, "want ',' or '}' in the object")
+			return s.fail(at, "want ',' or '}' in the object")
 		}
 	}
 	for k, m := range names {
 		if seen&(1<<k) == 0 {
-			return s.fail(join(field, m), "member %q is missing", m)
+			return s.fail(at.member(m), "member %q is missing", m)
 		}
 	}
 	return nil
 }
 
 // array reads an array (or null) calling elem for each element.
-func (s *scanner) array(field string, elem func(n int, f string) error) error {
+func (s *scanner) array(at place, elem func(at place) error) error {
 	if s.null() {
 		return nil
 	}
 	if s.peek() != '[' {
-		return s.fail(field, "want an array")
+		return s.fail(at, "want an array")
 	}
 	s.i++
 	if s.peek() == ']' {
@@ -304,7 +346,7 @@ func (s *scanner) array(field string, elem func(n int, f string) error) error {
 		return nil
 	}
 	for n := 0; ; n++ {
-		if err := elem(n, field+"["+strconv.Itoa(n)+"]"); err != nil {
+		if err := elem(at.elem(n)); err != nil {
 			return err
 		}
 		switch s.peek() {
@@ -314,16 +356,9 @@ func (s *scanner) array(field string, elem func(n int, f string) error) error {
 			s.i++
 			return nil
 		default:
-			return s.fail(field, "want ',' or ']' in the array")
+			return s.fail(at, "want ',' or ']' in the array")
 		}
 	}
-}
-
-func join(field, member string) string {
-	if field == "" {
-		return member
-	}
-	return field + "." + member
 }
 
 // The members of Batch and hcx.Attestation, by json tag; the differential
@@ -339,40 +374,40 @@ var (
 func ScanBatch(b []byte) (BatchInfo, error) {
 	var p BatchInfo
 	s := &scanner{b: b}
-	err := s.object("", batchMembers, func(k int, f string) error {
+	err := s.object(top, batchMembers, func(k int, at place) error {
 		var err error
 		switch k {
 		case 0:
-			p.Typ, err = s.str(f)
+			p.Typ, err = s.str(at, true)
 		case 1:
-			p.Iss, err = s.str(f)
+			p.Iss, err = s.str(at, true)
 		case 2:
-			p.Seq, err = s.uint64(f)
+			p.Seq, err = s.uint64(at)
 		case 3:
-			p.At, err = s.int64(f, 64)
+			p.At, err = s.int64(at, 64)
 		case 4:
-			_, err = s.int64(f, strconv.IntSize)
+			_, err = s.int64(at, strconv.IntSize)
 		case 5:
 			p.Atts = p.Atts[:0]
-			err = s.array(f, func(_ int, f string) error {
+			err = s.array(at, func(at place) error {
 				start := s.i
 				var a AttRef
-				if err := s.object(f, attMembers, func(k int, f string) error {
+				if err := s.object(at, attMembers, func(k int, at place) error {
 					var err error
 					switch k {
 					case 0:
-						a.Sub, err = s.str(f)
+						a.Sub, err = s.str(at, true)
 					case 1, 5:
-						_, err = s.str(f)
+						_, err = s.str(at, false)
 					case 2:
-						err = s.array(f, func(_ int, f string) error {
-							_, err := s.str(f)
+						err = s.array(at, func(at place) error {
+							_, err := s.str(at, false)
 							return err
 						})
 					case 3, 4:
-						_, err = s.int64(f, 64)
+						_, err = s.int64(at, 64)
 					case 6:
-						a.N, err = s.uint64(f)
+						a.N, err = s.uint64(at)
 					}
 					return err
 				}); err != nil {
@@ -389,7 +424,7 @@ func ScanBatch(b []byte) (BatchInfo, error) {
 		return BatchInfo{}, err
 	}
 	if s.i != len(b) {
-		return BatchInfo{}, s.fail("", "unexpected byte %q after the top-level value; signed JSON ends with its value", b[s.i])
+		return BatchInfo{}, s.fail(top, "unexpected byte %q after the top-level value; signed JSON ends with its value", b[s.i])
 	}
 	return p, nil
 }
