@@ -90,6 +90,14 @@ func structSchema(t reflect.Type) []structField {
 	return fs
 }
 
+func memberNames(fs []structField) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.name
+	}
+	return strings.Join(names, ", ")
+}
+
 func join(field, member string) string {
 	if field == "" {
 		return member
@@ -231,7 +239,9 @@ func (s *strictReader) object(t reflect.Type, field string) error {
 			}
 			if k < 0 {
 				s.i = start
-				return s.fail(join(field, name), "unknown member %q (names are case-sensitive)", name)
+				e := s.fail(join(field, name), "unknown member %q (names are case-sensitive); this object has %s", name, memberNames(fs)).(*Error)
+				e.Code = "unknown_member" // the field is whatever the sender wrote, so the code does not derive from it
+				return e
 			}
 			if seen&(1<<k) != 0 {
 				s.i = start
