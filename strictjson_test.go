@@ -1,7 +1,9 @@
 package hcx
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -80,4 +82,31 @@ func TestUnmarshalStrictRefusesEverySecondReading(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzUnmarshalStrict: whatever the strict reader accepts, encoding/json
+// writes back to bytes the strict reader reads to the same value, and
+// encoding/json alone reads the accepted bytes to that value too.
+func FuzzUnmarshalStrict(f *testing.F) {
+	f.Add([]byte(`{"typ":"t\u00e9","at":-5,"ok":true,"to":null,"atts":[{"sub":"张","n":1}]}`))
+	f.Add([]byte(`{"typ":"a","typ":"b","at":1,"ok":true,"to":null,"atts":[]}`))
+	f.Add([]byte(`{"TYP":"a","at":1.0,"ok":true,"to":7,"atts":null,"opt":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a strictOuter
+		if UnmarshalStrict(data, &a) != nil {
+			return
+		}
+		var plain strictOuter
+		if err := json.Unmarshal(data, &plain); err != nil || !reflect.DeepEqual(a, plain) {
+			t.Fatalf("encoding/json reads %+v (%v), the strict reader %+v", plain, err, a)
+		}
+		out, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strictOuter
+		if err := UnmarshalStrict(out, &b); err != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s reads back as %+v (%v), want %+v", out, b, err, a)
+		}
+	})
 }
