@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -34,11 +34,11 @@ func UnmarshalStrict(data []byte, v any) error {
 		return fmt.Errorf("UnmarshalStrict needs a non-nil pointer, got %T", v)
 	}
 	s := strictReader{b: data}
-	if err := s.value(rv.Type().Elem(), ""); err != nil {
+	if err := s.value(rv.Type().Elem()); err != nil {
 		return err
 	}
 	if s.i != len(s.b) {
-		return s.fail("", "unexpected byte %q after the top-level value; signed JSON ends with its value", s.b[s.i])
+		return s.fail("unexpected byte %q after the top-level value; signed JSON ends with its value", s.b[s.i])
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		// Unreachable for the types the schema check allows; kept so a
@@ -49,12 +49,42 @@ func UnmarshalStrict(data []byte, v any) error {
 }
 
 type strictReader struct {
-	b []byte
-	i int
+	b    []byte
+	i    int
+	path []pathElem // where the reader is, for errors; built only when one happens
 }
 
-func (s *strictReader) fail(field, format string, args ...any) error {
-	return Invalidf(field, "signed JSON at byte %d: %s", s.i, fmt.Sprintf(format, args...))
+// pathElem is a member name, or an array index when name is "".
+type pathElem struct {
+	name string
+	idx  int
+}
+
+func (s *strictReader) field() string {
+	var f strings.Builder
+	for _, p := range s.path {
+		switch {
+		case p.name == "":
+			fmt.Fprintf(&f, "[%d]", p.idx)
+		case f.Len() > 0:
+			f.WriteString("." + p.name)
+		default:
+			f.WriteString(p.name)
+		}
+	}
+	return f.String()
+}
+
+func (s *strictReader) fail(format string, args ...any) error {
+	return Invalidf(s.field(), "signed JSON at byte %d: %s", s.i, fmt.Sprintf(format, args...))
+}
+
+// failIn fails naming member inside the current place.
+func (s *strictReader) failIn(member, format string, args ...any) *Error {
+	s.path = append(s.path, pathElem{name: member})
+	err := s.fail(format, args...).(*Error)
+	s.path = s.path[:len(s.path)-1]
+	return err
 }
 
 // structField is one member of a struct's schema.
@@ -98,13 +128,6 @@ func memberNames(fs []structField) string {
 	return strings.Join(names, ", ")
 }
 
-func join(field, member string) string {
-	if field == "" {
-		return member
-	}
-	return field + "." + member
-}
-
 func (s *strictReader) peek() byte {
 	if s.i < len(s.b) {
 		return s.b[s.i]
@@ -120,9 +143,9 @@ func (s *strictReader) literal(lit string) bool {
 	return false
 }
 
-func (s *strictReader) value(t reflect.Type, field string) error {
+func (s *strictReader) value(t reflect.Type) error {
 	if s.i >= len(s.b) {
-		return s.fail(field, "the value is missing (end of input)")
+		return s.fail("the value is missing (end of input)")
 	}
 	if s.peek() == 'n' {
 		switch t.Kind() {
@@ -131,24 +154,26 @@ func (s *strictReader) value(t reflect.Type, field string) error {
 				return nil
 			}
 		}
-		return s.fail(field, "null is not allowed here; want %s", jsonKind(t))
+		return s.fail("null is not allowed here; want %s", jsonKind(t))
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		return s.value(t.Elem(), field)
+		return s.value(t.Elem())
 	case reflect.Struct:
-		return s.object(t, field)
+		return s.object(t)
 	case reflect.Slice:
 		if s.peek() != '[' {
-			return s.fail(field, "want an array")
+			return s.fail("want an array")
 		}
 		s.i++
 		if s.peek() == ']' {
 			s.i++
 			return nil
 		}
+		s.path = append(s.path, pathElem{})
 		for n := 0; ; n++ {
-			if err := s.value(t.Elem(), fmt.Sprintf("%s[%d]", field, n)); err != nil {
+			s.path[len(s.path)-1].idx = n
+			if err := s.value(t.Elem()); err != nil {
 				return err
 			}
 			switch s.peek() {
@@ -156,37 +181,23 @@ func (s *strictReader) value(t reflect.Type, field string) error {
 				s.i++
 			case ']':
 				s.i++
+				s.path = s.path[:len(s.path)-1]
 				return nil
 			default:
-				return s.fail(field, "want ',' or ']' in the array")
+				return s.fail("want ',' or ']' in the array")
 			}
 		}
 	case reflect.String:
-		_, _, err := s.str(field)
-		return err
+		return s.str()
 	case reflect.Bool:
 		if s.literal("true") || s.literal("false") {
 			return nil
 		}
-		return s.fail(field, "want true or false")
+		return s.fail("want true or false")
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		tok, err := s.integer(field, true)
-		if err != nil {
-			return err
-		}
-		if _, err := strconv.ParseInt(tok, 10, t.Bits()); err != nil {
-			return s.fail(field, "integer %s is out of range", tok)
-		}
-		return nil
+		return s.integer(true, t.Bits())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		tok, err := s.integer(field, false)
-		if err != nil {
-			return err
-		}
-		if _, err := strconv.ParseUint(tok, 10, t.Bits()); err != nil {
-			return s.fail(field, "integer %s is out of range", tok)
-		}
-		return nil
+		return s.integer(false, t.Bits())
 	}
 	return fmt.Errorf("UnmarshalStrict: Go type %s is not supported in signed JSON", t)
 }
@@ -207,9 +218,9 @@ func jsonKind(t reflect.Type) string {
 	return "an integer"
 }
 
-func (s *strictReader) object(t reflect.Type, field string) error {
+func (s *strictReader) object(t reflect.Type) error {
 	if s.peek() != '{' {
-		return s.fail(field, "want an object")
+		return s.fail("want an object")
 	}
 	s.i++
 	fs := structSchema(t)
@@ -222,39 +233,37 @@ func (s *strictReader) object(t reflect.Type, field string) error {
 	} else {
 		for {
 			start := s.i
-			name, escaped, err := s.str(field)
+			name, err := s.name()
 			if err != nil {
 				return err
 			}
-			if escaped {
-				s.i = start
-				return s.fail(field, "member name %q is written with escapes; write names plainly", name)
-			}
 			k := -1
 			for j := range fs {
-				if fs[j].name == name {
+				if fs[j].name == string(name) {
 					k = j
 					break
 				}
 			}
 			if k < 0 {
 				s.i = start
-				e := s.fail(join(field, name), "unknown member %q (names are case-sensitive); this object has %s", name, memberNames(fs)).(*Error)
+				e := s.failIn(string(name), "unknown member %q (names are case-sensitive); this object has %s", name, memberNames(fs))
 				e.Code = "unknown_member" // the field is whatever the sender wrote, so the code does not derive from it
 				return e
 			}
 			if seen&(1<<k) != 0 {
 				s.i = start
-				return s.fail(join(field, name), "member %q appears twice", name)
+				return s.failIn(fs[k].name, "member %q appears twice", name)
 			}
 			seen |= 1 << k
 			if s.peek() != ':' {
-				return s.fail(join(field, name), "want ':' after the member name")
+				return s.failIn(fs[k].name, "want ':' after the member name")
 			}
 			s.i++
-			if err := s.value(fs[k].typ, join(field, name)); err != nil {
+			s.path = append(s.path, pathElem{name: fs[k].name})
+			if err := s.value(fs[k].typ); err != nil {
 				return err
 			}
+			s.path = s.path[:len(s.path)-1]
 			if s.peek() == ',' {
 				s.i++
 				continue
@@ -263,95 +272,119 @@ func (s *strictReader) object(t reflect.Type, field string) error {
 				s.i++
 				break
 			}
-			return s.fail(field, "want ',' or '}' in the object")
+			return s.fail("want ',' or '}' in the object")
 		}
 	}
 	for k := range fs {
 		if seen&(1<<k) == 0 && !fs[k].optional {
-			return s.fail(join(field, fs[k].name), "member %q is missing", fs[k].name)
+			return s.failIn(fs[k].name, "member %q is missing", fs[k].name)
 		}
 	}
 	return nil
 }
 
+// name reads a member name: plain printable ASCII, no escapes.
+func (s *strictReader) name() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.fail("want a member name")
+	}
+	start := s.i + 1
+	for s.i++; s.i < len(s.b); s.i++ {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], nil
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, s.fail("member name %q is not plain ASCII without escapes; no member has such a name", s.b[start:min(s.i+1, len(s.b))])
+		}
+	}
+	return nil, s.fail("unterminated member name")
+}
+
 // integer reads a JSON integer: an optional minus (when signed), then 0 or a
-// digit string without a leading zero. "-0", fractions and exponents are
-// refused.
-func (s *strictReader) integer(field string, signed bool) (string, error) {
+// digit string without a leading zero, in range for bits. "-0", fractions
+// and exponents are refused.
+func (s *strictReader) integer(signed bool, bits int) error {
 	start := s.i
-	if s.peek() == '-' {
+	neg := s.peek() == '-'
+	if neg {
 		if !signed {
-			return "", s.fail(field, "want an unsigned integer")
+			return s.fail("want an unsigned integer")
 		}
 		s.i++
 	}
 	d := s.i
+	var v uint64
+	over := false
 	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		x := uint64(s.b[s.i] - '0')
+		over = over || v > (math.MaxUint64-x)/10
+		v = v*10 + x
 		s.i++
 	}
 	switch {
 	case s.i == d:
 		s.i = start
-		return "", s.fail(field, "want an integer")
+		return s.fail("want an integer")
 	case s.b[d] == '0' && s.i-d > 1:
-		return "", s.fail(field, "integer with a leading zero")
-	case s.b[d] == '0' && d > start:
-		return "", s.fail(field, "-0 is not an integer here; write 0")
+		return s.fail("integer with a leading zero")
+	case s.b[d] == '0' && neg:
+		return s.fail("-0 is not an integer here; write 0")
 	}
 	switch s.peek() {
 	case '.', 'e', 'E':
-		return "", s.fail(field, "want an integer, not a fraction or exponent")
+		return s.fail("want an integer, not a fraction or exponent")
 	}
-	return string(s.b[start:s.i]), nil
+	limit := uint64(math.MaxUint64) >> (64 - bits) // unsigned maximum
+	if signed {
+		limit >>= 1 // signed maximum; the minimum is one further
+		if neg {
+			limit++
+		}
+	}
+	if over || v > limit {
+		return s.fail("integer %s is out of range", s.b[start:s.i])
+	}
+	return nil
 }
 
-// str reads a JSON string and returns its value and whether it had escapes.
-func (s *strictReader) str(field string) (string, bool, error) {
+// str checks a JSON string: valid UTF-8, no control characters, valid
+// escapes. Its value is read later by encoding/json.
+func (s *strictReader) str() error {
 	if s.peek() != '"' {
-		return "", false, s.fail(field, "want a string")
+		return s.fail("want a string")
 	}
-	start := s.i
-	s.i++
-	escaped := false
-	for s.i < len(s.b) {
+	for s.i++; s.i < len(s.b); {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
 			s.i++
-			if !escaped {
-				return string(s.b[start+1 : s.i-1]), false, nil
-			}
-			var out string
-			if err := json.Unmarshal(s.b[start:s.i], &out); err != nil {
-				return "", true, s.fail(field, "bad string: %v", err)
-			}
-			return out, true, nil
+			return nil
 		case c == '\\':
-			escaped = true
-			if err := s.escape(field); err != nil {
-				return "", true, err
+			if err := s.escape(); err != nil {
+				return err
 			}
 		case c < 0x20:
-			return "", escaped, s.fail(field, "control character in a string; escape it")
+			return s.fail("control character in a string; escape it")
 		case c < utf8.RuneSelf:
 			s.i++
 		default:
 			r, n := utf8.DecodeRune(s.b[s.i:])
 			if r == utf8.RuneError && n <= 1 {
-				return "", escaped, s.fail(field, "string is not valid UTF-8")
+				return s.fail("string is not valid UTF-8")
 			}
 			s.i += n
 		}
 	}
-	return "", escaped, s.fail(field, "unterminated string")
+	return s.fail("unterminated string")
 }
 
 // escape checks one escape sequence at s.i (the backslash) and moves past it.
 // A \u escape of a surrogate must be a high surrogate followed by a \u low
 // surrogate.
-func (s *strictReader) escape(field string) error {
+func (s *strictReader) escape() error {
 	if s.i+1 >= len(s.b) {
-		return s.fail(field, "unterminated escape")
+		return s.fail("unterminated escape")
 	}
 	switch s.b[s.i+1] {
 	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
@@ -359,16 +392,16 @@ func (s *strictReader) escape(field string) error {
 		return nil
 	case 'u':
 	default:
-		return s.fail(field, "bad escape \\%c", s.b[s.i+1])
+		return s.fail("bad escape \\%c", s.b[s.i+1])
 	}
 	r, ok := s.hex4(s.i + 2)
 	if !ok {
-		return s.fail(field, "bad \\u escape")
+		return s.fail("bad \\u escape")
 	}
 	s.i += 6
 	switch {
 	case r >= 0xDC00 && r <= 0xDFFF:
-		return s.fail(field, "lone low surrogate \\u%04x", r)
+		return s.fail("lone low surrogate \\u%04x", r)
 	case r >= 0xD800 && r <= 0xDBFF:
 		if s.i+1 < len(s.b) && s.b[s.i] == '\\' && s.b[s.i+1] == 'u' {
 			if lo, ok := s.hex4(s.i + 2); ok && lo >= 0xDC00 && lo <= 0xDFFF {
@@ -376,7 +409,7 @@ func (s *strictReader) escape(field string) error {
 				return nil
 			}
 		}
-		return s.fail(field, "high surrogate \\u%04x without its low surrogate", r)
+		return s.fail("high surrogate \\u%04x without its low surrogate", r)
 	}
 	return nil
 }
