@@ -36,6 +36,8 @@ func TestTheHeaderHasOneReading(t *testing.T) {
 		"reject/whitespace":            {`{"alg":"SM2", "kid":"` + kid + `","typ":"hcx-batch+jws"}`, payload},
 		"reject/trailing-bytes":        {`{"alg":"SM2","kid":"` + kid + `","typ":"hcx-batch+jws"}x`, payload},
 		"reject/payload-bits-not-zero": {`{"alg":"SM2","kid":"` + kid + `","typ":"hcx-batch+jws"}`, "e31"},
+		"reject/payload-padded":        {`{"alg":"SM2","kid":"` + kid + `","typ":"hcx-batch+jws"}`, "e30="},
+		"reject/payload-std-alphabet":  {`{"alg":"SM2","kid":"` + kid + `","typ":"hcx-batch+jws"}`, base64.StdEncoding.EncodeToString([]byte("{\"a\":\"\xfb\xff\"}"))},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tok := signRaw(t, p.gd, c.header, c.payload)
