@@ -77,6 +77,11 @@ func TestUnmarshalStrictRefusesEverySecondReading(t *testing.T) {
 			if e.Field != c.field {
 				t.Fatalf("%s: field %q, want %q (%v)", c.in, e.Field, c.field, err)
 			}
+			if strings.HasPrefix(name, "reject/unknown") || strings.HasPrefix(name, "reject/case-variant") {
+				if e.Code != "unknown_member" {
+					t.Fatalf("code %q, want unknown_member", e.Code)
+				}
+			}
 			if c.field != "" && !strings.Contains(err.Error(), c.field) {
 				t.Fatalf("the message does not name the field: %v", err)
 			}

@@ -98,3 +98,46 @@ func TestVerifyCodeReadsClaimsStrictly(t *testing.T) {
 		})
 	}
 }
+
+func TestTrustListContentIsChecked(t *testing.T) {
+	f := newFederationCA(t)
+	tl, _ := f.sealedList(t, f.start)
+	edit := func(change func(*TrustList)) string {
+		c := *tl
+		c.Certs = append([]TrustedCert(nil), tl.Certs...)
+		c.Revoked = append([]Revocation(nil), tl.Revoked...)
+		change(&c)
+		s, err := SealTrustList(f.ca.Root(), &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	hubAt := -1
+	for i, c := range tl.Certs {
+		if c.Role == certs.RoleHub {
+			hubAt = i
+		}
+	}
+	for _, c := range []struct{ name, compact, field string }{
+		{"reject/kid-twice", edit(func(l *TrustList) { l.Certs = append(l.Certs, l.Certs[0]) }), fmt.Sprintf("certs[%d].kid", len(tl.Certs))},
+		{"reject/kid-not-the-fingerprint", edit(func(l *TrustList) { l.Certs[0].KID = l.Certs[1].KID }), "certs[0].kid"},
+		{"reject/der-not-base64", edit(func(l *TrustList) { l.Certs[0].DER = "%%%" }), "certs[0].der"},
+		{"reject/hub-with-a-province", edit(func(l *TrustList) { l.Certs[hubAt].Province = "440000" }), fmt.Sprintf("certs[%d].province", hubAt)},
+		{"reject/root-listed", edit(func(l *TrustList) { l.Certs[0].Role = certs.RoleRoot }), "certs[0].role"},
+		{"reject/revoked-kid-malformed", edit(func(l *TrustList) { l.Revoked = []Revocation{{KID: "x", At: 1}} }), "revoked[0].kid"},
+		{"reject/revoked-at-not-a-time", edit(func(l *TrustList) { l.Revoked = []Revocation{{KID: tl.Certs[0].KID, At: 0}} }), "revoked[0].at"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := f.emptyStore(t)
+			_, err := ApplyTrustList(ts, c.compact)
+			var he *hcx.Error
+			if !errors.As(err, &he) || he.Class != hcx.EInvalid || he.Field != c.field || !errors.Is(err, certs.ErrMalformed) {
+				t.Fatalf("got %v, want an invalid trust list naming %s", err, c.field)
+			}
+			if ts.Version() != 0 {
+				t.Fatalf("a refused list was applied")
+			}
+		})
+	}
+}
