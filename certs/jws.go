@@ -3,13 +3,13 @@ package certs
 import (
 	"crypto/ecdsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/hcxfed/hcx"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
@@ -93,19 +93,25 @@ var (
 )
 
 // ParseHeader decodes the protected header of a compact JWS without checking
-// the signature.
+// the signature. The header is signed JSON and read as strictly as every
+// signed payload (hcx.UnmarshalStrict): exactly the members alg, kid and typ,
+// each once, as strings, no whitespace, nothing after the object; so jwx,
+// which reads the header again when it verifies, cannot read it differently.
+// The three parts must be canonical base64url without padding. The strict
+// reading lives in the root package because certs cannot import exchange
+// (exchange imports certs), and both need it.
 func ParseHeader(compact string) (Header, error) {
 	var h Header
 	dot := strings.IndexByte(compact, '.')
 	if dot <= 0 || strings.Count(compact, ".") != 2 {
 		return h, fmt.Errorf("%w: want three base64url parts separated by dots", ErrMalformed)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(compact[:dot])
+	raw, err := b64u.DecodeString(compact[:dot])
 	if err != nil {
-		return h, fmt.Errorf("%w: header is not base64url: %v", ErrMalformed, err)
+		return h, fmt.Errorf("%w: header is not canonical base64url: %v", ErrMalformed, err)
 	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return h, fmt.Errorf("%w: header is not JSON: %v", ErrMalformed, err)
+	if err := hcx.UnmarshalStrict(raw, &h); err != nil {
+		return h, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Alg != string(AlgSM2) {
 		return h, fmt.Errorf("%w: alg is %q, want SM2", ErrMalformed, h.Alg)
@@ -116,9 +122,40 @@ func ParseHeader(compact string) (Header, error) {
 	return h, nil
 }
 
+// b64u is base64url without padding, refusing non-zero trailing bits, so
+// that one payload has exactly one spelling.
+var b64u = base64.RawURLEncoding.Strict()
+
+// canonicalB64u reports whether seg is the one base64url spelling (no
+// padding, zero trailing bits) of what it decodes to, without decoding it.
+func canonicalB64u(seg string) bool {
+	if len(seg)%4 == 1 {
+		return false
+	}
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	if len(seg) == 0 || len(seg)%4 == 0 {
+		return true
+	}
+	// The last character carries 2 (after 3 characters) or 4 (after 2)
+	// unused low bits, which must be zero.
+	_, err := b64u.DecodeString(seg[len(seg)-len(seg)%4:])
+	return err == nil
+}
+
 // VerifyJWSWithKey checks a compact JWS against pub and returns its payload.
 func VerifyJWSWithKey(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
 	register()
+	// The payload we hand on is the one canonical reading of the signed
+	// bytes, whatever jwx tolerates.
+	d1, d2 := strings.IndexByte(compact, '.'), strings.LastIndexByte(compact, '.')
+	if d1 < 0 || d2 == d1 || !canonicalB64u(compact[d1+1:d2]) {
+		return nil, fmt.Errorf("%w: payload is not canonical base64url", ErrMalformed)
+	}
 	payload, err := jws.Verify([]byte(compact), jws.WithKey(AlgSM2, pub))
 	if err != nil {
 		if errors.Is(err, ErrSignature) || strings.Contains(err.Error(), "verif") {

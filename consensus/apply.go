@@ -2,7 +2,6 @@ package consensus
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -52,31 +51,34 @@ type leafInfo struct {
 	payloadInfo
 }
 
+type payloadInfo struct {
+	typ, iss string
+	at       int64
+	seq      uint64
+	atts     []attRef
+}
+
+type attRef struct {
+	sub      string
+	n        uint64
+	off, len uint32 // the attestation's bytes in the decoded payload
+}
+
+// parseLeaf reads a leaf with exchange's strict reader, the same reading
+// the hub verified before proposing (exchange.ReadLeaf).
 func parseLeaf(raw []byte) (leafInfo, error) {
-	var li leafInfo
-	d1 := bytes.IndexByte(raw, '.')
-	d2 := bytes.LastIndexByte(raw, '.')
-	if d1 <= 0 || d2 == d1 || bytes.Count(raw, []byte(".")) != 2 {
-		return li, fmt.Errorf("%w: want three parts", certs.ErrMalformed)
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(string(raw[:d1]))
+	x, err := exchange.ReadLeaf(raw)
 	if err != nil {
-		return li, fmt.Errorf("%w: header: %v", certs.ErrMalformed, err)
+		return leafInfo{}, err
 	}
-	var h certs.Header
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return li, fmt.Errorf("%w: header: %v", certs.ErrMalformed, err)
+	li := leafInfo{kid: x.Kid, payloadInfo: payloadInfo{typ: x.Typ, iss: x.Iss, at: x.At, seq: x.Seq}}
+	if len(x.Atts) > 0 {
+		li.atts = make([]attRef, len(x.Atts))
+		for i, a := range x.Atts {
+			li.atts[i] = attRef{sub: a.Sub, n: a.N, off: a.Off, len: a.Len}
+		}
 	}
-	pb := make([]byte, base64.RawURLEncoding.DecodedLen(d2-d1-1))
-	n, err := base64.RawURLEncoding.Decode(pb, raw[d1+1:d2])
-	if err != nil {
-		return li, fmt.Errorf("%w: payload: %v", certs.ErrMalformed, err)
-	}
-	pi, err := scanPayload(pb[:n])
-	if err != nil {
-		return li, err
-	}
-	return leafInfo{kid: h.Kid, payloadInfo: pi}, nil
+	return li, nil
 }
 
 func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre *prepared) applyResult {

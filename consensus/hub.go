@@ -568,8 +568,9 @@ func (h *Hub) verify(compact string) error {
 		return err
 	}
 	switch env.Typ {
-	case exchange.TypBatch:
-		_, err = exchange.DecodeBatch(env)
+	case exchange.TypBatch, exchange.TypPolicy, exchange.TypRiskAreas:
+		// Content is checked here, before anything is logged for good.
+		err = exchange.CheckContent(env)
 	case exchange.TypTrust:
 		var tl *exchange.TrustList
 		if tl, err = exchange.DecodeTrustList(env); err == nil && tl.Ver <= ts.Version() {

@@ -100,7 +100,7 @@ func VerifyCode(ts *certs.TrustStore, qr string, now time.Time) (*CodeClaims, *c
 		return nil, nil, codeError(ErrTokenMalformed, "%v", err)
 	}
 	var c CodeClaims
-	if err := json.Unmarshal(v.Payload, &c); err != nil {
+	if err := DecodeStrict(v.Payload, &c); err != nil {
 		return nil, nil, codeError(ErrTokenMalformed, "payload: %v", err)
 	}
 	if err := c.Sub.Validate(); err != nil {

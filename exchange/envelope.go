@@ -60,13 +60,8 @@ type Envelope struct {
 	At      int64
 	Payload []byte
 	Signer  *certs.Entry
-}
 
-// common is the part every envelope payload shares.
-type common struct {
-	Typ string `json:"typ"`
-	Iss string `json:"iss"`
-	At  int64  `json:"at"`
+	body any // the payload read strictly: *Batch, *TrustList, *RiskAreas or *PolicyPublication
 }
 
 // Errors from Open, wrapped with detail. The certs errors (ErrSignature,
@@ -80,7 +75,11 @@ var (
 // Open verifies a compact JWS envelope against the trust store: signature,
 // that the signer's role may sign this kind, that a province signer's
 // certificate names the envelope's iss, and that the key was valid and not
-// revoked at the envelope's signed time.
+// revoked at the envelope's signed time. The payload is read strictly
+// (DecodeStrict) as the kind its header names; a payload that is not exactly
+// that kind's JSON is an *hcx.Error of class invalid naming the field, and
+// wraps certs.ErrMalformed. Open does not check content: DecodeBatch,
+// DecodeTrustList, DecodeRiskAreas, DecodePolicy and CheckContent do.
 func Open(ts *certs.TrustStore, compact string) (*Envelope, error) {
 	if len(compact) > MaxEnvelopeBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(compact), MaxEnvelopeBytes)
@@ -89,17 +88,11 @@ func Open(ts *certs.TrustStore, compact string) (*Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c common
-	if err := json.Unmarshal(v.Payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: payload is not a JSON object: %v", certs.ErrMalformed, err)
+	body, c, err := decodeBody(v.Header.Typ, v.Payload)
+	if err != nil {
+		return nil, err
 	}
-	want, ok := headerFor[c.Typ]
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown envelope typ %q", certs.ErrMalformed, c.Typ)
-	}
-	if v.Header.Typ != want.hdr {
-		return nil, fmt.Errorf("%w: header typ %q does not match payload typ %q (want %q)", certs.ErrMalformed, v.Header.Typ, c.Typ, want.hdr)
-	}
+	want := headerFor[c.Typ]
 	if v.Entry.Role != want.role {
 		return nil, fmt.Errorf("%w: a %s certificate may not sign %s", ErrWrongIssuer, v.Entry.Role, c.Typ)
 	}
@@ -119,7 +112,102 @@ func Open(ts *certs.TrustStore, compact string) (*Envelope, error) {
 	if err := ts.CheckAt(v.Entry, time.Unix(c.At, 0)); err != nil {
 		return nil, err
 	}
-	return &Envelope{Raw: compact, Header: v.Header, Typ: c.Typ, Iss: c.Iss, At: c.At, Payload: v.Payload, Signer: v.Entry}, nil
+	return &Envelope{Raw: compact, Header: v.Header, Typ: c.Typ, Iss: c.Iss, At: c.At, Payload: v.Payload, Signer: v.Entry, body: body}, nil
+}
+
+// common is the part every envelope payload shares.
+type common struct {
+	Typ string
+	Iss string
+	At  int64
+}
+
+// decodeBody reads a payload strictly as the kind the JWS header type names
+// and checks that the payload's typ is that kind's.
+func decodeBody(hdr string, payload []byte) (any, common, error) {
+	var (
+		body any
+		c    common
+		err  error
+	)
+	switch hdr {
+	case HdrBatch:
+		var b Batch
+		if err = DecodeStrict(payload, &b); err == nil {
+			body, c = &b, common{b.Typ, string(b.Iss), b.At}
+		}
+	case HdrTrust:
+		var tl TrustList
+		if err = DecodeStrict(payload, &tl); err == nil {
+			body, c = &tl, common{tl.Typ, tl.Iss, tl.At}
+		}
+	case HdrRiskAreas:
+		var ra RiskAreas
+		if err = DecodeStrict(payload, &ra); err == nil {
+			body, c = &ra, common{ra.Typ, string(ra.Iss), ra.At}
+		}
+	case HdrPolicy:
+		var p PolicyPublication
+		if err = DecodeStrict(payload, &p); err == nil {
+			body, c = &p, common{p.Typ, string(p.Iss), p.At}
+		}
+	default:
+		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
+	}
+	if err != nil {
+		return nil, c, err
+	}
+	for typ, k := range headerFor {
+		if k.hdr == hdr && typ != c.Typ {
+			return nil, c, malformed("typ", "payload typ %q does not match header typ %q (want %q)", c.Typ, hdr, typ)
+		}
+	}
+	return body, c, nil
+}
+
+// DecodeStrict reads signed JSON into v with hcx.UnmarshalStrict, the one
+// reading every hcx reader shares (PROTOCOL.md, conventions). A refusal is
+// an *hcx.Error of class invalid naming the field, wrapping
+// certs.ErrMalformed.
+func DecodeStrict(payload []byte, v any) error {
+	err := hcx.UnmarshalStrict(payload, v)
+	var e *hcx.Error
+	if errors.As(err, &e) {
+		e.Err = certs.ErrMalformed
+	}
+	return err
+}
+
+// inField moves a validation error to field (such as "areas[3].div"),
+// keeping its message.
+func inField(field string, err error) error {
+	var e *hcx.Error
+	if !errors.As(err, &e) {
+		return hcx.Invalidf(field, "%v", err)
+	}
+	c := *e
+	c.Field, c.Code = field, hcx.Invalidf(field, "").Code
+	return &c
+}
+
+// asMalformed makes a content error also wrap certs.ErrMalformed, so that
+// callers who test for a malformed envelope find it.
+func asMalformed(err error) error {
+	var e *hcx.Error
+	if errors.As(err, &e) && e.Err == nil {
+		c := *e
+		c.Err = certs.ErrMalformed
+		return &c
+	}
+	return err
+}
+
+// malformed is a content or shape error about field that wraps
+// certs.ErrMalformed.
+func malformed(field, format string, args ...any) error {
+	e := hcx.Invalidf(field, format, args...)
+	e.Err = certs.ErrMalformed
+	return e
 }
 
 // seal marshals payload and signs it with the header type for typ.
@@ -176,17 +264,57 @@ func SealBatch(s *certs.Signer, b *Batch) (string, error) {
 	return seal(s, TypBatch, b)
 }
 
-// DecodeBatch reads the batch in a verified envelope.
-func DecodeBatch(env *Envelope) (*Batch, error) {
-	if env.Typ != TypBatch {
-		return nil, fmt.Errorf("envelope is %s, not a batch", env.Typ)
+// DecodeBatch reads the batch in a verified envelope and checks its content.
+func DecodeBatch(env *Envelope) (*Batch, error) { return decodeValid[Batch](env, TypBatch) }
+
+// decodeValid returns env's payload as a *T (bodyOf) after T's Validate.
+// Content errors also wrap certs.ErrMalformed.
+func decodeValid[T any, PT interface {
+	*T
+	Validate() error
+}](env *Envelope, typ string) (*T, error) {
+	b, err := bodyOf[T](env, typ)
+	if err != nil {
+		return nil, err
 	}
-	var b Batch
-	if err := json.Unmarshal(env.Payload, &b); err != nil {
-		return nil, fmt.Errorf("%w: batch: %v", certs.ErrMalformed, err)
+	if err := PT(b).Validate(); err != nil {
+		return nil, asMalformed(err)
 	}
-	if err := b.Validate(); err != nil {
+	return b, nil
+}
+
+// bodyOf returns the strictly read payload of env as a *T, reading it now
+// if env was not made by Open.
+func bodyOf[T any](env *Envelope, typ string) (*T, error) {
+	if env.Typ != typ {
+		return nil, fmt.Errorf("%w: envelope is %s, not %s", certs.ErrMalformed, env.Typ, typ)
+	}
+	if b, ok := env.body.(*T); ok {
+		return b, nil
+	}
+	var b T
+	if err := DecodeStrict(env.Payload, &b); err != nil {
 		return nil, err
 	}
 	return &b, nil
+}
+
+// CheckContent checks a verified envelope's content for its kind (PROTOCOL.md
+// §3): what the hub checks before it logs an envelope and what a follower
+// checks when it reads one. Errors are *hcx.Error naming the field.
+func CheckContent(env *Envelope) error {
+	var err error
+	switch env.Typ {
+	case TypBatch:
+		_, err = DecodeBatch(env)
+	case TypTrust:
+		_, err = DecodeTrustList(env)
+	case TypRiskAreas:
+		_, err = DecodeRiskAreas(env)
+	case TypPolicy:
+		_, err = DecodePolicy(env)
+	default:
+		err = malformed("typ", "unknown envelope typ %q", env.Typ)
+	}
+	return err
 }

@@ -3,7 +3,6 @@ package exchange
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,17 +58,84 @@ func TrustedCertOf(s *certs.Signer) TrustedCert {
 	return TrustedCert{KID: s.KID, Role: s.Role, Province: s.Province, DER: base64.StdEncoding.EncodeToString(s.Cert.Raw)}
 }
 
-// DecodeTrustList reads the trust list in a verified envelope.
-func DecodeTrustList(env *Envelope) (*TrustList, error) {
-	if env.Typ != TypTrust {
-		return nil, fmt.Errorf("envelope is %s, not a trust list", env.Typ)
+// Bounds on a trust list's content.
+const (
+	MaxTrustCerts   = 4096
+	MaxTrustRevoked = 4096
+	MaxCertDER      = 8 << 10
+)
+
+// Validate checks a trust list's content, naming the first wrong field:
+// version from 1, bounded lists, each certificate's kid the fingerprint of its
+// DER, a known signing role, a province exactly for province certificates,
+// no kid twice, and revocations of well-formed kids at Unix seconds. That each
+// certificate chains to the root and says the role listed is checked when
+// the list is applied (ApplyTrustList).
+func (tl *TrustList) Validate() error {
+	if tl.Typ != TypTrust {
+		return hcx.Invalidf("typ", "trust list typ is %q, want %q", tl.Typ, TypTrust)
 	}
-	var tl TrustList
-	if err := json.Unmarshal(env.Payload, &tl); err != nil {
-		return nil, fmt.Errorf("%w: trust list: %v", certs.ErrMalformed, err)
+	if tl.Iss != RootIssuer {
+		return hcx.Invalidf("iss", "trust list iss is %q, want %q", tl.Iss, RootIssuer)
 	}
-	return &tl, nil
+	if tl.Ver == 0 {
+		return hcx.Invalidf("ver", "trust list versions start at 1")
+	}
+	if len(tl.Certs) > MaxTrustCerts {
+		return hcx.Invalidf("certs", "a trust list holds at most %d certificates, this one %d", MaxTrustCerts, len(tl.Certs))
+	}
+	if len(tl.Revoked) > MaxTrustRevoked {
+		return hcx.Invalidf("revoked", "a trust list holds at most %d revocations, this one %d", MaxTrustRevoked, len(tl.Revoked))
+	}
+	seen := make(map[string]bool, len(tl.Certs))
+	for i, c := range tl.Certs {
+		f := func(m string) string { return fmt.Sprintf("certs[%d].%s", i, m) }
+		if len(c.DER) > base64.StdEncoding.EncodedLen(MaxCertDER) {
+			return hcx.Invalidf(f("der"), "certificate is over %d bytes", MaxCertDER)
+		}
+		der, err := base64.StdEncoding.Strict().DecodeString(c.DER)
+		if err != nil {
+			return hcx.Invalidf(f("der"), "der must be standard base64: %v", err)
+		}
+		if got := certs.KID(der); got != c.KID {
+			return hcx.Invalidf(f("kid"), "kid %q but the certificate's fingerprint is %s", c.KID, got)
+		}
+		if seen[c.KID] {
+			return hcx.Invalidf(f("kid"), "kid %s is listed twice", c.KID)
+		}
+		seen[c.KID] = true
+		switch c.Role {
+		case certs.RoleProvince:
+			if err := c.Province.Validate(); err != nil {
+				return inField(f("province"), err)
+			}
+		case certs.RoleHub, certs.RoleCheckpoint, certs.RoleAuditor:
+			if c.Province != "" {
+				return hcx.Invalidf(f("province"), "a %s certificate has no province, got %q", c.Role, c.Province)
+			}
+		default:
+			return hcx.Invalidf(f("role"), "role %q may not be listed; want province, hub, checkpoint or auditor", c.Role)
+		}
+	}
+	revoked := make(map[string]bool, len(tl.Revoked))
+	for i, r := range tl.Revoked {
+		if len(r.KID) != 22 {
+			return hcx.Invalidf(fmt.Sprintf("revoked[%d].kid", i), "kid %q is not a key id (22 base64url characters)", r.KID)
+		}
+		if revoked[r.KID] {
+			return hcx.Invalidf(fmt.Sprintf("revoked[%d].kid", i), "kid %s is revoked twice", r.KID)
+		}
+		revoked[r.KID] = true
+		if r.At <= 0 {
+			return hcx.Invalidf(fmt.Sprintf("revoked[%d].at", i), "at must be Unix seconds, got %d", r.At)
+		}
+	}
+	return nil
 }
+
+// DecodeTrustList reads the trust list in a verified envelope and checks its
+// content.
+func DecodeTrustList(env *Envelope) (*TrustList, error) { return decodeValid[TrustList](env, TypTrust) }
 
 // ApplyTrustList verifies a trust-list envelope and applies it to ts: an
 // unsigned, wrongly signed or older list is refused and changes nothing.
@@ -85,13 +151,7 @@ func ApplyTrustList(ts *certs.TrustStore, compact string) (*TrustList, error) {
 	}
 	ders := make([][]byte, len(tl.Certs))
 	for i, c := range tl.Certs {
-		der, err := base64.StdEncoding.DecodeString(c.DER)
-		if err != nil {
-			return nil, fmt.Errorf("%w: trust list certs[%d].der: %v", certs.ErrMalformed, i, err)
-		}
-		if got := certs.KID(der); got != c.KID {
-			return nil, fmt.Errorf("%w: trust list certs[%d]: kid %s but the certificate's fingerprint is %s", certs.ErrMalformed, i, c.KID, got)
-		}
+		der, _ := base64.StdEncoding.DecodeString(c.DER) // checked by Validate
 		e, err := ts.CheckCertificate(der)
 		if err != nil {
 			return nil, fmt.Errorf("trust list certs[%d] (kid %s): %w", i, c.KID, err)

@@ -26,7 +26,7 @@ type federationCA struct {
 	start        time.Time
 }
 
-func newFederationCA(t *testing.T) *federationCA {
+func newFederationCA(t testing.TB) *federationCA {
 	t.Helper()
 	start := time.Unix(1763780000, 0)
 	ca, err := certs.InitCA(t.TempDir(), "test national root", start)
@@ -48,7 +48,7 @@ func newFederationCA(t *testing.T) *federationCA {
 	return f
 }
 
-func (f *federationCA) emptyStore(t *testing.T) *certs.TrustStore {
+func (f *federationCA) emptyStore(t testing.TB) *certs.TrustStore {
 	t.Helper()
 	ts, err := certs.NewTrustStore(f.ca.Root().Cert)
 	if err != nil {
@@ -57,7 +57,7 @@ func (f *federationCA) emptyStore(t *testing.T) *certs.TrustStore {
 	return ts
 }
 
-func (f *federationCA) sealedList(t *testing.T, at time.Time) (*TrustList, string) {
+func (f *federationCA) sealedList(t testing.TB, at time.Time) (*TrustList, string) {
 	t.Helper()
 	tl, err := BuildTrustList(f.ca, at, 0)
 	if err != nil {

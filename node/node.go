@@ -180,10 +180,7 @@ func (n *Node) ReloadRules() error {
 // publishes (the first 16 bytes of SM3 over the canonical rules, in hex).
 // `hcx policy` uses it so that bureau staff see the same version.
 func LoadRules(path string) (*policy.RuleSet, error) {
-	return policy.LoadFile(path, policy.WithHash(func(b []byte) []byte {
-		sum := certs.SM3(b)
-		return sum[:]
-	}))
+	return exchange.LoadRules(path)
 }
 
 // PolicyVersion is the version of the rules in force.
