@@ -142,8 +142,8 @@ func (n *Node) nextBatch() (*pendingBatch, error) {
 	if err != nil || found {
 		return &p, err
 	}
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
+	// Outbox sequence numbers are taken in commit order (write.go), so the
+	// entries read here are a prefix of every entry up to the last one.
 	var out *pendingBatch
 	err = n.db.Update(func(txn *badger.Txn) error {
 		seq, err := getU64(txn, kBatchSeq)
