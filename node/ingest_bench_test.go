@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,4 +55,35 @@ func BenchmarkIngestByHistoryLength(b *testing.B) {
 	b.ReportMetric(float64(tFresh.Microseconds())/float64(b.N), "µs/event-fresh")
 	b.ReportMetric(float64(tLong.Microseconds())/float64(b.N), "µs/event-1500-prior")
 	b.ReportMetric(float64(tLong)/float64(tFresh), "ratio")
+}
+
+// BenchmarkIngestParallel ingests lab results for 2,000 residents from 256
+// goroutines straight into the node (no HTTP), and reports events per second
+// and per synced commit: the node's own ceiling.
+func BenchmarkIngestParallel(b *testing.B) {
+	pki := newTestPKI(b, "440000")
+	n := openTestNode(b, pki, "440000", b.TempDir(), time.Now)
+	defer n.Close()
+	subs := registerN(b, n, 2000)
+	commits0 := n.metrics.commits.Load()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+				if _, err := n.Ingest(context.Background(), subs[i%2000], Event{Lab: &policy.LabResult{Positive: true}}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/float64(n.metrics.commits.Load()-commits0), "events/commit")
 }
