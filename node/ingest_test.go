@@ -16,6 +16,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
 )
@@ -108,16 +109,17 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 	subs := registerN(t, n, residents)
 	seq := releaseSequence(now)
 
-	// Two workers feed each resident's events in order, interleaved with
-	// every other resident's; a resident's own events arrive one at a time
-	// per worker, so its order is fixed only within a worker.
+	// Workers feed each resident's events in order, interleaved with every
+	// other resident's. Then eight goroutines at once add three negative
+	// antigen results each to every resident, which loses events unless a
+	// resident's writes are serialised.
 	type job struct {
 		sub hcx.Subject
 		ev  Event
 	}
 	jobs := make(chan []job)
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	errs := make(chan error, workers+8*residents)
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -132,6 +134,48 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 			}
 		}()
 	}
+	// Meanwhile the publisher seals batches from the outbox and records
+	// their acknowledgement, as it does when the hub answers.
+	ts, err := certs.NewTrustStoreDER(pki.root.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange.ApplyTrustList(ts, pki.trustList(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var published []hcx.Attestation
+	publish := func() (bool, error) {
+		p, err := n.nextBatch()
+		if err != nil || p == nil {
+			return false, err
+		}
+		env, err := exchange.Open(ts, p.JWS)
+		if err != nil {
+			return false, err
+		}
+		b, err := exchange.DecodeBatch(env)
+		if err != nil {
+			return false, err
+		}
+		published = append(published, b.Atts...)
+		return true, n.recordAck(p)
+	}
+	ingested := make(chan struct{})
+	published1 := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-ingested:
+				published1 <- nil
+				return
+			default:
+			}
+			if _, err := publish(); err != nil {
+				published1 <- err
+				return
+			}
+		}
+	}()
 	for _, sub := range subs {
 		js := make([]job, 0, len(seq))
 		for _, ev := range seq {
@@ -142,29 +186,51 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
+	for _, sub := range subs {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 3 {
+					if _, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Kind: "antigen", At: now}}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(ingested)
+	if err := <-published1; err != nil {
+		t.Fatal(err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
-
-	keys, atts := outboxOf(t, n)
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if seen[k] {
-			t.Fatalf("outbox sequence %s twice", k)
+	for {
+		more, err := publish()
+		if err != nil {
+			t.Fatal(err)
 		}
-		seen[k] = true
+		if !more {
+			break
+		}
+	}
+	if keys, _ := outboxOf(t, n); len(keys) != 0 {
+		t.Errorf("%d attestations left in the outbox after it was drained", len(keys))
 	}
 	lastN := map[hcx.Subject]uint64{}
-	for i, a := range atts {
+	for i, a := range published {
 		if a.N != lastN[a.Subject]+1 {
-			t.Fatalf("outbox entry %s: subject %s has n=%d after n=%d; want strictly increasing by one", keys[i], a.Subject, a.N, lastN[a.Subject])
+			t.Fatalf("published attestation %d: subject %s has n=%d after n=%d; want every n once, in order", i, a.Subject, a.N, lastN[a.Subject])
 		}
 		lastN[a.Subject] = a.N
 	}
 	for _, sub := range subs {
 		f := storedFacts(t, n, sub)
-		if got, want := len(f.Labs), len(seq); got != want {
+		if got, want := len(f.Labs), len(seq)+8*3; got != want {
 			t.Errorf("resident %s: %d lab results stored, want %d", sub, got, want)
 		}
 		if got := lastN[sub]; got != 3 {
@@ -178,7 +244,7 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 			t.Errorf("resident %s: state n=%d colour %s, want n=%d red", sub, st.N, st.Colour, lastN[sub])
 		}
 	}
-	if got, want := n.metrics.events.Load(), uint64(residents*len(seq)); got != want {
+	if got, want := n.metrics.events.Load(), uint64(residents*(len(seq)+8*3)); got != want {
 		t.Errorf("events metric %d, want %d", got, want)
 	}
 }
@@ -484,5 +550,59 @@ func TestIngestPushesBackWhenTheDiskFallsBehind(t *testing.T) {
 	}
 	if _, err := n.Ingest(context.Background(), subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != nil {
 		t.Errorf("ingest once the slot is free: %v", err)
+	}
+}
+
+// TestOutboxSequenceContinuesAfterRestart: outbox sequence numbers live in
+// memory and are recovered at open, after a batch that is still pending and
+// after an outbox that was emptied, so a new attestation is never numbered at
+// or below one the publisher already sent (its acknowledgement deletes
+// everything up to its last entry).
+func TestOutboxSequenceContinuesAfterRestart(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	dir := t.TempDir()
+	now := time.Now().UTC().Truncate(time.Second)
+	clock := func() time.Time { return now }
+	ctx := context.Background()
+	n := openTestNode(t, pki, "440000", dir, clock)
+	subs := registerN(t, n, 3)
+	positive := func(n *Node, sub hcx.Subject) {
+		t.Helper()
+		if _, err := n.Ingest(ctx, sub, Event{Lab: &policy.LabResult{Positive: true, Kind: "pcr", At: now}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	positive(n, subs[0])
+	p, err := n.nextBatch() // sealed, pending, outbox entry 0 still there
+	if err != nil || p == nil || p.LastOutbox != 0 {
+		t.Fatalf("nextBatch = %+v, %v; want a batch ending at outbox entry 0", p, err)
+	}
+	n.Close()
+
+	n = openTestNode(t, pki, "440000", dir, clock)
+	positive(n, subs[1])
+	keys, _ := outboxOf(t, n)
+	if len(keys) != 2 || keys[1] != string(seqKey(pOutbox, 1)) {
+		t.Fatalf("outbox after restart with a pending batch: %v, want entries 0 and 1", keys)
+	}
+	if err := n.recordAck(p); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = n.nextBatch(); err != nil || p == nil {
+		t.Fatal(p, err)
+	}
+	if err := n.recordAck(p); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := outboxOf(t, n); len(keys) != 0 {
+		t.Fatalf("outbox after both acknowledgements: %v", keys)
+	}
+	n.Close()
+
+	n = openTestNode(t, pki, "440000", dir, clock)
+	defer n.Close()
+	positive(n, subs[2])
+	if keys, _ := outboxOf(t, n); len(keys) != 1 || keys[0] != string(seqKey(pOutbox, 2)) {
+		t.Errorf("outbox after restart with an empty outbox: %v, want entry 2", keys)
 	}
 }

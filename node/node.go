@@ -157,7 +157,8 @@ func New(cfg Config) (*Node, error) {
 			return err
 		}
 		n.applied.Store(v)
-		n.outboxNext, err = recoverOutboxNext(txn)
+		// Every outbox entry is written with the counter, in one commit.
+		n.outboxNext, err = getU64(txn, kOutboxNext)
 		return err
 	})
 	if err != nil {

@@ -20,7 +20,8 @@ import (
 //     and memory stays bounded whatever the number of residents.
 //   - Nothing every transaction reads and writes: events need no sequence
 //     number (a resident's history is one bounded value), and outbox
-//     sequence numbers come from memory, recovered at open.
+//     sequence numbers come from memory, kept by the committer and recovered
+//     at open from meta/outbox-next, which it writes with every entry.
 //   - Group commit: ingests read and decide in parallel, then hand their
 //     writes to one committer, which commits every write waiting in one
 //     synced transaction. (badger alone does not group synced commits: it
@@ -196,35 +197,4 @@ func (n *Node) commitOnce(group []*write) error {
 	}
 	n.outboxNext = next
 	return nil
-}
-
-// recoverOutboxNext finds the next outbox sequence number: after the highest
-// ever written, whether still in the outbox, in the pending batch, or only in
-// the counter written with it.
-func recoverOutboxNext(txn *badger.Txn) (uint64, error) {
-	next, err := getU64(txn, kOutboxNext)
-	if err != nil {
-		return 0, err
-	}
-	var p pendingBatch
-	found, err := getJSON(txn, kPending, &p)
-	if err != nil {
-		return 0, err
-	}
-	if found && p.LastOutbox+1 > next {
-		next = p.LastOutbox + 1
-	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pOutbox), Reverse: true})
-	defer it.Close()
-	it.Seek([]byte(pOutbox + "~"))
-	if it.Valid() {
-		var last uint64
-		if _, err := fmt.Sscanf(string(it.Item().Key()[len(pOutbox):]), "%d", &last); err != nil {
-			return 0, fmt.Errorf("outbox key %q: %w", it.Item().Key(), err)
-		}
-		if last+1 > next {
-			next = last + 1
-		}
-	}
-	return next, nil
 }
