@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -20,15 +21,14 @@ import (
 const maxEventsPerClass = 32
 
 // history is a resident's bounded event history, stored under hist/<sub> as
-// one value: what every decision reads, in one get. Both lists are oldest
-// first.
+// one value (historycodec.go): what every decision reads, in one get. Both
+// lists are oldest first.
 type history struct {
-	Labs     []policy.LabResult   `json:"labs,omitempty"`
-	Contacts []policy.ContactFlag `json:"contacts,omitempty"`
+	Labs     []policy.LabResult
+	Contacts []policy.ContactFlag
 	// Recorded counts every event ever recorded, Dropped those the bound
 	// has dropped since.
-	Recorded uint64 `json:"recorded"`
-	Dropped  uint64 `json:"dropped,omitempty"`
+	Recorded, Dropped uint64
 }
 
 // labClass is a lab result's class for the bound.
@@ -90,7 +90,14 @@ func histKey(sub hcx.Subject) string { return pHistory + string(sub) }
 // loadHistory reads a resident's history; an empty one if there is none.
 func loadHistory(txn *badger.Txn, sub hcx.Subject) (*history, error) {
 	h := &history{}
-	if _, err := getJSON(txn, histKey(sub), h); err != nil {
+	item, err := txn.Get([]byte(histKey(sub)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return h, nil
+	}
+	if err == nil {
+		err = item.Value(h.UnmarshalBinary)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", sub, err)
 	}
 	return h, nil
@@ -151,7 +158,11 @@ func migrateEvents(db *badger.DB) (int, error) {
 				keys = append(keys, k)
 			}
 			for sub, h := range hists {
-				if err := setJSON(txn, histKey(sub), h); err != nil {
+				b, err := h.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := txn.Set([]byte(histKey(sub)), b); err != nil {
 					return err
 				}
 			}

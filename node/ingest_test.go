@@ -606,3 +606,38 @@ func TestOutboxSequenceContinuesAfterRestart(t *testing.T) {
 		t.Errorf("outbox after restart with an empty outbox: %v, want entry 2", keys)
 	}
 }
+
+func TestHistoryValueRoundTripsAndRejectsDamage(t *testing.T) {
+	now := time.Date(2026, 11, 24, 8, 0, 0, 123456789, time.UTC)
+	h := &history{}
+	for i := range 80 {
+		at := now.Add(-time.Duration(i) * time.Hour)
+		h.add(&Event{Lab: &policy.LabResult{Positive: i%7 == 0, Kind: []string{"pcr", "antigen"}[i%2], At: at}})
+		if i%5 == 0 {
+			h.add(&Event{Contact: &policy.ContactFlag{Issuer: "510000", At: at}})
+		}
+	}
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got history
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(*h) {
+		t.Errorf("round trip changed the history:\n got %v\nwant %v", got, *h)
+	}
+	for cut := range len(b) {
+		var x history
+		if err := x.UnmarshalBinary(b[:cut]); err == nil {
+			t.Fatalf("a history cut to %d of %d bytes decoded", cut, len(b))
+		}
+	}
+	if err := (&history{}).UnmarshalBinary(append(b, 0)); err == nil {
+		t.Error("a history with a trailing byte decoded")
+	}
+	if _, err := (&history{Labs: []policy.LabResult{{Kind: "serology", At: now}}}).MarshalBinary(); err == nil {
+		t.Error("a lab kind the format cannot hold was stored")
+	}
+}

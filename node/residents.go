@@ -280,9 +280,11 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		return nil, err
 	}
 	w := &write{}
-	if err := w.setJSON(histKey(sub), h); err != nil {
+	hb, err := h.MarshalBinary()
+	if err != nil {
 		return nil, err
 	}
+	w.set(histKey(sub), hb)
 	if err := w.setJSON(pState+string(sub), &st); err != nil {
 		return nil, err
 	}

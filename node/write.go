@@ -92,9 +92,13 @@ func (w *write) setJSON(key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	w.sets = append(w.sets, kv{[]byte(key), b})
-	w.bytes += len(key) + len(b) + 64
+	w.set(key, b)
 	return nil
+}
+
+func (w *write) set(key string, v []byte) {
+	w.sets = append(w.sets, kv{[]byte(key), v})
+	w.bytes += len(key) + len(v) + 64
 }
 
 // Bounds of one group commit, well inside badger's transaction limits
