@@ -16,8 +16,9 @@ import (
 // maxEventsPerClass bounds a resident's history: of each class of event
 // (positive PCR, positive antigen, negative PCR and negative antigen results;
 // close-contact flags) a resident keeps the newest maxEventsPerClass. Every
-// "latest" and "since" the rules read stays exact, and counts are exact up to
-// this bound and saturate at it (docs/decisions.md, "Ingest").
+// "latest" time the rules read stays exact; counts, negatives since an anchor
+// included, are exact up to this bound and saturate at it (docs/decisions.md,
+// "Ingest").
 const maxEventsPerClass = 32
 
 // history is a resident's bounded event history, stored under hist/<sub> as
@@ -104,7 +105,9 @@ func loadHistory(txn *badger.Txn, sub hcx.Subject) (*history, error) {
 }
 
 // loadFacts reads the facts the rules decide a resident's colour from: one
-// bounded value, whatever the length of the resident's past.
+// bounded value, whatever the length of the resident's past. It is for
+// decisions that add no event (re-deciding a resident); Ingest reads the
+// history itself, to add the event to it.
 func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
 	h, err := loadHistory(txn, sub)
 	if err != nil {
@@ -181,12 +184,4 @@ func migrateEvents(db *badger.DB) (int, error) {
 			return moved, err
 		}
 	}
-}
-
-// eventTime is when an event happened.
-func eventTime(ev *Event) time.Time {
-	if ev.Lab != nil {
-		return ev.Lab.At
-	}
-	return ev.Contact.At
 }
