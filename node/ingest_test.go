@@ -641,3 +641,44 @@ func TestHistoryValueRoundTripsAndRejectsDamage(t *testing.T) {
 		t.Error("a lab kind the format cannot hold was stored")
 	}
 }
+
+// TestCloseFinishesWritesInFlightAndRefusesNewOnes: an ingest under way when
+// the node closes is committed and answered; one after Close gets ErrClosed.
+func TestCloseFinishesWritesInFlightAndRefusesNewOnes(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	dir := t.TempDir()
+	n := openTestNode(t, pki, "440000", dir, time.Now)
+	subs := registerN(t, n, 1)
+	mu := n.locks.of(subs[0])
+	mu.Lock()
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := n.Ingest(context.Background(), subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}})
+		inFlight <- err
+	}()
+	for len(n.slots) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while an ingest was in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	mu.Unlock()
+	if err := <-inFlight; err != nil {
+		t.Errorf("the ingest in flight at Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Ingest(context.Background(), subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != ErrClosed {
+		t.Errorf("ingest after Close: err = %v, want ErrClosed", err)
+	}
+	n = openTestNode(t, pki, "440000", dir, time.Now)
+	defer n.Close()
+	if got := len(storedFacts(t, n, subs[0]).Labs); got != 1 {
+		t.Errorf("%d lab results after reopening, want the 1 acknowledged at Close", got)
+	}
+}
