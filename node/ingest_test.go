@@ -510,6 +510,23 @@ func (r *rnd) intn(n int) int {
 	return int(r.s % uint64(n))
 }
 
+// ingestHeldAtTheLock starts an ingest for sub while holding sub's lock, and
+// returns once the ingest has taken its write slot and waits for the lock;
+// unlock the lock to let it go on, and read its result from the channel.
+func ingestHeldAtTheLock(n *Node, sub hcx.Subject) (*sync.Mutex, <-chan error) {
+	mu := n.locks.of(sub)
+	mu.Lock()
+	res := make(chan error, 1)
+	go func() {
+		_, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Kind: "pcr"}})
+		res <- err
+	}()
+	for len(n.slots) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	return mu, res
+}
+
 // TestIngestPushesBackWhenTheDiskFallsBehind: with every write slot taken, a
 // further ingest waits, then answers busy and writes nothing.
 func TestIngestPushesBackWhenTheDiskFallsBehind(t *testing.T) {
@@ -526,16 +543,7 @@ func TestIngestPushesBackWhenTheDiskFallsBehind(t *testing.T) {
 	defer n.Close()
 	subs := registerN(t, n, 2)
 	// The first ingest takes the only slot and waits for its resident.
-	mu := n.locks.of(subs[0])
-	mu.Lock()
-	first := make(chan error, 1)
-	go func() {
-		_, err := n.Ingest(context.Background(), subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}})
-		first <- err
-	}()
-	for len(n.slots) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	mu, first := ingestHeldAtTheLock(n, subs[0])
 	before := n.StoreVersion()
 	_, err = n.Ingest(context.Background(), subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}})
 	if err != ErrBusy || hcx.ClassOf(err) != hcx.EUnavailable {
@@ -649,16 +657,7 @@ func TestCloseFinishesWritesInFlightAndRefusesNewOnes(t *testing.T) {
 	dir := t.TempDir()
 	n := openTestNode(t, pki, "440000", dir, time.Now)
 	subs := registerN(t, n, 1)
-	mu := n.locks.of(subs[0])
-	mu.Lock()
-	inFlight := make(chan error, 1)
-	go func() {
-		_, err := n.Ingest(context.Background(), subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}})
-		inFlight <- err
-	}()
-	for len(n.slots) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	mu, inFlight := ingestHeldAtTheLock(n, subs[0])
 	closed := make(chan error, 1)
 	go func() { closed <- n.Close() }()
 	select {
