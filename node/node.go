@@ -39,8 +39,11 @@ type Config struct {
 	BatchMax       int           // attestations per batch, default 1000
 	BatchLinger    time.Duration // how long the publisher gathers a batch, default 50 ms
 	AttestationTTL time.Duration // how long an attestation counts, default 7 days
-	Now            func() time.Time
-	Logger         *slog.Logger
+	// MaxPendingWrites bounds the ingests in flight; more wait up to a
+	// second, then get ErrBusy. Default 4096.
+	MaxPendingWrites int
+	Now              func() time.Time
+	Logger           *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -65,6 +68,9 @@ func (c *Config) defaults() error {
 	if c.AttestationTTL <= 0 {
 		c.AttestationTTL = 7 * 24 * time.Hour
 	}
+	if c.MaxPendingWrites <= 0 {
+		c.MaxPendingWrites = 4096
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -84,10 +90,19 @@ type Node struct {
 
 	rules atomic.Pointer[ruleSet]
 
-	// writeMu serialises read-modify-write transactions on a resident, so
-	// that per-subject sequence numbers and outbox sequence numbers never
-	// collide; badger would abort the loser anyway, this avoids retries.
-	writeMu sync.Mutex
+	// locks serialise writes about one resident (write.go); slots bound the
+	// ingests in flight.
+	locks *subjectLocks
+	slots chan struct{}
+	// writes feed the committer (write.go), which alone uses outboxNext,
+	// the next outbox sequence number, recovered at open. quit stops it,
+	// committed is closed when it has stopped.
+	writes     chan *write
+	outboxNext uint64
+	quit       chan struct{}
+	committed  chan struct{}
+	closing    atomic.Bool
+	closeOnce  sync.Once
 
 	published chan struct{} // poked when the outbox gains entries
 	applied   atomic.Uint64 // log size the foreign cache reflects
@@ -117,7 +132,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.Province, err)
 	}
-	n := &Node{cfg: cfg, log: log, trust: root, fields: fc, published: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, trust: root, fields: fc, published: make(chan struct{}, 1),
+		locks: new(subjectLocks), slots: make(chan struct{}, cfg.MaxPendingWrites),
+		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{})}
 	if err := n.ReloadRules(); err != nil {
 		return nil, err
 	}
@@ -128,15 +145,27 @@ func New(cfg Config) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	if moved, err := migrateEvents(n.db); err != nil {
+		n.db.Close()
+		return nil, fmt.Errorf("fold stored events into bounded histories: %w", err)
+	} else if moved > 0 {
+		log.Info("stored events folded into bounded histories", "events", moved)
+	}
 	err = n.db.View(func(txn *badger.Txn) error {
 		v, err := getU64(txn, kFollowNext)
+		if err != nil {
+			return err
+		}
 		n.applied.Store(v)
+		// Every outbox entry is written with the counter, in one commit.
+		n.outboxNext, err = getU64(txn, kOutboxNext)
 		return err
 	})
 	if err != nil {
 		n.db.Close()
 		return nil, err
 	}
+	go n.commitLoop()
 	return n, nil
 }
 
@@ -198,8 +227,19 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the store. Stop Run first.
-func (n *Node) Close() error { return n.db.Close() }
+// Close waits for the writes in flight, stops the committer and closes the
+// store. Stop Run first. Writes after Close get ErrClosed.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.closing.Store(true)
+		for range cap(n.slots) {
+			n.slots <- struct{}{}
+		}
+		close(n.quit)
+		<-n.committed
+	})
+	return n.db.Close()
+}
 
 // Ready reports whether the node has a trust list and its rules.
 func (n *Node) Ready() error {

@@ -24,7 +24,7 @@ type testPKI struct {
 	provs map[hcx.ProvinceCode]*certs.Signer
 }
 
-func newTestPKI(t *testing.T, provinces ...hcx.ProvinceCode) *testPKI {
+func newTestPKI(t testing.TB, provinces ...hcx.ProvinceCode) *testPKI {
 	t.Helper()
 	now := time.Now()
 	root, err := certs.NewRoot("test root", now, 24*time.Hour)
@@ -57,7 +57,7 @@ func (p *testPKI) trustList(t *testing.T, ver uint64) string {
 
 var subjectKey = certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)}
 
-func openTestNode(t *testing.T, pki *testPKI, prov hcx.ProvinceCode, dir string, now func() time.Time) *Node {
+func openTestNode(t testing.TB, pki *testPKI, prov hcx.ProvinceCode, dir string, now func() time.Time) *Node {
 	t.Helper()
 	n, err := New(Config{
 		Province: prov, Dir: dir, Signer: pki.provs[prov], RootDER: pki.root.Cert.Raw,

@@ -98,7 +98,21 @@ func (n *Node) publishOnce(ctx context.Context) (bool, error) {
 		}
 		return false, fmt.Errorf("submit batch %d: %w", p.Seq, err)
 	}
-	err = n.db.Update(func(txn *badger.Txn) error {
+	err = n.recordAck(p)
+	if err != nil {
+		return false, fmt.Errorf("record acknowledgement of batch %d: %w", p.Seq, err)
+	}
+	n.metrics.batches.Add(1)
+	n.metrics.attestations.Add(uint64(p.Count))
+	n.log.Debug("batch published", "seq", p.Seq, "attestations", p.Count, "index", res.Index, "took", time.Since(start))
+	return true, nil
+}
+
+// recordAck records the hub's acknowledgement of p: its attestations leave the
+// outbox, its sequence becomes the last acknowledged, and it is no longer
+// pending.
+func (n *Node) recordAck(p *pendingBatch) error {
+	return n.db.Update(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pOutbox)})
 		var keys [][]byte
 		last := seqKey(pOutbox, p.LastOutbox)
@@ -120,13 +134,6 @@ func (n *Node) publishOnce(ctx context.Context) (bool, error) {
 		}
 		return txn.Delete([]byte(kPending))
 	})
-	if err != nil {
-		return false, fmt.Errorf("record acknowledgement of batch %d: %w", p.Seq, err)
-	}
-	n.metrics.batches.Add(1)
-	n.metrics.attestations.Add(uint64(p.Count))
-	n.log.Debug("batch published", "seq", p.Seq, "attestations", p.Count, "index", res.Index, "took", time.Since(start))
-	return true, nil
 }
 
 // nextBatch returns the pending batch, or seals and stores a new one from the
@@ -142,8 +149,8 @@ func (n *Node) nextBatch() (*pendingBatch, error) {
 	if err != nil || found {
 		return &p, err
 	}
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
+	// Outbox sequence numbers are taken in commit order (write.go), so the
+	// entries read here are a prefix of every entry up to the last one.
 	var out *pendingBatch
 	err = n.db.Update(func(txn *badger.Txn) error {
 		seq, err := getU64(txn, kBatchSeq)

@@ -114,8 +114,9 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, er
 	if req.Phone != "" {
 		rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
 	}
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
+	mu := n.locks.of(sub)
+	mu.Lock()
+	defer mu.Unlock()
 	err := n.db.Update(func(txn *badger.Txn) error {
 		var old residentRecord
 		found, err := getJSON(txn, pResident+string(sub), &old)
@@ -226,7 +227,11 @@ func checkTime(field string, t, now time.Time) error {
 
 // Ingest records an event about a resident, re-evaluates the resident with the
 // province's rules and, if the colour changed, writes an attestation to the
-// outbox in the same synced transaction. It returns the new status.
+// outbox in the same synced commit. It returns the new status once the write
+// is on disk. Events about different residents are decided in parallel and
+// share synced commits (write.go). It returns ErrUnknownResident, a
+// validation error naming the field, ErrBusy when too many writes wait for
+// the disk, or ErrClosed.
 func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, error) {
 	now := n.cfg.Now().UTC()
 	if err := ev.validate(now); err != nil {
@@ -237,12 +242,21 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	} else {
 		ev.Contact.At = ev.Contact.At.UTC()
 	}
+	release, err := n.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// The resident's lock is held from the read to the synced commit, so
+	// the next event about them reads what this one wrote.
+	mu := n.locks.of(sub)
+	mu.Lock()
+	defer mu.Unlock()
 	rules := n.rules.Load()
-	var out Status
-	changed := false
-	n.writeMu.Lock()
-	err := n.db.Update(func(txn *badger.Txn) error {
-		var rec residentRecord
+	var rec residentRecord
+	var st colourState
+	var h *history
+	err = n.db.View(func(txn *badger.Txn) error {
 		found, err := getJSON(txn, pResident+string(sub), &rec)
 		if err != nil {
 			return err
@@ -250,61 +264,55 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		if !found {
 			return ErrUnknownResident
 		}
-		evSeq, err := getU64(txn, kEventNext)
-		if err != nil {
+		if h, err = loadHistory(txn, sub); err != nil {
 			return err
 		}
-		at := eventTime(&ev)
-		if err := setJSON(txn, fmt.Sprintf("%s%s/%020d/%020d", pEvent, sub, at.UnixNano(), evSeq), &ev); err != nil {
-			return err
-		}
-		if err := setU64(txn, kEventNext, evSeq+1); err != nil {
-			return err
-		}
-		st, ch, err := n.evaluate(txn, sub, &rec, rules, now)
-		if err != nil {
-			return err
-		}
-		changed = ch
-		out = n.status(st, rec.Registered)
-		return nil
+		_, err = getJSON(txn, pState+string(sub), &st)
+		return err
 	})
-	n.writeMu.Unlock()
 	if err != nil {
+		return nil, err
+	}
+	h.add(&ev)
+	changed, err := n.evaluate(sub, &rec, &st, h.facts(), rules, now)
+	if err != nil {
+		return nil, err
+	}
+	w := &write{}
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	w.set(histKey(sub), hb)
+	if err := w.setJSON(pState+string(sub), &st); err != nil {
+		return nil, err
+	}
+	if changed {
+		w.att = n.attestation(sub, &st, now)
+	}
+	if err := n.write(w); err != nil {
 		return nil, err
 	}
 	n.metrics.events.Add(1)
 	if changed {
 		n.pokePublisher()
 	}
+	out := n.status(&st, rec.Registered)
 	return &out, nil
 }
 
-func eventTime(ev *Event) time.Time {
-	if ev.Lab != nil {
-		return ev.Lab.At
-	}
-	return ev.Contact.At
-}
-
-// evaluate decides a resident's colour from all its events and, if the colour
-// changed, records the new state and an outbox attestation in txn.
-func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, rules *ruleSet, now time.Time) (*colourState, bool, error) {
-	var st colourState
-	if _, err := getJSON(txn, pState+string(sub), &st); err != nil {
-		return nil, false, err
-	}
-	facts, err := loadFacts(txn, sub)
-	if err != nil {
-		return nil, false, err
-	}
+// evaluate decides a resident's colour from facts (their bounded history)
+// and updates st, their state. When the colour changed it advances st.N and
+// reports true; the caller writes st and the attestation (n.attestation) in
+// one commit.
+func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
 	facts.Current, facts.CurrentSince = st.Colour, st.Since
 	if facts.Current == "" {
 		facts.Current, facts.CurrentSince = hcx.Green, rec.Registered
 	}
 	d, err := rules.rs.Decide(facts, now)
 	if err != nil {
-		return nil, false, fmt.Errorf("decide %s with %s: %w", sub, n.cfg.RulesPath, err)
+		return false, fmt.Errorf("decide %s with %s: %w", sub, n.cfg.RulesPath, err)
 	}
 	prev := st.Colour
 	if prev == "" {
@@ -322,51 +330,17 @@ func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, r
 	}
 	if changed {
 		st.N++
-		att := hcx.Attestation{Subject: sub, Colour: d.Colour, Reasons: d.Reasons, Eff: now.Unix(), Exp: now.Add(n.cfg.AttestationTTL).Unix(), PolicyV: rules.version, N: st.N}
-		if len(att.Reasons) == 0 {
-			att.Reasons = []hcx.Reason{hcx.ReasonClear}
-		}
-		if err := n.enqueue(txn, &att); err != nil {
-			return nil, false, err
-		}
 	}
-	if err := setJSON(txn, pState+string(sub), &st); err != nil {
-		return nil, false, err
-	}
-	return &st, changed, nil
+	return changed, nil
 }
 
-// loadFacts reads every event of a resident into the facts the rules read.
-func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
-	f := &policy.Facts{}
-	prefix := []byte(pEvent + string(sub) + "/")
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		var ev Event
-		if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &ev) }); err != nil {
-			return nil, fmt.Errorf("event %s: %w", it.Item().Key(), err)
-		}
-		switch {
-		case ev.Lab != nil:
-			f.Labs = append(f.Labs, *ev.Lab)
-		case ev.Contact != nil:
-			f.Contacts = append(f.Contacts, *ev.Contact)
-		}
+// attestation is the attestation of a resident's new state.
+func (n *Node) attestation(sub hcx.Subject, st *colourState, now time.Time) *hcx.Attestation {
+	att := hcx.Attestation{Subject: sub, Colour: st.Colour, Reasons: st.Reasons, Eff: now.Unix(), Exp: now.Add(n.cfg.AttestationTTL).Unix(), PolicyV: st.Policy, N: st.N}
+	if len(att.Reasons) == 0 {
+		att.Reasons = []hcx.Reason{hcx.ReasonClear}
 	}
-	return f, nil
-}
-
-// enqueue appends an attestation to the outbox.
-func (n *Node) enqueue(txn *badger.Txn, att *hcx.Attestation) error {
-	seq, err := getU64(txn, kOutboxNext)
-	if err != nil {
-		return err
-	}
-	if err := setJSON(txn, string(seqKey(pOutbox, seq)), att); err != nil {
-		return err
-	}
-	return setU64(txn, kOutboxNext, seq+1)
+	return &att
 }
 
 func (n *Node) pokePublisher() {

@@ -14,18 +14,22 @@ import (
 // collide and iteration order is meaningful.
 const (
 	pResident = "res/"     // res/<sub> -> residentRecord
-	pEvent    = "ev/"      // ev/<sub>/<unix nanos 20>/<seq 20> -> event
+	pHistory  = "hist/"    // hist/<sub> -> history: the resident's bounded events
 	pState    = "state/"   // state/<sub> -> colourState
 	pOutbox   = "outbox/"  // outbox/<seq 20> -> hcx.Attestation
 	pForeign  = "foreign/" // foreign/<sub>/<iss> -> exchange.LoggedAttestation
 
 	kOutboxNext = "meta/outbox-next"   // next outbox sequence
-	kEventNext  = "meta/event-next"    // next event sequence
 	kBatchSeq   = "meta/batch-seq"     // last batch sequence the hub acknowledged
 	kPending    = "meta/pending-batch" // pendingBatch: signed, maybe submitted, not yet acknowledged
 	kFollowNext = "meta/follow-next"   // next log index to read
 	kTrustList  = "meta/trust-list"    // newest trust-list envelope applied
 	kPolicyPub  = "meta/policy-published"
+
+	// Written by versions before bounded histories; New folds them into
+	// histories and deletes them.
+	pEvent     = "ev/"             // ev/<sub>/<unix nanos 20>/<seq 20> -> event
+	kEventNext = "meta/event-next" // next event sequence
 )
 
 func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {

@@ -1,0 +1,168 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/node"
+)
+
+// benchNode opens a real province node for Guangdong on a temp dir, with
+// certificates made here.
+func benchNode(tb testing.TB, dir string) *node.Node {
+	tb.Helper()
+	now := time.Now()
+	root, err := certs.NewRoot("bench root", now, 24*time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleProvince, Province: "440000", Name: "province-440000",
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n, err := node.New(node.Config{
+		Province: "440000", Dir: dir, Signer: signer, RootDER: root.Cert.Raw,
+		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
+		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
+		RulesPath: "../configs/rules/440000.yaml",
+		Hub:       exchange.NewHubClient([]string{"http://127.0.0.1:1"}, nil),
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// benchIDNumber is the i-th valid mainland ID number of people born in
+// Guangzhou's Tianhe district.
+func benchIDNumber(i int) string {
+	birth := time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i/900)
+	first17 := fmt.Sprintf("440106%s%03d", birth.Format("20060102"), 100+i%900)
+	return first17 + string(hcx.CNIDCheckDigit(first17))
+}
+
+func registerResidents(tb testing.TB, n *node.Node, count int) []hcx.Subject {
+	tb.Helper()
+	subs := make([]hcx.Subject, count)
+	for i := range subs {
+		r, err := n.Register(context.Background(), node.RegisterRequest{DocType: hcx.DocCNID, DocNumber: benchIDNumber(i), Name: "张三"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		subs[i] = r.Subject
+	}
+	return subs
+}
+
+// rawSyncedTxnRate is how many single-key synced badger transactions one
+// goroutine commits per second on dir's disk, with the node's store options:
+// the baseline every figure below is a ratio against.
+func rawSyncedTxnRate(b *testing.B, dir string, count int) float64 {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+		WithMemTableSize(16 << 20).WithValueLogFileSize(64 << 20).WithNumCompactors(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	val := bytes.Repeat([]byte("v"), 100)
+	start := time.Now()
+	for i := range count {
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Set(fmt.Appendf(nil, "k/%020d", i), val) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(count) / time.Since(start).Seconds()
+}
+
+// BenchmarkLabResultsThroughHTTP posts positive lab results for many
+// residents through the node's real HTTP API from concurrent clients and
+// reports acknowledged results per second, and that rate as a ratio of raw
+// synced badger transactions per second on the same disk in the same run.
+func BenchmarkLabResultsThroughHTTP(b *testing.B) {
+	const residents, clients = 2000, 256
+	n := benchNode(b, b.TempDir())
+	defer n.Close()
+	subs := registerResidents(b, n, residents)
+	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer srv.Close()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+	// The raw rate is measured before and after the run, and averaged: the
+	// disk is shared and its rate drifts.
+	rawBefore := rawSyncedTxnRate(b, b.TempDir(), 300)
+
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				res, err := client.Post(srv.URL+"/v1/residents/"+string(subs[i%residents])+"/labs", "application/json",
+					bytes.NewReader([]byte(`{"result":"positive"}`)))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Errorf("lab result %d: status %d", i, res.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := float64(b.N) / elapsed.Seconds()
+	raw := (rawBefore + rawSyncedTxnRate(b, b.TempDir(), 300)) / 2
+	if events, commits := metricValue(b, srv.URL, "hcx_node_events_total"), metricValue(b, srv.URL, "hcx_node_commits_total"); commits > 0 {
+		b.ReportMetric(events/commits, "events/commit")
+	}
+	b.ReportMetric(rate, "acks/s")
+	b.ReportMetric(raw, "raw-synced-txn/s")
+	b.ReportMetric(rate/raw, "ratio")
+}
+
+// metricValue reads one of the node's counters from its /metrics route; 0 if
+// the node does not have it.
+func metricValue(b *testing.B, url, name string) float64 {
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+"{") {
+			var v float64
+			fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v)
+			return v
+		}
+	}
+	return 0
+}

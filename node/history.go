@@ -1,0 +1,187 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/policy"
+)
+
+// maxEventsPerClass bounds a resident's history: of each class of event
+// (positive PCR, positive antigen, negative PCR and negative antigen results;
+// close-contact flags) a resident keeps the newest maxEventsPerClass. Every
+// "latest" time the rules read stays exact; counts, negatives since an anchor
+// included, are exact up to this bound and saturate at it (docs/decisions.md,
+// "Ingest").
+const maxEventsPerClass = 32
+
+// history is a resident's bounded event history, stored under hist/<sub> as
+// one value (historycodec.go): what every decision reads, in one get. Both
+// lists are oldest first.
+type history struct {
+	Labs     []policy.LabResult
+	Contacts []policy.ContactFlag
+	// Recorded counts every event ever recorded, Dropped those the bound
+	// has dropped since.
+	Recorded, Dropped uint64
+}
+
+// labClass is a lab result's class for the bound.
+func labClass(l *policy.LabResult) int {
+	c := 0
+	if l.Positive {
+		c = 2
+	}
+	if l.Kind == "antigen" {
+		c++
+	}
+	return c
+}
+
+// add records ev and drops what falls past the bound. An event older than the
+// newest maxEventsPerClass of its class is counted and dropped at once.
+func (h *history) add(ev *Event) {
+	h.Recorded++
+	switch {
+	case ev.Lab != nil:
+		h.Labs = insertByTime(h.Labs, *ev.Lab, func(l *policy.LabResult) time.Time { return l.At })
+		// Drop the oldest of each class over the bound.
+		var over [4]int
+		for j := range h.Labs {
+			over[labClass(&h.Labs[j])]++
+		}
+		for c := range over {
+			over[c] -= maxEventsPerClass
+		}
+		keep := h.Labs[:0]
+		for _, l := range h.Labs {
+			if c := labClass(&l); over[c] > 0 {
+				over[c]--
+				continue
+			}
+			keep = append(keep, l)
+		}
+		h.Dropped += uint64(len(h.Labs) - len(keep))
+		h.Labs = keep
+	case ev.Contact != nil:
+		h.Contacts = insertByTime(h.Contacts, *ev.Contact, func(c *policy.ContactFlag) time.Time { return c.At })
+		if over := len(h.Contacts) - maxEventsPerClass; over > 0 {
+			h.Contacts = h.Contacts[over:]
+			h.Dropped += uint64(over)
+		}
+	}
+}
+
+// insertByTime inserts v into s, which is oldest first, after every element
+// of the same time.
+func insertByTime[T any](s []T, v T, at func(*T) time.Time) []T {
+	t := at(&v)
+	i := sort.Search(len(s), func(i int) bool { return at(&s[i]).After(t) })
+	return slices.Insert(s, i, v)
+}
+
+func histKey(sub hcx.Subject) string { return pHistory + string(sub) }
+
+// loadHistory reads a resident's history; an empty one if there is none.
+func loadHistory(txn *badger.Txn, sub hcx.Subject) (*history, error) {
+	h := &history{}
+	item, err := txn.Get([]byte(histKey(sub)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return h, nil
+	}
+	if err == nil {
+		err = item.Value(h.UnmarshalBinary)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", sub, err)
+	}
+	return h, nil
+}
+
+// loadFacts reads the facts the rules decide a resident's colour from: one
+// bounded value, whatever the length of the resident's past. It is for
+// decisions that add no event (re-deciding a resident); Ingest reads the
+// history itself, to add the event to it.
+func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
+	h, err := loadHistory(txn, sub)
+	if err != nil {
+		return nil, err
+	}
+	return h.facts(), nil
+}
+
+func (h *history) facts() *policy.Facts {
+	return &policy.Facts{Labs: h.Labs, Contacts: h.Contacts}
+}
+
+// migrateEvents folds the per-event keys older versions wrote (ev/<sub>/...,
+// one key per event, read in full by every decision) into bounded histories,
+// a bounded number of keys per transaction, and deletes them. It is
+// idempotent: a crash part-way leaves the keys not yet folded for the next
+// start.
+func migrateEvents(db *badger.DB) (int, error) {
+	const perTxn = 2000
+	moved := 0
+	for {
+		done := true
+		err := db.Update(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pEvent), PrefetchValues: true, PrefetchSize: 100})
+			defer it.Close()
+			hists := map[hcx.Subject]*history{}
+			var keys [][]byte
+			for it.Rewind(); it.Valid(); it.Next() {
+				if len(keys) == perTxn {
+					done = false
+					break
+				}
+				k := it.Item().KeyCopy(nil)
+				rest := string(k[len(pEvent):])
+				sub := hcx.Subject(rest[:max(strings.IndexByte(rest, '/'), 0)])
+				var ev Event
+				if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &ev) }); err != nil {
+					return fmt.Errorf("event %s: %w", k, err)
+				}
+				h := hists[sub]
+				if h == nil {
+					var err error
+					if h, err = loadHistory(txn, sub); err != nil {
+						return err
+					}
+					hists[sub] = h
+				}
+				if ev.Lab != nil || ev.Contact != nil {
+					h.add(&ev)
+				}
+				keys = append(keys, k)
+			}
+			for sub, h := range hists {
+				b, err := h.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := txn.Set([]byte(histKey(sub)), b); err != nil {
+					return err
+				}
+			}
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			moved += len(keys)
+			if done {
+				return txn.Delete([]byte(kEventNext))
+			}
+			return nil
+		})
+		if err != nil || done {
+			return moved, err
+		}
+	}
+}
