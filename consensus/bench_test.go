@@ -26,12 +26,15 @@ var benchProvinces = []hcx.ProvinceCode{"110000", "120000", "130000", "140000", 
 //	go test -run '^$' -bench Commit3Members -benchtime 600x ./consensus
 func BenchmarkCommit3Members(b *testing.B) {
 	for _, conc := range []int{8, 31} {
-		b.Run(fmt.Sprintf("batch1000/provinces%d", conc), func(b *testing.B) { benchCommit(b, conc, 1000, true) })
-		b.Run(fmt.Sprintf("batch1000/provinces%d/plain-tcp", conc), func(b *testing.B) { benchCommit(b, conc, 1000, false) })
+		b.Run(fmt.Sprintf("batch1000/provinces%d", conc), func(b *testing.B) { benchCommit(b, conc, 1000, true, 0) })
+		b.Run(fmt.Sprintf("batch1000/provinces%d/plain-tcp", conc), func(b *testing.B) { benchCommit(b, conc, 1000, false, 0) })
 	}
+	// The baseline for turning pipelined replication off (DESIGN.md,
+	// "Replication is not pipelined"): Raft's default of 2 RPCs in flight.
+	b.Run("batch1000/provinces8/pipelined", func(b *testing.B) { benchCommit(b, 8, 1000, true, 2) })
 }
 
-func benchCommit(b *testing.B, provinces, perBatch int, withTLS bool) {
+func benchCommit(b *testing.B, provinces, perBatch int, withTLS bool, rpcsInFlight int) {
 	now := time.Now()
 	root, err := certs.NewRoot("bench root", now, 48*time.Hour)
 	if err != nil {
@@ -72,7 +75,8 @@ func benchCommit(b *testing.B, provinces, perBatch int, withTLS bool) {
 		}()
 	}
 	gen.Wait()
-	cc := ClusterConfig{N: 3, Dir: b.TempDir(), RootDER: root.Cert.Raw, Signers: p.hubs, Logger: testLogger(b), NoAPI: true}
+	cc := ClusterConfig{N: 3, Dir: b.TempDir(), RootDER: root.Cert.Raw, Signers: p.hubs, Logger: testLogger(b), NoAPI: true,
+		Tune: func(c *Config) { c.rpcsInFlight = rpcsInFlight }}
 	if withTLS {
 		for i := 0; i < 3; i++ {
 			cc.TLS = append(cc.TLS, hubTLS(b, root, fmt.Sprintf("hub-%d", i+1)))

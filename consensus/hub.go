@@ -67,6 +67,10 @@ type Config struct {
 	ApplyTimeout      time.Duration // default 10s
 	HTTPReadTimeout   time.Duration // default DefaultHTTPReadTimeout
 	HTTPWriteTimeout  time.Duration // default DefaultHTTPWriteTimeout
+
+	// rpcsInFlight is the transport's MaxRPCsInFlight, 1 (no pipelining)
+	// unless a benchmark sets 2 to compare with pipelined replication.
+	rpcsInFlight int
 }
 
 // Time-outs and limits of a member's two HTTP servers (the public API and the
@@ -237,7 +241,7 @@ func New(cfg Config) (*Hub, error) {
 	// (TestALeaderKeepsReplicatingToAFollowerThatRefusesAppends). Raft's
 	// own notes find pipelining of little use next to batching.
 	h.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: 1,
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: max(cfg.rpcsInFlight, 1),
 	})
 	if h.httpL, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("bind API address %s: %w", cfg.HTTPAddr, err)

@@ -2,8 +2,10 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -153,4 +155,58 @@ func TestALeaderKeepsReplicatingToAFollowerThatRefusesAppends(t *testing.T) {
 			t.Fatalf("the follower is at index %d after refusing %d appends; the leader is at %d", got, n, want)
 		}
 	}
+}
+
+// A member accepts at most maxAccepted connections at once; a connection
+// beyond is closed at accept, and a place frees when one closes.
+func TestStreamLayerBoundsAcceptedConnections(t *testing.T) {
+	a, err := newStreamLayer("127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.mu.Lock()
+	a.maxAccepted = 2
+	a.mu.Unlock()
+	accepted := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.accepted
+	}
+	waitAccepted := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); accepted() != n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections counted, want %d", accepted(), n)
+			}
+		}
+	}
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", a.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedByPeer reports whether the layer closed c (a read ends in EOF
+	// rather than waiting).
+	closedByPeer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	}
+	c1 := dial()
+	dial() // these two send nothing: both wait in dispatch
+	waitAccepted(2)
+	if c3 := dial(); !closedByPeer(c3) {
+		t.Fatal("a third connection was kept open with at most 2 allowed")
+	}
+	c1.Close()
+	waitAccepted(1)
+	if c4 := dial(); closedByPeer(c4) {
+		t.Fatal("a connection was refused after a place freed")
+	}
+	waitAccepted(2)
 }
