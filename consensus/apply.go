@@ -149,6 +149,10 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 		idx := f.rng.End()
 		at.set(keyTrustVer(tl.Ver), be8(idx))
 		at.set(keyTrust, be8(idx))
+		select {
+		case f.trustKick <- struct{}{}:
+		default:
+		}
 	case exchange.TypPolicy, exchange.TypRiskAreas:
 	default:
 		return applyResult{Err: classify(fmt.Errorf("%w: unknown envelope typ %q", certs.ErrMalformed, li.typ))}

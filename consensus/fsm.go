@@ -76,6 +76,8 @@ type fsm struct {
 	// cpEvery: after this many leaves past the last checkpoint, poke cpKick.
 	cpEvery uint64
 	cpKick  chan struct{}
+	// trustKick is poked when a trust list has been applied.
+	trustKick chan struct{}
 
 	dbMu  sync.RWMutex // write-held only while Restore swaps db
 	db    *badger.DB
@@ -110,7 +112,7 @@ func openFSM(dir string, rootDER []byte, log *slog.Logger, cpEvery uint64) (*fsm
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), changed: make(chan struct{}), snaps: new(sync.WaitGroup)}
+	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), trustKick: make(chan struct{}, 1), changed: make(chan struct{}), snaps: new(sync.WaitGroup)}
 	f.rf = &compact.RangeFactory{Hash: f.hasher.HashChildren}
 	name := "fsm-0"
 	if b, err := os.ReadFile(filepath.Join(dir, currentFile)); err == nil {
@@ -243,6 +245,14 @@ func (f *fsm) load(db *badger.DB) error {
 	f.mu.Unlock()
 	f.pendingCP = cpSize
 	return nil
+}
+
+// trustStore is the trust state after the entries applied so far: the root
+// and what the log's trust lists added and revoked.
+func (f *fsm) trustStore() *certs.TrustStore {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ts
 }
 
 func newTrustStore(rootDER []byte) (*certs.TrustStore, error) {

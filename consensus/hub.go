@@ -165,11 +165,10 @@ func New(cfg Config) (*Hub, error) {
 	}
 	var srvTLS, cliTLS *tls.Config
 	if cfg.TLS != nil {
-		ts, err := certs.NewTrustStoreDER(cfg.RootDER)
-		if err != nil {
-			return nil, err
-		}
-		srvTLS, cliTLS = certs.HubServerTLS(cfg.TLS, ts), certs.HubClientTLS(cfg.TLS, ts)
+		// Peers are checked against the log's trust store, so a trust list
+		// revoking a member's TLS certificate shuts it out (dropRevokedPeers
+		// closes the connections it already has).
+		srvTLS, cliTLS = certs.HubServerTLSFrom(cfg.TLS, h.fsm.trustStore), certs.HubClientTLSFrom(cfg.TLS, h.fsm.trustStore)
 		srvTLS.Time, cliTLS.Time = cfg.Now, cfg.Now
 	}
 	sl, err := newStreamLayer(cfg.RaftAddr, srvTLS, cliTLS)
@@ -234,6 +233,10 @@ func New(cfg Config) (*Hub, error) {
 	h.wg.Add(2)
 	go h.announce()
 	go h.checkpointer()
+	if cfg.TLS != nil {
+		h.wg.Add(1)
+		go h.dropRevokedPeers()
+	}
 	if len(cfg.Join) > 0 && !existing && !cfg.Bootstrap {
 		h.wg.Add(1)
 		go h.join()
@@ -475,9 +478,7 @@ func retryable(err error) bool {
 // envelope already in the log passes the time checks: resubmitting it is
 // idempotent, however old it is.
 func (h *Hub) verify(compact string) error {
-	h.fsm.mu.Lock()
-	ts := h.fsm.ts
-	h.fsm.mu.Unlock()
+	ts := h.fsm.trustStore()
 	now := h.cfg.Now()
 	env, err := exchange.Open(ts, compact)
 	if err == nil {
