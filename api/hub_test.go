@@ -78,7 +78,12 @@ func newHubFixtureWith(t *testing.T, tune func(*consensus.Config)) *hubFixture {
 
 func (f *hubFixture) batch(t *testing.T, seq uint64, sub hcx.Subject, col hcx.Colour, n uint64) string {
 	t.Helper()
-	now := time.Now().Unix()
+	return f.batchAt(t, seq, sub, col, n, time.Now())
+}
+
+func (f *hubFixture) batchAt(t *testing.T, seq uint64, sub hcx.Subject, col hcx.Colour, n uint64, at time.Time) string {
+	t.Helper()
+	now := at.Unix()
 	s, err := exchange.SealBatch(f.prov, &exchange.Batch{Iss: "440000", Seq: seq, At: now, SKV: 1, Atts: []hcx.Attestation{{
 		Subject: sub, Colour: col, Reasons: []hcx.Reason{hcx.ReasonLabPositive}, Eff: now - 5, Exp: now + 3600, PolicyV: "00112233445566778899aabbccddeeff", N: n}}})
 	if err != nil {
@@ -129,6 +134,8 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 		{"reject/oversize", strings.Repeat("a", exchange.MaxEnvelopeBytes+1), 413, "too_large", 0},
 		{"reject/not-a-jws", "hello", 400, "malformed", 0},
 		{"reject/bad-signature", b1[:len(b1)-4] + "AAAA", 401, "bad_signature", 0},
+		{"reject/at-ten-minutes-ago", f.batchAt(t, 2, sub1, hcx.Green, 2, time.Now().Add(-10*time.Minute)), 400, "clock_skew", 0},
+		{"reject/at-ten-minutes-ahead", f.batchAt(t, 2, sub1, hcx.Green, 2, time.Now().Add(10*time.Minute)), 400, "clock_skew", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,6 +164,9 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 	case es := <-got:
 		if es.Start != 2 || len(es.Entries) != 1 || es.Entries[0] != b2 || es.Size != 3 {
 			t.Fatalf("long-poll: %+v", es)
+		}
+		if len(es.Times) != 1 || es.Times[0] < time.Now().Add(-time.Minute).Unix() || es.Times[0] > time.Now().Unix() {
+			t.Fatalf("long-poll: commit times %v, want the one of leaf 2, just now", es.Times)
 		}
 	case <-time.After(6 * time.Second):
 		t.Fatal("long-poll did not return")

@@ -223,7 +223,21 @@ func ekuName(u x509.ExtKeyUsage) string {
 	return fmt.Sprint(int(u))
 }
 
-func verifyPeer(cfg *tls.Config, ts *TrustStore, usage x509.ExtKeyUsage) func([][]byte, [][]*x509.Certificate) error {
+// CheckHubPeerAt re-checks a hub TLS peer certificate that passed
+// VerifyHubPeer at its handshake against what changes afterwards: not
+// revoked and still valid at now. A member runs it over its open
+// connections when the trust list changes, to close those of a revoked
+// member. Errors wrap ErrBadCertificate, ErrRevoked, ErrExpired or
+// ErrNotYetValid.
+func (t *TrustStore) CheckHubPeerAt(der []byte, now time.Time) error {
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCertificate, err)
+	}
+	return t.CheckAt(&Entry{KID: KID(der), Role: RoleHub, Cert: cert}, now)
+}
+
+func verifyPeer(cfg *tls.Config, trust func() *TrustStore, usage x509.ExtKeyUsage) func([][]byte, [][]*x509.Certificate) error {
 	return func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
 			return fmt.Errorf("hub TLS: the peer sent no certificate")
@@ -232,7 +246,7 @@ func verifyPeer(cfg *tls.Config, ts *TrustStore, usage x509.ExtKeyUsage) func([]
 		if cfg.Time != nil {
 			now = cfg.Time()
 		}
-		if _, err := ts.VerifyHubPeer(raw[0], usage, now); err != nil {
+		if _, err := trust().VerifyHubPeer(raw[0], usage, now); err != nil {
 			return fmt.Errorf("hub TLS: %w", err)
 		}
 		return nil
@@ -244,12 +258,19 @@ func verifyPeer(cfg *tls.Config, ts *TrustStore, usage x509.ExtKeyUsage) func([]
 // certificate (clientAuth) from the national root, checked against ts (so a
 // revocation in the trust list takes effect on the next handshake).
 func HubServerTLS(id *TLSIdentity, ts *TrustStore) *tls.Config {
+	return HubServerTLSFrom(id, func() *TrustStore { return ts })
+}
+
+// HubServerTLSFrom is HubServerTLS checking each handshake against the store
+// trust returns then: a hub member passes its log's trust store, which
+// trust-list leaves update and a snapshot install replaces.
+func HubServerTLSFrom(id *TLSIdentity, trust func() *TrustStore) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{id.Certificate()},
 		ClientAuth:   tls.RequireAnyClientCert,
 	}
-	cfg.VerifyPeerCertificate = verifyPeer(cfg, ts, x509.ExtKeyUsageClientAuth)
+	cfg.VerifyPeerCertificate = verifyPeer(cfg, trust, x509.ExtKeyUsageClientAuth)
 	return cfg
 }
 
@@ -260,11 +281,17 @@ func HubServerTLS(id *TLSIdentity, ts *TrustStore) *tls.Config {
 // VerifyPeerCertificate replaces it, not skips it. Host names are not
 // checked: any hub member may answer for any member address.
 func HubClientTLS(id *TLSIdentity, ts *TrustStore) *tls.Config {
+	return HubClientTLSFrom(id, func() *TrustStore { return ts })
+}
+
+// HubClientTLSFrom is HubClientTLS checking each handshake against the store
+// trust returns then (see HubServerTLSFrom).
+func HubClientTLSFrom(id *TLSIdentity, trust func() *TrustStore) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		Certificates:       []tls.Certificate{id.Certificate()},
 		InsecureSkipVerify: true, // replaced by verifyPeer, see above
 	}
-	cfg.VerifyPeerCertificate = verifyPeer(cfg, ts, x509.ExtKeyUsageServerAuth)
+	cfg.VerifyPeerCertificate = verifyPeer(cfg, trust, x509.ExtKeyUsageServerAuth)
 	return cfg
 }

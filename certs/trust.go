@@ -260,14 +260,36 @@ func (t *TrustStore) Lookup(kid string) (*Entry, error) {
 // error wrapping ErrRevoked names the revocation), and its certificate and
 // the root's were valid then (ErrNotYetValid, ErrExpired).
 func (t *TrustStore) CheckAt(e *Entry, at time.Time) error {
+	if err := t.checkRevoked(e, at, "signed"); err != nil {
+		return err
+	}
+	return t.CheckValidAt(e, at)
+}
+
+// CheckRevokedAt checks only revocation: an error wrapping ErrRevoked if e's
+// key had been revoked at or before t. Use it where revocation is decided at
+// a time nobody signed: the commit time of a log leaf (exchange.OpenLogged)
+// or the moment a code is presented (exchange.VerifyCode). Certificate
+// validity stays a question of the signed time (CheckValidAt).
+func (t *TrustStore) CheckRevokedAt(e *Entry, at time.Time) error {
+	return t.checkRevoked(e, at, "checked")
+}
+
+// CheckValidAt checks only validity: e's certificate and the root's were
+// valid at at (ErrNotYetValid, ErrExpired).
+func (t *TrustStore) CheckValidAt(e *Entry, at time.Time) error {
+	return checkValidity(e.KID, e.Cert, t.root.Cert, at.UTC())
+}
+
+func (t *TrustStore) checkRevoked(e *Entry, at time.Time, what string) error {
 	at = at.UTC()
 	t.mu.RLock()
 	rev, revoked := t.revoked[e.KID]
 	t.mu.RUnlock()
 	if revoked && !at.Before(rev) {
-		return fmt.Errorf("%w: kid %s (%q) was revoked at %s, signed at %s", ErrRevoked, e.KID, e.Cert.Subject.CommonName, rev.Format(time.RFC3339), at.Format(time.RFC3339))
+		return fmt.Errorf("%w: kid %s (%q) was revoked at %s, %s at %s", ErrRevoked, e.KID, e.Cert.Subject.CommonName, rev.Format(time.RFC3339), what, at.Format(time.RFC3339))
 	}
-	return checkValidity(e.KID, e.Cert, t.root.Cert, at)
+	return nil
 }
 
 func checkValidity(kid string, c, root *smx509.Certificate, at time.Time) error {

@@ -18,13 +18,14 @@ import (
 // deterministic: it reads only the transaction and the trust store (itself a
 // function of the log), never the clock or the network.
 func (f *fsm) applyOne(at *applyTxn, ts *certs.TrustStore, data []byte, pre *prepared) applyResult {
+	if raw, stamp, stamped, ok := envelopeOf(data); ok {
+		if pre == nil {
+			pre = prepare(raw)
+		}
+		return f.applyEnvelope(at, ts, raw, pre, stamp, stamped)
+	}
 	body := data[1:]
 	switch data[0] {
-	case cmdEnvelope:
-		if pre == nil {
-			pre = prepare(body)
-		}
-		return f.applyEnvelope(at, ts, body, pre)
 	case cmdCheckpoint:
 		return f.applyCheckpoint(at, body)
 	case cmdMember:
@@ -81,7 +82,12 @@ func parseLeaf(raw []byte) (leafInfo, error) {
 	return li, nil
 }
 
-func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre *prepared) applyResult {
+// applyEnvelope appends one envelope. stamp is the proposing member's clock
+// (Unix seconds) when stamped; the leaf's commit time is the latest stamp
+// so far, so commit times never go back whatever the leaders' clocks. An
+// unstamped (legacy) command is decided as before commit times existed: at
+// the signed at, with no commit time recorded.
+func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre *prepared, stamp int64, stamped bool) applyResult {
 	lh := pre.lh
 	if v, err := getVal(at.tx, keyHash(lh)); err != nil {
 		panic(fmt.Sprintf("hub fsm: read: %v", err))
@@ -95,13 +101,24 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 	}
 	// Revocation re-check: a trust list that revoked the signer may have
 	// committed between verification and now. The trust store here is the
-	// state after exactly the entries before this one, so every member
-	// decides the same way.
+	// state after exactly the entries before this one, and the commit time
+	// comes from the entry, so every member decides the same way.
 	e, err := ts.Lookup(li.kid)
 	if err != nil {
 		return applyResult{Err: classify(err)}
 	}
-	if err := ts.CheckAt(e, time.Unix(li.at, 0)); err != nil {
+	var committed time.Time
+	commitAt := f.lastCommit
+	if stamped {
+		// Skew against the proposer's own clock, not the running maximum:
+		// one member with a clock far ahead must not block every write.
+		if err := checkSkew(li.at, stamp, "proposed"); err != nil {
+			return applyResult{Err: err}
+		}
+		commitAt = max(f.lastCommit, stamp)
+		committed = time.Unix(commitAt, 0)
+	}
+	if err := exchange.CheckSigner(ts, e, time.Unix(li.at, 0), committed); err != nil {
 		return applyResult{Err: classify(err)}
 	}
 	isBatch := false
@@ -134,6 +151,10 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 		idx := f.rng.End()
 		at.set(keyTrustVer(tl.Ver), be8(idx))
 		at.set(keyTrust, be8(idx))
+		select {
+		case f.trustKick <- struct{}{}:
+		default:
+		}
 	case exchange.TypPolicy, exchange.TypRiskAreas:
 	default:
 		return applyResult{Err: classify(fmt.Errorf("%w: unknown envelope typ %q", certs.ErrMalformed, li.typ))}
@@ -141,6 +162,10 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 	idx := f.rng.End()
 	at.set(keyLeaf(idx), raw)
 	at.set(keyHash(lh), be8(idx))
+	if stamped {
+		at.set(keyLeafTime(idx), be8(uint64(commitAt)))
+		f.lastCommit = commitAt
+	}
 	if err := f.rng.Append(lh, func(id compact.NodeID, h []byte) { at.set(keyNode(id), h) }); err != nil {
 		panic(fmt.Sprintf("hub fsm: append to tree: %v", err))
 	}

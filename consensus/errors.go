@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
@@ -63,4 +65,24 @@ func seqConflict(iss string, seq, expected uint64, why string) error {
 	return &hcx.Error{Class: hcx.EConflict, Code: "sequence_conflict", Field: "seq",
 		Message: "issuer " + iss + ": batch sequence " + u64(seq) + " " + why + "; the hub expects " + u64(expected),
 		Detail:  map[string]any{"expected": expected}}
+}
+
+// checkSkew refuses an envelope whose signed at is more than
+// exchange.MaxEnvelopeSkew from ref, the hub's clock (Unix seconds) when the
+// envelope was received or proposed: the error is clock_skew naming "at".
+func checkSkew(at, ref int64, when string) error {
+	d := time.Duration(at-ref) * time.Second
+	if d.Abs() <= exchange.MaxEnvelopeSkew {
+		return nil
+	}
+	stamp := func(u int64) string { return time.Unix(u, 0).UTC().Format(time.RFC3339) }
+	return &hcx.Error{Class: hcx.EInvalid, Code: "clock_skew", Field: "at",
+		Message: fmt.Sprintf("envelope at %s is %s from the hub's clock when it was %s (%s); at most %s is allowed: sign with a correct clock and submit at once (a batch that waited longer must be signed again)",
+			stamp(at), d.Abs(), when, stamp(ref), exchange.MaxEnvelopeSkew),
+		Detail: map[string]any{"hub_time": ref}}
+}
+
+func isClockSkew(err error) bool {
+	var he *hcx.Error
+	return errors.As(err, &he) && he.Code == "clock_skew"
 }

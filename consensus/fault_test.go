@@ -319,12 +319,7 @@ func TestALeafAlteredInOneMembersBadgerIsDetected(t *testing.T) {
 
 func TestARevocationCommittedBeforeABatchAppliesMakesEveryMemberRefuseIt(t *testing.T) {
 	p := newPKI(t, 3)
-	c := startCluster(t, p, 3, false, nil)
-	ctx := ctxT(t, 30*time.Second)
-	leader := c.Leader()
-	if _, err := leader.Submit(ctx, p.trust1); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, leader := startTrusted(t, p, false)
 	// The batch is verified against the trust state now (valid) ...
 	b := p.batch(t, "440000", 1, 2, 0, hcx.Red, 1)
 	if err := leader.verify(b); err != nil {
@@ -332,20 +327,12 @@ func TestARevocationCommittedBeforeABatchAppliesMakesEveryMemberRefuseIt(t *test
 	}
 	// ... then a trust list revoking its signer from before the batch's
 	// signed time commits ...
-	signer := p.provs["440000"]
-	tl := &exchange.TrustList{At: time.Now().Unix(), Ver: 2, Revoked: []exchange.Revocation{{KID: signer.KID, At: time.Now().Add(-time.Minute).Unix()}}}
-	for _, s := range p.provs {
-		tl.Certs = append(tl.Certs, exchange.TrustedCertOf(s))
-	}
-	rev, err := exchange.SealTrustList(p.root, tl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rev := p.revocation(t, 2, "440000", time.Now().Add(-time.Minute))
 	if _, err := leader.Submit(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
 	// ... and only then does the batch reach the log: the FSM refuses it.
-	_, err = leader.apply(ctx, encodeCmd(cmdEnvelope, []byte(b)))
+	_, err := leader.apply(ctx, encodeEnvelope(time.Now(), b))
 	var he *hcx.Error
 	if !errors.As(err, &he) || he.Code != "key_revoked" {
 		t.Fatalf("batch applied after its signer's revocation: got %v, want key_revoked", err)

@@ -36,7 +36,10 @@ import (
 //	c                      -> newest checkpoint note
 //	C <size>               -> checkpoint note at that size
 //	m <id>                 -> member metadata (JSON)
+//	L <idx>                -> commit time of leaf idx, Unix seconds (absent: logged before commit times)
+//	w                      -> the latest commit time, Unix seconds
 var (
+	keyClock   = []byte("w")
 	keyApplied = []byte("a")
 	keyRange   = []byte("r")
 	keyTrust   = []byte("T")
@@ -60,6 +63,7 @@ func keySubAt(sub, iss string, n, idx uint64) []byte {
 func keyTrustVer(v uint64) []byte { return append([]byte("t"), be8(v)...) }
 func keyCPAt(size uint64) []byte  { return append([]byte("C"), be8(size)...) }
 func keyMember(id string) []byte  { return append([]byte("m"), id...) }
+func keyLeafTime(i uint64) []byte { return append([]byte("L"), be8(i)...) }
 
 // fsm is the hub's replicated state machine. Raft calls ApplyBatch, Snapshot
 // and Restore from one goroutine; readers call the read methods from any.
@@ -72,6 +76,8 @@ type fsm struct {
 	// cpEvery: after this many leaves past the last checkpoint, poke cpKick.
 	cpEvery uint64
 	cpKick  chan struct{}
+	// trustKick is poked when a trust list has been applied.
+	trustKick chan struct{}
 
 	dbMu  sync.RWMutex // write-held only while Restore swaps db
 	db    *badger.DB
@@ -83,6 +89,9 @@ type fsm struct {
 	// Owned by the apply goroutine.
 	rng       *compact.Range
 	pendingCP uint64 // size of the newest checkpoint applied, published after commit
+	// lastCommit is the newest leaf's commit time (Unix seconds): the
+	// largest stamp of the envelope commands applied so far.
+	lastCommit int64
 
 	// busy is the time spent in ApplyBatch, and batches its calls (metrics).
 	busy    atomic.Int64
@@ -103,7 +112,7 @@ func openFSM(dir string, rootDER []byte, log *slog.Logger, cpEvery uint64) (*fsm
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), changed: make(chan struct{}), snaps: new(sync.WaitGroup)}
+	f := &fsm{log: log, dir: dir, rootDER: rootDER, cpEvery: cpEvery, cpKick: make(chan struct{}, 1), trustKick: make(chan struct{}, 1), changed: make(chan struct{}), snaps: new(sync.WaitGroup)}
 	f.rf = &compact.RangeFactory{Hash: f.hasher.HashChildren}
 	name := "fsm-0"
 	if b, err := os.ReadFile(filepath.Join(dir, currentFile)); err == nil {
@@ -168,13 +177,20 @@ func (f *fsm) load(db *badger.DB) error {
 	if err != nil {
 		return err
 	}
-	var applied, cpSize uint64
+	var applied, cpSize, clock uint64
 	rng := f.rf.NewEmptyRange(0)
 	err = db.View(func(tx *badger.Txn) error {
 		if v, err := getVal(tx, keyApplied); err != nil {
 			return err
 		} else if v != nil {
 			if applied, err = getBE8(v); err != nil {
+				return err
+			}
+		}
+		if v, err := getVal(tx, keyClock); err != nil {
+			return err
+		} else if v != nil {
+			if clock, err = getBE8(v); err != nil {
 				return err
 			}
 		}
@@ -223,11 +239,20 @@ func (f *fsm) load(db *badger.DB) error {
 		return err
 	}
 	f.rng = rng
+	f.lastCommit = int64(clock)
 	f.mu.Lock()
 	f.applied, f.size, f.root, f.cpSize, f.ts = applied, rng.End(), root, cpSize, ts
 	f.mu.Unlock()
 	f.pendingCP = cpSize
 	return nil
+}
+
+// trustStore is the trust state after the entries applied so far: the root
+// and what the log's trust lists added and revoked.
+func (f *fsm) trustStore() *certs.TrustStore {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ts
 }
 
 func newTrustStore(rootDER []byte) (*certs.TrustStore, error) {
@@ -317,6 +342,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	commit := func() {
 		at.set(keyApplied, be8(lastIdx))
 		at.set(keyRange, f.encodeRange(f.rng))
+		if f.lastCommit > 0 {
+			at.set(keyClock, be8(uint64(f.lastCommit)))
+		}
 		if err := at.tx.Commit(); err != nil {
 			panic(fmt.Sprintf("hub fsm: commit applied state at %d: %v", lastIdx, err))
 		}
@@ -370,12 +398,18 @@ func prepareAll(logs []*raft.Log, applied uint64) []*prepared {
 	pre := make([]*prepared, len(logs))
 	var todo []int
 	for i, l := range logs {
-		if l.Index > applied && l.Type == raft.LogCommand && len(l.Data) > 1 && l.Data[0] == cmdEnvelope {
-			todo = append(todo, i)
+		if l.Index > applied && l.Type == raft.LogCommand {
+			if _, _, _, ok := envelopeOf(l.Data); ok {
+				todo = append(todo, i)
+			}
 		}
 	}
+	prep := func(i int) {
+		raw, _, _, _ := envelopeOf(logs[i].Data)
+		pre[i] = prepare(raw)
+	}
 	if len(todo) == 1 {
-		pre[todo[0]] = prepare(logs[todo[0]].Data[1:])
+		prep(todo[0])
 		return pre
 	}
 	var wg sync.WaitGroup
@@ -389,8 +423,7 @@ func prepareAll(logs []*raft.Log, applied uint64) []*prepared {
 				if j >= len(todo) {
 					return
 				}
-				i := todo[j]
-				pre[i] = prepare(logs[i].Data[1:])
+				prep(todo[j])
 			}
 		}()
 	}

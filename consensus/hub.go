@@ -219,11 +219,10 @@ func New(cfg Config) (*Hub, error) {
 	}
 	var srvTLS, cliTLS *tls.Config
 	if cfg.TLS != nil {
-		ts, err := certs.NewTrustStoreDER(cfg.RootDER)
-		if err != nil {
-			return nil, err
-		}
-		srvTLS, cliTLS = certs.HubServerTLS(cfg.TLS, ts), certs.HubClientTLS(cfg.TLS, ts)
+		// Peers are checked against the log's trust store, so a trust list
+		// revoking a member's TLS certificate shuts it out (dropRevokedPeers
+		// closes the connections it already has).
+		srvTLS, cliTLS = certs.HubServerTLSFrom(cfg.TLS, h.fsm.trustStore), certs.HubClientTLSFrom(cfg.TLS, h.fsm.trustStore)
 		srvTLS.Time, cliTLS.Time = cfg.Now, cfg.Now
 	}
 	if cfg.InsecurePlaintext {
@@ -298,6 +297,10 @@ func New(cfg Config) (*Hub, error) {
 	go h.announce()
 	go h.checkpointer()
 	go h.watchMembers()
+	if cfg.TLS != nil {
+		h.wg.Add(1)
+		go h.dropRevokedPeers()
+	}
 	if len(cfg.Join) > 0 && !existing && !cfg.Bootstrap {
 		h.wg.Add(1)
 		go h.join()
@@ -497,7 +500,6 @@ func (h *Hub) submit(ctx context.Context, compact string, local bool) (exchange.
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.ApplyTimeout)
 		defer cancel()
 	}
-	data := encodeCmd(cmdEnvelope, []byte(compact))
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
@@ -509,7 +511,9 @@ func (h *Hub) submit(ctx context.Context, compact string, local bool) (exchange.
 			}
 		}
 		if h.IsLeader() {
-			res, err := h.apply(ctx, data)
+			// The proposer stamps its clock into the command: the FSM
+			// records it as the leaf's commit time (see DESIGN.md).
+			res, err := h.apply(ctx, encodeEnvelope(h.cfg.Now(), compact))
 			if err == nil {
 				return res, nil
 			}
@@ -561,14 +565,27 @@ func retryable(err error) bool {
 }
 
 // verify checks an envelope against the current trust state: signature, the
-// signer's role and province, revocation at the signed time, and the kind's
-// own rules.
+// signer's role and province, revocation at the signed time and at this
+// member's clock, that the signed time is within exchange.MaxEnvelopeSkew
+// of this member's clock (clock_skew), and the kind's own rules. An
+// envelope already in the log passes the time checks: resubmitting it is
+// idempotent, however old it is.
 func (h *Hub) verify(compact string) error {
-	h.fsm.mu.Lock()
-	ts := h.fsm.ts
-	h.fsm.mu.Unlock()
+	ts := h.fsm.trustStore()
+	now := h.cfg.Now()
 	env, err := exchange.Open(ts, compact)
+	if err == nil {
+		err = checkSkew(env.At, now.Unix(), "submitted")
+	}
+	if err == nil {
+		err = exchange.CheckSigner(ts, env.Signer, time.Unix(env.At, 0), now)
+	}
 	if err != nil {
+		if errors.Is(err, certs.ErrRevoked) || isClockSkew(err) {
+			if _, ok, _ := h.fsm.leafIndex(SM3Hasher{}.HashLeaf([]byte(compact))); ok {
+				return nil
+			}
+		}
 		return err
 	}
 	switch env.Typ {

@@ -17,9 +17,10 @@ const (
 	MaxWait             = 60 * time.Second
 )
 
-// Entries returns up to limit leaves from start, as applied on this member;
-// with wait > 0 it blocks until the leaf at start exists or wait passes. Size
-// is the member's tree size when read.
+// Entries returns up to limit leaves from start, as applied on this member,
+// with each leaf's commit time (Times, Unix seconds; 0 for a leaf logged
+// before commit times were recorded); with wait > 0 it blocks until the leaf
+// at start exists or wait passes. Size is the member's tree size when read.
 func (h *Hub) Entries(ctx context.Context, start uint64, limit int, wait time.Duration) (exchange.Entries, error) {
 	if limit <= 0 {
 		limit = DefaultEntriesLimit
@@ -27,11 +28,11 @@ func (h *Hub) Entries(ctx context.Context, start uint64, limit int, wait time.Du
 	limit = min(limit, MaxEntriesLimit)
 	wait = min(wait, MaxWait)
 	st := h.fsm.waitSize(ctx, start, wait)
-	es, err := h.fsm.entries(start, limit, st.Size)
+	es, times, err := h.fsm.entries(start, limit, st.Size)
 	if err != nil {
 		return exchange.Entries{}, err
 	}
-	return exchange.Entries{Start: start, Entries: es, Size: st.Size}, nil
+	return exchange.Entries{Start: start, Entries: es, Times: times, Size: st.Size}, nil
 }
 
 // Subject returns the latest attestation per issuer about sub, as applied

@@ -67,10 +67,12 @@ func (f *fsm) waitSize(ctx context.Context, n uint64, wait time.Duration) State 
 // maxEntriesBytes bounds one page of entries.
 const maxEntriesBytes = 8 << 20
 
-func (f *fsm) entries(start uint64, limit int, size uint64) ([]string, error) {
-	out := []string{}
+// entries reads leaves [start, start+limit) below size, and each one's
+// commit time (0 for a leaf logged before commit times were recorded).
+func (f *fsm) entries(start uint64, limit int, size uint64) ([]string, []int64, error) {
+	out, times := []string{}, []int64{}
 	if start >= size {
-		return out, nil
+		return out, times, nil
 	}
 	end := min(size, start+uint64(limit))
 	total := 0
@@ -86,12 +88,23 @@ func (f *fsm) entries(start uint64, limit int, size uint64) ([]string, error) {
 			if total > 0 && total+len(v) > maxEntriesBytes {
 				break
 			}
+			var ct int64
+			if tv, err := getVal(tx, keyLeafTime(i)); err != nil {
+				return err
+			} else if tv != nil {
+				u, err := getBE8(tv)
+				if err != nil {
+					return fmt.Errorf("commit time of leaf %d: %w", i, err)
+				}
+				ct = int64(u)
+			}
 			total += len(v)
 			out = append(out, string(v))
+			times = append(times, ct)
 		}
 		return nil
 	})
-	return out, err
+	return out, times, err
 }
 
 func (f *fsm) subject(sub string) ([]exchange.LoggedAttestation, error) {

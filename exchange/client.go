@@ -45,11 +45,24 @@ type SubmitResult struct {
 	LeafHash string `json:"leaf_hash"`
 }
 
-// Entries is a page of the log.
+// Entries is a page of the log. Times[i] is when Entries[i] was committed
+// (Unix seconds, non-decreasing along the log), or 0 for a leaf logged before
+// the hub recorded commit times; pass it to OpenLogged (Committed does).
 type Entries struct {
 	Start   uint64   `json:"start"`
 	Entries []string `json:"entries"`
+	Times   []int64  `json:"times"`
 	Size    uint64   `json:"size"`
+}
+
+// Committed is when entry i of the page was committed, or the zero time when
+// the hub did not say (an older hub, or a leaf logged before commit times
+// were recorded): OpenLogged then decides at the envelope's signed at.
+func (e Entries) Committed(i int) time.Time {
+	if i < 0 || i >= len(e.Times) || len(e.Times) != len(e.Entries) || e.Times[i] <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(e.Times[i], 0)
 }
 
 // SubjectAnswer is the hub's view of a subject.

@@ -18,6 +18,13 @@ const CodePrefix = "HCX1:"
 const (
 	DynamicCodeTTL = 60 * time.Second
 	OfflineCodeTTL = 24 * time.Hour
+	// MaxCodeLifetime is the longest exp - iat a verifier accepts. The token
+	// does not say whether it is dynamic or offline, so every code is held
+	// to the longer of the two lifetimes; issuers give dynamic codes 60 s.
+	MaxCodeLifetime = OfflineCodeTTL
+	// MaxCodeSkew is how far ahead of the verifier's clock a code's iat may
+	// be (the issuer's and the checkpoint's clocks disagree a little).
+	MaxCodeSkew = 60 * time.Second
 )
 
 // CodeClaims is the payload of a health-code token.
@@ -58,6 +65,8 @@ var (
 	ErrKeyRevoked     = &hcx.Error{Class: hcx.EUnprocessable, Code: "key_revoked", Message: "the code is signed by a revoked key"}
 	ErrWrongProvince  = &hcx.Error{Class: hcx.EUnprocessable, Code: "wrong_issuer", Message: "the code is not signed by a province signer of its issuer"}
 	ErrKeyNotValid    = &hcx.Error{Class: hcx.EUnprocessable, Code: "key_not_valid", Message: "the code was signed outside its key's certificate validity"}
+	ErrTokenLifetime  = &hcx.Error{Class: hcx.EUnprocessable, Code: "token_lifetime", Message: "the code's lifetime (exp - iat) must be above 0 and at most 24h"}
+	ErrTokenFuture    = &hcx.Error{Class: hcx.EUnprocessable, Code: "token_not_yet_valid", Message: "the code is issued in the future: the issuer's or this checkpoint's clock is wrong"}
 )
 
 // codeError wraps a detail under one of the stable token errors.
@@ -69,8 +78,12 @@ func codeError(base *hcx.Error, format string, args ...any) error {
 }
 
 // VerifyCode checks a health code's QR text against the trust store at time
-// now and returns its claims. Errors carry the stable codes token_malformed,
-// token_signature, unknown_issuer, key_revoked, key_not_valid, token_expired,
+// now (the moment it is presented) and returns its claims. The times the
+// signer wrote are bounded: exp - iat in (0, 24h], iat at most 60 s ahead of
+// now, exp after now. A key revoked at or before now is refused whatever the
+// code's iat; the certificate's validity is checked at iat. Errors carry the
+// stable codes token_malformed, token_signature, unknown_issuer, key_revoked,
+// key_not_valid, token_lifetime, token_not_yet_valid, token_expired,
 // wrong_issuer.
 func VerifyCode(ts *certs.TrustStore, qr string, now time.Time) (*CodeClaims, *certs.Entry, error) {
 	qr = strings.TrimSpace(qr)
@@ -112,17 +125,37 @@ func VerifyCode(ts *certs.TrustStore, qr string, now time.Time) (*CodeClaims, *c
 	if v.Entry.Role != certs.RoleProvince || v.Entry.Province != c.Iss {
 		return nil, nil, codeError(ErrWrongProvince, "iss %s, key bound to %q", c.Iss, v.Entry.Province)
 	}
-	if err := ts.CheckAt(v.Entry, time.Unix(c.IssuedAt, 0)); err != nil {
-		if errors.Is(err, certs.ErrRevoked) {
-			return nil, nil, codeError(ErrKeyRevoked, "%v", err)
-		}
-		return nil, nil, codeError(ErrKeyNotValid, "%v", err)
-	}
-	if now.Unix() >= c.Expires {
-		return nil, nil, codeError(ErrTokenExpired, "expired at %s", time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
-	}
-	if c.IssuedAt > now.Unix()+60 {
-		return nil, nil, codeError(ErrTokenMalformed, "issued in the future (%s)", time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
+	if err := checkCodeTimes(ts, v.Entry, &c, now); err != nil {
+		return nil, nil, err
 	}
 	return &c, v.Entry, nil
+}
+
+// checkCodeTimes applies PROTOCOL.md §6's bounds on a verified code's times.
+func checkCodeTimes(ts *certs.TrustStore, e *certs.Entry, c *CodeClaims, now time.Time) error {
+	stamp := func(u int64) string { return time.Unix(u, 0).UTC().Format(time.RFC3339) }
+	// Lifetime first: a code that claims years is refused as such, whatever
+	// else is wrong with it.
+	if life := c.Expires - c.IssuedAt; life <= 0 || life > int64(MaxCodeLifetime/time.Second) {
+		return codeError(ErrTokenLifetime, "iat %s, exp %s: %ds, allowed 1s to %s", stamp(c.IssuedAt), stamp(c.Expires), life, MaxCodeLifetime)
+	}
+	if c.IssuedAt > now.Add(MaxCodeSkew).Unix() {
+		return codeError(ErrTokenFuture, "iat %s is more than %s after this checkpoint's time %s", stamp(c.IssuedAt), MaxCodeSkew, now.UTC().Format(time.RFC3339))
+	}
+	// Revocation at presentation: a stolen key's codes stop counting the
+	// moment the revocation is known, whatever iat they carry. A code dated
+	// after a revocation still to come is refused too.
+	if err := ts.CheckRevokedAt(e, now); err != nil {
+		return codeError(ErrKeyRevoked, "%v", err)
+	}
+	if err := ts.CheckAt(e, time.Unix(c.IssuedAt, 0)); err != nil {
+		if errors.Is(err, certs.ErrRevoked) {
+			return codeError(ErrKeyRevoked, "%v", err)
+		}
+		return codeError(ErrKeyNotValid, "%v", err)
+	}
+	if now.Unix() >= c.Expires {
+		return codeError(ErrTokenExpired, "expired at %s", stamp(c.Expires))
+	}
+	return nil
 }

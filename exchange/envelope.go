@@ -81,6 +81,12 @@ var (
 // wraps certs.ErrMalformed. Open does not check content: DecodeBatch,
 // DecodeTrustList, DecodeRiskAreas, DecodePolicy and CheckContent do.
 func Open(ts *certs.TrustStore, compact string) (*Envelope, error) {
+	return open(ts, compact, time.Time{})
+}
+
+// open is Open and OpenLogged: committed, when not zero, is when the log
+// committed the envelope (see CheckSigner).
+func open(ts *certs.TrustStore, compact string, committed time.Time) (*Envelope, error) {
 	if len(compact) > MaxEnvelopeBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(compact), MaxEnvelopeBytes)
 	}
@@ -109,7 +115,7 @@ func Open(ts *certs.TrustStore, compact string) (*Envelope, error) {
 	if c.At <= 0 {
 		return nil, fmt.Errorf("%w: at must be Unix seconds", certs.ErrMalformed)
 	}
-	if err := ts.CheckAt(v.Entry, time.Unix(c.At, 0)); err != nil {
+	if err := CheckSigner(ts, v.Entry, time.Unix(c.At, 0), committed); err != nil {
 		return nil, err
 	}
 	return &Envelope{Raw: compact, Header: v.Header, Typ: c.Typ, Iss: c.Iss, At: c.At, Payload: v.Payload, Signer: v.Entry, body: body}, nil

@@ -227,8 +227,13 @@ func TestRotationAndRevocationThroughTheLog(t *testing.T) {
 			return qr
 		}
 		now := revokedAt.Add(time.Minute)
-		if _, _, err := VerifyCode(ts, code(f.gdOld, revokedAt.Add(-time.Minute)), now); err != nil {
-			t.Errorf("offline code issued before the revocation: %v", err)
+		// Revocation is decided when the code is presented (PROTOCOL.md §6):
+		// an offline code issued before the revocation stops counting too.
+		if _, _, err := VerifyCode(ts, code(f.gdOld, revokedAt.Add(-time.Minute)), now); !errors.Is(err, ErrKeyRevoked) {
+			t.Errorf("offline code issued before the revocation, shown after it: err = %v, want key_revoked", err)
+		}
+		if _, _, err := VerifyCode(ts, code(f.gdOld, revokedAt.Add(-time.Minute)), revokedAt.Add(-time.Second)); err != nil {
+			t.Errorf("offline code issued and shown before the revocation: %v", err)
 		}
 		if _, _, err := VerifyCode(ts, code(f.gdOld, revokedAt.Add(time.Second)), now); !errors.Is(err, ErrKeyRevoked) {
 			t.Errorf("code issued after the revocation: err = %v, want key_revoked", err)

@@ -36,7 +36,7 @@ func (n *Node) followLoop(ctx context.Context) {
 		if page.Start != start || len(page.Entries) == 0 {
 			continue
 		}
-		if err := n.apply(start, page.Entries); err != nil {
+		if err := n.apply(start, page); err != nil {
 			n.log.Error("applying log entries failed; will retry", "start", start, "err", err)
 			select {
 			case <-ctx.Done():
@@ -49,8 +49,9 @@ func (n *Node) followLoop(ctx context.Context) {
 
 // apply folds log entries [start, start+len) into the store. Entries that do
 // not verify are counted and skipped: the log is the hub's, the judgement is
-// ours.
-func (n *Node) apply(start uint64, entries []string) error {
+// ours. Revocation is decided at each leaf's commit time (page.Times).
+func (n *Node) apply(start uint64, page exchange.Entries) error {
+	entries := page.Entries
 	txn := n.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	// set writes in txn, committing and starting a new transaction when it
@@ -69,7 +70,7 @@ func (n *Node) apply(start uint64, entries []string) error {
 	}
 	for i, raw := range entries {
 		idx := start + uint64(i)
-		if err := n.applyEntry(txn, set, idx, raw); err != nil {
+		if err := n.applyEntry(txn, set, idx, raw, page.Committed(i)); err != nil {
 			n.metrics.followRejected.Add(1)
 			n.log.Warn("log entry rejected", "index", idx, "err", err)
 		}
@@ -85,7 +86,7 @@ func (n *Node) apply(start uint64, entries []string) error {
 	return nil
 }
 
-func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint64, raw string) error {
+func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint64, raw string, committed time.Time) error {
 	h, err := certs.ParseHeader(raw)
 	if err != nil {
 		return err
@@ -96,7 +97,7 @@ func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint
 		}
 		return set([]byte(kTrustList), []byte(raw))
 	}
-	env, err := exchange.Open(n.trust, raw)
+	env, err := exchange.OpenLogged(n.trust, raw, committed)
 	if err != nil {
 		return err
 	}

@@ -223,7 +223,7 @@ func TestVerifyAppliesTheRecognitionRuleOverTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sc.apply(0, []string{pki.trustList(t, 1), batch, forged}); err != nil {
+	if err := sc.apply(0, exchange.Entries{Entries: []string{pki.trustList(t, 1), batch, forged}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sc.Applied(); got != 3 {

@@ -96,6 +96,16 @@ func (n *Node) publishOnce(ctx context.Context) (bool, error) {
 		if errors.As(err, &apiErr) && apiErr.Code == "sequence_conflict" && apiErr.Expected != nil {
 			return false, fmt.Errorf("batch %d: the hub expects sequence %d; the node's batch state and the hub's log disagree, an operator must look: %w", p.Seq, *apiErr.Expected, err)
 		}
+		if errors.As(err, &apiErr) && apiErr.Code == "clock_skew" {
+			// The hub refuses an at more than 5 minutes from its clock
+			// and says so only for bytes it has not logged: drop the
+			// pending batch so that the same attestations are signed
+			// again, same sequence, with the clock as it is now.
+			if derr := n.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(kPending)) }); derr != nil {
+				return false, fmt.Errorf("drop stale batch %d: %w", p.Seq, derr)
+			}
+			return false, fmt.Errorf("batch %d is signed at a time the hub refuses (check this node's clock); it will be signed again: %w", p.Seq, err)
+		}
 		return false, fmt.Errorf("submit batch %d: %w", p.Seq, err)
 	}
 	err = n.recordAck(p)

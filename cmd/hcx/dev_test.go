@@ -177,6 +177,13 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A real Guangdong code claiming a ten-year life (a stolen key's favourite).
+	long := claims
+	long.Expires = now.AddDate(10, 0, 0).Unix()
+	forever, err := exchange.IssueCode(f.PKI.Provinces["440000"], &long)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The good code with its payload changed from green to red... or any byte.
 	parts := strings.Split(strings.TrimPrefix(good.Code, exchange.CodePrefix), ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -189,6 +196,7 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	}{
 		{"reject/unknown-signing-key", unknown, "unknown_issuer"},
 		{"reject/expired", expired, "token_expired"},
+		{"reject/ten-year-lifetime", forever, "token_lifetime"},
 		{"reject/altered-payload", altered, "token_signature"},
 		{"reject/malformed", "HCX1:this is not a token", "token_malformed"},
 		{"reject/not-an-hcx-code", "https://example.com/qr", "token_malformed"},
