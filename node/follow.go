@@ -49,35 +49,26 @@ func (n *Node) followLoop(ctx context.Context) {
 
 // apply folds log entries [start, start+len) into the store. Entries that do
 // not verify are counted and skipped: the log is the hub's, the judgement is
-// ours.
+// ours. A storage error stops the page: the follow position stays at start
+// (what was spilled before it is re-applied, harmlessly, on the next try).
 func (n *Node) apply(start uint64, entries []string) error {
-	txn := n.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	// set writes in txn, committing and starting a new transaction when it
-	// is full. Re-applying an entry after a crash is harmless: attestations
-	// only ever replace lower per-subject sequences.
-	set := func(key, val []byte) error {
-		err := txn.Set(key, val)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return err
-			}
-			txn = n.db.NewTransaction(true)
-			err = txn.Set(key, val)
-		}
-		return err
-	}
+	w := &followTxn{db: n.db, txn: n.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
 	for i, raw := range entries {
 		idx := start + uint64(i)
-		if err := n.applyEntry(txn, set, idx, raw); err != nil {
+		if err := n.applyEntry(w, idx, raw); err != nil {
+			var se *storageError
+			if errors.As(err, &se) {
+				return fmt.Errorf("apply log entry %d: %w", idx, se.err)
+			}
 			n.metrics.followRejected.Add(1)
 			n.log.Warn("log entry rejected", "index", idx, "err", err)
 		}
-		if err := set([]byte(kFollowNext), u64b(idx+1)); err != nil {
-			return err
-		}
 	}
-	if err := txn.Commit(); err != nil {
+	if err := w.set([]byte(kFollowNext), u64b(start+uint64(len(entries)))); err != nil {
+		return fmt.Errorf("apply log entries from %d: %w", start, err)
+	}
+	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
 	n.metrics.followApplied.Add(uint64(len(entries)))
@@ -85,7 +76,45 @@ func (n *Node) apply(start uint64, entries []string) error {
 	return nil
 }
 
-func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint64, raw string) error {
+// followTxn is the follower's write transaction. When badger says it is
+// full, it commits and carries on in a new one; every read and write of an
+// entry goes through it, so an entry always reads the live transaction,
+// which holds what it and the entries before it wrote. Spilled commits hold
+// cache entries only: the follow position is written once, with the last
+// commit of a page. Re-applying an entry after a crash is harmless:
+// attestations only ever replace lower per-subject sequences.
+type followTxn struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+func (w *followTxn) set(key, val []byte) error {
+	err := w.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err := w.txn.Commit(); err != nil {
+			return err
+		}
+		w.txn = w.db.NewTransaction(true)
+		err = w.txn.Set(key, val)
+	}
+	return err
+}
+
+// storageError marks a failure of the node's own store, as opposed to an
+// entry that does not verify.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return "node store: " + e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+func stored(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storageError{err}
+}
+
+func (n *Node) applyEntry(w *followTxn, idx uint64, raw string) error {
 	h, err := certs.ParseHeader(raw)
 	if err != nil {
 		return err
@@ -94,7 +123,7 @@ func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint
 		if _, err := exchange.ApplyTrustList(n.trust, raw); err != nil {
 			return fmt.Errorf("trust list: %w", err)
 		}
-		return set([]byte(kTrustList), []byte(raw))
+		return stored(w.set([]byte(kTrustList), []byte(raw)))
 	}
 	env, err := exchange.Open(n.trust, raw)
 	if err != nil {
@@ -110,19 +139,19 @@ func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint
 	for _, a := range b.Atts {
 		key := []byte(pForeign + string(a.Subject) + "/" + string(b.Iss))
 		var cur exchange.LoggedAttestation
-		found, err := getJSON(txn, string(key), &cur)
+		found, err := getJSON(w.txn, string(key), &cur)
 		if err != nil {
-			return err
+			return stored(fmt.Errorf("read %s: %w", key, err))
 		}
 		if found && cur.N >= a.N {
 			continue
 		}
 		val, err := jsonMarshal(exchange.LoggedAttestation{Iss: b.Iss, Attestation: a, Index: idx})
 		if err != nil {
-			return err
+			return stored(err)
 		}
-		if err := set(key, val); err != nil {
-			return err
+		if err := w.set(key, val); err != nil {
+			return stored(err)
 		}
 	}
 	return nil
