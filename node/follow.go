@@ -11,47 +11,136 @@ import (
 	"github.com/hcxfed/hcx/exchange"
 )
 
-// followLoop reads the hub's log from where it stopped, re-verifies every
-// leaf against the trust list in force at that point of the log, and folds
-// colour batches into the foreign cache.
+// followLoop reads the hub's log from where it stopped, checks each page
+// against the hub's signed checkpoint (logcheck.go), re-verifies every leaf
+// against the trust list in force at that point of the log, and folds
+// colour batches into the foreign cache. It reads from one member at a time
+// and moves to the next when that member fails or forks; a forked member is
+// never read again by this process.
 func (n *Node) followLoop(ctx context.Context) {
+	members := len(n.cfg.Hub.Members())
+	forked := make([]bool, members)
+	cur := 0
+	// next moves to the next member that has not forked; false if none is left.
+	next := func() bool {
+		for i := 1; i <= members; i++ {
+			if c := (cur + i) % members; !forked[c] {
+				cur = c
+				return true
+			}
+		}
+		return false
+	}
+	wait := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	backoff := 100 * time.Millisecond
+	// tryNext logs a failure to read or check the log at a member, moves to
+	// the next member and backs off; false when ctx is done.
+	tryNext := func(msg, member string, start uint64, err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		n.log.Warn(msg+"; trying the next member", "member", member, "start", start, "err", err, "retry_in", backoff)
+		next()
+		if !wait(backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		return true
+	}
 	for ctx.Err() == nil {
+		if members == 0 || forked[cur] {
+			if !wait(forkRetry) {
+				return
+			}
+			continue
+		}
+		hub := n.cfg.Hub.Member(cur)
 		start := n.applied.Load()
-		page, err := n.cfg.Hub.Entries(ctx, start, 1000, 30*time.Second)
+		page, err := hub.Entries(ctx, start, 1000, 30*time.Second)
+		if err == nil && page.Start != start {
+			err = fmt.Errorf("asked for entries from %d, got a page from %d", start, page.Start)
+		}
 		if err != nil {
-			if ctx.Err() != nil {
+			if !tryNext("reading the hub log failed", hub.Members()[0], start, err) {
 				return
 			}
-			n.log.Warn("reading the hub log failed; will retry", "start", start, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
+			continue
+		}
+		if len(page.Entries) == 0 {
+			continue
+		}
+		tree, err := n.checkPage(ctx, hub, start, page.Entries)
+		var fork *ForkError
+		var unverified *unverifiedError
+		switch {
+		case errors.As(err, &fork):
+			forked[cur] = true
+			n.reportFork(fork)
+			if !next() {
+				n.log.Error("every hub member has forked; the node stops following the log", "members", members)
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			continue
+		case errors.As(err, &unverified):
+			if !tryNext("could not check the hub log", hub.Members()[0], start, err) {
+				return
+			}
+			continue
+		case err != nil:
+			n.log.Error("checking log entries failed; will retry", "start", start, "err", err)
+			if !wait(time.Second) {
+				return
+			}
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		if page.Start != start || len(page.Entries) == 0 {
+		if err := n.applyChecked(start, page.Entries, tree); err != nil {
+			n.log.Error("applying log entries failed; will retry", "start", start, "err", err)
+			if !wait(time.Second) {
+				return
+			}
 			continue
 		}
-		if err := n.apply(start, page.Entries); err != nil {
-			n.log.Error("applying log entries failed; will retry", "start", start, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
+		if f := n.fork.Load(); f != nil && f.Member != hub.Members()[0] {
+			n.log.Info("following the hub log again from a member whose signed checkpoint checks out", "member", hub.Members()[0], "size", tree.rng.End(), "forked_member", f.Member)
+			n.fork.Store(nil)
 		}
 	}
 }
 
-// apply folds log entries [start, start+len) into the store. Entries that do
-// not verify are counted and skipped: the log is the hub's, the judgement is
-// ours. A storage error stops the page: the follow position stays at start
-// (what was spilled before it is re-applied, harmlessly, on the next try).
+// apply folds log entries [start, start+len) into the store without the
+// checkpoint check (tests feed it pages directly).
 func (n *Node) apply(start uint64, entries []string) error {
+	n.treeMu.Lock()
+	cur := n.tree
+	n.treeMu.Unlock()
+	if cur.rng.End() != start {
+		return fmt.Errorf("page starts at %d but the node's tree has %d leaves", start, cur.rng.End())
+	}
+	tree, err := cur.extend(entries)
+	if err != nil {
+		return err
+	}
+	return n.applyChecked(start, entries, tree)
+}
+
+// applyChecked folds log entries [start, start+len) into the store, with
+// tree, the node's tree extended by them, stored in the same transaction as
+// the follow position. Entries that do not verify are counted and skipped:
+// the log is the hub's, the judgement is ours. A storage error stops the
+// page: the follow position and the tree stay at start (what was spilled
+// before it is re-applied, harmlessly, on the next try).
+func (n *Node) applyChecked(start uint64, entries []string, tree *logTree) error {
+	end := start + uint64(len(entries))
+	if tree.rng.End() != end {
+		return fmt.Errorf("the tree for entries %d..%d has %d leaves", start, end, tree.rng.End())
+	}
 	w := &followTxn{db: n.db, txn: n.db.NewTransaction(true)}
 	defer func() { w.txn.Discard() }()
 	for i, raw := range entries {
@@ -65,14 +154,20 @@ func (n *Node) apply(start uint64, entries []string) error {
 			n.log.Warn("log entry rejected", "index", idx, "err", err)
 		}
 	}
-	if err := w.set([]byte(kFollowNext), u64b(start+uint64(len(entries)))); err != nil {
+	if err := w.set([]byte(kFollowTree), tree.encode()); err != nil {
+		return fmt.Errorf("apply log entries from %d: %w", start, err)
+	}
+	if err := w.set([]byte(kFollowNext), u64b(end)); err != nil {
 		return fmt.Errorf("apply log entries from %d: %w", start, err)
 	}
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
+	n.treeMu.Lock()
+	n.tree = tree
+	n.treeMu.Unlock()
 	n.metrics.followApplied.Add(uint64(len(entries)))
-	n.applied.Store(start + uint64(len(entries)))
+	n.applied.Store(end)
 	return nil
 }
 

@@ -92,6 +92,10 @@ type Node struct {
 	published chan struct{} // poked when the outbox gains entries
 	applied   atomic.Uint64 // log size the foreign cache reflects
 
+	treeMu sync.Mutex
+	tree   *logTree                  // the Merkle tree of the applied log prefix
+	fork   atomic.Pointer[ForkError] // the last fork seen, until another member checks out
+
 	policyPublished atomic.Value // string: the policy version the hub acknowledged
 
 	metrics metrics
@@ -129,9 +133,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	err = n.db.View(func(txn *badger.Txn) error {
-		v, err := getU64(txn, kFollowNext)
-		n.applied.Store(v)
-		return err
+		if n.tree, err = loadLogTree(txn); err != nil {
+			return err
+		}
+		// The tree is written with the follow position; a store from before
+		// the tree existed starts over from leaf 0 (see loadLogTree).
+		n.applied.Store(n.tree.rng.End())
+		return nil
 	})
 	if err != nil {
 		n.db.Close()
@@ -204,8 +212,13 @@ func (n *Node) Run(ctx context.Context) error {
 // Close closes the store. Stop Run first.
 func (n *Node) Close() error { return n.db.Close() }
 
-// Ready reports whether the node has a trust list and its rules.
+// Ready reports whether the node has a trust list and its rules, and follows
+// a hub log that checks out: after a fork it returns the *ForkError until
+// another member's signed checkpoint agrees with the node's tree.
 func (n *Node) Ready() error {
+	if f := n.fork.Load(); f != nil {
+		return f
+	}
 	if n.trust.Version() == 0 {
 		return errors.New("no trust list from the hub yet")
 	}
