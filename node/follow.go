@@ -54,6 +54,11 @@ func (n *Node) followLoop(ctx context.Context) {
 		backoff = min(backoff*2, 5*time.Second)
 		return true
 	}
+	// A member without a first checkpoint is asked again every
+	// firstCheckpointPoll, up to maxSoonTries times in a row (a member
+	// that never signs one must not hold the follower).
+	const maxSoonTries = 50
+	soonTries := 0
 	for ctx.Err() == nil {
 		if members == 0 || forked[cur] {
 			if !wait(forkRetry) {
@@ -87,7 +92,15 @@ func (n *Node) followLoop(ctx context.Context) {
 				n.log.Error("every hub member has forked; the node stops following the log", "members", members)
 			}
 			continue
+		case errors.As(err, &unverified) && unverified.soon && soonTries < maxSoonTries:
+			soonTries++
+			n.log.Debug("the hub has no checkpoint yet; asking again shortly", "member", hub.Members()[0], "start", start)
+			if !wait(firstCheckpointPoll) {
+				return
+			}
+			continue
 		case errors.As(err, &unverified):
+			soonTries = 0
 			if !tryNext("could not check the hub log", hub.Members()[0], start, err) {
 				return
 			}
@@ -99,7 +112,7 @@ func (n *Node) followLoop(ctx context.Context) {
 			}
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff, soonTries = 100*time.Millisecond, 0
 		if err := n.applyChecked(start, page.Entries, tree); err != nil {
 			n.log.Error("applying log entries failed; will retry", "start", start, "err", err)
 			if !wait(time.Second) {

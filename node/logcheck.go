@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -51,7 +52,13 @@ func (e *ForkError) Error() string {
 // unverifiedError is a check that could not be made (no checkpoint yet, a
 // proof the member could not serve, a network failure): nothing is applied
 // and the follower tries again; it is not evidence of a fork.
-type unverifiedError struct{ err error }
+type unverifiedError struct {
+	err error
+	// soon: the member is fine and the answer comes by itself (its first
+	// checkpoint is not signed yet): ask it again shortly, without backing
+	// off or moving to another member.
+	soon bool
+}
 
 func (e *unverifiedError) Error() string { return "log not verified yet: " + e.err.Error() }
 func (e *unverifiedError) Unwrap() error { return e.err }
@@ -164,7 +171,9 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	}
 	note, err := hub.Checkpoint(ctx)
 	if err != nil {
-		return nil, &unverifiedError{fmt.Errorf("fetch checkpoint: %w", err)}
+		var apiErr *exchange.APIError
+		soon := errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
+		return nil, &unverifiedError{err: fmt.Errorf("fetch checkpoint: %w", err), soon: soon}
 	}
 	cp, err := exchange.ParseCheckpoint(note)
 	if err != nil {
@@ -172,7 +181,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	}
 	keys := append(exchange.HubKeys(n.trust, cp.Time), n.pageHubKeys(entries)...)
 	if len(keys) == 0 {
-		return nil, &unverifiedError{errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
+		return nil, &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
 	}
 	if err := cp.Verify(keys...); err != nil {
 		return nil, forked("its checkpoint of size %d is not signed by a hub key of the trust list", cp.Size)
@@ -209,7 +218,7 @@ func unverifiedOrFork(err error, forked func(string, ...any) error) error {
 	if errors.Is(err, exchange.ErrMalformedProof) {
 		return forked("%v", err)
 	}
-	return &unverifiedError{fmt.Errorf("fetch consistency proof: %w", err)}
+	return &unverifiedError{err: fmt.Errorf("fetch consistency proof: %w", err)}
 }
 
 // pageHubKeys are the hub keys named by root-signed trust lists in the page:
@@ -258,6 +267,10 @@ func (n *Node) reportFork(f *ForkError) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// firstCheckpointPoll is how often the follower asks a member that has not
+// signed its first checkpoint yet (the hub signs one every second).
+const firstCheckpointPoll = 100 * time.Millisecond
 
 // forkRetry is how long the follower waits before it looks again when every
 // member has forked: it never applies from them, it only keeps Run alive.
