@@ -11,6 +11,9 @@ import (
 	"github.com/hcxfed/hcx/exchange"
 )
 
+// followPage is how many entries the follower asks for at a time.
+const followPage = 1000
+
 // followLoop reads the hub's log from where it stopped, checks each page
 // against the hub's signed checkpoint (logcheck.go), re-verifies every leaf
 // against the trust list in force at that point of the log, and folds
@@ -68,9 +71,12 @@ func (n *Node) followLoop(ctx context.Context) {
 		}
 		hub := n.cfg.Hub.Member(cur)
 		start := n.applied.Load()
-		page, err := hub.Entries(ctx, start, 1000, 30*time.Second)
+		page, err := hub.Entries(ctx, start, followPage, 30*time.Second)
 		if err == nil && page.Start != start {
 			err = fmt.Errorf("asked for entries from %d, got a page from %d", start, page.Start)
+		}
+		if err == nil && len(page.Entries) > followPage {
+			err = fmt.Errorf("asked for at most %d entries, got %d", followPage, len(page.Entries))
 		}
 		if err != nil {
 			if !tryNext("reading the hub log failed", hub.Members()[0], start, err) {

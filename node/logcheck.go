@@ -179,7 +179,13 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	if err != nil {
 		return nil, forked("it serves a checkpoint that does not parse: %v", err)
 	}
-	keys := append(exchange.HubKeys(n.trust, cp.Time), n.pageHubKeys(entries)...)
+	// A hub key revoked by now cannot sign the newest checkpoint, whatever
+	// time the note claims.
+	at := n.cfg.Now()
+	if cp.Time.After(at) {
+		at = cp.Time
+	}
+	keys := append(exchange.HubKeys(n.trust, at), n.pageHubKeys(entries)...)
 	if len(keys) == 0 {
 		return nil, &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
 	}
