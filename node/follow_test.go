@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"strconv"
 	"testing"
 	"time"
@@ -108,5 +109,58 @@ func TestFollowerStopsAtAStorageErrorWithoutSkipping(t *testing.T) {
 	}
 	if next != 1 {
 		t.Errorf("stored follow position = %d, want 1", next)
+	}
+}
+
+// The tree is stored with the follow position: a restarted node has the
+// same tree, page boundaries do not change it, and a store from before the
+// tree existed starts following again from leaf 0.
+func TestFollowerTreeSurvivesRestartAndDoesNotDependOnPages(t *testing.T) {
+	pki := newTestPKI(t, "440000", "510000")
+	entries := []string{pki.trustList(t, 1)}
+	for i := 0; i < 6; i++ {
+		entries = append(entries, pki.batch(t, "440000", uint64(i+1), 3, i*3))
+	}
+	whole := openTestNode(t, pki, "510000", t.TempDir(), time.Now)
+	defer whole.Close()
+	if err := whole.apply(0, entries); err != nil {
+		t.Fatal(err)
+	}
+	wantSize, wantRoot := whole.LogTree()
+
+	dir := t.TempDir()
+	paged := openTestNode(t, pki, "510000", dir, time.Now)
+	for _, r := range [][2]int{{0, 1}, {1, 4}, {4, 7}} {
+		if err := paged.apply(uint64(r[0]), entries[r[0]:r[1]]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if size, root := paged.LogTree(); size != wantSize || !bytes.Equal(root, wantRoot) {
+		t.Errorf("tree applied in pages: size %d root %x; in one page: size %d root %x", size, root, wantSize, wantRoot)
+	}
+	paged.Close()
+
+	paged = openTestNode(t, pki, "510000", dir, time.Now)
+	if size, root := paged.LogTree(); size != wantSize || !bytes.Equal(root, wantRoot) || paged.Applied() != wantSize {
+		t.Errorf("after restart: tree size %d root %x applied %d; want size %d root %x", size, root, paged.Applied(), wantSize, wantRoot)
+	}
+	if err := paged.apply(3, entries[3:]); err == nil {
+		t.Error("a page that does not start at the tree's size was applied")
+	}
+	// A store from before the tree: follow position, no tree.
+	if err := paged.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(kFollowTree)) }); err != nil {
+		t.Fatal(err)
+	}
+	paged.Close()
+	paged = openTestNode(t, pki, "510000", dir, time.Now)
+	defer paged.Close()
+	if got := paged.Applied(); got != 0 {
+		t.Errorf("a store without a tree follows from %d, want 0", got)
+	}
+	if err := paged.apply(0, entries); err != nil {
+		t.Fatal(err)
+	}
+	if size, root := paged.LogTree(); size != wantSize || !bytes.Equal(root, wantRoot) {
+		t.Errorf("rebuilt tree: size %d root %x; want size %d root %x", size, root, wantSize, wantRoot)
 	}
 }
