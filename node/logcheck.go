@@ -185,12 +185,22 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	if cp.Time.After(at) {
 		at = cp.Time
 	}
-	keys := append(exchange.HubKeys(n.trust, at), n.pageHubKeys(entries)...)
-	if len(keys) == 0 {
-		return nil, &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
-	}
-	if err := cp.Verify(keys...); err != nil {
-		return nil, forked("its checkpoint of size %d is not signed by a hub key of the trust list", cp.Size)
+	keys := append(exchange.HubKeys(n.trust, at), n.hubKeysIn(entries)...)
+	if cp.Verify(keys...) != nil {
+		// A hub key can be newer than the node's trust list: a member that
+		// joined after the trust list naming it, further on in the log.
+		// The newest trust list is root-signed, so any member may bring it.
+		newest, err := hub.Trust(ctx)
+		if err != nil {
+			return nil, &unverifiedError{err: fmt.Errorf("checkpoint of size %d is signed by a key this node does not know yet, and the newest trust list could not be fetched: %w", cp.Size, err)}
+		}
+		keys = append(keys, n.hubKeysIn([]string{newest})...)
+		if len(keys) == 0 {
+			return nil, &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
+		}
+		if cp.Verify(keys...) != nil {
+			return nil, forked("its checkpoint of size %d is not signed by a hub key of the trust list", cp.Size)
+		}
 	}
 	switch {
 	case cp.Size == size:
@@ -203,7 +213,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 			return nil, unverifiedOrFork(err, forked)
 		}
 		if err := proof.VerifyConsistency(exchange.LogHasher{}, cp.Size, size, p, cp.Root, next.root); err != nil {
-			return nil, forked("the entries it served are not an extension of its signed checkpoint of size %d: %v", cp.Size, err)
+			return nil, forked("the entries it served (root %s) are not an extension of its signed checkpoint of size %d (root %s)", b64(next.root), cp.Size, b64(cp.Root))
 		}
 	default:
 		p, err := hub.ConsistencyProof(ctx, size, cp.Size)
@@ -211,7 +221,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 			return nil, unverifiedOrFork(err, forked)
 		}
 		if err := proof.VerifyConsistency(exchange.LogHasher{}, size, cp.Size, p, next.root, cp.Root); err != nil {
-			return nil, forked("its signed checkpoint of size %d does not extend the entries it served: %v", cp.Size, err)
+			return nil, forked("its signed checkpoint of size %d (root %s) does not extend the entries it served (root %s)", cp.Size, b64(cp.Root), b64(next.root))
 		}
 	}
 	return next, nil
@@ -227,10 +237,11 @@ func unverifiedOrFork(err error, forked func(string, ...any) error) error {
 	return &unverifiedError{err: fmt.Errorf("fetch consistency proof: %w", err)}
 }
 
-// pageHubKeys are the hub keys named by root-signed trust lists in the page:
-// the first page of the log carries the trust list that names the hub keys
-// its checkpoint is signed with. Nothing is applied here.
-func (n *Node) pageHubKeys(entries []string) []*ecdsa.PublicKey {
+// hubKeysIn are the hub keys, not revoked there, named by the root-signed
+// trust lists among entries: the first page of the log carries the trust
+// list that names the hub keys its checkpoint is signed with. Nothing is
+// applied here.
+func (n *Node) hubKeysIn(entries []string) []*ecdsa.PublicKey {
 	var keys []*ecdsa.PublicKey
 	for _, raw := range entries {
 		h, err := certs.ParseHeader(raw)
