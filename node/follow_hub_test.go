@@ -202,6 +202,11 @@ type liar struct {
 	*httptest.Server
 	target  atomic.Pointer[url.URL]
 	rewrite func(index uint64, entry string) string
+	// pageMax, when set, cuts every page to that many entries (an honest
+	// member may serve fewer than asked for); note, when set, rewrites the
+	// checkpoint.
+	pageMax int
+	note    func([]byte) []byte
 }
 
 func newLiar(t testing.TB, target string, rewrite func(uint64, string) string) *liar {
@@ -215,7 +220,19 @@ func newLiar(t testing.TB, target string, rewrite func(uint64, string) string) *
 			r.Out.Header.Del("Accept-Encoding")
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.Request.URL.Path != "/v1/entries" || resp.StatusCode != http.StatusOK || l.rewrite == nil {
+			if resp.Request.URL.Path == "/v1/checkpoint" && resp.StatusCode == http.StatusOK && l.note != nil {
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					return err
+				}
+				b = l.note(b)
+				resp.Body = io.NopCloser(bytes.NewReader(b))
+				resp.ContentLength = int64(len(b))
+				resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+				return nil
+			}
+			if resp.Request.URL.Path != "/v1/entries" || resp.StatusCode != http.StatusOK || (l.rewrite == nil && l.pageMax == 0) {
 				return nil
 			}
 			var page exchange.Entries
@@ -224,8 +241,13 @@ func newLiar(t testing.TB, target string, rewrite func(uint64, string) string) *
 			if err != nil {
 				return err
 			}
+			if l.pageMax > 0 && len(page.Entries) > l.pageMax {
+				page.Entries = page.Entries[:l.pageMax]
+			}
 			for i, e := range page.Entries {
-				page.Entries[i] = l.rewrite(page.Start+uint64(i), e)
+				if l.rewrite != nil {
+					page.Entries[i] = l.rewrite(page.Start+uint64(i), e)
+				}
 			}
 			b, err := json.Marshal(page)
 			if err != nil {
@@ -364,5 +386,51 @@ func TestFollowerLeavesAMemberThatServesAnotherHistory(t *testing.T) {
 	cp := checkpointOf(t, a.URLs()[1], 4)
 	if size, root := n.LogTree(); size != 4 || !bytes.Equal(root, cp.Root) {
 		t.Errorf("node tree: size %d root %x; cluster A checkpoint: size %d root %x", size, root, cp.Size, cp.Root)
+	}
+}
+
+// A checkpoint signed by a hub key that a trust list further on in the log
+// names (a member that joined later) is not a fork: the follower finds the
+// key in the newest root-signed trust list. Here every page is one entry
+// long, so the page never holds that trust list.
+func TestFollowerAcceptsACheckpointKeyFromTheNewestTrustList(t *testing.T) {
+	f := newFed(t, 1, 1)
+	now := time.Now().Unix()
+	list := func(ver uint64, signers ...*certs.Signer) string {
+		tl := &exchange.TrustList{At: now, Ver: ver}
+		for _, s := range signers {
+			tl.Certs = append(tl.Certs, exchange.TrustedCertOf(s))
+		}
+		jws, err := exchange.SealTrustList(f.root, tl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws
+	}
+	joined := f.hubs[1][0] // the key the checkpoints are signed with, named only in list 2
+	f.trust = list(1, f.provs["440000"], f.provs["510000"], f.hubs[0][0])
+	hub := startHub(t, f, 0, 1, list(2, f.provs["440000"], f.provs["510000"], f.hubs[0][0], joined), f.batch(t, 1, 0, 10, hcx.Red))
+	checkpointOf(t, hub.URLs()[0], 3)
+	l := newLiar(t, hub.URLs()[0], nil)
+	l.pageMax = 1
+	l.note = func(b []byte) []byte {
+		cp, err := exchange.ParseCheckpoint(b)
+		if err != nil {
+			return b
+		}
+		again, err := exchange.SignCheckpoint(joined, cp.Size, cp.Root, cp.Time)
+		if err != nil {
+			return b
+		}
+		return again
+	}
+	n, _ := runNode(t, f, t.TempDir(), l.URL)
+	var fork *node.ForkError
+	waitFor(t, "the node to apply 3 entries", func() bool { return n.Applied() == 3 || errors.As(n.Ready(), &fork) })
+	if err := n.Ready(); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	if m := metricsOf(n); !strings.Contains(m, `hcx_node_log_forks_total{province="510000"} 0`) {
+		t.Errorf("forks counted:\n%s", m)
 	}
 }
