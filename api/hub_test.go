@@ -186,7 +186,7 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		note, err = f.client.Checkpoint(ctx)
 		if err == nil {
-			if cp, _ := consensus.ParseCheckpoint(note); cp != nil && cp.Size == 3 {
+			if cp, _ := exchange.ParseCheckpoint(note); cp != nil && cp.Size == 3 {
 				break
 			}
 		}
@@ -195,7 +195,7 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.HasPrefix(string(note), consensus.Origin+"\n3\n") {
+	if !strings.HasPrefix(string(note), exchange.CheckpointOrigin+"\n3\n") {
 		t.Fatalf("checkpoint note: %q", note)
 	}
 	var incl struct {

@@ -190,7 +190,7 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 // and its root is the tree's root at its size; anything else is refused the
 // same way on every member.
 func (f *fsm) applyCheckpoint(at *applyTxn, note []byte) applyResult {
-	n, err := parseNote(note)
+	n, err := exchange.ParseCheckpoint(note)
 	if err != nil {
 		return applyResult{Err: err}
 	}
@@ -250,7 +250,7 @@ type prepared struct {
 }
 
 func prepare(raw []byte) *prepared {
-	p := &prepared{lh: SM3Hasher{}.HashLeaf(raw)}
+	p := &prepared{lh: exchange.LogHasher{}.HashLeaf(raw)}
 	p.li, p.err = parseLeaf(raw)
 	return p
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/hcxfed/hcx/exchange"
 	"github.com/transparency-dev/merkle/compact"
 )
 
@@ -18,7 +19,7 @@ func (h *Hub) Audit(ctx context.Context) error { return h.fsm.audit(ctx) }
 
 func (f *fsm) audit(ctx context.Context) error {
 	st, _ := f.state()
-	var hs SM3Hasher
+	var hs exchange.LogHasher
 	rng := f.rf.NewEmptyRange(0)
 	roots := map[uint64][]byte{}
 	cps := map[uint64][]byte{}
@@ -30,7 +31,7 @@ func (f *fsm) audit(ctx context.Context) error {
 				it.Close()
 				return err
 			}
-			n, err := parseNote(v)
+			n, err := exchange.ParseCheckpoint(v)
 			if err != nil {
 				it.Close()
 				return err

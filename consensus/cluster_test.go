@@ -9,6 +9,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
 )
 
 // fastTune makes checkpoints frequent so tests see them quickly.
@@ -159,7 +160,7 @@ func TestClusterOverTLSForwardsWritesServesIdenticalCheckpointsAndProvableLeaves
 			}
 		}
 		if len(notes) == 3 && bytes.Equal(notes[0], notes[1]) && bytes.Equal(notes[1], notes[2]) {
-			if cp, _ := ParseCheckpoint(notes[0]); cp != nil && cp.Size == 13 {
+			if cp, _ := exchange.ParseCheckpoint(notes[0]); cp != nil && cp.Size == 13 {
 				break
 			}
 		}
@@ -168,7 +169,7 @@ func TestClusterOverTLSForwardsWritesServesIdenticalCheckpointsAndProvableLeaves
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cp, err := ParseCheckpoint(notes[0])
+	cp, err := exchange.ParseCheckpoint(notes[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ type fsm struct {
 	log     *slog.Logger
 	dir     string // parent of the badger directories
 	rootDER []byte
-	hasher  SM3Hasher
+	hasher  exchange.LogHasher
 	rf      *compact.RangeFactory
 	// cpEvery: after this many leaves past the last checkpoint, poke cpKick.
 	cpEvery uint64
@@ -204,7 +204,7 @@ func (f *fsm) load(db *badger.DB) error {
 		if v, err := getVal(tx, keyCP); err != nil {
 			return err
 		} else if v != nil {
-			n, err := parseNote(v)
+			n, err := exchange.ParseCheckpoint(v)
 			if err != nil {
 				return fmt.Errorf("stored checkpoint: %w", err)
 			}

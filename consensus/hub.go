@@ -582,7 +582,7 @@ func (h *Hub) verify(compact string) error {
 	}
 	if err != nil {
 		if errors.Is(err, certs.ErrRevoked) || isClockSkew(err) {
-			if _, ok, _ := h.fsm.leafIndex(SM3Hasher{}.HashLeaf([]byte(compact))); ok {
+			if _, ok, _ := h.fsm.leafIndex(exchange.LogHasher{}.HashLeaf([]byte(compact))); ok {
 				return nil
 			}
 		}
@@ -596,7 +596,7 @@ func (h *Hub) verify(compact string) error {
 		var tl *exchange.TrustList
 		if tl, err = exchange.DecodeTrustList(env); err == nil && tl.Ver <= ts.Version() {
 			// Resubmitting the newest list is idempotent, handled by the FSM.
-			if _, ok, _ := h.fsm.leafIndex(SM3Hasher{}.HashLeaf([]byte(compact))); ok {
+			if _, ok, _ := h.fsm.leafIndex(exchange.LogHasher{}.HashLeaf([]byte(compact))); ok {
 				return nil
 			}
 			err = fmt.Errorf("%w: version %d, in force %d", certs.ErrStaleTrustList, tl.Ver, ts.Version())

@@ -183,7 +183,7 @@ func (h *Hub) commitCheckpoint() error {
 	if st.Size == 0 || st.Size <= st.CheckpointSize {
 		return nil
 	}
-	note, err := SignCheckpoint(h.cfg.Signer, st.Size, st.Root, h.cfg.Now())
+	note, err := exchange.SignCheckpoint(h.cfg.Signer, st.Size, st.Root, h.cfg.Now())
 	if err != nil {
 		return err
 	}

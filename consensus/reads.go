@@ -262,7 +262,7 @@ func (f *fsm) proofHashes(n proof.Nodes) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return n.Rehash(hs, SM3Hasher{}.HashChildren)
+	return n.Rehash(hs, exchange.LogHasher{}.HashChildren)
 }
 
 func (f *fsm) members() (map[string]Member, error) {

@@ -9,7 +9,7 @@ import (
 
 // An independent verifier, written from RFC 6962 / RFC 9162 §2.1 with SM3 and
 // sharing no code with the hub's tree (neither the merkle library nor
-// SM3Hasher): it recomputes roots from the leaves and checks proofs.
+// exchange.LogHasher): it recomputes roots from the leaves and checks proofs.
 
 func refLeaf(b []byte) []byte {
 	s := certs.SM3(append([]byte{0}, b...))

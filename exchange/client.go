@@ -3,6 +3,7 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,6 +115,60 @@ func (c *HubClient) Checkpoint(ctx context.Context) ([]byte, error) {
 	var out []byte
 	err := c.do(ctx, http.MethodGet, "/v1/checkpoint", "", nil, &out)
 	return out, err
+}
+
+// MaxProofHashes bounds the hashes of a proof the client accepts: a proof in
+// a tree of 2^64 leaves has at most 2*64 of them.
+const MaxProofHashes = 128
+
+// ErrMalformedProof is returned when a hub member's proof is not the shape
+// asked for: other sizes, too many hashes, hashes that are not 32 bytes.
+var ErrMalformedProof = errors.New("malformed proof")
+
+// ConsistencyProof fetches the proof that the log's tree of size from is a
+// prefix of its tree of size to (PROTOCOL.md §5). The client checks the
+// answer's shape (the sizes it names, at most MaxProofHashes 32-byte hashes);
+// whether the proof holds is for the caller to verify against roots it
+// trusts.
+func (c *HubClient) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	q := url.Values{"from": {strconv.FormatUint(from, 10)}, "to": {strconv.FormatUint(to, 10)}}
+	var out struct {
+		From   uint64   `json:"from"`
+		To     uint64   `json:"to"`
+		Hashes []string `json:"hashes"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/proof/consistency?"+q.Encode(), "", nil, &out); err != nil {
+		return nil, err
+	}
+	if out.From != from || out.To != to {
+		return nil, fmt.Errorf("%w: consistency proof: asked for %d..%d, the hub answered for %d..%d", ErrMalformedProof, from, to, out.From, out.To)
+	}
+	if len(out.Hashes) > MaxProofHashes {
+		return nil, fmt.Errorf("%w: consistency proof %d..%d: %d hashes, at most %d", ErrMalformedProof, from, to, len(out.Hashes), MaxProofHashes)
+	}
+	hs := make([][]byte, len(out.Hashes))
+	for i, h := range out.Hashes {
+		b, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("%w: consistency proof %d..%d: hashes[%d] is not a base64 32-byte hash", ErrMalformedProof, from, to, i)
+		}
+		hs[i] = b
+	}
+	return hs, nil
+}
+
+// Members are the hub members' base URLs, in the order given.
+func (c *HubClient) Members() []string { return append([]string(nil), c.members...) }
+
+// Member is a client that talks to member i only (0-based, as in Members),
+// sharing this client's HTTP client. A follower reads a page, the checkpoint
+// and the proofs from one member, so that what it checks came from one
+// source and a lie can be pinned on that member.
+func (c *HubClient) Member(i int) *HubClient {
+	if len(c.members) == 0 {
+		return c
+	}
+	return &HubClient{members: []string{c.members[i%len(c.members)]}, HTTP: c.HTTP}
 }
 
 // Trust fetches the newest trust-list envelope.

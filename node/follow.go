@@ -11,82 +11,227 @@ import (
 	"github.com/hcxfed/hcx/exchange"
 )
 
-// followLoop reads the hub's log from where it stopped, re-verifies every
-// leaf against the trust list in force at that point of the log, and folds
-// colour batches into the foreign cache.
+// followPage is how many entries the follower asks for at a time.
+const followPage = 1000
+
+// followLoop reads the hub's log from where it stopped, checks each page
+// against the hub's signed checkpoint (logcheck.go), re-verifies every leaf
+// against the trust list in force at that point of the log, and folds
+// colour batches into the foreign cache. It reads from one member at a time
+// and moves to the next when that member fails or forks; a forked member is
+// never read again by this process.
 func (n *Node) followLoop(ctx context.Context) {
+	members := len(n.cfg.Hub.Members())
+	forked := make([]bool, members)
+	cur := 0
+	// next moves to the next member that has not forked; false if none is left.
+	next := func() bool {
+		for i := 1; i <= members; i++ {
+			if c := (cur + i) % members; !forked[c] {
+				cur = c
+				return true
+			}
+		}
+		return false
+	}
+	wait := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	backoff := 100 * time.Millisecond
+	// tryNext logs a failure to read or check the log at a member, moves to
+	// the next member and backs off; false when ctx is done.
+	tryNext := func(msg, member string, start uint64, err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		n.log.Warn(msg+"; trying the next member", "member", member, "start", start, "err", err, "retry_in", backoff)
+		next()
+		if !wait(backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		return true
+	}
+	// A member without a first checkpoint is asked again every
+	// firstCheckpointPoll, up to maxSoonTries times in a row (a member
+	// that never signs one must not hold the follower).
+	const maxSoonTries = 50
+	soonTries := 0
 	for ctx.Err() == nil {
+		if members == 0 || forked[cur] {
+			if !wait(forkRetry) {
+				return
+			}
+			continue
+		}
+		hub := n.cfg.Hub.Member(cur)
 		start := n.applied.Load()
-		page, err := n.cfg.Hub.Entries(ctx, start, 1000, 30*time.Second)
+		page, err := hub.Entries(ctx, start, followPage, 30*time.Second)
+		if err == nil && page.Start != start {
+			err = fmt.Errorf("asked for entries from %d, got a page from %d", start, page.Start)
+		}
+		if err == nil && len(page.Entries) > followPage {
+			err = fmt.Errorf("asked for at most %d entries, got %d", followPage, len(page.Entries))
+		}
 		if err != nil {
-			if ctx.Err() != nil {
+			if !tryNext("reading the hub log failed", hub.Members()[0], start, err) {
 				return
 			}
-			n.log.Warn("reading the hub log failed; will retry", "start", start, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
+			continue
+		}
+		if len(page.Entries) == 0 {
+			continue
+		}
+		tree, err := n.checkPage(ctx, hub, start, page.Entries)
+		var fork *ForkError
+		var unverified *unverifiedError
+		switch {
+		case errors.As(err, &fork):
+			forked[cur] = true
+			n.reportFork(fork)
+			if !next() {
+				n.log.Error("every hub member has forked; the node stops following the log", "members", members)
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			continue
+		case errors.As(err, &unverified) && unverified.soon && soonTries < maxSoonTries:
+			soonTries++
+			n.log.Debug("the hub has no checkpoint yet; asking again shortly", "member", hub.Members()[0], "start", start)
+			if !wait(firstCheckpointPoll) {
+				return
+			}
+			continue
+		case errors.As(err, &unverified):
+			soonTries = 0
+			if !tryNext("could not check the hub log", hub.Members()[0], start, err) {
+				return
+			}
+			continue
+		case err != nil:
+			n.log.Error("checking log entries failed; will retry", "start", start, "err", err)
+			if !wait(time.Second) {
+				return
+			}
 			continue
 		}
-		backoff = 100 * time.Millisecond
-		if page.Start != start || len(page.Entries) == 0 {
-			continue
-		}
-		if err := n.apply(start, page); err != nil {
+		backoff, soonTries = 100*time.Millisecond, 0
+		if err := n.applyChecked(start, page, tree); err != nil {
 			n.log.Error("applying log entries failed; will retry", "start", start, "err", err)
-			select {
-			case <-ctx.Done():
+			if !wait(time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
+			continue
+		}
+		if f := n.fork.Load(); f != nil && f.Member != hub.Members()[0] {
+			n.log.Info("following the hub log again from a member whose signed checkpoint checks out", "member", hub.Members()[0], "size", tree.rng.End(), "forked_member", f.Member)
+			n.fork.Store(nil)
 		}
 	}
 }
 
-// apply folds log entries [start, start+len) into the store. Entries that do
-// not verify are counted and skipped: the log is the hub's, the judgement is
-// ours. Revocation is decided at each leaf's commit time (page.Times).
+// apply folds log entries [start, start+len) into the store without the
+// checkpoint check (tests feed it pages directly).
 func (n *Node) apply(start uint64, page exchange.Entries) error {
 	entries := page.Entries
-	txn := n.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	// set writes in txn, committing and starting a new transaction when it
-	// is full. Re-applying an entry after a crash is harmless: attestations
-	// only ever replace lower per-subject sequences.
-	set := func(key, val []byte) error {
-		err := txn.Set(key, val)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return err
-			}
-			txn = n.db.NewTransaction(true)
-			err = txn.Set(key, val)
-		}
+	n.treeMu.Lock()
+	cur := n.tree
+	n.treeMu.Unlock()
+	if cur.rng.End() != start {
+		return fmt.Errorf("page starts at %d but the node's tree has %d leaves", start, cur.rng.End())
+	}
+	tree, err := cur.extend(entries)
+	if err != nil {
 		return err
 	}
+	return n.applyChecked(start, page, tree)
+}
+
+// applyChecked folds log entries [start, start+len) into the store, with
+// tree, the node's tree extended by them, stored in the same transaction as
+// the follow position. Entries that do not verify are counted and skipped:
+// the log is the hub's, the judgement is ours. A storage error stops the
+// page: the follow position and the tree stay at start (what was spilled
+// before it is re-applied, harmlessly, on the next try).
+// Revocation is decided at each leaf's commit time (page.Times).
+func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) error {
+	entries := page.Entries
+	end := start + uint64(len(entries))
+	if tree.rng.End() != end {
+		return fmt.Errorf("the tree for entries %d..%d has %d leaves", start, end, tree.rng.End())
+	}
+	w := &followTxn{db: n.db, txn: n.db.NewTransaction(true)}
+	defer func() { w.txn.Discard() }()
 	for i, raw := range entries {
 		idx := start + uint64(i)
-		if err := n.applyEntry(txn, set, idx, raw, page.Committed(i)); err != nil {
+		if err := n.applyEntry(w, idx, raw, page.Committed(i)); err != nil {
+			var se *storageError
+			if errors.As(err, &se) {
+				return fmt.Errorf("apply log entry %d: %w", idx, se.err)
+			}
 			n.metrics.followRejected.Add(1)
 			n.log.Warn("log entry rejected", "index", idx, "err", err)
 		}
-		if err := set([]byte(kFollowNext), u64b(idx+1)); err != nil {
-			return err
-		}
 	}
-	if err := txn.Commit(); err != nil {
+	if err := w.set([]byte(kFollowTree), tree.encode()); err != nil {
+		return fmt.Errorf("apply log entries from %d: %w", start, err)
+	}
+	if err := w.set([]byte(kFollowNext), u64b(end)); err != nil {
+		return fmt.Errorf("apply log entries from %d: %w", start, err)
+	}
+	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
+	n.treeMu.Lock()
+	n.tree = tree
+	n.treeMu.Unlock()
 	n.metrics.followApplied.Add(uint64(len(entries)))
-	n.applied.Store(start + uint64(len(entries)))
+	n.applied.Store(end)
 	return nil
 }
 
-func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint64, raw string, committed time.Time) error {
+// followTxn is the follower's write transaction. When badger says it is
+// full, it commits and carries on in a new one; every read and write of an
+// entry goes through it, so an entry always reads the live transaction,
+// which holds what it and the entries before it wrote. Spilled commits hold
+// cache entries only: the follow position is written once, with the last
+// commit of a page. Re-applying an entry after a crash is harmless:
+// attestations only ever replace lower per-subject sequences.
+type followTxn struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+func (w *followTxn) set(key, val []byte) error {
+	err := w.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err := w.txn.Commit(); err != nil {
+			return err
+		}
+		w.txn = w.db.NewTransaction(true)
+		err = w.txn.Set(key, val)
+	}
+	return err
+}
+
+// storageError marks a failure of the node's own store, as opposed to an
+// entry that does not verify.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return "node store: " + e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+func stored(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storageError{err}
+}
+
+func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.Time) error {
 	h, err := certs.ParseHeader(raw)
 	if err != nil {
 		return err
@@ -95,7 +240,7 @@ func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint
 		if _, err := exchange.ApplyTrustList(n.trust, raw); err != nil {
 			return fmt.Errorf("trust list: %w", err)
 		}
-		return set([]byte(kTrustList), []byte(raw))
+		return stored(w.set([]byte(kTrustList), []byte(raw)))
 	}
 	env, err := exchange.OpenLogged(n.trust, raw, committed)
 	if err != nil {
@@ -111,19 +256,19 @@ func (n *Node) applyEntry(txn *badger.Txn, set func(k, v []byte) error, idx uint
 	for _, a := range b.Atts {
 		key := []byte(pForeign + string(a.Subject) + "/" + string(b.Iss))
 		var cur exchange.LoggedAttestation
-		found, err := getJSON(txn, string(key), &cur)
+		found, err := getJSON(w.txn, string(key), &cur)
 		if err != nil {
-			return err
+			return stored(fmt.Errorf("read %s: %w", key, err))
 		}
 		if found && cur.N >= a.N {
 			continue
 		}
 		val, err := jsonMarshal(exchange.LoggedAttestation{Iss: b.Iss, Attestation: a, Index: idx})
 		if err != nil {
-			return err
+			return stored(err)
 		}
-		if err := set(key, val); err != nil {
-			return err
+		if err := w.set(key, val); err != nil {
+			return stored(err)
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ type metrics struct {
 	commits                              atomic.Uint64
 	batches, attestations, publishErrors atomic.Uint64
 	followApplied, followRejected        atomic.Uint64
+	forks                                atomic.Uint64
 	verified, verifyRejected             atomic.Uint64
 }
 
@@ -32,10 +33,16 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		{"hcx_node_publish_errors_total", "Failed submissions to the hub.", m.publishErrors.Load()},
 		{"hcx_node_log_entries_applied_total", "Hub log entries read.", m.followApplied.Load()},
 		{"hcx_node_log_entries_rejected_total", "Hub log entries that did not verify here.", m.followRejected.Load()},
+		{"hcx_node_log_forks_total", "Hub members caught serving a log that contradicts their signed checkpoint or this node's tree.", m.forks.Load()},
 		{"hcx_node_verifications_total", "Codes verified.", m.verified.Load()},
 		{"hcx_node_verifications_rejected_total", "Codes rejected.", m.verifyRejected.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
 	}
+	fork := 0
+	if n.fork.Load() != nil {
+		fork = 1
+	}
+	fmt.Fprintf(w, "# HELP hcx_node_log_fork 1 while the node is not following because the hub log forked.\n# TYPE hcx_node_log_fork gauge\nhcx_node_log_fork{province=%q} %d\n", p, fork)
 	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
 }

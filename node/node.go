@@ -107,6 +107,10 @@ type Node struct {
 	published chan struct{} // poked when the outbox gains entries
 	applied   atomic.Uint64 // log size the foreign cache reflects
 
+	treeMu sync.Mutex
+	tree   *logTree                  // the Merkle tree of the applied log prefix
+	fork   atomic.Pointer[ForkError] // the last fork seen, until another member checks out
+
 	policyPublished atomic.Value // string: the policy version the hub acknowledged
 
 	metrics metrics
@@ -152,11 +156,12 @@ func New(cfg Config) (*Node, error) {
 		log.Info("stored events folded into bounded histories", "events", moved)
 	}
 	err = n.db.View(func(txn *badger.Txn) error {
-		v, err := getU64(txn, kFollowNext)
-		if err != nil {
+		if n.tree, err = loadLogTree(txn); err != nil {
 			return err
 		}
-		n.applied.Store(v)
+		// The tree is written with the follow position; a store from before
+		// the tree existed starts over from leaf 0 (see loadLogTree).
+		n.applied.Store(n.tree.rng.End())
 		// Every outbox entry is written with the counter, in one commit.
 		n.outboxNext, err = getU64(txn, kOutboxNext)
 		return err
@@ -241,8 +246,13 @@ func (n *Node) Close() error {
 	return n.db.Close()
 }
 
-// Ready reports whether the node has a trust list and its rules.
+// Ready reports whether the node has a trust list and its rules, and follows
+// a hub log that checks out: after a fork it returns the *ForkError until
+// another member's signed checkpoint agrees with the node's tree.
 func (n *Node) Ready() error {
+	if f := n.fork.Load(); f != nil {
+		return f
+	}
 	if n.trust.Version() == 0 {
 		return errors.New("no trust list from the hub yet")
 	}

@@ -23,6 +23,7 @@ const (
 	kBatchSeq   = "meta/batch-seq"     // last batch sequence the hub acknowledged
 	kPending    = "meta/pending-batch" // pendingBatch: signed, maybe submitted, not yet acknowledged
 	kFollowNext = "meta/follow-next"   // next log index to read
+	kFollowTree = "meta/follow-tree"   // size || compact range of the applied log prefix
 	kTrustList  = "meta/trust-list"    // newest trust-list envelope applied
 	kPolicyPub  = "meta/policy-published"
 
