@@ -103,7 +103,7 @@ func startHub(t testing.TB, f *fed, c, members int, entries ...string) *consensu
 	defer cancel()
 	hub, err := consensus.StartCluster(ctx, consensus.ClusterConfig{
 		N: members, Dir: t.TempDir(), RootDER: f.root.Cert.Raw, Signers: f.hubs[c],
-		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger()),
+		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger()), InsecurePlaintext: true,
 		Tune: func(cfg *consensus.Config) { cfg.CheckpointEvery = 100 * time.Millisecond },
 	})
 	if err != nil {
