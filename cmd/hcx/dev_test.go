@@ -190,6 +190,10 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	payload = bytes.Replace(payload, []byte(`"col":"green"`), []byte(`"col":"yellow"`), 1)
 	altered := exchange.CodePrefix + parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
 
+	// Sichuan's store also changes when its follower applies a leaf (the
+	// provinces publish their policies as they start): measure once the log
+	// has settled and Sichuan has applied all of it.
+	waitSettled(t, f)
 	before := f.Nodes["510000"].StoreVersion()
 	for _, tc := range []struct {
 		name, code, want string
@@ -286,6 +290,31 @@ func TestEndToEndRestartKeepsResidentsAndLog(t *testing.T) {
 	if v.LogIndex != 6 {
 		t.Errorf("log size after restart = %d, want 6", v.LogIndex)
 	}
+}
+
+// waitSettled waits until the hub's log has not grown for half a second and
+// every node has applied all of it, so that nothing the follower does can
+// change a node's store during what a test does next.
+func waitSettled(t *testing.T, f *federation) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last uint64
+	stable := time.Now()
+	for time.Now().Before(deadline) {
+		size := f.Hub.Leader().State().Size
+		if size != last {
+			last, stable = size, time.Now()
+		}
+		all := true
+		for _, n := range f.Nodes {
+			all = all && n.Applied() == size
+		}
+		if all && time.Since(stable) >= 500*time.Millisecond {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the hub log did not settle with every node applying it within 15 s (size %d)", last)
 }
 
 // waitApplied waits until every node's cache reflects at least size entries.
