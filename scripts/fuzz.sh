@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every native Go fuzz target in the module for FUZZTIME each (default 10s), one at a time.
+# Runs every native Go fuzz target in the module for FUZZTIME each (default 10s; a count such as
+# 3000x bounds executions instead of time), one at a time.
 # `make test` already replays each target's committed seed corpus; this explores beyond it.
 # Usage: scripts/fuzz.sh [fuzztime]   e.g. scripts/fuzz.sh 10m for a campaign.
 # New inputs that fail are written under the package's testdata/fuzz/<Target>/; commit them with the fix.
