@@ -76,17 +76,8 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 		if size, err = getU64(txn, kFollowNext); err != nil {
 			return err
 		}
-		prefix := []byte(pForeign + string(claims.Sub) + "/")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var a exchange.LoggedAttestation
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &a) }); err != nil {
-				return err
-			}
-			atts = append(atts, a)
-		}
-		return nil
+		atts, err = foreignAttestations(txn, claims.Sub)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
 )
 
@@ -34,6 +35,8 @@ type colourState struct {
 	Release    []string     `json:"release,omitempty"` // conditions, "zh / en"
 	N          uint64       `json:"n"`                 // last per-subject attestation sequence
 	Policy     string       `json:"policy"`
+	Exp        int64        `json:"exp,omitempty"` // when the last attestation stops counting
+	Due        int64        `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
 }
 
 // RegisterRequest registers a resident.
@@ -70,7 +73,9 @@ type Resident struct {
 	Status     Status      `json:"status"`
 }
 
-// Status is a resident's colour and why.
+// Status is a resident's colour and why: the node's own decision combined,
+// by the national recognition rule, with other provinces' attestations
+// about the same subject (see combine).
 type Status struct {
 	Colour     hcx.Colour   `json:"colour"`
 	Since      time.Time    `json:"since"`
@@ -79,6 +84,13 @@ type Status struct {
 	Release    []string     `json:"release,omitempty"`
 	Vaccinated bool         `json:"vaccinated"`
 	Policy     string       `json:"policy"`
+	// DecidedBy are the provinces whose decision gives the colour: this
+	// node's own province, another province whose attestation is more
+	// severe, or several that agree.
+	DecidedBy []hcx.ProvinceCode `json:"decided_by"`
+	// Attestations are other provinces' attestations about the resident
+	// that count now, one per province.
+	Attestations []ProvinceAttestation `json:"attestations,omitempty"`
 }
 
 // ReasonText is a reason code with its text in Chinese and English.
@@ -142,6 +154,7 @@ func aad(sub hcx.Subject, field string) []byte { return []byte(string(sub) + "/"
 func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error) {
 	var rec residentRecord
 	var st colourState
+	var others []exchange.LoggedAttestation
 	err := n.db.View(func(txn *badger.Txn) error {
 		found, err := getJSON(txn, pResident+string(sub), &rec)
 		if err != nil {
@@ -150,7 +163,10 @@ func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error)
 		if !found {
 			return ErrUnknownResident
 		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		if _, err = getJSON(txn, pState+string(sub), &st); err != nil {
+			return err
+		}
+		others, err = foreignAttestations(txn, sub)
 		return err
 	})
 	if err != nil {
@@ -160,7 +176,8 @@ func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Resident{Subject: sub, MaskedName: hcx.MaskName(name), IDTail: hcx.IDTail(doc), Registered: rec.Registered, Status: n.status(&st, rec.Registered)}, nil
+	status := n.combine(n.status(&st, rec.Registered), others, n.cfg.Now())
+	return &Resident{Subject: sub, MaskedName: hcx.MaskName(name), IDTail: hcx.IDTail(doc), Registered: rec.Registered, Status: status}, nil
 }
 
 func (n *Node) identity(rec *residentRecord) (name, doc string, err error) {
@@ -278,7 +295,7 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	if changed {
 		n.pokePublisher()
 	}
-	return &out, nil
+	return n.withOthers(sub, out)
 }
 
 func eventTime(ev *Event) time.Time {
@@ -288,8 +305,12 @@ func eventTime(ev *Event) time.Time {
 	return ev.Contact.At
 }
 
-// evaluate decides a resident's colour from all its events and, if the colour
-// changed, records the new state and an outbox attestation in txn.
+// evaluate decides a resident's colour from all its events and records the
+// decision in txn. It writes an attestation to the outbox when the colour or
+// its reasons changed, or when a colour other than green still holds and its
+// last attestation nears its expiry (RenewBefore), so that it never lapses
+// while the rules hold it. It keeps the resident's entry in the due index
+// (schedule.go). It reports whether it wrote an attestation.
 func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, rules *ruleSet, now time.Time) (*colourState, bool, error) {
 	var st colourState
 	if _, err := getJSON(txn, pState+string(sub), &st); err != nil {
@@ -312,6 +333,11 @@ func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, r
 		prev = hcx.Green
 	}
 	changed := d.Colour != prev
+	attest := changed
+	if !changed && d.Colour != hcx.Green {
+		renew := time.Unix(st.Exp, 0).Add(-n.cfg.RenewBefore)
+		attest = !sameReasons(st.Reasons, d.Reasons) || !now.Before(renew)
+	}
 	if changed {
 		st.Since = now
 	}
@@ -321,20 +347,38 @@ func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, r
 		zh, en := c.Text()
 		st.Release = append(st.Release, zh+" / "+en)
 	}
-	if changed {
+	if attest {
 		st.N++
-		att := hcx.Attestation{Subject: sub, Colour: d.Colour, Reasons: d.Reasons, Eff: now.Unix(), Exp: now.Add(n.cfg.AttestationTTL).Unix(), PolicyV: rules.version, N: st.N}
+		// A colour that holds keeps its effective time: a renewal says the
+		// same thing for longer.
+		att := hcx.Attestation{Subject: sub, Colour: d.Colour, Reasons: d.Reasons, Eff: st.Since.Unix(), Exp: now.Add(n.cfg.AttestationTTL).Unix(), PolicyV: rules.version, N: st.N}
 		if len(att.Reasons) == 0 {
 			att.Reasons = []hcx.Reason{hcx.ReasonClear}
 		}
 		if err := n.enqueue(txn, &att); err != nil {
 			return nil, false, err
 		}
+		st.Exp = att.Exp
+	}
+	if err := n.setDue(txn, sub, &st, n.dueAt(&d, &st, now)); err != nil {
+		return nil, false, err
 	}
 	if err := setJSON(txn, pState+string(sub), &st); err != nil {
 		return nil, false, err
 	}
-	return &st, changed, nil
+	return &st, attest, nil
+}
+
+func sameReasons(a, b []hcx.Reason) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // loadFacts reads every event of a resident into the facts the rules read.
@@ -358,16 +402,48 @@ func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
 	return f, nil
 }
 
-// enqueue appends an attestation to the outbox.
+// enqueue appends an attestation to the outbox. The sequence comes from an
+// in-memory counter, not from a key the transaction reads, so transactions
+// that enqueue for different residents never conflict; kOutboxNext is only a
+// hint for the next start (outboxNextOf). The caller holds writeMu (shared or
+// exclusive) until txn commits.
 func (n *Node) enqueue(txn *badger.Txn, att *hcx.Attestation) error {
-	seq, err := getU64(txn, kOutboxNext)
-	if err != nil {
-		return err
-	}
+	seq := n.outboxNext.Add(1) - 1
 	if err := setJSON(txn, string(seqKey(pOutbox, seq)), att); err != nil {
 		return err
 	}
 	return setU64(txn, kOutboxNext, seq+1)
+}
+
+// outboxNextOf is the first outbox sequence that is free: after the stored
+// hint, the newest outbox entry and the pending batch's last entry, whichever
+// is highest (concurrent transactions may leave the hint behind).
+func outboxNextOf(txn *badger.Txn) (uint64, error) {
+	next, err := getU64(txn, kOutboxNext)
+	if err != nil {
+		return 0, err
+	}
+	var p pendingBatch
+	found, err := getJSON(txn, kPending, &p)
+	if err != nil {
+		return 0, err
+	}
+	if found && p.LastOutbox+1 > next {
+		next = p.LastOutbox + 1
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pOutbox), Reverse: true})
+	defer it.Close()
+	it.Seek([]byte(pOutbox + "\xff"))
+	if it.Valid() {
+		var last uint64
+		if _, err := fmt.Sscanf(string(it.Item().Key()[len(pOutbox):]), "%d", &last); err != nil {
+			return 0, fmt.Errorf("outbox key %q: %w", it.Item().Key(), err)
+		}
+		if last+1 > next {
+			next = last + 1
+		}
+	}
+	return next, nil
 }
 
 func (n *Node) pokePublisher() {
