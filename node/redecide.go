@@ -49,6 +49,7 @@ func (n *Node) planRedecide(policy string, changed bool) error {
 	if n.db == nil {
 		return nil // New loads the rules before it opens the store; it plans then
 	}
+	planned := true
 	err := n.db.Update(func(txn *badger.Txn) error {
 		var job redecideJob
 		found, err := getJSON(txn, kRedecide, &job)
@@ -74,9 +75,17 @@ func (n *Node) planRedecide(policy string, changed bool) error {
 				}
 			}
 		}
+		if !hasAny(txn, pResident) {
+			// Nobody to decide (a new store): done at once, nothing to run.
+			if err := txn.Delete([]byte(kRedecide)); err != nil {
+				return err
+			}
+			planned = false
+			return txn.Set([]byte(kDecidedPolicy), []byte(policy))
+		}
 		return setJSON(txn, kRedecide, &redecideJob{Policy: policy, Started: n.cfg.Now().UTC()})
 	})
-	if err != nil {
+	if err != nil || !planned {
 		return err
 	}
 	select {
@@ -84,6 +93,14 @@ func (n *Node) planRedecide(policy string, changed bool) error {
 	default:
 	}
 	return nil
+}
+
+// hasAny reports whether some key has the prefix.
+func hasAny(txn *badger.Txn, prefix string) bool {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid()
 }
 
 // redecideLoop runs the bulk re-decision whenever one is planned.
