@@ -24,7 +24,7 @@ type testPKI struct {
 	provs map[hcx.ProvinceCode]*certs.Signer
 }
 
-func newTestPKI(t *testing.T, provinces ...hcx.ProvinceCode) *testPKI {
+func newTestPKI(t testing.TB, provinces ...hcx.ProvinceCode) *testPKI {
 	t.Helper()
 	now := time.Now()
 	root, err := certs.NewRoot("test root", now, 24*time.Hour)
@@ -270,7 +270,7 @@ func TestFailedRuleReloadKeepsTheRulesInForce(t *testing.T) {
 
 // openNodeWithOwnRules opens a Guangdong node whose rule file is a copy the
 // test may change; it returns the node, the file and its first contents.
-func openNodeWithOwnRules(t *testing.T, now func() time.Time) (n *Node, rules string, good []byte) {
+func openNodeWithOwnRules(t testing.TB, now func() time.Time) (n *Node, rules string, good []byte) {
 	t.Helper()
 	pki := newTestPKI(t, "440000")
 	dir := t.TempDir()

@@ -203,7 +203,11 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 			}
 		}
 	}()
+	// Workers decide and write a chunk, then commit it without waiting for
+	// the disk: badger syncs the commits in flight together, which matters
+	// more than the cores when every commit is synced. inflight bounds them.
 	var wg sync.WaitGroup
+	inflight := make(chan struct{}, 4*n.cfg.RedecideWorkers)
 	for w := 0; w < n.cfg.RedecideWorkers; w++ {
 		wg.Add(1)
 		go func() {
@@ -213,8 +217,13 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 					results <- chunkResult{i: c.i, err: errStale}
 					continue
 				}
-				a, err := n.redecideChunk(c.subs, nil, rules, n.cfg.Now().UTC())
-				results <- chunkResult{i: c.i, last: c.subs[len(c.subs)-1], n: len(c.subs), attested: a, err: err}
+				inflight <- struct{}{}
+				wg.Add(1)
+				n.commitChunkAsync(c.subs, rules, func(attested int, err error) {
+					<-inflight
+					results <- chunkResult{i: c.i, last: c.subs[len(c.subs)-1], n: len(c.subs), attested: attested, err: err}
+					wg.Done()
+				})
 			}
 		}()
 	}
@@ -301,6 +310,31 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 	n.log.Info("every resident re-decided under new rules", "policy", job.Policy, "residents", p.Done, "attestations", p.Attested,
 		"took", p.Elapsed.Round(time.Millisecond), "per_second", int(float64(p.Done-doneBefore)/max(p.Elapsed.Seconds(), 1e-9)))
 	return p, nil
+}
+
+// commitChunkAsync decides a chunk under the shared write lock and commits
+// it in the background; done runs when the commit is durable (or failed). A
+// conflict with another writer redoes the chunk synchronously.
+func (n *Node) commitChunkAsync(subs []hcx.Subject, rules *ruleSet, done func(attested int, err error)) {
+	n.writeMu.RLock()
+	txn := n.db.NewTransaction(true)
+	attested, err := n.decideChunk(txn, subs, nil, rules, n.cfg.Now().UTC())
+	if err != nil {
+		txn.Discard()
+		n.writeMu.RUnlock()
+		done(0, fmt.Errorf("re-decide %d residents from %s: %w", len(subs), subs[0], err))
+		return
+	}
+	defer txn.Discard() // CommitWith discards it, except when it fails at once
+	txn.CommitWith(func(err error) {
+		n.writeMu.RUnlock() // held until the commit is done: see writeMu
+		if errors.Is(err, badger.ErrConflict) {
+			attested, err = n.redecideChunk(subs, nil, rules, n.cfg.Now().UTC())
+		} else if err != nil {
+			err = fmt.Errorf("commit the re-decision of %d residents from %s: %w", len(subs), subs[0], err)
+		}
+		done(attested, err)
+	})
 }
 
 var errStale = errors.New("the rules changed during the re-decision")

@@ -195,7 +195,9 @@ func (n *Node) identity(rec *residentRecord) (name, doc string, err error) {
 func (n *Node) status(st *colourState, registered time.Time) Status {
 	s := Status{Colour: st.Colour, Since: st.Since, Reasons: reasonTexts(st.Reasons), Rule: st.Rule, Release: st.Release, Vaccinated: st.Vaccinated, Policy: st.Policy}
 	if s.Colour == "" {
-		s.Colour, s.Since, s.Policy = hcx.Green, registered, n.PolicyVersion()
+		// No state: no rule ever held (record writes none then).
+		s.Colour, s.Since, s.Policy, s.Rule = hcx.Green, registered, n.PolicyVersion(), "default"
+		s.Reasons = reasonTexts([]hcx.Reason{hcx.ReasonClear})
 	}
 	return s
 }
@@ -320,16 +322,31 @@ func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, r
 	if err != nil {
 		return nil, false, err
 	}
+	attested, err := n.record(txn, sub, rec, &st, facts, rules, now)
+	return &st, attested, err
+}
+
+// record is evaluate after the reads: it decides from facts and the state st
+// read in txn, and writes the new state, the due index entry and, when one is
+// needed, an attestation. It reports whether it wrote an attestation.
+func (n *Node) record(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
 	facts.Current, facts.CurrentSince = st.Colour, st.Since
 	if facts.Current == "" {
 		facts.Current, facts.CurrentSince = hcx.Green, rec.Registered
 	}
 	d, err := rules.rs.Decide(facts, now)
 	if err != nil {
-		return nil, false, fmt.Errorf("decide %s with %s: %w", sub, n.cfg.RulesPath, err)
+		return false, fmt.Errorf("decide %s with %s: %w", sub, n.cfg.RulesPath, err)
 	}
 	prev := st.Colour
 	if prev == "" {
+		if d.Colour == hcx.Green && d.Rule == "default" && !d.Vaccinated && sameReasons(d.Reasons, []hcx.Reason{hcx.ReasonClear}) {
+			// Still what a resident without state shows (status): most
+			// residents never need a state, and a bulk re-decision then
+			// writes nothing for them.
+			st.Colour, st.Since, st.Reasons, st.Rule, st.Policy = d.Colour, rec.Registered, d.Reasons, d.Rule, rules.version
+			return false, nil
+		}
 		prev = hcx.Green
 	}
 	changed := d.Colour != prev
@@ -356,17 +373,17 @@ func (n *Node) evaluate(txn *badger.Txn, sub hcx.Subject, rec *residentRecord, r
 			att.Reasons = []hcx.Reason{hcx.ReasonClear}
 		}
 		if err := n.enqueue(txn, &att); err != nil {
-			return nil, false, err
+			return false, err
 		}
 		st.Exp = att.Exp
 	}
-	if err := n.setDue(txn, sub, &st, n.dueAt(&d, &st, now)); err != nil {
-		return nil, false, err
+	if err := n.setDue(txn, sub, st, n.dueAt(&d, st, now)); err != nil {
+		return false, err
 	}
-	if err := setJSON(txn, pState+string(sub), &st); err != nil {
-		return nil, false, err
+	if err := setJSON(txn, pState+string(sub), st); err != nil {
+		return false, err
 	}
-	return &st, attest, nil
+	return attest, nil
 }
 
 func sameReasons(a, b []hcx.Reason) bool {
@@ -383,11 +400,19 @@ func sameReasons(a, b []hcx.Reason) bool {
 
 // loadFacts reads every event of a resident into the facts the rules read.
 func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
-	f := &policy.Facts{}
 	prefix := []byte(pEvent + string(sub) + "/")
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
+	return factsFrom(it, sub)
+}
+
+// factsFrom reads a resident's events with an iterator that may serve many
+// residents (one iterator per chunk of a bulk re-decision: creating one
+// costs more than reading a few events).
+func factsFrom(it *badger.Iterator, sub hcx.Subject) (*policy.Facts, error) {
+	f := &policy.Facts{}
+	prefix := []byte(pEvent + string(sub) + "/")
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		var ev Event
 		if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &ev) }); err != nil {
 			return nil, fmt.Errorf("event %s: %w", it.Item().Key(), err)

@@ -145,32 +145,11 @@ func (n *Node) redecideChunk(subs []hcx.Subject, dueKeys [][]byte, rules *ruleSe
 	var attested int
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
-		attested = 0
 		n.writeMu.RLock()
 		err = n.db.Update(func(txn *badger.Txn) error {
-			for _, k := range dueKeys {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			for _, sub := range subs {
-				var rec residentRecord
-				found, err := getJSON(txn, pResident+string(sub), &rec)
-				if err != nil {
-					return err
-				}
-				if !found {
-					continue // a stale due entry: it is deleted above
-				}
-				_, ch, err := n.evaluate(txn, sub, &rec, rules, now)
-				if err != nil {
-					return err
-				}
-				if ch {
-					attested++
-				}
-			}
-			return nil
+			var err error
+			attested, err = n.decideChunk(txn, subs, dueKeys, rules, now)
+			return err
 		})
 		n.writeMu.RUnlock()
 		if !errors.Is(err, badger.ErrConflict) {
@@ -179,6 +158,62 @@ func (n *Node) redecideChunk(subs []hcx.Subject, dueKeys [][]byte, rules *ruleSe
 	}
 	if err != nil {
 		return 0, fmt.Errorf("re-decide %d residents from %s: %w", len(subs), subs[0], err)
+	}
+	return attested, nil
+}
+
+// decideChunk decides residents again in txn: every read first, the events
+// through one iterator, then every write. Subjects with no resident (a stale
+// due entry) are skipped; dueKeys are deleted. It returns how many
+// attestations it wrote.
+func (n *Node) decideChunk(txn *badger.Txn, subs []hcx.Subject, dueKeys [][]byte, rules *ruleSet, now time.Time) (int, error) {
+	type resident struct {
+		sub   hcx.Subject
+		rec   residentRecord
+		st    colourState
+		facts *policy.Facts
+	}
+	rs := make([]resident, 0, len(subs))
+	err := func() error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for _, sub := range subs {
+			r := resident{sub: sub}
+			found, err := getJSON(txn, pResident+string(sub), &r.rec)
+			if err != nil {
+				return err
+			}
+			if !found {
+				continue
+			}
+			if _, err := getJSON(txn, pState+string(sub), &r.st); err != nil {
+				return err
+			}
+			if r.facts, err = factsFrom(it, sub); err != nil {
+				return err
+			}
+			rs = append(rs, r)
+		}
+		return nil
+	}()
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range dueKeys {
+		if err := txn.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	attested := 0
+	for i := range rs {
+		r := &rs[i]
+		a, err := n.record(txn, r.sub, &r.rec, &r.st, r.facts, rules, now)
+		if err != nil {
+			return 0, err
+		}
+		if a {
+			attested++
+		}
 	}
 	return attested, nil
 }
