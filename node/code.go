@@ -25,7 +25,9 @@ type Code struct {
 }
 
 // IssueCode signs a health code for a resident: a dynamic code that lives 60
-// seconds, or with offline set, one that lives 24 hours.
+// seconds, or with offline set, one that lives 24 hours. Its colour is the
+// resident's status: this province's decision combined with the other
+// provinces' attestations in force (combine), never milder than either.
 func (n *Node) IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*Code, error) {
 	r, err := n.Resident(ctx, sub)
 	if err != nil {

@@ -3,7 +3,9 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -247,5 +249,78 @@ func TestOwnStatusAndCodesIncludeOtherProvincesAttestations(t *testing.T) {
 	now = now.Add(2 * time.Hour)
 	if st := status(t, sc, sub); st.Colour != hcx.Green || len(st.DecidedBy) != 1 || st.DecidedBy[0] != "510000" {
 		t.Errorf("after Guangdong's attestation expired: %+v, want Sichuan's own green", st)
+	}
+}
+
+// A bulk re-decision is durable: a node that starts with rules its residents
+// were not decided with plans one, and one that stopped half-way goes on
+// from its stored cursor instead of starting over.
+func TestRedecisionResumesFromItsCursorAfterARestart(t *testing.T) {
+	now := time.Date(2026, 3, 20, 1, 0, 0, 0, time.UTC)
+	clock := newTestClock(now)
+	n, rules, good := openNodeWithOwnRules(t, clock.Now)
+	var subs []hcx.Subject
+	for _, doc := range []string{"440106199003070028", "11010519491231002X", "51010719850612004X"} {
+		sub := register(t, n, doc)
+		lab(t, n, sub, true, now.Add(-11*day))
+		for d := 10; d >= 6; d-- {
+			lab(t, n, sub, false, now.Add(-time.Duration(d)*day))
+		}
+		subs = append(subs, sub)
+	}
+	slices.Sort(subs)
+	old := n.PolicyVersion()
+	dir, cfg := n.cfg.Dir, n.cfg
+	n.Close()
+
+	// The rules change while the node is down.
+	if err := os.WriteFile(rules, bytes.Replace(good, []byte("days: 14"), []byte("days: 10"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reopen := func() *Node {
+		t.Helper()
+		cfg.Dir = dir
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n = reopen()
+	neu := n.PolicyVersion()
+	// As if it had stopped after the first two residents.
+	err := n.db.Update(func(txn *badger.Txn) error {
+		var job redecideJob
+		if found, err := getJSON(txn, kRedecide, &job); err != nil || !found {
+			return fmt.Errorf("no re-decision planned at start with new rules (found %v, err %v)", found, err)
+		}
+		job.Cursor, job.Done = subs[1], 2
+		return setJSON(txn, kRedecide, &job)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := n.Redecide(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Done != 3 || p.Total != 3 || p.Attested != 1 || p.Incomplete {
+		t.Errorf("progress = %+v, want 3 of 3 done, 1 attestation", p)
+	}
+	for i, sub := range subs {
+		st := status(t, n, sub)
+		want, wantPolicy := hcx.Red, old // before the cursor: left as they were
+		if i == 2 {
+			want, wantPolicy = hcx.Green, neu
+		}
+		if st.Colour != want || st.Policy != wantPolicy {
+			t.Errorf("resident %d: %s under %s, want %s under %s", i, st.Colour, st.Policy, want, wantPolicy)
+		}
+	}
+	n.Close()
+	n = reopen()
+	defer n.Close()
+	if p, err := n.Redecide(context.Background()); err != nil || p.Done != 0 {
+		t.Errorf("after the job ended, a restart re-decided %d residents (err %v), want none", p.Done, err)
 	}
 }
