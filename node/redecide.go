@@ -213,7 +213,7 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				if ctx.Err() != nil || n.rules.Load() != rules {
+				if ctx.Err() != nil || n.rules.Load().version != rules.version {
 					results <- chunkResult{i: c.i, err: errStale}
 					continue
 				}
@@ -236,8 +236,17 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 	next := 0
 	var firstErr error
 	lastSave, lastLog := time.Now(), time.Now()
+	// save stores the cursor, unless a newer job (a rule change) replaced
+	// this one meanwhile: that one must not be lost.
 	save := func() error {
-		return n.db.Update(func(txn *badger.Txn) error { return setJSON(txn, kRedecide, job) })
+		return n.db.Update(func(txn *badger.Txn) error {
+			var cur redecideJob
+			found, err := getJSON(txn, kRedecide, &cur)
+			if err != nil || !found || cur.Policy != job.Policy || !cur.Started.Equal(job.Started) {
+				return err
+			}
+			return setJSON(txn, kRedecide, job)
+		})
 	}
 	for r := range results {
 		if r.err != nil {
@@ -279,6 +288,9 @@ func (n *Node) runRedecide(ctx context.Context, job *redecideJob, rules *ruleSet
 	cancel() // the producer may wait to send a chunk nobody takes
 	if err := <-prodErr; firstErr == nil {
 		firstErr = err
+	}
+	if firstErr == nil && n.rules.Load().version != rules.version {
+		firstErr = errStale // every chunk was out before the rules changed
 	}
 	if errors.Is(firstErr, errStale) || (firstErr == nil && parent.Err() != nil) {
 		p.Incomplete = true
