@@ -324,3 +324,38 @@ func TestRedecisionResumesFromItsCursorAfterARestart(t *testing.T) {
 		t.Errorf("after the job ended, a restart re-decided %d residents (err %v), want none", p.Done, err)
 	}
 }
+
+// A green that ended a red keeps superseding it after it expires: the issuer
+// then has no attestation in force, and its older red does not come back.
+func TestAnExpiredGreenLeavesTheRedItEndedSuperseded(t *testing.T) {
+	pki := newTestPKI(t, "440000", "510000")
+	now := time.Now().UTC().Truncate(time.Second)
+	clock := newTestClock(now)
+	sc := openTestNode(t, pki, "510000", t.TempDir(), clock.Now)
+	defer sc.Close()
+	sub := register(t, sc, "440106199003070028")
+	batch, err := exchange.SealBatch(pki.provs["440000"], &exchange.Batch{Iss: "440000", Seq: 1, At: now.Unix(), SKV: 1,
+		Atts: []hcx.Attestation{
+			{Subject: sub, Colour: hcx.Red, Reasons: []hcx.Reason{hcx.ReasonLabPositive}, Eff: now.Unix() - 100, Exp: now.Unix() + 7200, PolicyV: "00", N: 1},
+			{Subject: sub, Colour: hcx.Green, Reasons: []hcx.Reason{hcx.ReasonReleased}, Eff: now.Unix() - 10, Exp: now.Unix() + 60, PolicyV: "00", N: 2},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.apply(0, []string{pki.trustList(t, 1), batch}); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{now, now.Add(10 * time.Minute)} { // the green in force, then expired
+		clock.Set(at)
+		if st := status(t, sc, sub); st.Colour != hcx.Green {
+			t.Errorf("at +%s: Sichuan's status is %s, want green", at.Sub(now), st.Colour)
+		}
+		code, err := sc.IssueCode(context.Background(), sub, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := sc.Verify(context.Background(), code.QR); err != nil || v.Colour != hcx.Green {
+			t.Errorf("at +%s: verify = %+v, %v; want green", at.Sub(now), v, err)
+		}
+	}
+}
