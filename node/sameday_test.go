@@ -234,6 +234,11 @@ func TestOwnStatusAndCodesIncludeOtherProvincesAttestations(t *testing.T) {
 	if len(st.DecidedBy) != 1 || st.DecidedBy[0] != "440000" || len(st.Attestations) != 1 || st.Attestations[0].Province != "440000" {
 		t.Errorf("status names %v / %+v, want Guangdong's attestation as the decider", st.DecidedBy, st.Attestations)
 	}
+	// The status an event answers with is the combined one too.
+	ingested, err := sc.Ingest(ctx, sub, Event{Lab: &policy.LabResult{Positive: false, At: now, Kind: "pcr"}})
+	if err != nil || ingested.Colour != hcx.Red {
+		t.Errorf("status after a negative test at Sichuan = %+v, %v; want red from Guangdong", ingested, err)
+	}
 	code, err := sc.IssueCode(ctx, sub, false)
 	if err != nil {
 		t.Fatal(err)
