@@ -25,7 +25,9 @@ type Code struct {
 }
 
 // IssueCode signs a health code for a resident: a dynamic code that lives 60
-// seconds, or with offline set, one that lives 24 hours.
+// seconds, or with offline set, one that lives 24 hours. Its colour is the
+// resident's status: this province's decision combined with the other
+// provinces' attestations in force (combine), never milder than either.
 func (n *Node) IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*Code, error) {
 	r, err := n.Resident(ctx, sub)
 	if err != nil {
@@ -76,17 +78,8 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 		if size, err = getU64(txn, kFollowNext); err != nil {
 			return err
 		}
-		prefix := []byte(pForeign + string(claims.Sub) + "/")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var a exchange.LoggedAttestation
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &a) }); err != nil {
-				return err
-			}
-			atts = append(atts, a)
-		}
-		return nil
+		atts, err = foreignAttestations(txn, claims.Sub)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -112,6 +113,22 @@ func loadFacts(txn *badger.Txn, sub hcx.Subject) (*policy.Facts, error) {
 	h, err := loadHistory(txn, sub)
 	if err != nil {
 		return nil, err
+	}
+	return h.facts(), nil
+}
+
+// factsFrom is loadFacts through an iterator that may serve many residents
+// (one iterator per chunk of a bulk re-decision: creating one costs more
+// than reading a history).
+func factsFrom(it *badger.Iterator, sub hcx.Subject) (*policy.Facts, error) {
+	key := []byte(histKey(sub))
+	it.Seek(key)
+	if !it.Valid() || !bytes.Equal(it.Item().Key(), key) {
+		return (&history{}).facts(), nil
+	}
+	h := &history{}
+	if err := it.Item().Value(h.UnmarshalBinary); err != nil {
+		return nil, fmt.Errorf("history of %s: %w", sub, err)
 	}
 	return h.facts(), nil
 }

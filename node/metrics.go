@@ -26,7 +26,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	}{
 		{"hcx_node_registrations_total", "Residents registered.", m.registrations.Load()},
 		{"hcx_node_events_total", "Events ingested.", m.events.Load()},
-		{"hcx_node_commits_total", "Synced group commits of ingested events (events per commit = events / commits).", m.commits.Load()},
+		{"hcx_node_commits_total", "Synced group commits of the node's writes: events, registrations, re-decisions.", m.commits.Load()},
 		{"hcx_node_codes_issued_total", "Health codes issued.", m.codes.Load()},
 		{"hcx_node_batches_published_total", "Colour batches acknowledged by the hub.", m.batches.Load()},
 		{"hcx_node_attestations_published_total", "Attestations acknowledged by the hub.", m.attestations.Load()},

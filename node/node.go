@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +40,23 @@ type Config struct {
 	BatchMax       int           // attestations per batch, default 1000
 	BatchLinger    time.Duration // how long the publisher gathers a batch, default 50 ms
 	AttestationTTL time.Duration // how long an attestation counts, default 7 days
-	// MaxPendingWrites bounds the ingests in flight; more wait up to a
-	// second, then get ErrBusy. Default 4096.
+	// RenewBefore is how long before its attestation lapses a colour that
+	// still holds is attested again, default half of AttestationTTL.
+	RenewBefore time.Duration
+	// RecheckEvery bounds how long a non-green resident goes without being
+	// decided again, default 24 hours: rules whose conditions lapse with
+	// time (a 28-day look-back) release without any event.
+	RecheckEvery time.Duration
+	// DueTick is how often the scheduler re-decides residents that are due,
+	// default 1 minute.
+	DueTick time.Duration
+	// RedecideChunk is how many residents one transaction of a bulk
+	// re-decision covers, default 256; RedecideWorkers how many run at
+	// once, default GOMAXPROCS.
+	RedecideChunk   int
+	RedecideWorkers int
+	// MaxPendingWrites bounds the writes in flight; more ingests wait up
+	// to a second, then get ErrBusy. Default 4096.
 	MaxPendingWrites int
 	Now              func() time.Time
 	Logger           *slog.Logger
@@ -70,6 +86,21 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxPendingWrites <= 0 {
 		c.MaxPendingWrites = 4096
+	}
+	if c.RenewBefore <= 0 || c.RenewBefore >= c.AttestationTTL {
+		c.RenewBefore = c.AttestationTTL / 2
+	}
+	if c.RecheckEvery <= 0 {
+		c.RecheckEvery = 24 * time.Hour
+	}
+	if c.DueTick <= 0 {
+		c.DueTick = time.Minute
+	}
+	if c.RedecideChunk <= 0 {
+		c.RedecideChunk = 256
+	}
+	if c.RedecideWorkers <= 0 {
+		c.RedecideWorkers = runtime.GOMAXPROCS(0)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -103,6 +134,8 @@ type Node struct {
 	committed  chan struct{}
 	closing    atomic.Bool
 	closeOnce  sync.Once
+
+	redecide chan struct{} // poked when the rules change
 
 	published chan struct{} // poked when the outbox gains entries
 	applied   atomic.Uint64 // log size the foreign cache reflects
@@ -138,7 +171,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, trust: root, fields: fc, published: make(chan struct{}, 1),
 		locks: new(subjectLocks), slots: make(chan struct{}, cfg.MaxPendingWrites),
-		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{})}
+		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{}),
+		redecide: make(chan struct{}, 1)}
 	if err := n.ReloadRules(); err != nil {
 		return nil, err
 	}
@@ -166,6 +200,9 @@ func New(cfg Config) (*Node, error) {
 		n.outboxNext, err = getU64(txn, kOutboxNext)
 		return err
 	})
+	if err == nil {
+		err = n.planRedecide(n.rules.Load().version, false)
+	}
 	if err != nil {
 		n.db.Close()
 		return nil, err
@@ -206,6 +243,10 @@ func (n *Node) ReloadRules() error {
 	if old != nil && old.version != rs.Version() {
 		n.log.Info("rules reloaded", "file", n.cfg.RulesPath, "policy", rs.Version(), "was", old.version)
 		n.pokePublisher() // publish the new policy version
+		// Every resident is decided again under the new rules (redecide.go).
+		if err := n.planRedecide(rs.Version(), true); err != nil {
+			return fmt.Errorf("rules %s are in force, but re-deciding the residents could not be planned: %w", rs.Version(), err)
+		}
 	}
 	return nil
 }
@@ -220,14 +261,17 @@ func LoadRules(path string) (*policy.RuleSet, error) {
 // PolicyVersion is the version of the rules in force.
 func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 
-// Run publishes the outbox to the hub and follows the hub's log until ctx
-// ends. Errors talking to the hub are logged and retried; Run returns when
-// ctx is done.
+// Run publishes the outbox to the hub, follows the hub's log, re-decides
+// residents whose time has come (schedule.go) and re-decides everyone after
+// a rule change (redecide.go), until ctx ends. Errors talking to the hub are
+// logged and retried; Run returns when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.publishLoop(ctx) }()
 	go func() { defer wg.Done(); n.followLoop(ctx) }()
+	go func() { defer wg.Done(); n.dueLoop(ctx) }()
+	go func() { defer wg.Done(); n.redecideLoop(ctx) }()
 	wg.Wait()
 	return nil
 }

@@ -239,25 +239,7 @@ func TestVerifyAppliesTheRecognitionRuleOverTheLog(t *testing.T) {
 }
 
 func TestFailedRuleReloadKeepsTheRulesInForce(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	dir := t.TempDir()
-	rules := dir + "/440000.yaml"
-	good, err := os.ReadFile("../configs/rules/440000.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(rules, good, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{
-		Province: "440000", Dir: dir + "/db", Signer: pki.provs["440000"], RootDER: pki.root.Cert.Raw,
-		SubjectKey: subjectKey, FieldKeys: map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
-		RulesPath: rules, Hub: exchange.NewHubClient([]string{"http://127.0.0.1:1"}, nil),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, rules, good := openNodeWithOwnRules(t, time.Now)
 	defer n.Close()
 	before := n.PolicyVersion()
 	if len(before) != 32 {
@@ -267,7 +249,7 @@ func TestFailedRuleReloadKeepsTheRulesInForce(t *testing.T) {
 	if err := os.WriteFile(rules, broken, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = n.ReloadRules()
+	err := n.ReloadRules()
 	if err == nil || !strings.Contains(err.Error(), "440000.yaml") || !strings.Contains(err.Error(), "positive-lab-result") {
 		t.Fatalf("reload of a broken file: err = %v, want one naming the file and the rule", err)
 	}
@@ -284,4 +266,30 @@ func TestFailedRuleReloadKeepsTheRulesInForce(t *testing.T) {
 	if n.PolicyVersion() == before {
 		t.Error("policy version unchanged after a real change")
 	}
+}
+
+// openNodeWithOwnRules opens a Guangdong node whose rule file is a copy the
+// test may change; it returns the node, the file and its first contents.
+func openNodeWithOwnRules(t testing.TB, now func() time.Time) (n *Node, rules string, good []byte) {
+	t.Helper()
+	pki := newTestPKI(t, "440000")
+	dir := t.TempDir()
+	rules = dir + "/440000.yaml"
+	good, err := os.ReadFile("../configs/rules/440000.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rules, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err = New(Config{
+		Province: "440000", Dir: dir + "/db", Signer: pki.provs["440000"], RootDER: pki.root.Cert.Raw,
+		SubjectKey: subjectKey, FieldKeys: map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
+		RulesPath: rules, Hub: exchange.NewHubClient([]string{"http://127.0.0.1:1"}, nil),
+		Now: now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, rules, good
 }

@@ -68,6 +68,10 @@ func (n *Node) publishLoop(ctx context.Context) {
 	}
 }
 
+// Backlog is how many attestations wait for the hub's acknowledgement,
+// counted up to BatchMax: 0 means everything decided so far is in the log.
+func (n *Node) Backlog() int { return n.outboxLen() }
+
 // outboxLen counts outbox entries, up to BatchMax.
 func (n *Node) outboxLen() int {
 	c := 0

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
 )
 
@@ -33,6 +34,8 @@ type colourState struct {
 	Release    []string     `json:"release,omitempty"` // conditions, "zh / en"
 	N          uint64       `json:"n"`                 // last per-subject attestation sequence
 	Policy     string       `json:"policy"`
+	Exp        int64        `json:"exp,omitempty"` // when the last attestation stops counting
+	Due        int64        `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
 }
 
 // RegisterRequest registers a resident.
@@ -69,7 +72,9 @@ type Resident struct {
 	Status     Status      `json:"status"`
 }
 
-// Status is a resident's colour and why.
+// Status is a resident's colour and why: the node's own decision combined,
+// by the national recognition rule, with other provinces' attestations
+// about the same subject (see combine).
 type Status struct {
 	Colour     hcx.Colour   `json:"colour"`
 	Since      time.Time    `json:"since"`
@@ -78,6 +83,13 @@ type Status struct {
 	Release    []string     `json:"release,omitempty"`
 	Vaccinated bool         `json:"vaccinated"`
 	Policy     string       `json:"policy"`
+	// DecidedBy are the provinces whose decision gives the colour: this
+	// node's own province, another province whose attestation is more
+	// severe, or several that agree.
+	DecidedBy []hcx.ProvinceCode `json:"decided_by"`
+	// Attestations are other provinces' attestations about the resident
+	// that count now, one per province.
+	Attestations []ProvinceAttestation `json:"attestations,omitempty"`
 }
 
 // ReasonText is a reason code with its text in Chinese and English.
@@ -114,10 +126,17 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, er
 	if req.Phone != "" {
 		rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
 	}
+	release, err := n.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// Like Ingest: the resident's lock from the read to the synced commit,
+	// the write through the committer (write.go).
 	mu := n.locks.of(sub)
 	mu.Lock()
 	defer mu.Unlock()
-	err := n.db.Update(func(txn *badger.Txn) error {
+	err = n.db.View(func(txn *badger.Txn) error {
 		var old residentRecord
 		found, err := getJSON(txn, pResident+string(sub), &old)
 		if err != nil {
@@ -127,9 +146,16 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, er
 			return &hcx.Error{Class: hcx.EConflict, Code: "already_registered", Field: "doc_number",
 				Message: "this document is already registered at this node", Detail: map[string]any{"subject": sub}}
 		}
-		return setJSON(txn, pResident+string(sub), &rec)
+		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	w := &write{}
+	if err := w.setJSON(pResident+string(sub), &rec); err != nil {
+		return nil, err
+	}
+	if err := n.write(w); err != nil {
 		return nil, err
 	}
 	n.metrics.registrations.Add(1)
@@ -142,6 +168,7 @@ func aad(sub hcx.Subject, field string) []byte { return []byte(string(sub) + "/"
 func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error) {
 	var rec residentRecord
 	var st colourState
+	var others []exchange.LoggedAttestation
 	err := n.db.View(func(txn *badger.Txn) error {
 		found, err := getJSON(txn, pResident+string(sub), &rec)
 		if err != nil {
@@ -150,7 +177,10 @@ func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error)
 		if !found {
 			return ErrUnknownResident
 		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		if _, err = getJSON(txn, pState+string(sub), &st); err != nil {
+			return err
+		}
+		others, err = foreignAttestations(txn, sub)
 		return err
 	})
 	if err != nil {
@@ -160,7 +190,8 @@ func (n *Node) Resident(ctx context.Context, sub hcx.Subject) (*Resident, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Resident{Subject: sub, MaskedName: hcx.MaskName(name), IDTail: hcx.IDTail(doc), Registered: rec.Registered, Status: n.status(&st, rec.Registered)}, nil
+	status := n.combine(n.status(&st, rec.Registered), others, n.cfg.Now())
+	return &Resident{Subject: sub, MaskedName: hcx.MaskName(name), IDTail: hcx.IDTail(doc), Registered: rec.Registered, Status: status}, nil
 }
 
 func (n *Node) identity(rec *residentRecord) (name, doc string, err error) {
@@ -178,7 +209,9 @@ func (n *Node) identity(rec *residentRecord) (name, doc string, err error) {
 func (n *Node) status(st *colourState, registered time.Time) Status {
 	s := Status{Colour: st.Colour, Since: st.Since, Reasons: reasonTexts(st.Reasons), Rule: st.Rule, Release: st.Release, Vaccinated: st.Vaccinated, Policy: st.Policy}
 	if s.Colour == "" {
-		s.Colour, s.Since, s.Policy = hcx.Green, registered, n.PolicyVersion()
+		// No state: no rule ever held (record writes none then).
+		s.Colour, s.Since, s.Policy, s.Rule = hcx.Green, registered, n.PolicyVersion(), "default"
+		s.Reasons = reasonTexts([]hcx.Reason{hcx.ReasonClear})
 	}
 	return s
 }
@@ -226,12 +259,12 @@ func checkTime(field string, t, now time.Time) error {
 }
 
 // Ingest records an event about a resident, re-evaluates the resident with the
-// province's rules and, if the colour changed, writes an attestation to the
-// outbox in the same synced commit. It returns the new status once the write
-// is on disk. Events about different residents are decided in parallel and
-// share synced commits (write.go). It returns ErrUnknownResident, a
-// validation error naming the field, ErrBusy when too many writes wait for
-// the disk, or ErrClosed.
+// province's rules and, if an attestation is due (evaluate), writes it to the
+// outbox in the same synced commit. It returns the new status, combined with
+// other provinces' attestations, once the write is on disk. Events about
+// different residents are decided in parallel and share synced commits
+// (write.go). It returns ErrUnknownResident, a validation error naming the
+// field, ErrBusy when too many writes wait for the disk, or ErrClosed.
 func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, error) {
 	now := n.cfg.Now().UTC()
 	if err := ev.validate(now); err != nil {
@@ -274,37 +307,67 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		return nil, err
 	}
 	h.add(&ev)
-	changed, err := n.evaluate(sub, &rec, &st, h.facts(), rules, now)
-	if err != nil {
-		return nil, err
-	}
 	w := &write{}
 	hb, err := h.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
 	w.set(histKey(sub), hb)
-	if err := w.setJSON(pState+string(sub), &st); err != nil {
+	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
+	if err != nil {
 		return nil, err
-	}
-	if changed {
-		w.att = n.attestation(sub, &st, now)
 	}
 	if err := n.write(w); err != nil {
 		return nil, err
 	}
 	n.metrics.events.Add(1)
-	if changed {
+	if attested {
 		n.pokePublisher()
 	}
-	out := n.status(&st, rec.Registered)
-	return &out, nil
+	return n.withOthers(sub, n.status(&st, rec.Registered))
+}
+
+// decide decides a resident again (evaluate) and adds to w what the decision
+// changes: the state, the resident's entry in the due index (schedule.go)
+// and, when one is due, the attestation. The caller holds the resident's lock
+// from reading st and facts until w is committed. It reports whether it added
+// an attestation.
+func (n *Node) decide(w *write, sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
+	oldDue := st.Due
+	attest, err := n.evaluate(sub, rec, st, facts, rules, now)
+	if err != nil {
+		return false, err
+	}
+	if st.Colour == "" {
+		return false, nil // still no state: nothing to write (evaluate)
+	}
+	if st.Due != oldDue {
+		if oldDue != 0 {
+			w.del(dueKey(oldDue, sub))
+		}
+		if st.Due != 0 {
+			w.set(string(dueKey(st.Due, sub)), nil)
+		}
+	}
+	if err := w.setJSON(pState+string(sub), st); err != nil {
+		return false, err
+	}
+	if attest {
+		w.attest(n.attestation(sub, st))
+	}
+	return attest, nil
 }
 
 // evaluate decides a resident's colour from facts (their bounded history)
-// and updates st, their state. When the colour changed it advances st.N and
-// reports true; the caller writes st and the attestation (n.attestation) in
-// one commit.
+// and updates st, their state, without writing anything. An attestation is
+// due when the colour or its reasons changed, or when a colour other than
+// green still holds and its last attestation nears its expiry (RenewBefore),
+// so that it never lapses while the rules hold it; then evaluate advances
+// st.N, sets st.Exp and reports true. It sets st.Due, when the scheduler must
+// decide the resident again (dueAt). A resident without state who is still
+// what status shows for one (green by the default rule) keeps an empty state
+// (st.Colour ""): most residents never need one, and a bulk re-decision then
+// writes nothing for them.
 func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
 	facts.Current, facts.CurrentSince = st.Colour, st.Since
 	if facts.Current == "" {
@@ -316,9 +379,17 @@ func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, f
 	}
 	prev := st.Colour
 	if prev == "" {
+		if d.Colour == hcx.Green && d.Rule == "default" && !d.Vaccinated && sameReasons(d.Reasons, []hcx.Reason{hcx.ReasonClear}) {
+			return false, nil
+		}
 		prev = hcx.Green
 	}
 	changed := d.Colour != prev
+	attest := changed
+	if !changed && d.Colour != hcx.Green {
+		renew := time.Unix(st.Exp, 0).Add(-n.cfg.RenewBefore)
+		attest = !sameReasons(st.Reasons, d.Reasons) || !now.Before(renew)
+	}
 	if changed {
 		st.Since = now
 	}
@@ -328,19 +399,35 @@ func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, f
 		zh, en := c.Text()
 		st.Release = append(st.Release, zh+" / "+en)
 	}
-	if changed {
+	if attest {
 		st.N++
+		st.Exp = now.Add(n.cfg.AttestationTTL).Unix()
 	}
-	return changed, nil
+	st.Due = n.dueAt(&d, st, now)
+	return attest, nil
 }
 
-// attestation is the attestation of a resident's new state.
-func (n *Node) attestation(sub hcx.Subject, st *colourState, now time.Time) *hcx.Attestation {
-	att := hcx.Attestation{Subject: sub, Colour: st.Colour, Reasons: st.Reasons, Eff: now.Unix(), Exp: now.Add(n.cfg.AttestationTTL).Unix(), PolicyV: st.Policy, N: st.N}
+// attestation is the attestation of a resident's state, as evaluate left it.
+// A colour that holds keeps its effective time (st.Since): a renewal says the
+// same thing for longer.
+func (n *Node) attestation(sub hcx.Subject, st *colourState) *hcx.Attestation {
+	att := hcx.Attestation{Subject: sub, Colour: st.Colour, Reasons: st.Reasons, Eff: st.Since.Unix(), Exp: st.Exp, PolicyV: st.Policy, N: st.N}
 	if len(att.Reasons) == 0 {
 		att.Reasons = []hcx.Reason{hcx.ReasonClear}
 	}
 	return &att
+}
+
+func sameReasons(a, b []hcx.Reason) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) pokePublisher() {

@@ -36,10 +36,34 @@ const lockStripes = 1024
 type subjectLocks [lockStripes]sync.Mutex
 
 // of is the lock that serialises writes about sub.
-func (l *subjectLocks) of(sub hcx.Subject) *sync.Mutex {
+func (l *subjectLocks) of(sub hcx.Subject) *sync.Mutex { return &l[stripe(sub)] }
+
+func stripe(sub hcx.Subject) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(sub))
-	return &l[h.Sum32()%lockStripes]
+	return h.Sum32() % lockStripes
+}
+
+// ofAll locks the locks of every resident in subs, each stripe once and in
+// stripe order (so that two callers never wait for each other), and returns
+// the function that unlocks them.
+func (l *subjectLocks) ofAll(subs []hcx.Subject) (unlock func()) {
+	var held [lockStripes]bool
+	for _, sub := range subs {
+		held[stripe(sub)] = true
+	}
+	for i := range held {
+		if held[i] {
+			l[i].Lock()
+		}
+	}
+	return func() {
+		for i := range held {
+			if held[i] {
+				l[i].Unlock()
+			}
+		}
+	}
 }
 
 // ErrBusy is returned when more writes wait for the disk than the node
@@ -49,9 +73,23 @@ var ErrBusy = hcx.Errorf(hcx.EUnavailable, "busy", "the node has too many writes
 // busyWait is how long a write waits for a free slot before ErrBusy.
 const busyWait = time.Second
 
-// admit takes one of the node's in-flight write slots; call the returned
-// function to give it back.
+// admit takes one of the node's in-flight write slots for a request; call
+// the returned function to give it back.
 func (n *Node) admit(ctx context.Context) (func(), error) {
+	t := time.NewTimer(busyWait)
+	defer t.Stop()
+	return n.admitWithin(ctx, t.C)
+}
+
+// admitBackground takes a write slot for the node's own work (the scheduler,
+// a bulk re-decision): it waits as long as ctx lasts, never ErrBusy, so that
+// requests and background work share one bound.
+func (n *Node) admitBackground(ctx context.Context) (func(), error) {
+	return n.admitWithin(ctx, nil)
+}
+
+// admitWithin takes a write slot, waiting until busy fires (nil: never).
+func (n *Node) admitWithin(ctx context.Context, busy <-chan time.Time) (func(), error) {
 	if n.closing.Load() {
 		return nil, ErrClosed
 	}
@@ -59,11 +97,9 @@ func (n *Node) admit(ctx context.Context) (func(), error) {
 	select {
 	case n.slots <- struct{}{}:
 	default:
-		t := time.NewTimer(busyWait)
-		defer t.Stop()
 		select {
 		case n.slots <- struct{}{}:
-		case <-t.C:
+		case <-busy:
 			return nil, ErrBusy
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -76,11 +112,15 @@ func (n *Node) admit(ctx context.Context) (func(), error) {
 	return free, nil
 }
 
-// write is one ingest's writes: keys and values, and at most one attestation
-// for the outbox. The committer gives the attestation its sequence number.
+// write is the writes of one caller, committed together: keys to delete,
+// keys and values to set (after the deletes), and attestations for the
+// outbox, to which the committer gives their sequence numbers. An ingest
+// writes one resident; a chunk of the scheduler or of a bulk re-decision
+// writes many.
 type write struct {
+	dels  [][]byte
 	sets  []kv
-	att   *hcx.Attestation
+	atts  []*hcx.Attestation
 	bytes int
 	done  chan error
 }
@@ -94,6 +134,16 @@ func (w *write) setJSON(key string, v any) error {
 	}
 	w.set(key, b)
 	return nil
+}
+
+func (w *write) attest(att *hcx.Attestation) {
+	w.atts = append(w.atts, att)
+	w.bytes += 512
+}
+
+func (w *write) del(key []byte) {
+	w.dels = append(w.dels, key)
+	w.bytes += len(key) + 64
 }
 
 func (w *write) set(key string, v []byte) {
@@ -177,13 +227,18 @@ func (n *Node) commitOnce(group []*write) error {
 	defer txn.Discard()
 	next := n.outboxNext
 	for _, w := range group {
+		for _, k := range w.dels {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
 		for _, e := range w.sets {
 			if err := txn.Set(e.k, e.v); err != nil {
 				return err
 			}
 		}
-		if w.att != nil {
-			if err := setJSON(txn, string(seqKey(pOutbox, next)), w.att); err != nil {
+		for _, att := range w.atts {
+			if err := setJSON(txn, string(seqKey(pOutbox, next)), att); err != nil {
 				return err
 			}
 			next++
