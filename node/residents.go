@@ -126,16 +126,13 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, er
 	if req.Phone != "" {
 		rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
 	}
-	release, err := n.admit(ctx)
+	// Like Ingest: the resident's lock from the read to the synced commit,
+	// the write through the committer (write.go).
+	unlock, err := n.hold(ctx, sub)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	// Like Ingest: the resident's lock from the read to the synced commit,
-	// the write through the committer (write.go).
-	mu := n.locks.of(sub)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	err = n.db.View(func(txn *badger.Txn) error {
 		var old residentRecord
 		found, err := getJSON(txn, pResident+string(sub), &old)
@@ -275,16 +272,13 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	} else {
 		ev.Contact.At = ev.Contact.At.UTC()
 	}
-	release, err := n.admit(ctx)
+	// The resident's lock is held from the read to the synced commit, so
+	// the next event about them reads what this one wrote.
+	unlock, err := n.hold(ctx, sub)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	// The resident's lock is held from the read to the synced commit, so
-	// the next event about them reads what this one wrote.
-	mu := n.locks.of(sub)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	rules := n.rules.Load()
 	var rec residentRecord
 	var st colourState
@@ -435,4 +429,16 @@ func (n *Node) pokePublisher() {
 	case n.published <- struct{}{}:
 	default:
 	}
+}
+
+// hold takes a write slot (admit: back-pressure) and the resident's lock, and
+// returns what releases both, the lock first.
+func (n *Node) hold(ctx context.Context, sub hcx.Subject) (func(), error) {
+	release, err := n.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mu := n.locks.of(sub)
+	mu.Lock()
+	return func() { mu.Unlock(); release() }, nil
 }
