@@ -2,17 +2,19 @@ package consensus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/rand"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/exchange"
 )
 
@@ -77,15 +79,22 @@ var logModel = porcupine.NondeterministicModel{
 	},
 }
 
-// policyEnvelope is a policy publication whose pol field carries key, so
-// every envelope is distinct and carries no batch sequence.
-func (p *pki) policyEnvelope(t testing.TB, key string) string {
-	b, _ := json.Marshal(map[string]any{"typ": exchange.TypPolicy, "iss": "110000", "at": time.Now().Unix(), "pol": key, "rules": ""})
-	s, err := p.provs["110000"].SignJWS(exchange.HdrPolicy, b)
+// keyedEnvelope is a risk-area designation whose start time encodes key, so
+// every envelope is distinct, carries no batch sequence and passes the hub's
+// content checks (a real division of the issuer's province, a known level).
+// It used to be a policy publication with an empty rule file; once the hub
+// checked content, every submit was refused, every operation became an
+// unknown outcome and the history checked nothing.
+func (p *pki) keyedEnvelope(t testing.TB, key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	from := int64(1_600_000_000) + int64(h.Sum32())
+	env, err := exchange.SealRiskAreas(p.provs["110000"], &exchange.RiskAreas{Iss: "110000", At: time.Now().Unix(),
+		Areas: []exchange.RiskArea{{Div: "110101", Level: exchange.RiskMedium, From: from}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return env
 }
 
 func TestSubmissionsAndSyncedReadsAreLinearizableUnderPartitionsAndKills(t *testing.T) {
@@ -167,6 +176,7 @@ func linearizabilityRun(t *testing.T, seed int64) {
 	}()
 
 	var clients sync.WaitGroup
+	var acked atomic.Int64
 	for cl := 0; cl < 3; cl++ {
 		crng := rand.New(rand.NewSource(seed + int64(cl) + 1))
 		clients.Add(1)
@@ -199,7 +209,7 @@ func linearizabilityRun(t *testing.T, seed int64) {
 					continue
 				}
 				key := fmt.Sprintf("c%d-%d", cl, op)
-				env := p.policyEnvelope(t, key)
+				env := p.keyedEnvelope(t, key)
 				keyMu.Lock()
 				keyOf[env] = key
 				keyMu.Unlock()
@@ -208,15 +218,24 @@ func linearizabilityRun(t *testing.T, seed int64) {
 				r, err := h.Submit(sctx, env)
 				cancel()
 				if err != nil {
+					// Only unavailability may end a submit here: a refusal
+					// would make the history vacuous (see keyedEnvelope).
+					if c := hcx.ClassOf(err); c != hcx.EUnavailable && c != hcx.EInternal {
+						t.Errorf("submit %s refused: %v", key, err)
+					}
 					// Unknown outcome: it may take effect at any later time.
 					record(cl, linInput{key: key}, linOutput{unknown: true}, call, 1<<62)
 					continue
 				}
 				record(cl, linInput{key: key}, linOutput{index: r.Index}, call, now())
+				acked.Add(1)
 			}
 		}()
 	}
 	clients.Wait()
+	if acked.Load() == 0 {
+		t.Error("no submission was acknowledged: the history would check nothing")
+	}
 	close(stop)
 	nemesis.Wait()
 	for _, h := range c.Members {
