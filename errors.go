@@ -18,6 +18,7 @@ const (
 	EForbidden     ErrorCode = "forbidden"
 	ETooLarge      ErrorCode = "too_large"
 	EUnprocessable ErrorCode = "unprocessable"
+	ETooMany       ErrorCode = "too_many_requests"
 	EUnavailable   ErrorCode = "unavailable"
 	EInternal      ErrorCode = "internal"
 )

@@ -30,6 +30,8 @@ func statusOf(c hcx.ErrorCode) int {
 		return http.StatusRequestEntityTooLarge
 	case hcx.EUnprocessable:
 		return http.StatusUnprocessableEntity
+	case hcx.ETooMany:
+		return http.StatusTooManyRequests
 	case hcx.EUnavailable:
 		return http.StatusServiceUnavailable
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/consensus"
 	"github.com/hcxfed/hcx/exchange"
 )
@@ -39,32 +40,29 @@ var _ Hub = (*consensus.Hub)(nil)
 // too_large answer that names the limit.
 const entriesBodyLimit = exchange.MaxEnvelopeBytes + 4<<10
 
+// HubOptions configures the hub's API beyond the hub itself.
+type HubOptions struct {
+	// Authn reads callers' credentials; nil serves every caller as
+	// anonymous.
+	Authn auth.Authenticator
+}
+
 // HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler.
-func HubHandlerFunc(log *slog.Logger) func(*consensus.Hub) http.Handler {
-	return func(h *consensus.Hub) http.Handler { return NewHubHandler(h, log) }
+func HubHandlerFunc(log *slog.Logger, opts HubOptions) func(*consensus.Hub) http.Handler {
+	return func(h *consensus.Hub) http.Handler { return NewHubHandler(h, log, opts) }
 }
 
 // NewHubHandler serves the hub's routes (PROTOCOL.md §5) plus /healthz,
-// /readyz and /metrics (Prometheus text format).
-func NewHubHandler(h Hub, log *slog.Logger) http.Handler {
+// /readyz and /metrics (Prometheus text format). Who may call each route is
+// declared in rules.
+func NewHubHandler(h Hub, log *slog.Logger, opts HubOptions) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
 	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics()}
 	r := mux.NewRouter()
-	r.HandleFunc("/v1/entries", hh.instrument("submit", hh.submit)).Methods(http.MethodPost)
-	r.HandleFunc("/v1/entries", hh.instrument("entries", hh.entries)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/checkpoint", hh.instrument("checkpoint", hh.checkpoint)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/proof/inclusion", hh.instrument("inclusion", hh.inclusion)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/proof/consistency", hh.instrument("consistency", hh.consistency)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/subjects/{sub}", hh.instrument("subject", hh.subject)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/trust", hh.instrument("trust", hh.trust)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/cluster", hh.instrument("cluster", hh.cluster)).Methods(http.MethodGet)
-	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.HandleFunc("/readyz", hh.ready)
-	r.HandleFunc("/metrics", hh.metrics)
+	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }}
+	g.mount(r, hh.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, nil, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s", r.Method, r.URL.Path))
 	})
@@ -72,6 +70,31 @@ func NewHubHandler(h Hub, log *slog.Logger) http.Handler {
 		WriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]any{"code": "method_not_allowed", "message": r.Method + " is not allowed on " + r.URL.Path}})
 	})
 	return r
+}
+
+// rules is the hub's route table (see api/authz.go).
+func (hh *hubHandler) rules() []Rule {
+	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
+	return []Rule{
+		{Method: http.MethodPost, Path: "/v1/entries", Priority: PriorityOperator, Allow: anyone, Handler: hh.instrument("submit", hh.submit)},
+		{Method: http.MethodGet, Path: "/v1/entries", Query: []string{"start", "limit", "wait"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("entries", hh.entries)},
+		{Method: http.MethodGet, Path: "/v1/checkpoint", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("checkpoint", hh.checkpoint)},
+		{Method: http.MethodGet, Path: "/v1/proof/inclusion", Query: []string{"index", "size"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("inclusion", hh.inclusion)},
+		{Method: http.MethodGet, Path: "/v1/proof/consistency", Query: []string{"from", "to"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("consistency", hh.consistency)},
+		{Method: http.MethodGet, Path: "/v1/subjects/{sub}", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("subject", hh.subject)},
+		{Method: http.MethodGet, Path: "/v1/trust", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("trust", hh.trust)},
+		{Method: http.MethodGet, Path: "/v1/cluster", Priority: PriorityOps, Allow: anyone, Handler: hh.instrument("cluster", hh.cluster)},
+		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
+			WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{Method: http.MethodGet, Path: "/readyz", Priority: PriorityOps, Allow: anyone, Handler: hh.ready},
+		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: hh.metrics},
+	}
+}
+
+// inScope: the hub has no residents and serves every province alike.
+func (hh *hubHandler) inScope(r *http.Request, p *auth.Principal, s Scope) error {
+	return hcx.Errorf(hcx.EForbidden, "forbidden_scope", "scope %q does not apply at the hub", s)
 }
 
 type hubHandler struct {

@@ -59,7 +59,7 @@ func newHubFixtureWith(t *testing.T, tune func(*consensus.Config)) *hubFixture {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := consensus.Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: root.Cert.Raw, Signer: hubSigner,
-		Logger: log, Handler: api.HubHandlerFunc(log), CheckpointEvery: 50 * time.Millisecond, InsecurePlaintext: true}
+		Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{}), CheckpointEvery: 50 * time.Millisecond, InsecurePlaintext: true}
 	if tune != nil {
 		tune(&cfg)
 	}

@@ -100,7 +100,7 @@ func BenchmarkLabResultsThroughHTTP(b *testing.B) {
 	n := benchNode(b, b.TempDir())
 	defer n.Close()
 	subs := registerResidents(b, n, residents)
-	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}))
 	defer srv.Close()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
 	// The raw rate is measured before and after the run, and averaged: the

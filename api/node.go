@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
 	"github.com/hcxfed/hcx/policy"
 )
@@ -33,24 +34,20 @@ var _ Node = (*node.Node)(nil)
 // Body limits of the node's routes.
 const maxJSONBody = 64 << 10
 
-// NewNodeHandler serves a province node's API.
-func NewNodeHandler(n Node, log *slog.Logger) http.Handler {
-	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province()))}
+// NodeOptions configures a node's API beyond the node itself.
+type NodeOptions struct {
+	// Authn reads callers' credentials; nil serves every caller as
+	// anonymous.
+	Authn auth.Authenticator
+}
+
+// NewNodeHandler serves a province node's API. Who may call each route is
+// declared in nodeRules.
+func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
+	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts}
 	r := mux.NewRouter()
-	r.HandleFunc("/v1/residents", h.strictQuery(h.register)).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}", h.strictQuery(h.resident)).Methods(http.MethodGet)
-	r.HandleFunc("/v1/residents/{sub}/labs", h.strictQuery(h.lab)).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}/contacts", h.strictQuery(h.contact)).Methods(http.MethodPost)
-	r.HandleFunc("/v1/residents/{sub}/code", h.strictQuery(h.code, "offline")).Methods(http.MethodGet)
-	r.HandleFunc("/v1/verify", h.strictQuery(h.verify)).Methods(http.MethodPost)
-	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.HandleFunc("/readyz", h.ready)
-	r.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		n.WriteMetrics(w)
-	})
+	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, h.log, err) }}
+	g.mount(r, h.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s; see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -60,22 +57,55 @@ func NewNodeHandler(n Node, log *slog.Logger) http.Handler {
 	return r
 }
 
-type nodeHandler struct {
-	n   Node
-	log *slog.Logger
+// rules is the node's route table: every route, who may call it, and how
+// far each role reaches. Feature files add their own tables here.
+func (h *nodeHandler) rules() []Rule {
+	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
+	rules := []Rule{
+		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Handler: h.register},
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: anyone, Handler: h.resident},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Handler: h.lab},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Handler: h.contact},
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: anyone, Handler: h.code},
+		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: anyone, Handler: h.verify},
+		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
+			WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{Method: http.MethodGet, Path: "/readyz", Priority: PriorityOps, Allow: anyone, Handler: h.ready},
+		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			h.n.WriteMetrics(w)
+		}},
+	}
+	return rules
 }
 
-// strictQuery refuses a request whose query string has a parameter that is
-// not one of allowed, or one given twice, before next sees it: a misspelt
-// parameter is an answer, never a silent default.
-func (h *nodeHandler) strictQuery(next http.HandlerFunc, allowed ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := queryParams(r, allowed...); err != nil {
-			WriteError(w, h.log, err)
-			return
+// inScope checks a grant's scope for the node (see Scope).
+func (h *nodeHandler) inScope(r *http.Request, p *auth.Principal, s Scope) error {
+	switch s {
+	case ScopeProvince:
+		if p.Province != h.n.Province() {
+			return hcx.Errorf(hcx.EForbidden, "other_province", "a %s of %s may not act at %s's node", p.Role, p.Province, h.n.Province())
 		}
-		next(w, r)
+		return nil
+	case ScopeSelf, ScopeSelfOrDependant:
+		sub, err := h.subject(r)
+		if err != nil {
+			return err
+		}
+		if p.Subject != "" && p.Subject == sub {
+			return nil
+		}
+		// Delegation records come with the guardians' routes.
+		return hcx.Errorf(hcx.EForbidden, "not_yours", "this resident is not you, and you hold no delegation for them")
 	}
+	return hcx.Errorf(hcx.EForbidden, "forbidden_scope", "scope %q is not known to this server", s)
+}
+
+type nodeHandler struct {
+	n    Node
+	log  *slog.Logger
+	opts NodeOptions
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {

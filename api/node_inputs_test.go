@@ -32,7 +32,7 @@ type nodeServer struct {
 func newNodeServer(t *testing.T) *nodeServer {
 	t.Helper()
 	n := newTestNode(t, inputsClock)
-	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil))), api.ServerTimeouts{})}
+	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}), api.ServerTimeouts{})}
 	status, body := s.do(t, http.MethodPost, "/v1/residents", `{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("registering the README's resident: %d %s", status, body)

@@ -57,7 +57,7 @@ func serve(t testing.TB, h http.Handler, to api.ServerTimeouts) string {
 func TestNodeServerCutsOffATricklingBody(t *testing.T) {
 	n := newTestNode(t, time.Now)
 	const readTimeout = time.Second
-	addr := serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil))), api.ServerTimeouts{Read: readTimeout})
+	addr := serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}), api.ServerTimeouts{Read: readTimeout})
 	assertTrickleCutOff(t, addr, "/v1/residents", readTimeout)
 }
 

@@ -23,7 +23,7 @@ type ClusterConfig struct {
 	TLS     []*certs.TLSIdentity
 	Logger  *slog.Logger
 	Now     func() time.Time
-	Handler func(*Hub) http.Handler // api.HubHandlerFunc(logger); required unless NoAPI
+	Handler func(*Hub) http.Handler // api.HubHandlerFunc(logger, opts); required unless NoAPI
 	NoAPI   bool
 	// TLS holds one identity per member, in order, each naming hub-<i>
 	// (certs.IssueTLS); InsecurePlaintext runs the members without TLS

@@ -40,7 +40,7 @@ type Config struct {
 	Now     func() time.Time
 
 	// Handler builds the public API for the member's HTTP server: pass
-	// api.HubHandlerFunc(logger). It is required unless NoAPI is set.
+	// api.HubHandlerFunc(logger, opts). It is required unless NoAPI is set.
 	Handler func(*Hub) http.Handler
 	// NoAPI serves only the members' internal routes (package tests).
 	NoAPI bool
@@ -108,7 +108,7 @@ func (c *Config) defaults() error {
 		return errors.New("hub config: Signer is nil: a hub member signs checkpoints")
 	}
 	if c.Handler == nil && !c.NoAPI {
-		return errors.New("hub config: Handler is nil: pass api.HubHandlerFunc(logger) so the member serves PROTOCOL.md §5")
+		return errors.New("hub config: Handler is nil: pass api.HubHandlerFunc(logger, opts) so the member serves PROTOCOL.md §5")
 	}
 	switch {
 	case c.TLS == nil && !c.InsecurePlaintext:

@@ -103,7 +103,7 @@ func startHub(t testing.TB, f *fed, c, members int, entries ...string) *consensu
 	defer cancel()
 	hub, err := consensus.StartCluster(ctx, consensus.ClusterConfig{
 		N: members, Dir: t.TempDir(), RootDER: f.root.Cert.Raw, Signers: f.hubs[c],
-		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger()), InsecurePlaintext: true,
+		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger(), api.HubOptions{}), InsecurePlaintext: true,
 		Tune: func(cfg *consensus.Config) { cfg.CheckpointEvery = 100 * time.Millisecond },
 	})
 	if err != nil {
@@ -335,7 +335,7 @@ func TestFollowerRefusesAMemberThatRewritesAnEntry(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	srv := httptest.NewServer(api.NewNodeHandler(n, quietLogger()))
+	srv := httptest.NewServer(api.NewNodeHandler(n, quietLogger(), api.NodeOptions{}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/readyz")
 	if err != nil {

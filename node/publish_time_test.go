@@ -49,7 +49,7 @@ func TestABatchTheHubRefusesAsStaleIsSignedAgain(t *testing.T) {
 	gd := issue(certs.IssueRequest{Role: certs.RoleProvince, Province: "440000", Name: "province-440000"})
 	hubSigner := issue(certs.IssueRequest{Role: certs.RoleHub, Name: "hub-1"})
 	hub, err := consensus.New(consensus.Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: root.Cert.Raw,
-		Signer: hubSigner, Logger: log, Handler: api.HubHandlerFunc(log), InsecurePlaintext: true})
+		Signer: hubSigner, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{}), InsecurePlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

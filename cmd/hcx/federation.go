@@ -112,7 +112,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		RootDER:  root.Cert.Raw,
 		Signers:  hubSigners,
 		TLS:      hubTLS,
-		Handler:  api.HubHandlerFunc(cfg.Logger),
+		Handler:  api.HubHandlerFunc(cfg.Logger, api.HubOptions{}),
 		HTTPAddr: cfg.HubHTTP,
 		RaftAddr: cfg.HubRaft,
 		Logger:   cfg.Logger,
@@ -149,7 +149,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger))
+		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{}))
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}

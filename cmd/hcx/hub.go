@@ -63,7 +63,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
-		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log), InsecurePlaintext: *insecure}
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{}), InsecurePlaintext: *insecure}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}
