@@ -39,6 +39,10 @@ type NodeOptions struct {
 	// Authn reads callers' credentials; nil serves every caller as
 	// anonymous.
 	Authn auth.Authenticator
+	// StartSession starts a server-side session for p and sets its cookie
+	// on w: every login route (passkey, OIDC, enrolment code) ends in it.
+	// Nil: logins are refused (503).
+	StartSession func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
