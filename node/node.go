@@ -58,6 +58,13 @@ type Config struct {
 	// MaxPendingWrites bounds the writes in flight; more ingests wait up
 	// to a second, then get ErrBusy. Default 4096.
 	MaxPendingWrites int
+	// SessionTTL is a session's absolute lifetime (default 12 hours),
+	// SessionIdle how long it lives unused (default 30 minutes),
+	// SessionsPerActor how many live sessions one actor may hold (default
+	// 10; a new login drops the oldest). See sessions.go.
+	SessionTTL       time.Duration
+	SessionIdle      time.Duration
+	SessionsPerActor int
 	Now              func() time.Time
 	Logger           *slog.Logger
 }
@@ -102,6 +109,7 @@ func (c *Config) defaults() error {
 	if c.RedecideWorkers <= 0 {
 		c.RedecideWorkers = runtime.GOMAXPROCS(0)
 	}
+	c.sessionDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -262,16 +270,18 @@ func LoadRules(path string) (*policy.RuleSet, error) {
 func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 
 // Run publishes the outbox to the hub, follows the hub's log, re-decides
-// residents whose time has come (schedule.go) and re-decides everyone after
-// a rule change (redecide.go), until ctx ends. Errors talking to the hub are
-// logged and retried; Run returns when ctx is done.
+// residents whose time has come (schedule.go), re-decides everyone after a
+// rule change (redecide.go) and purges expired sessions (sessions.go), until
+// ctx ends. Errors talking to the hub are logged and retried; Run returns
+// when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); n.publishLoop(ctx) }()
 	go func() { defer wg.Done(); n.followLoop(ctx) }()
 	go func() { defer wg.Done(); n.dueLoop(ctx) }()
 	go func() { defer wg.Done(); n.redecideLoop(ctx) }()
+	go func() { defer wg.Done(); n.sessionLoop(ctx) }()
 	wg.Wait()
 	return nil
 }
