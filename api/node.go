@@ -43,6 +43,15 @@ type NodeOptions struct {
 	// on w: every login route (passkey, OIDC, enrolment code) ends in it.
 	// Nil: logins are refused (503).
 	StartSession func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+	// EndSession ends the session p came with and clears its cookie
+	// (POST /v1/auth/logout); ClearSession clears a session cookie that did
+	// not check out, in the 401 that refuses it. Both come from
+	// auth.Sessions (End, Clear); nil: logout answers 503.
+	EndSession   func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+	ClearSession func(w http.ResponseWriter, r *http.Request)
+	// Passkeys is the node's WebAuthn relying party (node_passkeys.go);
+	// zero: the passkey routes answer 503.
+	Passkeys PasskeyConfig
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -50,7 +59,7 @@ type NodeOptions struct {
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts}
 	r := mux.NewRouter()
-	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, h.log, err) }}
+	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError}
 	g.mount(r, h.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s; see docs/api.md", r.Method, r.URL.Path))
@@ -81,6 +90,7 @@ func (h *nodeHandler) rules() []Rule {
 			h.n.WriteMetrics(w)
 		}},
 	}
+	rules = append(rules, h.passkeyRules()...)
 	return rules
 }
 

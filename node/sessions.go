@@ -83,10 +83,10 @@ func sessionExpKey(rec *sessionRecord, id string) []byte {
 	return []byte(fmt.Sprintf("%s%020d/%s", pSessionExp, rec.Expires.Unix(), id))
 }
 
-// update runs fn in a read-write transaction, again if it conflicts with
+// updateAside runs fn in a read-write transaction, again if it conflicts with
 // another one (sessions are written outside the group committer: they touch
 // no resident's state).
-func (n *Node) update(fn func(txn *badger.Txn) error) error {
+func (n *Node) updateAside(fn func(txn *badger.Txn) error) error {
 	var err error
 	for range 5 {
 		if err = n.db.Update(fn); !errors.Is(err, badger.ErrConflict) {
@@ -104,6 +104,11 @@ func (n *Node) NewSession(ctx context.Context, p *auth.Principal) (string, time.
 	if p == nil || p.IsAnonymous() || p.Actor == "" {
 		return "", time.Time{}, hcx.Errorf(hcx.EInvalid, "no_actor", "a session needs a principal with a role and an actor")
 	}
+	if p.Subject != "" {
+		if err := p.Subject.Validate(); err != nil {
+			return "", time.Time{}, err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return "", time.Time{}, err
 	}
@@ -116,7 +121,7 @@ func (n *Node) NewSession(ctx context.Context, p *auth.Principal) (string, time.
 	rec := sessionRecord{Principal: *p, Created: now, LastSeen: now, Expires: now.Add(n.cfg.SessionTTL)}
 	rec.Principal.Method = auth.MethodSession
 	rec.Principal.Session = ""
-	err := n.update(func(txn *badger.Txn) error {
+	err := n.updateAside(func(txn *badger.Txn) error {
 		if err := n.capSessions(txn, rec.Principal.Actor, now); err != nil {
 			return err
 		}
@@ -228,13 +233,13 @@ func (n *Node) Session(ctx context.Context, secret string) (*auth.Principal, err
 		return nil, auth.InvalidSession()
 	}
 	if rec.lapsed(now, n.cfg.SessionIdle) {
-		if err := n.update(func(txn *badger.Txn) error { return deleteSession(txn, id, rec, true, nil) }); err != nil {
+		if err := n.updateAside(func(txn *badger.Txn) error { return deleteSession(txn, id, rec, true, nil) }); err != nil {
 			n.log.Warn("delete expired session", "err", err)
 		}
 		return nil, auth.InvalidSession()
 	}
 	if now.Sub(rec.LastSeen) >= sessionTouchEvery {
-		err := n.update(func(txn *badger.Txn) error {
+		err := n.updateAside(func(txn *badger.Txn) error {
 			cur, ok, err := getSession(txn, id)
 			if err != nil || !ok {
 				return err // ended meanwhile: nothing to slide
@@ -262,7 +267,7 @@ func (n *Node) EndSession(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return n.update(func(txn *badger.Txn) error {
+	return n.updateAside(func(txn *badger.Txn) error {
 		rec, ok, err := getSession(txn, id)
 		if err != nil {
 			return err
@@ -279,7 +284,7 @@ func (n *Node) EndSessions(ctx context.Context, actor, except string) (int, erro
 		return 0, err
 	}
 	ended := 0
-	err := n.update(func(txn *badger.Txn) error {
+	err := n.updateAside(func(txn *badger.Txn) error {
 		ids, keys := actorSessions(txn, actor)
 		var err error
 		ended, err = deleteSessions(txn, ids, keys, except)
@@ -304,7 +309,7 @@ func (n *Node) PurgeSessions() (int, error) {
 
 func (n *Node) purgeSessions(now time.Time, limit int) (int, error) {
 	purged := 0
-	err := n.update(func(txn *badger.Txn) error {
+	err := n.updateAside(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pSessionExp)})
 		var ids []string
 		var keys [][]byte

@@ -43,7 +43,7 @@ func TestSessionLivesAcrossRestartAndEndsOnLogout(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	n := openTestNode(t, pki, "440000", dir, clock.Now)
-	const sub = "AAAAAAAAAAAAAAAAAAAAAAAAAA"
+	const sub = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	secret, exp, err := n.NewSession(ctx, resident(sub))
 	if err != nil {
 		t.Fatal(err)
@@ -96,12 +96,12 @@ func TestSessionIdleExpirySlidesAndAbsoluteExpiryHolds(t *testing.T) {
 	ctx := context.Background()
 
 	// Idle: unused for 30 minutes, the session is gone.
-	idle, _, err := n.NewSession(ctx, resident("BBBBBBBBBBBBBBBBBBBBBBBBBB"))
+	idle, _, err := n.NewSession(ctx, resident("bbbbbbbbbbbbbbbbbbbbbbbbbb"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Used every 20 minutes, a session lives until its absolute expiry.
-	busy, _, err := n.NewSession(ctx, resident("CCCCCCCCCCCCCCCCCCCCCCCCCC"))
+	busy, _, err := n.NewSession(ctx, resident("cccccccccccccccccccccccccc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestSessionIdleExpirySlidesAndAbsoluteExpiryHolds(t *testing.T) {
 func TestSessionWritesItsLastUseAtMostOnceAMinute(t *testing.T) {
 	n, clock := openSessionNode(t)
 	ctx := context.Background()
-	secret, _, err := n.NewSession(ctx, resident("DDDDDDDDDDDDDDDDDDDDDDDDDD"))
+	secret, _, err := n.NewSession(ctx, resident("dddddddddddddddddddddddddd"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestSessionWritesItsLastUseAtMostOnceAMinute(t *testing.T) {
 func TestSessionsPerActorAreCappedOldestFirst(t *testing.T) {
 	n, clock := openSessionNode(t)
 	ctx := context.Background()
-	p := resident("EEEEEEEEEEEEEEEEEEEEEEEEEE")
+	p := resident("eeeeeeeeeeeeeeeeeeeeeeeeee")
 	var secrets []string
 	for range DefaultSessionsPerActor + 2 {
 		clock.Add(time.Second)
@@ -172,7 +172,7 @@ func TestSessionsPerActorAreCappedOldestFirst(t *testing.T) {
 		}
 	}
 	// Another actor's sessions are not touched by the cap or by ending.
-	other, _, err := n.NewSession(ctx, resident("FFFFFFFFFFFFFFFFFFFFFFFFFF"))
+	other, _, err := n.NewSession(ctx, resident("ffffffffffffffffffffffffff"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,13 +205,13 @@ func TestSessionsPerActorAreCappedOldestFirst(t *testing.T) {
 func TestPurgeSessionsDeletesExpiredOnly(t *testing.T) {
 	n, clock := openSessionNode(t)
 	ctx := context.Background()
-	for _, sub := range []string{"GGGGGGGGGGGGGGGGGGGGGGGGGG", "HHHHHHHHHHHHHHHHHHHHHHHHHH"} {
+	for _, sub := range []string{"gggggggggggggggggggggggggg", "hhhhhhhhhhhhhhhhhhhhhhhhhh"} {
 		if _, _, err := n.NewSession(ctx, resident(sub)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	clock.Add(DefaultSessionTTL + time.Second)
-	fresh, _, err := n.NewSession(ctx, resident("JJJJJJJJJJJJJJJJJJJJJJJJJJ")) // sweeps the two lapsed ones
+	fresh, _, err := n.NewSession(ctx, resident("jjjjjjjjjjjjjjjjjjjjjjjjjj")) // sweeps the two lapsed ones
 	if err != nil {
 		t.Fatal(err)
 	}
