@@ -575,3 +575,23 @@ func TestCrossOriginStateChangesAreRefused(t *testing.T) {
 	e.want(e.do(http.MethodGet, "/v1/auth/passkeys", nil, c, "Sec-Fetch-Site", "cross-site"), 200, "")
 	e.want(e.do(http.MethodPost, "/v1/auth/logout", nil, c), 200, "")
 }
+
+func TestPasskeysForDerivesTheRelyingPartyFromThePublicURL(t *testing.T) {
+	for _, tc := range []struct {
+		url, rpID, origin string
+	}{
+		{"http://localhost:8441", "localhost", "http://localhost:8441"},
+		{"https://hcx.gd.example/", "hcx.gd.example", "https://hcx.gd.example"},
+		{"https://hcx.gd.example:8443/app", "hcx.gd.example", "https://hcx.gd.example:8443"},
+	} {
+		cfg, err := api.PasskeysFor(tc.url)
+		if err != nil || cfg.RPID != tc.rpID || len(cfg.Origins) != 1 || cfg.Origins[0] != tc.origin {
+			t.Errorf("PasskeysFor(%q) = %+v, %v", tc.url, cfg, err)
+		}
+	}
+	for _, bad := range []string{"http://127.0.0.1:8441", "http://hcx.gd.example", "ftp://localhost", "localhost:8441", ""} {
+		if _, err := api.PasskeysFor(bad); err == nil {
+			t.Errorf("PasskeysFor(%q) accepted", bad)
+		}
+	}
+}
