@@ -38,6 +38,7 @@ type PasskeyStore interface {
 	AddPasskey(ctx context.Context, sub hcx.Subject, pk node.Passkey) error
 	UsePasskey(ctx context.Context, sub hcx.Subject, id []byte, counter uint32, credential json.RawMessage) error
 	RemovePasskey(ctx context.Context, sub hcx.Subject, id []byte) (int, error)
+	EndSession(ctx context.Context, id string) error
 	EndSessions(ctx context.Context, actor, except string) (int, error)
 }
 
@@ -442,6 +443,13 @@ func (pr *passkeyRoutes) loginFinish(w http.ResponseWriter, r *http.Request) err
 	p := &auth.Principal{Role: auth.RoleResident, Actor: "resident:" + string(sub), Subject: sub, Method: auth.MethodSession}
 	if err := pr.h.opts.StartSession(w, r, p); err != nil {
 		return err
+	}
+	// A login replaces the session the browser came with, if any: it is
+	// never left alive under a cookie the browser no longer holds.
+	if prev := auth.FromContext(r.Context()); prev.Session != "" {
+		if err := pr.store.EndSession(r.Context(), prev.Session); err != nil {
+			pr.h.log.Warn("end the session a login replaced", "err", err)
+		}
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"role": p.Role, "subject": sub})
 	return nil

@@ -50,7 +50,7 @@ type passkeyEnv struct {
 	clock  *movingClock
 	url    string
 	origin string
-	client *http.Client
+	http   *http.Client
 }
 
 func newPasskeyEnv(t *testing.T, tls bool) *passkeyEnv {
@@ -67,7 +67,7 @@ func newPasskeyEnv(t *testing.T, tls bool) *passkeyEnv {
 		srv.Start()
 	}
 	t.Cleanup(srv.Close)
-	e.url, e.client = srv.URL, srv.Client()
+	e.url, e.http = srv.URL, srv.Client()
 	e.origin = strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
 	h = api.WithCSRF(api.NewNodeHandler(e.n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{
 		Authn:        auth.Chain{e.sess},
@@ -150,7 +150,7 @@ func (e *passkeyEnv) do(method, path string, body any, c *http.Cookie, hdr ...st
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := e.client.Do(req)
+	resp, err := e.http.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -189,16 +189,19 @@ func finish(ceremony string, cred []byte) map[string]any {
 	return map[string]any{"ceremony": ceremony, "credential": json.RawMessage(cred)}
 }
 
+// client drives the node's passkey routes with a, as e2e tests will.
+func (e *passkeyEnv) client(a *passkeytest.Authenticator) *passkeytest.Client {
+	return &passkeytest.Client{HTTP: e.http, URL: e.url, Auth: a}
+}
+
 // register registers a new passkey of a on the resident's session and
 // returns its credential.
 func (e *passkeyEnv) register(a *passkeytest.Authenticator, c *http.Cookie, name string) *passkeytest.Credential {
 	e.t.Helper()
-	b := e.begin("/v1/auth/passkeys/register/begin", map[string]string{"name": name}, c)
-	resp, cred, err := a.Create(b.options())
+	cred, err := e.client(a).Register(c, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.want(e.do(http.MethodPost, "/v1/auth/passkeys/register/finish", finish(b.Ceremony, resp), c), http.StatusCreated, "")
 	return cred
 }
 
@@ -215,9 +218,11 @@ func (e *passkeyEnv) login(a *passkeytest.Authenticator, cred *passkeytest.Crede
 
 func (e *passkeyEnv) loginCookie(a *passkeytest.Authenticator, cred *passkeytest.Credential) *http.Cookie {
 	e.t.Helper()
-	ans := e.login(a, cred)
-	e.want(ans, http.StatusOK, "")
-	return sessionCookie(e.t, ans.resp)
+	c, err := e.client(a).Login(cred)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
 }
 
 type passkeyList struct {
@@ -331,6 +336,22 @@ func TestPasskeyLoginStartsAResidentSessionWithStrictCookie(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPasskeyLoginReplacesTheSessionTheBrowserCameWith(t *testing.T) {
+	e := newPasskeyEnv(t, false)
+	old := e.residentCookie(subA)
+	a := passkeytest.New(e.origin)
+	cred := e.register(a, old, "phone")
+	b := e.begin("/v1/auth/passkeys/login/begin", nil, old)
+	resp, err := a.Get(b.options(), cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := e.do(http.MethodPost, "/v1/auth/passkeys/login/finish", finish(b.Ceremony, resp), old)
+	e.want(ans, http.StatusOK, "")
+	e.list(sessionCookie(t, ans.resp))
+	e.want(e.do(http.MethodGet, "/v1/auth/passkeys", nil, old), http.StatusUnauthorized, auth.CodeSessionInvalid)
 }
 
 func TestLogoutEndsTheSessionAndClearsTheCookie(t *testing.T) {
