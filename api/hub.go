@@ -45,6 +45,9 @@ type HubOptions struct {
 	// Authn reads callers' credentials; nil serves every caller as
 	// anonymous.
 	Authn auth.Authenticator
+	// Limits are the per-identity rate limits and load shedding; nil
+	// limits nothing.
+	Limits *Limits
 }
 
 // HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler.
@@ -61,7 +64,7 @@ func NewHubHandler(h Hub, log *slog.Logger, opts HubOptions) http.Handler {
 	}
 	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics()}
 	r := mux.NewRouter()
-	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }}
+	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }, limits: opts.Limits}
 	g.mount(r, hh.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, nil, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s", r.Method, r.URL.Path))

@@ -27,6 +27,8 @@ type Node interface {
 	Applied() uint64
 	PolicyVersion() string
 	WriteMetrics(w io.Writer)
+	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
+	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -43,6 +45,9 @@ type NodeOptions struct {
 	// on w: every login route (passkey, OIDC, enrolment code) ends in it.
 	// Nil: logins are refused (503).
 	StartSession func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+	// Limits are the per-identity rate limits and load shedding
+	// (NewLimits(DefaultLimitsConfig())); nil limits nothing.
+	Limits *Limits
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -50,7 +55,8 @@ type NodeOptions struct {
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts}
 	r := mux.NewRouter()
-	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, h.log, err) }}
+	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, h.log, err) },
+		limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s; see docs/api.md", r.Method, r.URL.Path))
@@ -79,8 +85,10 @@ func (h *nodeHandler) rules() []Rule {
 		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			h.n.WriteMetrics(w)
+			h.opts.Limits.WriteMetrics(w)
 		}},
 	}
+	rules = append(rules, h.auditRules()...)
 	return rules
 }
 
