@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -174,6 +175,9 @@ func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 				g.onError(w, r, err)
 				return
 			}
+			if p == nil { // a lone Authenticator (not a Chain) found nothing
+				p = auth.Anonymous
+			}
 		}
 		if err := g.limits.allow(r, p); err != nil {
 			g.onError(w, r, err)
@@ -188,7 +192,8 @@ func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 			return
 		}
 		if rule.Audited && p.Role == auth.RoleOperator && req.Reason == "" {
-			g.onError(w, r, hcx.Invalidf(auth.HeaderReason, "%s %s is recorded in the audit trail: say why in the %s header", rule.Method, rule.Path, auth.HeaderReason))
+			g.onError(w, r, &hcx.Error{Class: hcx.EInvalid, Code: "reason_required", Field: auth.HeaderReason,
+				Message: fmt.Sprintf("%s %s is recorded in the audit trail: say why in the %s header", rule.Method, rule.Path, auth.HeaderReason)})
 			return
 		}
 		if _, err := queryParams(r, rule.Query...); err != nil {

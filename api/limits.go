@@ -288,7 +288,7 @@ type lruItem struct {
 
 func newLRU(size int) *lru {
 	c := &lru{seed: maphash.MakeSeed()}
-	per := max(1, (size+lruShards-1)/lruShards)
+	per := max(1, size/lruShards) // never more than size in all
 	for i := range c.shards {
 		c.shards[i].cap = per
 		c.shards[i].items = make(map[string]*list.Element)

@@ -62,19 +62,19 @@ func ReadRequest(r *http.Request) (Request, error) {
 	}
 	vs := r.Header.Values(HeaderReason)
 	if len(vs) > 1 {
-		return req, hcx.Invalidf(HeaderReason, "send one %s header, not %d", HeaderReason, len(vs))
+		return req, badReason("send one %s header, not %d", HeaderReason, len(vs))
 	}
 	if len(vs) == 1 {
 		why := vs[0]
 		if !utf8.ValidString(why) {
-			return req, hcx.Invalidf(HeaderReason, "the reason is not UTF-8")
+			return req, badReason("the reason is not UTF-8")
 		}
 		if n := utf8.RuneCountInString(why); n > MaxReason {
-			return req, hcx.Invalidf(HeaderReason, "the reason has %d characters; at most %d", n, MaxReason)
+			return req, badReason("the reason has %d characters; at most %d", n, MaxReason)
 		}
 		for _, c := range why {
 			if c < 0x20 || c == 0x7f {
-				return req, hcx.Invalidf(HeaderReason, "the reason carries a control character")
+				return req, badReason("the reason carries a control character")
 			}
 		}
 		req.Reason = why
@@ -93,4 +93,11 @@ func saneID(id string) bool {
 		}
 	}
 	return true
+}
+
+// badReason is the error about a request's reason header.
+func badReason(format string, args ...any) *hcx.Error {
+	e := hcx.Invalidf(HeaderReason, format, args...)
+	e.Code = "invalid_reason"
+	return e
 }
