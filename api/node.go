@@ -72,10 +72,10 @@ func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 func (h *nodeHandler) rules() []Rule {
 	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
 	rules := []Rule{
-		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Handler: h.register},
+		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Audited: true, Handler: h.register},
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: anyone, Handler: h.resident},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Handler: h.lab},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Handler: h.contact},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.lab},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.contact},
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: anyone, Handler: h.code},
 		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: anyone, Handler: h.verify},
 		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {

@@ -52,6 +52,10 @@ func TestAuditTrailRouteServesTheChainedTrailToTheAuditorAndTheProvince(t *testi
 	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: api.AsPrincipal, Limits: api.NewLimits(api.DefaultLimitsConfig())}))
 	defer srv.Close()
 
+	// Registration is audited: an operator must say why.
+	if code, b := do(t, srv, "POST", "/v1/residents", gdOperator, `{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}`); code != 400 || !strings.Contains(string(b), "reason_required") {
+		t.Fatalf("register without a reason: %d %s", code, b)
+	}
 	code, b := do(t, srv, "POST", "/v1/residents", gdOperator, `{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}`,
 		auth.HeaderReason, "walk-in enrolment, desk 3", auth.HeaderRequestID, "r-1")
 	if code != http.StatusCreated {

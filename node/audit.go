@@ -74,12 +74,28 @@ type AuditHead struct {
 	Hash string `json:"hash"`
 }
 
+// SignedAuditHead is a head as the node vouches for it: Head's payload
+// signed by the province signer (a JWS of type AuditHeadType). An auditor
+// who keeps it holds the node to that history: a node that later rewrites
+// an entry before Seq contradicts its own signature.
+type SignedAuditHead struct {
+	Province hcx.ProvinceCode `json:"province"`
+	Seq      uint64           `json:"seq"`
+	Hash     string           `json:"hash"`
+	At       int64            `json:"at"` // unix seconds when it was read
+}
+
+// AuditHeadType is the JWS type of a signed audit head.
+const AuditHeadType = "hcx-audit-head+jws"
+
 // AuditPage is a page of the trail, oldest first.
 type AuditPage struct {
 	Entries []AuditRecord `json:"entries"`
 	// Head is the trail's end when the page was read: the auditor pages
 	// until the last entry's hash is Head.Hash.
 	Head AuditHead `json:"head"`
+	// SignedHead is Head as a SignedAuditHead JWS by the province signer.
+	SignedHead string `json:"signed_head"`
 	// More reports whether entries follow the page; ask again with after
 	// = the last entry's seq.
 	More bool `json:"more"`
@@ -275,6 +291,13 @@ func (n *Node) AuditTrail(ctx context.Context, after uint64, limit int) (*AuditP
 	})
 	if err != nil {
 		return nil, err
+	}
+	payload, err := json.Marshal(SignedAuditHead{Province: n.cfg.Province, Seq: page.Head.Seq, Hash: page.Head.Hash, At: n.cfg.Now().Unix()})
+	if err == nil {
+		page.SignedHead, err = n.cfg.Signer.SignJWS(AuditHeadType, payload)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign the audit head: %w", err)
 	}
 	return page, nil
 }

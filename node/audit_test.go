@@ -253,8 +253,24 @@ func TestTrailPagesAndTheirChainCheckOut(t *testing.T) {
 	if pages != 8 {
 		t.Errorf("%d pages of 7 for 50 entries, want 8", pages)
 	}
+	// The node vouches for the head with its province signature.
+	page, err := n.AuditTrail(context.Background(), 50, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := certs.VerifyJWSWithKey(page.SignedHead, pki.provs["440000"].Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sh SignedAuditHead
+	if err := hcx.UnmarshalStrict(b, &sh); err != nil {
+		t.Fatal(err)
+	}
+	if sh.Province != "440000" || sh.Seq != 50 || sh.Hash != prev {
+		t.Errorf("signed head %+v, want 440000 at 50 with %s", sh, prev)
+	}
 	// An auditor finds a record edited on the way.
-	page, _ := n.AuditTrail(context.Background(), 0, 3)
+	page, _ = n.AuditTrail(context.Background(), 0, 3)
 	page.Entries[1].Why = "nothing to see"
 	if _, err := VerifyAuditRecords(zeroHash, 0, page.Entries); err == nil {
 		t.Error("an edited record checks out")
