@@ -154,7 +154,8 @@ func TestAuditTrailRouteServesTheChainedTrailToTheAuditorAndTheProvince(t *testi
 		}
 	}
 	code, b = do(t, srv, "GET", "/metrics", "", "")
-	if code != 200 || !strings.Contains(string(b), `hcx_api_shed_total{class="bulk"} 0`) || !strings.Contains(string(b), "hcx_api_rate_limited_total") {
+	if code != 200 || !strings.Contains(string(b), `hcx_api_shed_total{class="bulk"} 0`) || !strings.Contains(string(b), "hcx_api_rate_limited_total") ||
+		!strings.Contains(string(b), `hcx_node_audit_seq{province="440000"} 3`) {
 		t.Errorf("metrics lack the limits: %d\n%s", code, b)
 	}
 }

@@ -207,6 +207,7 @@ func New(cfg Config) (*Node, error) {
 			return err
 		}
 		n.auditNext, n.auditHead, err = loadAuditHead(txn)
+		n.metrics.auditSeq.Store(n.auditNext - 1)
 		return err
 	})
 	if err == nil {
@@ -263,11 +264,12 @@ func (n *Node) ReloadRulesAs(ctx context.Context) error {
 	}
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
+	// At New no rules are in force yet and the committer is not running:
+	// the first rules change nothing and are not recorded.
 	if cur := n.rules.Load(); cur != nil {
 		if cur.version == rs.Version() {
 			return nil
 		}
-		// At New there is no trail yet to write to, and nothing changes.
 		entry.Note = "policy " + cur.version + " -> " + rs.Version()
 		release, err := n.admit(ctx)
 		if err != nil {

@@ -281,5 +281,6 @@ func (n *Node) commitOnce(group []*write) error {
 	}
 	n.outboxNext = next
 	n.auditNext, n.auditHead = auditNext, auditHead
+	n.metrics.auditSeq.Store(auditNext - 1)
 	return nil
 }
