@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/hcxfed/hcx"
@@ -62,8 +65,31 @@ type Rule struct {
 	Allow    []Grant
 	// Audited marks a route whose every call is written to the operator
 	// audit trail (writes by operators and feeds, and reads of identity).
+	// A write's entry is written by the node in the same transaction as
+	// the write; for a read (GET) the gate records Action before the
+	// handler runs, and refuses the request if it cannot. An operator
+	// calling an audited route must say why (X-HCX-Reason).
 	Audited bool
+	// Action names an audited read in the trail, such as
+	// "resident.read_identity"; empty: derived from the path.
+	Action  string
 	Handler http.HandlerFunc
+}
+
+// action is the trail's name of an audited read of rule: its Action, or
+// "read." and the path's fixed segments after /v1, dotted.
+func (rule *Rule) action() string {
+	if rule.Action != "" {
+		return rule.Action
+	}
+	a := "read"
+	for _, seg := range strings.Split(strings.TrimPrefix(rule.Path, "/v1"), "/") {
+		if seg == "" || strings.HasPrefix(seg, "{") {
+			continue
+		}
+		a += "." + strings.ReplaceAll(strings.ToLower(seg), "-", "_")
+	}
+	return a
 }
 
 // scopeChecker decides whether principal p may reach the resource a request
@@ -112,33 +138,80 @@ func rolesOf(rule *Rule) string {
 	return s
 }
 
-// gate wraps a rule's handler: authenticate, check the table and the query
-// parameters, then serve with the principal in the request's context.
+// gate wraps a rule's handler: take a place in the route's priority class
+// (limits), authenticate, take a token from the caller's bucket, check the
+// table, the reason and the query parameters, record an audited read, then
+// serve with the principal and the request's id and reason in the context.
 type gate struct {
 	authn   auth.Authenticator
 	inScope scopeChecker
 	onError func(w http.ResponseWriter, r *http.Request, err error)
+	// limits are the abuse limits; nil limits nothing.
+	limits *Limits
+	// auditRead records an audited read before its handler runs; nil on a
+	// server without a trail.
+	auditRead func(ctx context.Context, r *http.Request, action string) error
 }
 
 func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Shedding comes first: under overload, not even authentication
+		// (a signature check) is spent on a request that will be refused.
+		release, err := g.limits.admit(rule.Priority)
+		if err != nil {
+			g.onError(w, r, err)
+			return
+		}
+		defer release()
+		req, reqErr := auth.ReadRequest(r)
+		w.Header().Set(auth.HeaderRequestID, req.ID)
 		p := auth.Anonymous
 		if g.authn != nil {
-			var err error
 			if p, err = g.authn.Authenticate(r); err != nil {
+				// Bad credentials cost the address a token.
+				if lerr := g.limits.allow(r, auth.Anonymous); lerr != nil {
+					err = lerr
+				}
 				g.onError(w, r, err)
 				return
 			}
+			if p == nil { // a lone Authenticator (not a Chain) found nothing
+				p = auth.Anonymous
+			}
+		}
+		if err := g.limits.allow(r, p); err != nil {
+			g.onError(w, r, err)
+			return
 		}
 		if err := authorize(rule, r, p, g.inScope); err != nil {
 			g.onError(w, r, err)
+			return
+		}
+		if reqErr != nil {
+			g.onError(w, r, reqErr)
+			return
+		}
+		if rule.Audited && p.Role == auth.RoleOperator && req.Reason == "" {
+			g.onError(w, r, &hcx.Error{Class: hcx.EInvalid, Code: "reason_required", Field: auth.HeaderReason,
+				Message: fmt.Sprintf("%s %s is recorded in the audit trail: say why in the %s header", rule.Method, rule.Path, auth.HeaderReason)})
 			return
 		}
 		if _, err := queryParams(r, rule.Query...); err != nil {
 			g.onError(w, r, err)
 			return
 		}
-		rule.Handler(w, r.WithContext(auth.NewContext(r.Context(), p)))
+		ctx := auth.WithRequest(auth.NewContext(r.Context(), p), req)
+		if rule.Audited && (rule.Method == http.MethodGet || rule.Method == http.MethodHead) {
+			if g.auditRead == nil {
+				g.onError(w, r, hcx.Errorf(hcx.EUnavailable, "no_audit_trail", "%s %s is audited but this server keeps no audit trail", rule.Method, rule.Path))
+				return
+			}
+			if err := g.auditRead(ctx, r, rule.action()); err != nil {
+				g.onError(w, r, err)
+				return
+			}
+		}
+		rule.Handler(w, r.WithContext(ctx))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/hcxfed/hcx"
 )
@@ -38,6 +39,10 @@ func statusOf(c hcx.ErrorCode) int {
 	return http.StatusInternalServerError
 }
 
+// RetryAfterDetail is the hcx.Error Detail key that WriteError turns into a
+// Retry-After header (seconds, an int).
+const RetryAfterDetail = "retry_after"
+
 // WriteJSON writes v as JSON with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -49,7 +54,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteError writes err as {"error":{"code","message",...}} with the status of
 // its class. Errors that are not *hcx.Error are logged once here and shown as
-// "internal error", so no internal detail leaks.
+// "internal error", so no internal detail leaks. An error whose Detail has
+// "retry_after" (whole seconds, an int) also sets the Retry-After header:
+// rate limits, load shedding and the node's back-pressure all answer so.
 func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	var e *hcx.Error
 	if !errors.As(err, &e) {
@@ -64,6 +71,9 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	}
 	for k, v := range e.Detail {
 		body[k] = v
+	}
+	if s, ok := e.Detail[RetryAfterDetail].(int); ok && s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
 	}
 	WriteJSON(w, statusOf(e.Class), map[string]any{"error": body})
 }

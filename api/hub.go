@@ -45,6 +45,9 @@ type HubOptions struct {
 	// Authn reads callers' credentials; nil serves every caller as
 	// anonymous.
 	Authn auth.Authenticator
+	// Limits are the per-identity rate limits and load shedding; nil
+	// limits nothing.
+	Limits *Limits
 }
 
 // HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler.
@@ -59,9 +62,9 @@ func NewHubHandler(h Hub, log *slog.Logger, opts HubOptions) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics()}
+	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics(), limits: opts.Limits}
 	r := mux.NewRouter()
-	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }}
+	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }, limits: opts.Limits}
 	g.mount(r, hh.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, nil, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s", r.Method, r.URL.Path))
@@ -98,9 +101,10 @@ func (hh *hubHandler) inScope(r *http.Request, p *auth.Principal, s Scope) error
 }
 
 type hubHandler struct {
-	hub Hub
-	log *slog.Logger
-	m   *hubMetrics
+	hub    Hub
+	log    *slog.Logger
+	m      *hubMetrics
+	limits *Limits
 }
 
 func (hh *hubHandler) submit(w http.ResponseWriter, r *http.Request) {
@@ -330,5 +334,6 @@ func (hh *hubHandler) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(&sb, "hcx_hub_submit_seconds_bucket{le=\"+Inf\"} %d\nhcx_hub_submit_seconds_sum %g\nhcx_hub_submit_seconds_count %d\n", hh.m.n, hh.m.sum, hh.m.n)
 	hh.m.mu.Unlock()
+	hh.limits.WriteMetrics(&sb)
 	w.Write([]byte(sb.String()))
 }

@@ -17,10 +17,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
 )
+
+// testCtx carries the principal that tests calling the node directly act
+// as: Guangdong's lab feed.
+var testCtx = auth.NewContext(context.Background(), &auth.Principal{Role: auth.RoleFeed, Actor: "cert:test-feed", Province: "440000", Method: auth.MethodRequestToken})
 
 // benchNode opens a real province node for Guangdong on a temp dir, with
 // certificates made here.
@@ -62,7 +67,7 @@ func registerResidents(tb testing.TB, n *node.Node, count int) []hcx.Subject {
 	tb.Helper()
 	subs := make([]hcx.Subject, count)
 	for i := range subs {
-		r, err := n.Register(context.Background(), node.RegisterRequest{DocType: hcx.DocCNID, DocNumber: benchIDNumber(i), Name: "张三"})
+		r, err := n.Register(testCtx, node.RegisterRequest{DocType: hcx.DocCNID, DocNumber: benchIDNumber(i), Name: "张三"})
 		if err != nil {
 			tb.Fatal(err)
 		}

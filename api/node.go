@@ -27,6 +27,8 @@ type Node interface {
 	Applied() uint64
 	PolicyVersion() string
 	WriteMetrics(w io.Writer)
+	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
+	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -52,6 +54,9 @@ type NodeOptions struct {
 	// Passkeys is the node's WebAuthn relying party (node_passkeys.go);
 	// zero: the passkey routes answer 503.
 	Passkeys PasskeyConfig
+	// Limits are the per-identity rate limits and load shedding
+	// (NewLimits(DefaultLimitsConfig())); nil limits nothing.
+	Limits *Limits
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -59,7 +64,7 @@ type NodeOptions struct {
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts}
 	r := mux.NewRouter()
-	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError}
+	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError, limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, hcx.Errorf(hcx.ENotFound, "no_route", "no route %s %s; see docs/api.md", r.Method, r.URL.Path))
@@ -75,10 +80,10 @@ func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 func (h *nodeHandler) rules() []Rule {
 	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
 	rules := []Rule{
-		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Handler: h.register},
+		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Audited: true, Handler: h.register},
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: anyone, Handler: h.resident},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Handler: h.lab},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Handler: h.contact},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.lab},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.contact},
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: anyone, Handler: h.code},
 		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: anyone, Handler: h.verify},
 		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
@@ -88,9 +93,11 @@ func (h *nodeHandler) rules() []Rule {
 		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			h.n.WriteMetrics(w)
+			h.opts.Limits.WriteMetrics(w)
 		}},
 	}
 	rules = append(rules, h.passkeyRules()...)
+	rules = append(rules, h.auditRules()...)
 	return rules
 }
 

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +21,7 @@ func BenchmarkIngestByHistoryLength(b *testing.B) {
 	n := openTestNode(b, pki, "440000", b.TempDir(), func() time.Time { return now })
 	defer n.Close()
 	long := registerN(b, n, 1)[0]
-	ctx := context.Background()
+	ctx := testCtx
 	ingestLongHistory(b, n, long, now)
 	// Each round ingests one result for a newly registered resident (no
 	// earlier events) and one for the long-standing one, on the same store
@@ -81,7 +80,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
-				if _, err := n.Ingest(context.Background(), subs[i%2000], Event{Lab: &policy.LabResult{Positive: true}}); err != nil {
+				if _, err := n.Ingest(testCtx, subs[i%2000], Event{Lab: &policy.LabResult{Positive: true}}); err != nil {
 					b.Error(err)
 					return
 				}

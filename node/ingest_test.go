@@ -1,14 +1,11 @@
 package node
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +29,7 @@ func registerN(t testing.TB, n *Node, count int) []hcx.Subject {
 	t.Helper()
 	subs := make([]hcx.Subject, count)
 	for i := range subs {
-		r, err := n.Register(context.Background(), RegisterRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(i), Name: "张三"})
+		r, err := n.Register(testCtx, RegisterRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(i), Name: "张三"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +44,7 @@ func ingestLongHistory(t testing.TB, n *Node, sub hcx.Subject, now time.Time) {
 	t.Helper()
 	for i := range 1500 {
 		at := now.Add(-time.Duration(1500-i) * time.Minute)
-		if _, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Positive: i%100 == 0, Kind: "pcr", At: at}}); err != nil {
+		if _, err := n.Ingest(testCtx, sub, Event{Lab: &policy.LabResult{Positive: i%100 == 0, Kind: "pcr", At: at}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,7 +123,7 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 			defer wg.Done()
 			for js := range jobs {
 				for _, j := range js {
-					if _, err := n.Ingest(context.Background(), j.sub, j.ev); err != nil {
+					if _, err := n.Ingest(testCtx, j.sub, j.ev); err != nil {
 						errs <- err
 						return
 					}
@@ -192,7 +189,7 @@ func TestConcurrentIngestForManyResidentsLosesNothing(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 3 {
-					if _, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Kind: "antigen", At: now}}); err != nil {
+					if _, err := n.Ingest(testCtx, sub, Event{Lab: &policy.LabResult{Kind: "antigen", At: now}}); err != nil {
 						errs <- err
 						return
 					}
@@ -309,31 +306,17 @@ func TestAcknowledgedEventsSurviveACrash(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAcknowledgedEventsSurviveACrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "HCX_CRASH_CHILD_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	acked := map[hcx.Subject][]time.Time{}
 	count := 0
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && count < 300 {
+	if !killChildAfter(t, "TestAcknowledgedEventsSurviveACrash", "HCX_CRASH_CHILD_DIR", dir, func(line string) bool {
 		var sub string
 		var at int64
-		if _, err := fmt.Sscanf(sc.Text(), "ack %s %d", &sub, &at); err != nil {
-			continue
+		if _, err := fmt.Sscanf(line, "ack %s %d", &sub, &at); err == nil {
+			acked[hcx.Subject(sub)] = append(acked[hcx.Subject(sub)], time.Unix(0, at).UTC())
+			count++
 		}
-		acked[hcx.Subject(sub)] = append(acked[hcx.Subject(sub)], time.Unix(0, at).UTC())
-		count++
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if count < 300 {
+		return count >= 300
+	}) {
 		t.Fatalf("the child acknowledged only %d results before it ended", count)
 	}
 
@@ -369,7 +352,7 @@ func crashChild(t *testing.T, dir string) {
 			for i := 0; ; i++ {
 				sub := subs[(w*8+i)%len(subs)]
 				at := now.Add(-time.Duration(w*1000000+i) * time.Millisecond)
-				if _, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Kind: "pcr", At: at}}); err != nil {
+				if _, err := n.Ingest(testCtx, sub, Event{Lab: &policy.LabResult{Kind: "pcr", At: at}}); err != nil {
 					fmt.Fprintln(os.Stderr, "ingest:", err)
 					return
 				}
@@ -442,7 +425,7 @@ func TestEventsOfEarlierVersionsAreFolded(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The positive result 80 hours ago still holds resident 2 red.
-	st, err := n.Ingest(context.Background(), subs[2], Event{Lab: &policy.LabResult{Kind: "pcr", At: now}})
+	st, err := n.Ingest(testCtx, subs[2], Event{Lab: &policy.LabResult{Kind: "pcr", At: now}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +501,7 @@ func ingestHeldAtTheLock(n *Node, sub hcx.Subject) (*sync.Mutex, <-chan error) {
 	mu.Lock()
 	res := make(chan error, 1)
 	go func() {
-		_, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Kind: "pcr"}})
+		_, err := n.Ingest(testCtx, sub, Event{Lab: &policy.LabResult{Kind: "pcr"}})
 		res <- err
 	}()
 	for len(n.slots) == 0 {
@@ -545,7 +528,7 @@ func TestIngestPushesBackWhenTheDiskFallsBehind(t *testing.T) {
 	// The first ingest takes the only slot and waits for its resident.
 	mu, first := ingestHeldAtTheLock(n, subs[0])
 	before := n.StoreVersion()
-	_, err = n.Ingest(context.Background(), subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}})
+	_, err = n.Ingest(testCtx, subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}})
 	if err != ErrBusy || hcx.ClassOf(err) != hcx.EUnavailable {
 		t.Errorf("ingest with no free slot: err = %v, want busy (unavailable)", err)
 	}
@@ -556,7 +539,7 @@ func TestIngestPushesBackWhenTheDiskFallsBehind(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Ingest(context.Background(), subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != nil {
+	if _, err := n.Ingest(testCtx, subs[1], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != nil {
 		t.Errorf("ingest once the slot is free: %v", err)
 	}
 }
@@ -571,7 +554,7 @@ func TestOutboxSequenceContinuesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now().UTC().Truncate(time.Second)
 	clock := func() time.Time { return now }
-	ctx := context.Background()
+	ctx := testCtx
 	n := openTestNode(t, pki, "440000", dir, clock)
 	subs := registerN(t, n, 3)
 	positive := func(n *Node, sub hcx.Subject) {
@@ -672,7 +655,7 @@ func TestCloseFinishesWritesInFlightAndRefusesNewOnes(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Ingest(context.Background(), subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != ErrClosed {
+	if _, err := n.Ingest(testCtx, subs[0], Event{Lab: &policy.LabResult{Kind: "pcr"}}); err != ErrClosed {
 		t.Errorf("ingest after Close: err = %v, want ErrClosed", err)
 	}
 	n = openTestNode(t, pki, "440000", dir, time.Now)

@@ -23,7 +23,7 @@ func ingestAll(t *testing.T, n *Node, subs []hcx.Subject, workers int, evs func(
 			defer wg.Done()
 			for sub := range next {
 				for _, ev := range evs(sub) {
-					if _, err := n.Ingest(context.Background(), sub, ev); err != nil {
+					if _, err := n.Ingest(testCtx, sub, ev); err != nil {
 						t.Error(err)
 						return
 					}

@@ -14,6 +14,7 @@ type metrics struct {
 	followApplied, followRejected        atomic.Uint64
 	forks                                atomic.Uint64
 	verified, verifyRejected             atomic.Uint64
+	auditSeq                             atomic.Uint64 // seq of the last audit trail entry
 }
 
 // WriteMetrics writes the node's metrics in Prometheus text format.
@@ -44,5 +45,6 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		fork = 1
 	}
 	fmt.Fprintf(w, "# HELP hcx_node_log_fork 1 while the node is not following because the hub log forked.\n# TYPE hcx_node_log_fork gauge\nhcx_node_log_fork{province=%q} %d\n", p, fork)
+	fmt.Fprintf(w, "# HELP hcx_node_audit_seq Seq of the last entry of the operator audit trail.\n# TYPE hcx_node_audit_seq gauge\nhcx_node_audit_seq{province=%q} %d\n", p, m.auditSeq.Load())
 	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
 }

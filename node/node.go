@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
@@ -127,7 +128,8 @@ type Node struct {
 	trust  *certs.TrustStore
 	fields *certs.FieldCipher
 
-	rules atomic.Pointer[ruleSet]
+	rules    atomic.Pointer[ruleSet]
+	reloadMu sync.Mutex // one reload at a time, so each trail entry names the change it made
 
 	// locks serialise writes about one resident (write.go); slots bound the
 	// ingests in flight.
@@ -138,10 +140,14 @@ type Node struct {
 	// committed is closed when it has stopped.
 	writes     chan *write
 	outboxNext uint64
-	quit       chan struct{}
-	committed  chan struct{}
-	closing    atomic.Bool
-	closeOnce  sync.Once
+	// auditNext and auditHead are the trail's next seq and last hash
+	// (audit.go), kept by the committer like outboxNext.
+	auditNext uint64
+	auditHead [32]byte
+	quit      chan struct{}
+	committed chan struct{}
+	closing   atomic.Bool
+	closeOnce sync.Once
 
 	redecide chan struct{} // poked when the rules change
 
@@ -205,7 +211,11 @@ func New(cfg Config) (*Node, error) {
 		// the tree existed starts over from leaf 0 (see loadLogTree).
 		n.applied.Store(n.tree.rng.End())
 		// Every outbox entry is written with the counter, in one commit.
-		n.outboxNext, err = getU64(txn, kOutboxNext)
+		if n.outboxNext, err = getU64(txn, kOutboxNext); err != nil {
+			return err
+		}
+		n.auditNext, n.auditHead, err = loadAuditHead(txn)
+		n.metrics.auditSeq.Store(n.auditNext - 1)
 		return err
 	})
 	if err == nil {
@@ -233,10 +243,23 @@ func parseRoot(der []byte) (*certs.TrustStore, error) {
 // Province is the node's province.
 func (n *Node) Province() hcx.ProvinceCode { return n.cfg.Province }
 
-// ReloadRules reads the rule file again. If it fails, the rules in force stay
-// and the error says why (file, rule and position for a rule that does not
-// compile).
+// ReloadRules reads the rule file again, as the node's own act (a SIGHUP, the
+// development federation): ReloadRulesAs with the system principal "reload".
 func (n *Node) ReloadRules() error {
+	return n.ReloadRulesAs(auth.NewContext(context.Background(), auth.System("reload")))
+}
+
+// ReloadRulesAs reads the rule file again on behalf of the principal in ctx.
+// If it fails, the rules in force stay and the error says why (file, rule and
+// position for a rule that does not compile). A change of version is recorded
+// in the audit trail (ActionRulesReload, with both versions) before the new
+// rules take effect; if it cannot be recorded the old rules stay. It returns
+// ErrNoActor when ctx carries no principal.
+func (n *Node) ReloadRulesAs(ctx context.Context) error {
+	entry, err := callerEntry(ctx, ActionRulesReload, "")
+	if err != nil {
+		return err
+	}
 	rs, err := LoadRules(n.cfg.RulesPath)
 	if err == nil && rs.Province() != n.cfg.Province {
 		err = fmt.Errorf("%s is for province %s, this node is %s", n.cfg.RulesPath, rs.Province(), n.cfg.Province)
@@ -246,6 +269,27 @@ func (n *Node) ReloadRules() error {
 			n.log.Error("rules not reloaded; the previous rules stay in force", "file", n.cfg.RulesPath, "policy", old.version, "err", err)
 		}
 		return fmt.Errorf("load rules: %w", err)
+	}
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	// At New no rules are in force yet and the committer is not running:
+	// the first rules change nothing and are not recorded.
+	if cur := n.rules.Load(); cur != nil {
+		if cur.version == rs.Version() {
+			return nil
+		}
+		entry.Note = "policy " + cur.version + " -> " + rs.Version()
+		release, err := n.admit(ctx)
+		if err != nil {
+			return err
+		}
+		w := &write{}
+		w.record(entry)
+		err = n.write(w)
+		release()
+		if err != nil {
+			return fmt.Errorf("rules %s not put in force: the audit trail could not record the change: %w", rs.Version(), err)
+		}
 	}
 	old := n.rules.Swap(&ruleSet{rs: rs, version: rs.Version()})
 	if old != nil && old.version != rs.Version() {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -77,7 +76,7 @@ func TestRegisterRejectsBadDocumentsNamingTheField(t *testing.T) {
 	pki := newTestPKI(t, "440000")
 	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
 	defer n.Close()
-	ctx := context.Background()
+	ctx := testCtx
 	for _, tc := range []struct {
 		name string
 		req  RegisterRequest
@@ -112,7 +111,7 @@ func TestIdentityIsEncryptedAtRest(t *testing.T) {
 	pki := newTestPKI(t, "440000")
 	dir := t.TempDir()
 	n := openTestNode(t, pki, "440000", dir, time.Now)
-	if _, err := n.Register(context.Background(), RegisterRequest{DocType: hcx.DocCNID, DocNumber: "440106199003070028", Name: "张三丰", Phone: "13800138000"}); err != nil {
+	if _, err := n.Register(testCtx, RegisterRequest{DocType: hcx.DocCNID, DocNumber: "440106199003070028", Name: "张三丰", Phone: "13800138000"}); err != nil {
 		t.Fatal(err)
 	}
 	err := n.db.View(func(txn *badger.Txn) error {
@@ -137,7 +136,7 @@ func TestIdentityIsEncryptedAtRest(t *testing.T) {
 func TestPositiveLabWritesOneAttestationAndSurvivesRestart(t *testing.T) {
 	pki := newTestPKI(t, "440000")
 	dir := t.TempDir()
-	ctx := context.Background()
+	ctx := testCtx
 	now := time.Now().UTC().Truncate(time.Second)
 	clock := func() time.Time { return now }
 	n := openTestNode(t, pki, "440000", dir, clock)
@@ -192,7 +191,7 @@ func TestPositiveLabWritesOneAttestationAndSurvivesRestart(t *testing.T) {
 
 func TestVerifyAppliesTheRecognitionRuleOverTheLog(t *testing.T) {
 	pki := newTestPKI(t, "440000", "510000")
-	ctx := context.Background()
+	ctx := testCtx
 	now := time.Now()
 	gd := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
 	defer gd.Close()

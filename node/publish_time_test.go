@@ -11,6 +11,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/consensus"
 	"github.com/hcxfed/hcx/exchange"
@@ -54,7 +55,7 @@ func TestABatchTheHubRefusesAsStaleIsSignedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(auth.NewContext(context.Background(), &auth.Principal{Role: auth.RoleFeed, Actor: "cert:test-feed", Province: "440000", Method: auth.MethodRequestToken}), 30*time.Second)
 	defer cancel()
 	if err := hub.WaitLeader(ctx); err != nil {
 		t.Fatal(err)

@@ -113,13 +113,19 @@ var ErrUnknownResident = hcx.Errorf(hcx.ENotFound, "unknown_resident", "no resid
 
 // Register registers a resident and returns it; the subject is the
 // federation pseudonym of the document. Registering the same document again is
-// a conflict that names the subject.
+// a conflict that names the subject. The principal in ctx is recorded in the
+// audit trail with the registration (ErrNoActor without one).
 func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, error) {
+	entry, err := callerEntry(ctx, ActionResidentRegister, "")
+	if err != nil {
+		return nil, err
+	}
 	if err := req.Validate(n.cfg.Now().In(n.rules.Load().rs.Location())); err != nil {
 		return nil, err
 	}
 	now := n.cfg.Now().UTC()
 	sub := n.cfg.SubjectKey.Subject(req.DocType, req.DocNumber)
+	entry.Subject = sub
 	rec := residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
 	rec.Doc = n.fields.Seal([]byte(req.DocNumber), aad(sub, "doc"))
 	rec.Name = n.fields.Seal([]byte(req.Name), aad(sub, "name"))
@@ -149,6 +155,7 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, er
 		return nil, err
 	}
 	w := &write{}
+	w.record(entry)
 	if err := w.setJSON(pResident+string(sub), &rec); err != nil {
 		return nil, err
 	}
@@ -220,6 +227,14 @@ type Event struct {
 	Contact *policy.ContactFlag `json:"contact,omitempty"`
 }
 
+// action names the event in the audit trail.
+func (e *Event) action() string {
+	if e.Contact != nil && e.Lab == nil {
+		return ActionContactPost
+	}
+	return ActionLabPost
+}
+
 func (e *Event) validate(now time.Time) error {
 	switch {
 	case e.Lab != nil && e.Contact == nil:
@@ -260,9 +275,14 @@ func checkTime(field string, t, now time.Time) error {
 // outbox in the same synced commit. It returns the new status, combined with
 // other provinces' attestations, once the write is on disk. Events about
 // different residents are decided in parallel and share synced commits
-// (write.go). It returns ErrUnknownResident, a validation error naming the
-// field, ErrBusy when too many writes wait for the disk, or ErrClosed.
+// (write.go). The principal in ctx is recorded in the audit trail with the
+// event. It returns ErrNoActor, ErrUnknownResident, a validation error naming
+// the field, ErrBusy when too many writes wait for the disk, or ErrClosed.
 func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, error) {
+	entry, err := callerEntry(ctx, ev.action(), sub)
+	if err != nil {
+		return nil, err
+	}
 	now := n.cfg.Now().UTC()
 	if err := ev.validate(now); err != nil {
 		return nil, err
@@ -302,6 +322,7 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	}
 	h.add(&ev)
 	w := &write{}
+	w.record(entry)
 	hb, err := h.MarshalBinary()
 	if err != nil {
 		return nil, err

@@ -84,7 +84,7 @@ func outbox(t *testing.T, n *Node) []hcx.Attestation {
 
 func register(t *testing.T, n *Node, doc string) hcx.Subject {
 	t.Helper()
-	r, err := n.Register(context.Background(), RegisterRequest{DocType: hcx.DocCNID, DocNumber: doc, Name: "张三"})
+	r, err := n.Register(testCtx, RegisterRequest{DocType: hcx.DocCNID, DocNumber: doc, Name: "张三"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func register(t *testing.T, n *Node, doc string) hcx.Subject {
 
 func lab(t *testing.T, n *Node, sub hcx.Subject, positive bool, at time.Time) {
 	t.Helper()
-	if _, err := n.Ingest(context.Background(), sub, Event{Lab: &policy.LabResult{Positive: positive, At: at, Kind: "pcr"}}); err != nil {
+	if _, err := n.Ingest(testCtx, sub, Event{Lab: &policy.LabResult{Positive: positive, At: at, Kind: "pcr"}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,7 +214,7 @@ func TestRuleChangeRedecidesEveryResident(t *testing.T) {
 // Sichuan's codes say red; the status says which province decided it.
 func TestOwnStatusAndCodesIncludeOtherProvincesAttestations(t *testing.T) {
 	pki := newTestPKI(t, "440000", "510000")
-	ctx := context.Background()
+	ctx := testCtx
 	now := time.Now().UTC().Truncate(time.Second)
 	sc := openTestNode(t, pki, "510000", t.TempDir(), func() time.Time { return now })
 	defer sc.Close()

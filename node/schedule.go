@@ -149,7 +149,9 @@ func (n *Node) redecideChunk(ctx context.Context, subs []hcx.Subject, dueKeys []
 	defer release()
 	unlock := n.locks.ofAll(subs)
 	defer unlock()
-	w := &write{}
+	// The node's own work: re-deciding by the rules in force is not an act
+	// of a caller (the rule change that started it is in the trail).
+	w := &write{system: "redecide"}
 	for _, k := range dueKeys {
 		w.del(k)
 	}

@@ -68,7 +68,9 @@ func (l *subjectLocks) ofAll(subs []hcx.Subject) (unlock func()) {
 
 // ErrBusy is returned when more writes wait for the disk than the node
 // allows: back-pressure, so that a burst cannot queue without bound.
-var ErrBusy = hcx.Errorf(hcx.EUnavailable, "busy", "the node has too many writes waiting for its disk; retry in a second")
+// Its "retry_after" detail makes the API answer with Retry-After.
+var ErrBusy = &hcx.Error{Class: hcx.EUnavailable, Code: "busy", Message: "the node has too many writes waiting for its disk; retry in a second",
+	Detail: map[string]any{"retry_after": 1}}
 
 // busyWait is how long a write waits for a free slot before ErrBusy.
 const busyWait = time.Second
@@ -117,12 +119,19 @@ func (n *Node) admitWithin(ctx context.Context, busy <-chan time.Time) (func(), 
 // outbox, to which the committer gives their sequence numbers. An ingest
 // writes one resident; a chunk of the scheduler or of a bulk re-decision
 // writes many.
+//
+// Every write is either a caller's, with the audit entry of the act (entry,
+// see audit.go), or the node's own background work, named by system (the
+// scheduler's and a rule change's re-decisions); the committer refuses any
+// other.
 type write struct {
-	dels  [][]byte
-	sets  []kv
-	atts  []*hcx.Attestation
-	bytes int
-	done  chan error
+	dels   [][]byte
+	sets   []kv
+	atts   []*hcx.Attestation
+	entry  *AuditEntry
+	system string
+	bytes  int
+	done   chan error
 }
 
 type kv struct{ k, v []byte }
@@ -208,8 +217,20 @@ func (n *Node) commitLoop() {
 	}
 }
 
-// commitGroup commits group in one transaction and answers each write.
+// commitGroup commits group in one transaction and answers each write. A
+// write with neither an audit entry nor a system name is refused alone.
 func (n *Node) commitGroup(group []*write) {
+	ok := group[:0:0]
+	for _, w := range group {
+		if w.entry == nil && w.system == "" {
+			w.done <- errNoAuditEntry
+			continue
+		}
+		ok = append(ok, w)
+	}
+	if group = ok; len(group) == 0 {
+		return
+	}
 	err := n.commitOnce(group)
 	if errors.Is(err, badger.ErrTxnTooBig) && len(group) > 1 {
 		n.commitGroup(group[:len(group)/2])
@@ -249,11 +270,17 @@ func (n *Node) commitOnce(group []*write) error {
 			return err
 		}
 	}
+	auditNext, auditHead, err := n.appendAudit(txn, group, n.cfg.Now().UTC())
+	if err != nil {
+		return err
+	}
 	// The transaction only writes, so it cannot conflict; with SyncWrites
 	// Commit returns once the group is on disk.
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("commit %d writes: %w", len(group), err)
 	}
 	n.outboxNext = next
+	n.auditNext, n.auditHead = auditNext, auditHead
+	n.metrics.auditSeq.Store(auditNext - 1)
 	return nil
 }
