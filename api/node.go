@@ -43,6 +43,18 @@ type NodeOptions struct {
 	// on w: every login route (passkey, OIDC, enrolment code) ends in it.
 	// Nil: logins are refused (503).
 	StartSession func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+	// OIDC runs the browser login at /v1/auth/oidc/login (node_oidc.go).
+	// Nil: OIDC login is off (503). Its bearer tokens are read by Authn,
+	// where it is one member of the chain.
+	OIDC *auth.OIDC
+	// BaseURL is this node's external URL (scheme://host:port), for the
+	// OIDC callback registered at the providers. Empty: taken from the
+	// request's Host.
+	BaseURL string
+	// BindIdentity binds a verified real-name identity from an OIDC login
+	// to a resident's subject (the identity package implements it). Nil:
+	// residents' OIDC logins are refused (503).
+	BindIdentity func(ctx context.Context, id auth.VerifiedIdentity) (hcx.Subject, error)
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -81,6 +93,7 @@ func (h *nodeHandler) rules() []Rule {
 			h.n.WriteMetrics(w)
 		}},
 	}
+	rules = append(rules, h.oidcRules()...)
 	return rules
 }
 
