@@ -236,3 +236,85 @@ func TestOIDCClaimsAreChecked(t *testing.T) {
 		})
 	}
 }
+
+// exchangeFixture is a node client registered at a real provider, with a
+// redirect URI nobody serves: the test reads the code from the redirect.
+func exchangeFixture(t *testing.T) (*devidp.Server, *OIDC, string) {
+	t.Helper()
+	idp := startIdP(t)
+	const redirect = "http://127.0.0.1:1/v1/auth/oidc/callback"
+	if err := idp.RegisterClient(devidp.Client{ID: devidp.NodeClientID("440000"), Secret: "s3cret", RedirectURIs: []string{redirect}}); err != nil {
+		t.Fatal(err)
+	}
+	o := &OIDC{Issuers: []IssuerConfig{{URL: idp.Issuer(), ClientID: devidp.NodeClientID("440000"), ClientSecret: "s3cret"}}}
+	return idp, o, redirect
+}
+
+func password(t *testing.T, idp *devidp.Server, name string) string {
+	for _, u := range idp.Users() {
+		if u.Name == name {
+			return u.Password
+		}
+	}
+	t.Fatalf("no dev user %s", name)
+	return ""
+}
+
+// codeFor runs a login up to the code.
+func codeFor(t *testing.T, idp *devidp.Server, o *OIDC, redirect, user, nonce, verifier string) string {
+	t.Helper()
+	ctx := context.Background()
+	authURL, err := o.AuthCodeURL(ctx, idp.Issuer(), redirect, "state-1", nonce, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := devidp.LogIn(ctx, nil, idp.Issuer(), authURL, user, password(t, idp, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.Query().Get("state") != "state-1" || loc.Query().Get("code") == "" {
+		t.Fatalf("redirect %s", loc)
+	}
+	return loc.Query().Get("code")
+}
+
+func TestOIDCExchangeChecksNonceAndPKCE(t *testing.T) {
+	idp, o, redirect := exchangeFixture(t)
+	ctx := context.Background()
+	verifier := "a-pkce-verifier-of-enough-length-0123456789abcdef"
+
+	code := codeFor(t, idp, o, redirect, "wang-fang", "nonce-1", verifier)
+	l, err := o.Exchange(ctx, idp.Issuer(), redirect, code, verifier, "nonce-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Principal.Role != RoleResident || l.Principal.Method != MethodSession || l.Identity == nil || l.Identity.DocNumber != "110105198501010020" {
+		t.Fatalf("login %+v / %+v", l.Principal, l.Identity)
+	}
+	// A code works once.
+	if _, err := o.Exchange(ctx, idp.Issuer(), redirect, code, verifier, "nonce-1"); err == nil {
+		t.Fatal("a code was exchanged twice")
+	} else if _, c := errCode(err); c != "oidc_code_refused" {
+		t.Errorf("second exchange: %v", err)
+	}
+
+	code = codeFor(t, idp, o, redirect, "op-440000", "nonce-2", verifier)
+	if _, err := o.Exchange(ctx, idp.Issuer(), redirect, code, verifier+"x", "nonce-2"); err == nil {
+		t.Fatal("a code was exchanged with another PKCE verifier")
+	} else if _, c := errCode(err); c != "oidc_code_refused" {
+		t.Errorf("wrong verifier: %v", err)
+	}
+
+	code = codeFor(t, idp, o, redirect, "op-440000", "nonce-3", verifier)
+	if _, err := o.Exchange(ctx, idp.Issuer(), redirect, code, verifier, "nonce-of-another-login"); err == nil {
+		t.Fatal("an ID token with another login's nonce was accepted")
+	} else if _, c := errCode(err); c != "token_nonce" {
+		t.Errorf("wrong nonce: %v", err)
+	}
+
+	if _, err := o.AuthCodeURL(ctx, "https://evil.example", redirect, "s", "n", verifier); err == nil {
+		t.Error("a login at an unknown issuer was started")
+	} else if class, c := errCode(err); class != hcx.EInvalid || c != "invalid_issuer" {
+		t.Errorf("unknown issuer: %v", err)
+	}
+}

@@ -23,9 +23,6 @@ func FetchToken(ctx context.Context, hc *http.Client, issuer, user, password str
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	noFollow := *hc
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
 	var meta struct {
 		AuthorizationEndpoint string `json:"authorization_endpoint"`
 		TokenEndpoint         string `json:"token_endpoint"`
@@ -41,22 +38,9 @@ func FetchToken(ctx context.Context, hc *http.Client, issuer, user, password str
 	}
 	verifier := oauth2.GenerateVerifier()
 	state, nonce := randomString(16), randomString(16)
-	loc, err := redirectOf(ctx, &noFollow, http.MethodGet, cfg.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", nonce), oauth2.S256ChallengeOption(verifier)), nil)
+	loc, err := LogIn(ctx, hc, issuer, cfg.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", nonce), oauth2.S256ChallengeOption(verifier)), user, password)
 	if err != nil {
-		return "", fmt.Errorf("authorize: %w", err)
-	}
-	id := loc.Query().Get("authRequestID")
-	if id == "" {
-		return "", fmt.Errorf("authorize: the provider sent us to %s, not to its login page", loc.Redacted())
-	}
-	form := url.Values{"id": {id}, "username": {user}, "password": {password}}
-	loc, err = redirectOf(ctx, &noFollow, http.MethodPost, issuer+"/login", form)
-	if err != nil {
-		return "", fmt.Errorf("log in as %s: %w", user, err)
-	}
-	loc, err = redirectOf(ctx, &noFollow, http.MethodGet, loc.String(), nil)
-	if err != nil {
-		return "", fmt.Errorf("authorize callback: %w", err)
+		return "", err
 	}
 	if !strings.HasPrefix(loc.String(), CLIRedirectURI+"?") {
 		return "", fmt.Errorf("authorize callback: sent to %s, not to %s", loc.Redacted(), CLIRedirectURI)
@@ -76,6 +60,37 @@ func FetchToken(ctx context.Context, hc *http.Client, issuer, user, password str
 		return "", fmt.Errorf("the provider answered without an ID token")
 	}
 	return raw, nil
+}
+
+// LogIn follows an authorization request (authURL, made by the relying
+// party) through the provider at issuer as a browser would, logging in as
+// user with password, and returns where the provider finally sends the
+// browser: the client's redirect URI with the code and state (or an error)
+// in its query.
+func LogIn(ctx context.Context, hc *http.Client, issuer, authURL, user, password string) (*url.URL, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	loc, err := redirectOf(ctx, &noFollow, http.MethodGet, authURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("authorize: %w", err)
+	}
+	id := loc.Query().Get("authRequestID")
+	if id == "" {
+		return nil, fmt.Errorf("authorize: the provider sent us to %s, not to its login page", loc.Redacted())
+	}
+	form := url.Values{"id": {id}, "username": {user}, "password": {password}}
+	loc, err = redirectOf(ctx, &noFollow, http.MethodPost, issuer+"/login", form)
+	if err != nil {
+		return nil, fmt.Errorf("log in as %s: %w", user, err)
+	}
+	loc, err = redirectOf(ctx, &noFollow, http.MethodGet, loc.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("authorize callback: %w", err)
+	}
+	return loc, nil
 }
 
 // redirectOf makes a request that must answer with a redirect and returns
