@@ -120,13 +120,13 @@ Press Ctrl-C to stop.`
 // each role.
 func printDevIdP(w io.Writer, f *federation) {
 	fmt.Fprintf(w, "\nIdentity provider (OpenID Connect, development only): %s\n", f.IdP.Issuer())
-	fmt.Fprintln(w, "  user          password      role      province  document")
+	fmt.Fprintln(w, "  user          password          role      province  document")
 	for _, u := range f.IdP.Users() {
 		doc := ""
 		if u.DocNumber != "" {
 			doc = string(u.DocType) + " " + u.DocNumber
 		}
-		fmt.Fprintf(w, "  %-13s %-13s %-9s %-9s %s\n", u.Name, u.Password, u.Role, u.Province, doc)
+		fmt.Fprintf(w, "  %-13s %-17s %-9s %-9s %s\n", u.Name, u.Password, u.Role, u.Province, doc)
 	}
 	dirFlag := ""
 	if abs, err := filepath.Abs("hcx-data"); err != nil || abs != f.Dir {
@@ -134,11 +134,11 @@ func printDevIdP(w io.Writer, f *federation) {
 	}
 	fmt.Fprintf(w, `
 Acting as each role:
-  # an operator of Guangdong, the national auditor, a resident (ID tokens, valid %s)
+  # an operator of Guangdong, the national auditor, a resident (ID tokens, good for %s)
   OP=$(hcx dev token%s --role operator --province 440000)
   AUDITOR=$(hcx dev token%s --role auditor)
   RESIDENT=$(hcx dev token%s --role resident --user li-lei)
   curl -H "Authorization: Bearer $OP" ...
   # in a browser: <node>/v1/auth/oidc/login?next=/ logs in with the users above
-`, devidp.IDTokenLifetime, dirFlag, dirFlag, dirFlag)
+`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag, dirFlag, dirFlag)
 }
