@@ -127,7 +127,7 @@ func (h *nodeHandler) oidcLogin(w http.ResponseWriter, r *http.Request, logins *
 	now := h.oidcNow()
 	state := randomToken()
 	l := &oidcLogin{issuer: issuer, redirect: h.callbackURL(r), nonce: randomToken(), verifier: oauth2.GenerateVerifier(), next: next, expires: now.Add(oidcLoginTTL)}
-	to, err := h.opts.OIDC.AuthCodeURL(r.Context(), issuer, l.redirect, state, l.nonce, l.verifier)
+	to, err := h.opts.OIDC.AuthCodeURL(issuer, l.redirect, state, l.nonce, l.verifier)
 	if err != nil {
 		WriteError(w, h.log, err)
 		return

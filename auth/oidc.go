@@ -143,7 +143,7 @@ func (o *OIDC) now() time.Time {
 // discover returns the issuer's verifier, fetching the provider's metadata
 // on first use. It fails with EUnavailable while the provider cannot be
 // reached.
-func (o *OIDC) discover(ctx context.Context, is *issuer) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
+func (o *OIDC) discover(is *issuer) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if is.provider != nil {
@@ -152,7 +152,10 @@ func (o *OIDC) discover(ctx context.Context, is *issuer) (*oidc.Provider, *oidc.
 	if is.lastErr != nil && o.now().Before(is.retryAt) {
 		return nil, nil, is.lastErr
 	}
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, o.HTTPClient), oidcDiscoveryTimeout)
+	// Not a request's context: go-oidc keeps this one's values for the key
+	// set's later fetches, and a request that gives up should not mark the
+	// provider down for everyone.
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.Background(), o.HTTPClient), oidcDiscoveryTimeout)
 	defer cancel()
 	p, err := oidc.NewProvider(dctx, is.cfg.URL)
 	if err != nil {
@@ -236,12 +239,12 @@ func (o *OIDC) issuer(url string) (*issuer, error) {
 	return is, nil
 }
 
-func (o *OIDC) oauth2Config(ctx context.Context, issuerURL, redirectURL string) (*oauth2.Config, *issuer, error) {
+func (o *OIDC) oauth2Config(issuerURL, redirectURL string) (*oauth2.Config, *issuer, error) {
 	is, err := o.issuer(issuerURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, _, err := o.discover(ctx, is)
+	p, _, err := o.discover(is)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -258,8 +261,8 @@ func (o *OIDC) oauth2Config(ctx context.Context, issuerURL, redirectURL string) 
 // authorization code request with state, nonce and a PKCE challenge made
 // from verifier. Errors: invalid_issuer (EInvalid),
 // oidc_provider_unavailable (EUnavailable).
-func (o *OIDC) AuthCodeURL(ctx context.Context, issuerURL, redirectURL, state, nonce, verifier string) (string, error) {
-	c, _, err := o.oauth2Config(ctx, issuerURL, redirectURL)
+func (o *OIDC) AuthCodeURL(issuerURL, redirectURL, state, nonce, verifier string) (string, error) {
+	c, _, err := o.oauth2Config(issuerURL, redirectURL)
 	if err != nil {
 		return "", err
 	}
@@ -271,7 +274,7 @@ func (o *OIDC) AuthCodeURL(ctx context.Context, issuerURL, redirectURL, state, n
 // login. Errors: oidc_code_refused (EUnauthorized) when the provider refuses
 // the code, token_nonce (EUnauthorized), those of Authenticate.
 func (o *OIDC) Exchange(ctx context.Context, issuerURL, redirectURL, code, verifier, nonce string) (*Login, error) {
-	c, _, err := o.oauth2Config(ctx, issuerURL, redirectURL)
+	c, _, err := o.oauth2Config(issuerURL, redirectURL)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +335,7 @@ func (o *OIDC) verify(ctx context.Context, raw string, bearer bool) (*verified, 
 	if !ok {
 		return nil, tokenError("token_unknown_issuer", "the ID token's issuer %q is not a trusted identity provider", truncate(payload.Iss, 100))
 	}
-	_, verifier, err := o.discover(ctx, is)
+	_, verifier, err := o.discover(is)
 	if err != nil {
 		return nil, err
 	}

@@ -264,7 +264,7 @@ func password(t *testing.T, idp *devidp.Server, name string) string {
 func codeFor(t *testing.T, idp *devidp.Server, o *OIDC, redirect, user, nonce, verifier string) string {
 	t.Helper()
 	ctx := context.Background()
-	authURL, err := o.AuthCodeURL(ctx, idp.Issuer(), redirect, "state-1", nonce, verifier)
+	authURL, err := o.AuthCodeURL(idp.Issuer(), redirect, "state-1", nonce, verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestOIDCExchangeChecksNonceAndPKCE(t *testing.T) {
 		t.Errorf("wrong nonce: %v", err)
 	}
 
-	if _, err := o.AuthCodeURL(ctx, "https://evil.example", redirect, "s", "n", verifier); err == nil {
+	if _, err := o.AuthCodeURL("https://evil.example", redirect, "s", "n", verifier); err == nil {
 		t.Error("a login at an unknown issuer was started")
 	} else if class, c := errCode(err); class != hcx.EInvalid || c != "invalid_issuer" {
 		t.Errorf("unknown issuer: %v", err)
