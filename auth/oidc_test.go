@@ -318,3 +318,26 @@ func TestOIDCExchangeChecksNonceAndPKCE(t *testing.T) {
 		t.Errorf("unknown issuer: %v", err)
 	}
 }
+
+// Many requests at once on a provider not yet discovered: one discovery,
+// every token read the same (run with -race).
+func TestOIDCConcurrentFirstUse(t *testing.T) {
+	idp := startIdP(t)
+	raw := devToken(t, idp, "op-510000")
+	o := nodeOIDC(idp, nil)
+	errs := make(chan error, 16)
+	for i := 0; i < cap(errs); i++ {
+		go func() {
+			p, err := o.Authenticate(bearer(raw))
+			if err == nil && p.Province != "510000" {
+				err = errors.New("wrong province " + string(p.Province))
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
