@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +181,49 @@ func TestNewRefusesBadIssuer(t *testing.T) {
 
 func fakeAuthRequest() *oidc.AuthRequest {
 	return &oidc.AuthRequest{ClientID: CLIClientID, RedirectURI: CLIRedirectURI, ResponseType: oidc.ResponseTypeCode, Scopes: []string{"openid"}}
+}
+
+func TestLoginPage(t *testing.T) {
+	s := startTest(t, "")
+	resp, err := http.Get(s.Issuer() + "/login?authRequestID=nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("login page for an unknown request: %s, want 400", resp.Status)
+	}
+	r, err := s.store.CreateAuthRequest(context.Background(), fakeAuthRequest(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(s.Issuer() + "/login?authRequestID=" + r.GetID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="password"`) || !strings.Contains(string(body), r.GetID()) {
+		t.Errorf("login page: %s %s", resp.Status, body)
+	}
+	resp, err = http.PostForm(s.Issuer()+"/login", url.Values{"id": {r.GetID()}, "username": {"auditor"}, "password": {"wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "wrong password") {
+		t.Errorf("wrong password: %s %s", resp.Status, body)
+	}
+	if done, _ := s.store.AuthRequestByID(context.Background(), r.GetID()); done.Done() {
+		t.Error("a wrong password completed the login")
+	}
+	resp, err = http.Post(s.Issuer()+"/login", "application/x-www-form-urlencoded", strings.NewReader("id="+strings.Repeat("a", maxLoginForm)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("an oversized form: %s, want 400", resp.Status)
+	}
 }

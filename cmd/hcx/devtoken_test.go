@@ -43,6 +43,21 @@ func TestDevTokenIsAcceptedByTheNodes(t *testing.T) {
 	dir := t.TempDir()
 	f := startTestFederationIn(t, dir, 1)
 
+	// hcx dev prints the provider, every user with their password, and how
+	// to get a token.
+	var guide bytes.Buffer
+	printDevGuide(&guide, f)
+	for _, u := range f.IdP.Users() {
+		if !strings.Contains(guide.String(), u.Name) || !strings.Contains(guide.String(), u.Password) {
+			t.Errorf("the guide does not show dev user %s and their password", u.Name)
+		}
+	}
+	for _, want := range []string{f.IdP.Issuer(), "hcx dev token --dir " + dir + " --role operator --province 440000", "--role resident --user li-lei"} {
+		if !strings.Contains(guide.String(), want) {
+			t.Errorf("the guide lacks %q:\n%s", want, guide.String())
+		}
+	}
+
 	tok, err := devTokenFor(t, "--dir", dir, "--role", "operator", "--province", "440000")
 	if err != nil {
 		t.Fatal(err)
