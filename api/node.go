@@ -57,6 +57,18 @@ type NodeOptions struct {
 	// Limits are the per-identity rate limits and load shedding
 	// (NewLimits(DefaultLimitsConfig())); nil limits nothing.
 	Limits *Limits
+	// OIDC runs the browser login at /v1/auth/oidc/login (node_oidc.go).
+	// Nil: OIDC login is off (503). Its bearer tokens are read by Authn,
+	// where it is one member of the chain.
+	OIDC *auth.OIDC
+	// BaseURL is this node's external URL (scheme://host:port), for the
+	// OIDC callback registered at the providers. Empty: taken from the
+	// request's Host.
+	BaseURL string
+	// BindIdentity binds a verified real-name identity from an OIDC login
+	// to a resident's subject (the identity package implements it). Nil:
+	// residents' OIDC logins are refused (503).
+	BindIdentity func(ctx context.Context, id auth.VerifiedIdentity) (hcx.Subject, error)
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -98,6 +110,7 @@ func (h *nodeHandler) rules() []Rule {
 	}
 	rules = append(rules, h.passkeyRules()...)
 	rules = append(rules, h.auditRules()...)
+	rules = append(rules, h.oidcRules()...)
 	return rules
 }
 

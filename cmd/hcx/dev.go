@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/devidp"
 )
 
 // devProvinces are the provinces of `hcx dev`, with the last two digits of
@@ -19,6 +20,9 @@ import (
 var devProvinces = []hcx.ProvinceCode{"110000", "310000", "440000", "510000"}
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runDevToken(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("hcx dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "hcx-data", "data directory (made on first start, reused after)")
@@ -26,7 +30,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -45,7 +49,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, Logger: logger}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger}
 	for i := 0; i < *hubs; i++ {
 		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, 8700+i))
 		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, 8800+i))
@@ -83,6 +87,7 @@ func printDevGuide(w io.Writer, f *federation) {
 	for _, p := range devProvinces {
 		fmt.Fprintf(w, "  %s %-10s %s\n", p, p.Name(), f.NodeURLs[p])
 	}
+	printDevIdP(w, f)
 	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]
 	guide := `
 
@@ -109,4 +114,31 @@ to reload them (a file that does not load is refused and the old rules stay).
 
 Press Ctrl-C to stop.`
 	fmt.Fprintln(w, strings.TrimPrefix(guide, "\n"))
+}
+
+// printDevIdP prints the identity provider, its users and how to act as
+// each role.
+func printDevIdP(w io.Writer, f *federation) {
+	fmt.Fprintf(w, "\nIdentity provider (OpenID Connect, development only): %s\n", f.IdP.Issuer())
+	fmt.Fprintln(w, "  user          password          role      province  document")
+	for _, u := range f.IdP.Users() {
+		doc := ""
+		if u.DocNumber != "" {
+			doc = string(u.DocType) + " " + u.DocNumber
+		}
+		fmt.Fprintf(w, "  %-13s %-17s %-9s %-9s %s\n", u.Name, u.Password, u.Role, u.Province, doc)
+	}
+	dirFlag := ""
+	if abs, err := filepath.Abs("hcx-data"); err != nil || abs != f.Dir {
+		dirFlag = " --dir " + f.Dir
+	}
+	fmt.Fprintf(w, `
+Acting as each role:
+  # an operator of Guangdong, the national auditor, a resident (ID tokens, good for %s)
+  OP=$(hcx dev token%s --role operator --province 440000)
+  AUDITOR=$(hcx dev token%s --role auditor)
+  RESIDENT=$(hcx dev token%s --role resident --user li-lei)
+  curl -H "Authorization: Bearer $OP" ...
+  # in a browser: <node>/v1/auth/oidc/login?next=/ logs in with the users above
+`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag, dirFlag, dirFlag)
 }

@@ -17,9 +17,11 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/configs"
 	"github.com/hcxfed/hcx/consensus"
+	"github.com/hcxfed/hcx/devidp"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
 )
@@ -36,8 +38,11 @@ type federationConfig struct {
 	HubHTTP   []string
 	HubRaft   []string
 	NodeAddrs map[hcx.ProvinceCode]string
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// IdPAddr is where the development identity provider listens;
+	// empty: 127.0.0.1:0.
+	IdPAddr string
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // federation is a running local federation.
@@ -48,6 +53,9 @@ type federation struct {
 	HubURLs  []string
 	Nodes    map[hcx.ProvinceCode]*node.Node
 	NodeURLs map[hcx.ProvinceCode]string
+	// IdP is the development OpenID provider whose operators, auditor and
+	// residents log in at the nodes.
+	IdP *devidp.Server
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -127,6 +135,14 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		return f, err
 	}
 
+	if cfg.IdPAddr == "" {
+		cfg.IdPAddr = "127.0.0.1:0"
+	}
+	f.IdP, err = devidp.Start(cfg.IdPAddr, devidp.Config{Dir: filepath.Join(cfg.Dir, "idp"), Provinces: cfg.Provinces, Logger: cfg.Logger})
+	if err != nil {
+		return f, fmt.Errorf("development identity provider: %w", err)
+	}
+
 	for _, p := range cfg.Provinces {
 		n, err := node.New(node.Config{
 			Province:        p,
@@ -149,10 +165,16 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{}))
+		ln, url, err := listen(addr)
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
+		opts, err := devNodeOIDC(f.IdP, p, url)
+		if err != nil {
+			ln.Close()
+			return f, fmt.Errorf("province %s: %w", p, err)
+		}
+		f.serveOn(ln, api.NewNodeHandler(n, cfg.Logger, opts))
 		f.NodeURLs[p] = url
 		f.wg.Add(1)
 		go func() { defer f.wg.Done(); _ = n.Run(runCtx) }()
@@ -160,17 +182,41 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	return f, nil
 }
 
-// serve starts an HTTP server on addr and returns its base URL.
-func (f *federation) serve(addr string, h http.Handler) (string, error) {
+// listen listens on addr and returns the listener and its base URL.
+func listen(addr string) (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
+		return nil, "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
 	}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// serveOn serves h on ln until Close.
+func (f *federation) serveOn(ln net.Listener, h http.Handler) {
 	srv := api.NewServer(h, api.ServerTimeouts{})
 	f.servers = append(f.servers, srv)
 	f.wg.Add(1)
 	go func() { defer f.wg.Done(); _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), nil
+}
+
+// devNodeOIDC registers province p's node, served at nodeURL, as a client
+// of the development identity provider, and returns the node's API options
+// trusting it: ID tokens for the node (browser login) and for the
+// command-line client (`hcx dev token`, as bearer tokens with curl).
+func devNodeOIDC(idp *devidp.Server, p hcx.ProvinceCode, nodeURL string) (api.NodeOptions, error) {
+	secret := fmt.Sprintf("%x", randomKey(16))
+	if err := idp.RegisterClient(devidp.Client{ID: devidp.NodeClientID(p), Secret: secret, RedirectURIs: []string{nodeURL + "/v1/auth/oidc/callback"}}); err != nil {
+		return api.NodeOptions{}, err
+	}
+	// The provider stamps tokens with the real time, so the node checks
+	// them against it too, whatever clock the federation runs on.
+	o := &auth.OIDC{Issuers: []auth.IssuerConfig{{
+		URL:          idp.Issuer(),
+		ClientID:     devidp.NodeClientID(p),
+		ClientSecret: secret,
+		Audiences:    []string{devidp.CLIClientID},
+	}}}
+	return api.NodeOptions{Authn: auth.Chain{o}, OIDC: o, BaseURL: nodeURL}, nil
 }
 
 // Close stops the nodes, their servers and the hub, in that order.
@@ -188,6 +234,9 @@ func (f *federation) Close() error {
 	}
 	if f.Hub != nil {
 		errs = append(errs, f.Hub.Close())
+	}
+	if f.IdP != nil {
+		errs = append(errs, f.IdP.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
@@ -43,6 +44,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	root := fs.String("root", "", "the national root certificate, PEM (required)")
 	keysFile := fs.String("keys", "", "JSON file of the subject key and field keys (required, mode 0600; format in docs/decisions.md under Dev keys)")
 	rules := fs.String("rules", "", "the province's rule file (default configs/rules/<province>.yaml)")
+	oidcPath := fs.String("oidc", "", "JSON file of the identity providers this node trusts (mode 0600; format in cmd/hcx/node_oidc.go); none: no OIDC logins")
+	publicURL := fs.String("public-url", "", "this node's external URL, for the OIDC callback (default: from each request's Host)")
 	verbose := fs.Bool("v", false, "log at info level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,6 +78,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	opts := api.NodeOptions{BaseURL: *publicURL}
+	if *oidcPath != "" {
+		if opts.OIDC, err = readOIDCConfig(*oidcPath); err != nil {
+			return fmt.Errorf("--oidc: %w", err)
+		}
+		opts.Authn = auth.Chain{opts.OIDC}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -106,7 +116,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := api.NewServer(api.NewNodeHandler(n, logger, api.NodeOptions{}), api.ServerTimeouts{})
+	srv := api.NewServer(api.NewNodeHandler(n, logger, opts), api.ServerTimeouts{})
 	go func() { _ = srv.Serve(ln) }()
 	onHangup(ctx, func() {
 		if err := n.ReloadRules(); err != nil {
