@@ -20,6 +20,13 @@ type Node interface {
 	Province() hcx.ProvinceCode
 	Register(ctx context.Context, req node.RegisterRequest) (*node.Resident, error)
 	Resident(ctx context.Context, sub hcx.Subject) (*node.Resident, error)
+	ResidentIdentity(ctx context.Context, sub hcx.Subject) (*node.Identity, error)
+	IssueEnrolment(ctx context.Context, req node.RegisterRequest) (*node.Enrolment, error)
+	UseEnrolment(ctx context.Context, code string) (hcx.Subject, error)
+	AddGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
+	RemoveGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
+	Delegated(ctx context.Context, guardian, dependant hcx.Subject) (bool, error)
+	Dependants(ctx context.Context, guardian hcx.Subject) ([]hcx.Subject, error)
 	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
@@ -111,6 +118,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.passkeyRules()...)
 	rules = append(rules, h.auditRules()...)
 	rules = append(rules, h.oidcRules()...)
+	rules = append(rules, h.identityRules()...)
 	return rules
 }
 
@@ -130,7 +138,16 @@ func (h *nodeHandler) inScope(r *http.Request, p *auth.Principal, s Scope) error
 		if p.Subject != "" && p.Subject == sub {
 			return nil
 		}
-		// Delegation records come with the guardians' routes.
+		if s == ScopeSelfOrDependant && p.Role == auth.RoleResident {
+			ok, err := h.n.Delegated(r.Context(), p.Subject, sub)
+			if err != nil {
+				return err
+			}
+			if ok {
+				h.log.Info("guardian acts for dependant", "actor", p.Actor, "subject", sub, "route", r.Method+" "+r.URL.Path)
+				return nil
+			}
+		}
 		return hcx.Errorf(hcx.EForbidden, "not_yours", "this resident is not you, and you hold no delegation for them")
 	}
 	return hcx.Errorf(hcx.EForbidden, "forbidden_scope", "scope %q is not known to this server", s)

@@ -113,56 +113,17 @@ var ErrUnknownResident = hcx.Errorf(hcx.ENotFound, "unknown_resident", "no resid
 
 // Register registers a resident and returns it; the subject is the
 // federation pseudonym of the document. Registering the same document again is
-// a conflict that names the subject. The principal in ctx is recorded in the
+// a conflict that does not name the subject (errAlreadyRegistered). The principal in ctx is recorded in the
 // audit trail with the registration (ErrNoActor without one).
 func (n *Node) Register(ctx context.Context, req RegisterRequest) (*Resident, error) {
 	entry, err := callerEntry(ctx, ActionResidentRegister, "")
 	if err != nil {
 		return nil, err
 	}
-	if err := req.Validate(n.cfg.Now().In(n.rules.Load().rs.Location())); err != nil {
-		return nil, err
-	}
-	now := n.cfg.Now().UTC()
-	sub := n.cfg.SubjectKey.Subject(req.DocType, req.DocNumber)
-	entry.Subject = sub
-	rec := residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
-	rec.Doc = n.fields.Seal([]byte(req.DocNumber), aad(sub, "doc"))
-	rec.Name = n.fields.Seal([]byte(req.Name), aad(sub, "name"))
-	if req.Phone != "" {
-		rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
-	}
-	// Like Ingest: the resident's lock from the read to the synced commit,
-	// the write through the committer (write.go).
-	unlock, err := n.hold(ctx, sub)
+	sub, _, err := n.ensureResident(ctx, req, entry, func(*residentRecord) error { return errAlreadyRegistered() }, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	err = n.db.View(func(txn *badger.Txn) error {
-		var old residentRecord
-		found, err := getJSON(txn, pResident+string(sub), &old)
-		if err != nil {
-			return err
-		}
-		if found {
-			return &hcx.Error{Class: hcx.EConflict, Code: "already_registered", Field: "doc_number",
-				Message: "this document is already registered at this node", Detail: map[string]any{"subject": sub}}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	w := &write{}
-	w.record(entry)
-	if err := w.setJSON(pResident+string(sub), &rec); err != nil {
-		return nil, err
-	}
-	if err := n.write(w); err != nil {
-		return nil, err
-	}
-	n.metrics.registrations.Add(1)
 	return n.Resident(ctx, sub)
 }
 
