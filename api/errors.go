@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/hcxfed/hcx"
 )
@@ -64,6 +65,11 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	}
 	for k, v := range e.Detail {
 		body[k] = v
+	}
+	// A 429 or 503 that knows when to come back says so (auth's replay
+	// cache, rate limits): Detail "retry_after" in whole seconds.
+	if s, ok := e.Detail["retry_after"].(int); ok && s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
 	}
 	WriteJSON(w, statusOf(e.Class), map[string]any{"error": body})
 }
