@@ -202,6 +202,11 @@ type RequestTokens struct {
 	PublicURL string
 	// MaxBody bounds the body read to check bh (DefaultTokenBody if 0).
 	MaxBody int64
+	// RootAs, when set, lets the national root sign request tokens and
+	// names the role they act in. Only the hub sets it (RoleHub), so that
+	// the CA can publish the first trust list to a hub that trusts nobody
+	// else yet; everywhere else a root token is wrong_role.
+	RootAs Role
 }
 
 var _ Authenticator = (*RequestTokens)(nil)
@@ -257,6 +262,9 @@ func (a *RequestTokens) Authenticate(r *http.Request) (*Principal, error) {
 		return nil, malformed("%v", err)
 	}
 	role, ok := machineRoles[v.Entry.Role]
+	if v.Entry.Role == certs.RoleRoot && a.RootAs != "" {
+		role, ok = a.RootAs, true
+	}
 	if !ok {
 		return nil, hcx.Errorf(hcx.EUnauthorized, "wrong_role", "kid %s is a %s certificate; request tokens are signed by feed, checkpoint, province, auditor or hub certificates", h.Kid, v.Entry.Role)
 	}

@@ -456,7 +456,7 @@ func caPublish(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}), time.Now())
+	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}).SignWith(ca.Root(), nil), time.Now())
 	if err != nil {
 		return fmt.Errorf("hcx ca publish: %w", err)
 	}

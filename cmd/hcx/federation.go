@@ -122,7 +122,9 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		return f, fmt.Errorf("start hub: %w", err)
 	}
 	f.HubURLs = f.Hub.URLs()
-	hubClient := exchange.NewHubClient(f.HubURLs, nil)
+	// The CA publishes its trust list as the national root, the one key
+	// a new hub trusts before any list is in its log.
+	hubClient := exchange.NewHubClient(f.HubURLs, nil).SignWith(root, cfg.Now)
 	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
 		return f, err
 	}
@@ -137,7 +139,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			FieldKeys:       map[int][]byte{1: keys.Fields[p]},
 			FieldKeyVersion: 1,
 			RulesPath:       filepath.Join(rulesDir, string(p)+".yaml"),
-			Hub:             exchange.NewHubClient(f.HubURLs, nil),
+			Hub:             exchange.NewHubClient(f.HubURLs, nil).SignWith(pki.Provinces[p], cfg.Now),
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 		})

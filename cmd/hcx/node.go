@@ -95,7 +95,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
 		RulesPath: *rules,
-		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil),
+		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil).SignWith(signer, nil),
 		Logger:    logger,
 	})
 	if err != nil {
