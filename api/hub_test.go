@@ -44,7 +44,7 @@ type hubFixture struct {
 	root, prov *certs.Signer
 	auditor    *certs.Signer
 	feed       *certs.Signer // a Guangdong lab feed: not a federation role at the hub
-	trust  string
+	trust      string
 }
 
 func newHubFixture(t *testing.T) *hubFixture { return newHubFixtureWith(t, nil) }
