@@ -43,6 +43,9 @@ type NodeOptions struct {
 	// on w: every login route (passkey, OIDC, enrolment code) ends in it.
 	// Nil: logins are refused (503).
 	StartSession func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+	// DeviceIssuer issues a device's certificate when an operator approves
+	// its enrolment. Nil: approval answers 503 naming `hcx ca issue --csr`.
+	DeviceIssuer DeviceIssuer
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -81,6 +84,7 @@ func (h *nodeHandler) rules() []Rule {
 			h.n.WriteMetrics(w)
 		}},
 	}
+	rules = append(rules, h.devicesRules()...)
 	return rules
 }
 
