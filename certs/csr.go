@@ -118,3 +118,12 @@ func (ca *CA) IssueCSR(csrPEM []byte, role Role, province hcx.ProvinceCode, name
 func CertPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// SignerFor pairs an issued certificate with the key it certifies (a
+// device's own key and the certificate it fetched after enrolling).
+func SignerFor(cert *smx509.Certificate, key *PrivateKey) (*Signer, error) {
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("the certificate %q is not for this key", cert.Subject.CommonName)
+	}
+	return signerFromDER(cert.Raw, key)
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/configs"
 	"github.com/hcxfed/hcx/consensus"
@@ -48,6 +49,9 @@ type federation struct {
 	HubURLs  []string
 	Nodes    map[hcx.ProvinceCode]*node.Node
 	NodeURLs map[hcx.ProvinceCode]string
+	// Devices issues device certificates when an operator approves an
+	// enrolment, and publishes the next trust list.
+	Devices *devIssuer
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -128,6 +132,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
 		return f, err
 	}
+	f.Devices = &devIssuer{ca: pki.CA, hub: hubClient, now: cfg.Now}
 
 	for _, p := range cfg.Provinces {
 		n, err := node.New(node.Config{
@@ -151,7 +156,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{}))
+		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{Authn: nodeAuthn(n, cfg.Now), DeviceIssuer: f.Devices}))
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
@@ -160,6 +165,51 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		go func() { defer f.wg.Done(); _ = n.Run(runCtx) }()
 	}
 	return f, nil
+}
+
+// nodeAuthn is how a node's callers prove themselves: SM2 request tokens
+// checked against the trust lists the node follows, so that a revocation in
+// the hub log locks a machine out as soon as the node has followed it.
+func nodeAuthn(n *node.Node, now func() time.Time) auth.Authenticator {
+	return auth.Chain{&auth.RequestTokens{Trust: n.TrustStore, Now: now, Replay: auth.NewReplayCache(0)}}
+}
+
+// devIssuer issues device certificates at the dev federation's CA (named
+// <province>-<name>, so two provinces' gate-7 do not collide) and publishes
+// the trust list that lists them.
+type devIssuer struct {
+	ca  *certs.CA
+	hub *exchange.HubClient
+	now func() time.Time
+	mu  sync.Mutex
+}
+
+// devDeviceValidity is how long a dev device certificate lasts.
+const devDeviceValidity = 365 * 24 * time.Hour
+
+// IssueDevice implements api.DeviceIssuer.
+func (d *devIssuer) IssueDevice(ctx context.Context, csr []byte, role certs.Role, prov hcx.ProvinceCode, name string) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cert, err := d.ca.IssueCSR(csr, role, prov, string(prov)+"-"+name, devDeviceValidity)
+	if err != nil {
+		return nil, hcx.Errorf(hcx.EInvalid, "device_not_issued", "the CA refused the device: %v", err)
+	}
+	if err := publishDevTrustList(ctx, d.hub, d.ca, d.now()); err != nil {
+		return nil, fmt.Errorf("device %s issued (kid %s) but %w; restart hcx dev to publish it", name, certs.KID(cert.Raw), err)
+	}
+	return certs.CertPEM(cert.Raw), nil
+}
+
+// Revoke revokes a device (or any certificate) and publishes the trust list
+// that says so.
+func (d *devIssuer) Revoke(ctx context.Context, kid, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ca.Revoke(kid, d.now(), reason); err != nil {
+		return err
+	}
+	return publishDevTrustList(ctx, d.hub, d.ca, d.now())
 }
 
 // serve starts an HTTP server on addr and returns its base URL.
@@ -320,3 +370,4 @@ func ensureRules(dir string, provinces []hcx.ProvinceCode) error {
 	}
 	return nil
 }
+var _ api.DeviceIssuer = (*devIssuer)(nil)

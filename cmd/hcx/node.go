@@ -106,7 +106,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := api.NewServer(api.NewNodeHandler(n, logger, api.NodeOptions{}), api.ServerTimeouts{})
+	srv := api.NewServer(api.NewNodeHandler(n, logger, api.NodeOptions{Authn: nodeAuthn(n, time.Now)}), api.ServerTimeouts{})
 	go func() { _ = srv.Serve(ln) }()
 	onHangup(ctx, func() {
 		if err := n.ReloadRules(); err != nil {
