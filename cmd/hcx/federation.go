@@ -370,4 +370,5 @@ func ensureRules(dir string, provinces []hcx.ProvinceCode) error {
 	}
 	return nil
 }
+
 var _ api.DeviceIssuer = (*devIssuer)(nil)
