@@ -218,7 +218,7 @@ var _ Authenticator = (*RequestTokens)(nil)
 // token_malformed, unknown_key, token_bad_signature, wrong_role,
 // certificate_expired, certificate_not_yet_valid, revoked, token_expired,
 // token_not_yet_valid, token_wrong_method, token_wrong_url,
-// token_wrong_body (all 401), body_too_large (413), replay_cache_full (503
+// token_wrong_body (all 401), too_large (413), replay_cache_full (503
 // with retry_after) and token_replayed (401).
 func (a *RequestTokens) Authenticate(r *http.Request) (*Principal, error) {
 	vals := r.Header.Values("Authorization")
@@ -359,7 +359,7 @@ func (a *RequestTokens) readBody(r *http.Request) ([]byte, error) {
 		return nil, hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
 	}
 	if int64(len(b)) > limit {
-		return nil, hcx.Errorf(hcx.ETooLarge, "body_too_large", "request body is over the limit of %d bytes", limit)
+		return nil, hcx.Errorf(hcx.ETooLarge, "too_large", "request body is over the limit of %d bytes", limit)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	r.ContentLength = int64(len(b))

@@ -290,7 +290,7 @@ func TestRequestTokenAttacksFail(t *testing.T) {
 		{"reject/body-over-the-limit", func() *http.Request {
 			big := bytes.Repeat([]byte("a"), 2048)
 			return signed(t, "POST", u, p.feedGD, now(), big, big)
-		}, 413, "body_too_large"},
+		}, 413, "too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := send(t, tc.req())

@@ -184,6 +184,8 @@ type devIssuer struct {
 	mu  sync.Mutex
 }
 
+var _ api.DeviceIssuer = (*devIssuer)(nil)
+
 // devDeviceValidity is how long a dev device certificate lasts.
 const devDeviceValidity = 365 * 24 * time.Hour
 
@@ -370,5 +372,3 @@ func ensureRules(dir string, provinces []hcx.ProvinceCode) error {
 	}
 	return nil
 }
-
-var _ api.DeviceIssuer = (*devIssuer)(nil)
