@@ -42,17 +42,44 @@ const entriesBodyLimit = exchange.MaxEnvelopeBytes + 4<<10
 
 // HubOptions configures the hub's API beyond the hub itself.
 type HubOptions struct {
-	// Authn reads callers' credentials; nil serves every caller as
-	// anonymous.
+	// Authn reads callers' credentials. NewHubHandler serves every caller
+	// as anonymous when it is nil; HubHandlerFunc then uses request
+	// tokens checked against the member's own trust store
+	// (HubRequestTokens).
 	Authn auth.Authenticator
 	// Limits are the per-identity rate limits and load shedding; nil
 	// limits nothing.
 	Limits *Limits
+	// PublicURL is the base URL (scheme://host) clients call this member
+	// at, when it sits behind a reverse proxy: request tokens sign it.
+	PublicURL string
+	// ReplayEntries bounds the request-token replay cache
+	// (auth.DefaultReplayEntries if 0).
+	ReplayEntries int
 }
 
-// HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler.
+// HubHandlerFunc adapts NewHubHandler to consensus.Config.Handler. Without
+// opts.Authn, callers prove themselves with SM2 request tokens checked
+// against the member's own trust store (HubRequestTokens).
 func HubHandlerFunc(log *slog.Logger, opts HubOptions) func(*consensus.Hub) http.Handler {
-	return func(h *consensus.Hub) http.Handler { return NewHubHandler(h, log, opts) }
+	return func(h *consensus.Hub) http.Handler {
+		o := opts
+		if o.Authn == nil {
+			o.Authn = HubRequestTokens(h, opts)
+		}
+		return NewHubHandler(h, log, o)
+	}
+}
+
+// HubRequestTokens authenticates request tokens at a hub member: against the
+// trust lists in the member's log (a revocation counts as soon as the
+// member applies it), on the member's clock, with its own replay cache. A
+// token names the member's URL, so a token seen at one member cannot be
+// replayed at another. The national root's tokens act as RoleHub, so that
+// the CA can publish the first trust list (hcx ca publish).
+func HubRequestTokens(h *consensus.Hub, opts HubOptions) *auth.RequestTokens {
+	return &auth.RequestTokens{Trust: h.TrustStore, Now: h.Now, Replay: auth.NewReplayCache(opts.ReplayEntries),
+		PublicURL: opts.PublicURL, MaxBody: entriesBodyLimit, RootAs: auth.RoleHub}
 }
 
 // NewHubHandler serves the hub's routes (PROTOCOL.md §5) plus /healthz,
@@ -75,18 +102,26 @@ func NewHubHandler(h Hub, log *slog.Logger, opts HubOptions) http.Handler {
 	return r
 }
 
-// rules is the hub's route table (see api/authz.go).
+// rules is the hub's route table (see api/authz.go). The log holds every
+// subject's colour history, so reading it takes a federation role: a
+// province signer, a hub member or the auditor (DESIGN.md §8b). Writing
+// takes a province (or a hub member, which includes the national root
+// publishing trust lists); the envelope is verified on its own signature
+// anyway. The signed checkpoint, health checks and the aggregate metrics
+// stay public.
 func (hh *hubHandler) rules() []Rule {
 	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
+	federation := []Grant{{Role: auth.RoleProvince, Scope: ScopeAny}, {Role: auth.RoleHub, Scope: ScopeAny}, {Role: auth.RoleAuditor, Scope: ScopeAny}}
+	writers := []Grant{{Role: auth.RoleProvince, Scope: ScopeAny}, {Role: auth.RoleHub, Scope: ScopeAny}}
 	return []Rule{
-		{Method: http.MethodPost, Path: "/v1/entries", Priority: PriorityOperator, Allow: anyone, Handler: hh.instrument("submit", hh.submit)},
-		{Method: http.MethodGet, Path: "/v1/entries", Query: []string{"start", "limit", "wait"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("entries", hh.entries)},
+		{Method: http.MethodPost, Path: "/v1/entries", Priority: PriorityOperator, Allow: writers, Handler: hh.instrument("submit", hh.submit)},
+		{Method: http.MethodGet, Path: "/v1/entries", Query: []string{"start", "limit", "wait"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("entries", hh.entries)},
 		{Method: http.MethodGet, Path: "/v1/checkpoint", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("checkpoint", hh.checkpoint)},
-		{Method: http.MethodGet, Path: "/v1/proof/inclusion", Query: []string{"index", "size"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("inclusion", hh.inclusion)},
-		{Method: http.MethodGet, Path: "/v1/proof/consistency", Query: []string{"from", "to"}, Priority: PriorityBulk, Allow: anyone, Handler: hh.instrument("consistency", hh.consistency)},
-		{Method: http.MethodGet, Path: "/v1/subjects/{sub}", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("subject", hh.subject)},
-		{Method: http.MethodGet, Path: "/v1/trust", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("trust", hh.trust)},
-		{Method: http.MethodGet, Path: "/v1/cluster", Priority: PriorityOps, Allow: anyone, Handler: hh.instrument("cluster", hh.cluster)},
+		{Method: http.MethodGet, Path: "/v1/proof/inclusion", Query: []string{"index", "size"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("inclusion", hh.inclusion)},
+		{Method: http.MethodGet, Path: "/v1/proof/consistency", Query: []string{"from", "to"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("consistency", hh.consistency)},
+		{Method: http.MethodGet, Path: "/v1/subjects/{sub}", Priority: PriorityCheckpoint, Allow: federation, Handler: hh.instrument("subject", hh.subject)},
+		{Method: http.MethodGet, Path: "/v1/trust", Priority: PriorityCheckpoint, Allow: federation, Handler: hh.instrument("trust", hh.trust)},
+		{Method: http.MethodGet, Path: "/v1/cluster", Priority: PriorityOps, Allow: federation, Handler: hh.instrument("cluster", hh.cluster)},
 		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
 			WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},

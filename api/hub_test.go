@@ -13,6 +13,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/consensus"
 	"github.com/hcxfed/hcx/exchange"
@@ -36,9 +37,14 @@ func newRootAndGuangdong(t testing.TB) (root, prov *certs.Signer) {
 
 type hubFixture struct {
 	hub    *consensus.Hub
-	client *exchange.HubClient
-	prov   *certs.Signer
-	trust  string
+	client *exchange.HubClient // signs as Guangdong's province signer
+	// rootClient signs as the national root, which a hub trusts before any
+	// trust list is in its log.
+	rootClient *exchange.HubClient
+	root, prov *certs.Signer
+	auditor    *certs.Signer
+	feed       *certs.Signer // a Guangdong lab feed: not a federation role at the hub
+	trust      string
 }
 
 func newHubFixture(t *testing.T) *hubFixture { return newHubFixtureWith(t, nil) }
@@ -53,7 +59,15 @@ func newHubFixtureWith(t *testing.T, tune func(*consensus.Config)) *hubFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trust, err := exchange.SealTrustList(root, &exchange.TrustList{At: now.Unix(), Ver: 1, Certs: []exchange.TrustedCert{exchange.TrustedCertOf(prov), exchange.TrustedCertOf(hubSigner)}})
+	auditor, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleAuditor, Name: "auditor", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleFeed, Province: "440000", Name: "lab-gz-1", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := exchange.SealTrustList(root, &exchange.TrustList{At: now.Unix(), Ver: 1, Certs: []exchange.TrustedCert{exchange.TrustedCertOf(prov), exchange.TrustedCertOf(hubSigner), exchange.TrustedCertOf(auditor), exchange.TrustedCertOf(feed)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +87,8 @@ func newHubFixtureWith(t *testing.T, tune func(*consensus.Config)) *hubFixture {
 	if err := h.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &hubFixture{hub: h, client: exchange.NewHubClient([]string{h.URL()}, nil), prov: prov, trust: trust}
+	return &hubFixture{hub: h, client: exchange.NewHubClient([]string{h.URL()}, nil).SignWith(prov, nil),
+		rootClient: exchange.NewHubClient([]string{h.URL()}, nil).SignWith(root, nil), root: root, prov: prov, auditor: auditor, feed: feed, trust: trust}
 }
 
 func (f *hubFixture) batch(t *testing.T, seq uint64, sub hcx.Subject, col hcx.Colour, n uint64) string {
@@ -108,10 +123,13 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	if _, err := f.client.Trust(ctx); apiErr(t, err).Status != http.StatusNotFound {
+	if _, err := f.rootClient.Trust(ctx); apiErr(t, err).Status != http.StatusNotFound {
 		t.Fatalf("trust before any list: %v", err)
 	}
-	if _, err := f.client.Submit(ctx, f.trust); err != nil {
+	if _, err := f.client.Trust(ctx); apiErr(t, err).Code != "unknown_key" {
+		t.Fatalf("a province signer before any trust list lists it: %v, want 401 unknown_key", err)
+	}
+	if _, err := f.rootClient.Submit(ctx, f.trust); err != nil {
 		t.Fatal(err)
 	}
 	b1 := f.batch(t, 1, sub1, hcx.Red, 1)
@@ -202,7 +220,7 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 		Index, Size uint64
 		Hashes      []string
 	}
-	getJSON(t, f.hub.URL()+"/v1/proof/inclusion?index=1&size=3", 200, &incl)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/proof/inclusion?index=1&size=3", 200, &incl)
 	if incl.Index != 1 || incl.Size != 3 || len(incl.Hashes) != 2 {
 		t.Fatalf("inclusion proof: %+v", incl)
 	}
@@ -210,26 +228,26 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 		From, To uint64
 		Hashes   []string
 	}
-	getJSON(t, f.hub.URL()+"/v1/proof/consistency?from=1&to=3", 200, &cons)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/proof/consistency?from=1&to=3", 200, &cons)
 	if cons.From != 1 || cons.To != 3 || len(cons.Hashes) == 0 {
 		t.Fatalf("consistency proof: %+v", cons)
 	}
 	var cl consensus.ClusterStatus
-	getJSON(t, f.hub.URL()+"/v1/cluster", 200, &cl)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/cluster", 200, &cl)
 	if cl.Leader != "hub-1" || len(cl.Members) != 1 || cl.TreeSize != 3 || cl.CommitIndex == 0 || cl.AppliedIndex == 0 {
 		t.Fatalf("cluster: %+v", cl)
 	}
 	var e struct {
 		Error struct{ Code, Message string }
 	}
-	getJSON(t, f.hub.URL()+"/v1/proof/inclusion?index=5&size=99", 404, &e)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/proof/inclusion?index=5&size=99", 404, &e)
 	if e.Error.Code != "size_beyond_tree" {
 		t.Fatalf("proof beyond the tree: %+v", e)
 	}
-	getJSON(t, f.hub.URL()+"/v1/entries?start=x", 400, &e)
-	getJSON(t, f.hub.URL()+"/v1/subjects/NOT-A-SUBJECT", 400, &e)
-	getJSON(t, f.hub.URL()+"/v1/nothing", 404, &e)
-	getJSON(t, f.hub.URL()+"/readyz", 200, &map[string]string{})
+	getJSON(t, f.prov, f.hub.URL()+"/v1/entries?start=x", 400, &e)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/subjects/NOT-A-SUBJECT", 400, &e)
+	getJSON(t, f.prov, f.hub.URL()+"/v1/nothing", 404, &e)
+	getJSON(t, f.prov, f.hub.URL()+"/readyz", 200, &map[string]string{})
 	resp, err := http.Get(f.hub.URL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -241,9 +259,20 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 	}
 }
 
-func getJSON(t *testing.T, url string, status int, v any) {
+// getJSON GETs url as s (a request token; anonymous if s is nil) and
+// decodes the answer, which must have status.
+func getJSON(t *testing.T, s *certs.Signer, url string, status int, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != nil {
+		if err := auth.SignRequest(req, nil, s, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +290,18 @@ func getJSON(t *testing.T, url string, status int, v any) {
 func TestHubServerCutsOffATricklingBody(t *testing.T) {
 	const readTimeout = time.Second
 	f := newHubFixtureWith(t, func(c *consensus.Config) { c.HTTPReadTimeout = readTimeout })
-	assertTrickleCutOff(t, strings.TrimPrefix(f.hub.URL(), "http://"), "/v1/entries", readTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.rootClient.Submit(ctx, f.trust); err != nil {
+		t.Fatal(err)
+	}
+	// A signed writer's body is read to check its hash before the handler
+	// runs: that read is cut off too. (Unsigned, it is refused at once.)
+	req, _ := http.NewRequest(http.MethodPost, "http://hcx/v1/entries", nil)
+	if err := auth.SignRequest(req, []byte("x"), f.prov, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	assertTrickleCutOff(t, strings.TrimPrefix(f.hub.URL(), "http://"), "/v1/entries", readTimeout, "Authorization: "+req.Header.Get("Authorization"))
 }
 
 // A long poll may outlast the write time-out by its wait: the hub answers
@@ -269,8 +309,17 @@ func TestHubServerCutsOffATricklingBody(t *testing.T) {
 func TestHubLongPollOutlastsTheWriteTimeout(t *testing.T) {
 	const writeTimeout = 500 * time.Millisecond
 	f := newHubFixtureWith(t, func(c *consensus.Config) { c.HTTPWriteTimeout = writeTimeout })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.rootClient.Submit(ctx, f.trust); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, f.hub.URL()+"/v1/entries?start=1&wait=2s", nil)
+	if err := auth.SignRequest(req, nil, f.prov, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	resp, err := http.Get(f.hub.URL() + "/v1/entries?start=0&wait=2s")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("long poll past the write time-out: %v", err)
 	}

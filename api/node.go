@@ -21,7 +21,7 @@ type Node interface {
 	Register(ctx context.Context, req node.RegisterRequest) (*node.Resident, error)
 	Resident(ctx context.Context, sub hcx.Subject) (*node.Resident, error)
 	ResidentIdentity(ctx context.Context, sub hcx.Subject) (*node.Identity, error)
-	IssueEnrolment(ctx context.Context, req node.RegisterRequest) (*node.Enrolment, error)
+	IssueEnrolment(ctx context.Context, req node.RegisterRequest) (*node.ResidentEnrolment, error)
 	UseEnrolment(ctx context.Context, code string) (hcx.Subject, error)
 	AddGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
 	RemoveGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
@@ -76,6 +76,9 @@ type NodeOptions struct {
 	// to a resident's subject (the identity package implements it). Nil:
 	// residents' OIDC logins are refused (503).
 	BindIdentity func(ctx context.Context, id auth.VerifiedIdentity) (hcx.Subject, error)
+	// DeviceIssuer issues a device's certificate when an operator approves
+	// its enrolment. Nil: approval answers 503 naming `hcx ca issue --csr`.
+	DeviceIssuer DeviceIssuer
 }
 
 // NewNodeHandler serves a province node's API. Who may call each route is
@@ -119,6 +122,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.auditRules()...)
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
+	rules = append(rules, h.devicesRules()...)
 	return rules
 }
 

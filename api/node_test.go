@@ -64,7 +64,7 @@ func TestNodeServerCutsOffATricklingBody(t *testing.T) {
 // assertTrickleCutOff posts to path at addr, announcing a 1000-byte body and
 // then sending one byte every 250 ms, and fails unless the server answers or
 // closes the connection within about readTimeout.
-func assertTrickleCutOff(t *testing.T, addr, path string, readTimeout time.Duration) {
+func assertTrickleCutOff(t *testing.T, addr, path string, readTimeout time.Duration, headers ...string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -72,7 +72,11 @@ func assertTrickleCutOff(t *testing.T, addr, path string, readTimeout time.Durat
 	}
 	defer conn.Close()
 	start := time.Now()
-	if _, err := io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: hcx\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"); err != nil {
+	extra := ""
+	for _, h := range headers {
+		extra += h + "\r\n"
+	}
+	if _, err := io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: hcx\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"+extra+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	closed := make(chan time.Duration, 1)

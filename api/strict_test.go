@@ -15,7 +15,7 @@ func TestHubAnswersBadContentWith400NamingTheField(t *testing.T) {
 	f := newHubFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := f.client.Submit(ctx, f.trust); err != nil {
+	if _, err := f.rootClient.Submit(ctx, f.trust); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().Unix()

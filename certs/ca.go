@@ -28,15 +28,25 @@ const (
 	RoleHub        Role = "hub"
 	RoleCheckpoint Role = "checkpoint"
 	RoleAuditor    Role = "auditor"
+	// RoleFeed is a machine that posts a province's feed records (a lab,
+	// the vaccination registry, the telecom itinerary service).
+	RoleFeed Role = "feed"
 )
 
 // Validate checks the role.
 func (r Role) Validate() error {
 	switch r {
-	case RoleRoot, RoleProvince, RoleHub, RoleCheckpoint, RoleAuditor:
+	case RoleRoot, RoleProvince, RoleHub, RoleCheckpoint, RoleAuditor, RoleFeed:
 		return nil
 	}
-	return fmt.Errorf("unknown role %q: want province, hub, checkpoint or auditor", string(r))
+	return fmt.Errorf("unknown role %q: want province, hub, checkpoint, feed or auditor", string(r))
+}
+
+// ProvinceBound reports whether certificates of role r are bound to one
+// province (ST=<code> in the subject): province signers, feeds and
+// checkpoint devices are; hub members, auditors and the root are not.
+func (r Role) ProvinceBound() bool {
+	return r == RoleProvince || r == RoleFeed || r == RoleCheckpoint
 }
 
 // Organizational unit values that bind a role into a certificate's subject.
@@ -52,6 +62,7 @@ var (
 	OIDLogSigning        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 2} // the hub's checkpoints (signed tree heads)
 	OIDCheckpointSigning = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 3} // checkpoint devices
 	OIDAuditorSigning    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 4} // auditors' reports
+	OIDFeedSigning       = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 5} // feed systems' request tokens
 )
 
 // signingEKU is the extended key usage each issued role must carry.
@@ -60,6 +71,7 @@ var signingEKU = map[Role]asn1.ObjectIdentifier{
 	RoleHub:        OIDLogSigning,
 	RoleCheckpoint: OIDCheckpointSigning,
 	RoleAuditor:    OIDAuditorSigning,
+	RoleFeed:       OIDFeedSigning,
 }
 
 // Signer is a private key with its certificate: a province signer, a hub
@@ -69,7 +81,8 @@ type Signer struct {
 	Cert *smx509.Certificate
 	KID  string
 	Role Role
-	// Province is set for province signers (the certificate's ST attribute).
+	// Province is set for province-bound roles (province signers, feeds,
+	// checkpoint devices): the certificate's ST attribute.
 	Province hcx.ProvinceCode
 }
 
@@ -82,7 +95,7 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) { return SignSM2(s.Key, msg) }
 // IssueRequest describes a certificate to issue.
 type IssueRequest struct {
 	Role                Role
-	Province            hcx.ProvinceCode // province signers only
+	Province            hcx.ProvinceCode // province signers, feeds and checkpoint devices
 	Name                string           // common name, such as "hub-1" or "checkpoint 0042"
 	Key                 *PrivateKey      // the subject's key; made fresh if nil
 	NotBefore, NotAfter time.Time
@@ -93,14 +106,14 @@ type IssueRequest struct {
 // validate checks a request against the certificate profiles.
 func (req *IssueRequest) validate() error {
 	if err := req.Role.Validate(); err != nil || req.Role == RoleRoot {
-		return fmt.Errorf("role %q cannot be issued: want province, hub, checkpoint or auditor", req.Role)
+		return fmt.Errorf("role %q cannot be issued: want province, hub, checkpoint, feed or auditor", req.Role)
 	}
-	if req.Role == RoleProvince {
+	if req.Role.ProvinceBound() {
 		if err := req.Province.Validate(); err != nil {
-			return fmt.Errorf("province signer: %w", err)
+			return fmt.Errorf("%s certificate: %w", req.Role, err)
 		}
 	} else if req.Province != "" {
-		return fmt.Errorf("only province signers are bound to a province; a %s certificate is not (drop the province)", req.Role)
+		return fmt.Errorf("only province signers, feeds and checkpoint devices are bound to a province; a %s certificate is not (drop the province)", req.Role)
 	}
 	if strings.TrimSpace(req.Name) == "" {
 		return fmt.Errorf("a certificate needs a name (its common name), such as \"province-440000\" or \"hub-1\"")
@@ -150,7 +163,7 @@ func NewRoot(name string, now time.Time, validity time.Duration) (*Signer, error
 // signing EKU (hub members also serverAuth and clientAuth).
 func leafTemplate(req IssueRequest) *x509.Certificate {
 	name := pkix.Name{CommonName: req.Name, Organization: []string{"hcx"}, OrganizationalUnit: []string{ouPrefix + string(req.Role)}}
-	if req.Role == RoleProvince {
+	if req.Role.ProvinceBound() {
 		name.Province = []string{string(req.Province)}
 	}
 	tmpl := &x509.Certificate{

@@ -286,6 +286,9 @@ func (ca *CA) Load(name string) (*Signer, error) {
 	if it.Kind != KindSigner {
 		return nil, fmt.Errorf("load %s: it is a %s certificate, not a signer; load it with LoadTLS", name, it.Kind)
 	}
+	if _, err := os.Stat(ca.keyPath(name)); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("load %s: the CA holds no key for it; it was issued for a CSR and its key stays with the device", name)
+	}
 	if err := checkKeyFile(ca.keyPath(name)); err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}

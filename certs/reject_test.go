@@ -80,7 +80,7 @@ func TestEachRejectionHasItsOwnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkpoint, err := Issue(p.root, IssueRequest{Role: RoleCheckpoint, Name: "checkpoint-0042", NotBefore: p.now.Add(-time.Hour), NotAfter: p.now.Add(time.Hour)})
+	checkpoint, err := Issue(p.root, IssueRequest{Role: RoleCheckpoint, Province: "440000", Name: "checkpoint-0042", NotBefore: p.now.Add(-time.Hour), NotAfter: p.now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,10 @@ func TestIssueRefusesWhatTheProfilesForbid(t *testing.T) {
 	}{
 		{"reject/root-role", IssueRequest{Role: RoleRoot, Name: "x", NotBefore: nb, NotAfter: na}, "cannot be issued"},
 		{"reject/province-not-provincial", IssueRequest{Role: RoleProvince, Province: "440100", Name: "x", NotBefore: nb, NotAfter: na}, "provincial"},
-		{"reject/checkpoint-bound-to-province", IssueRequest{Role: RoleCheckpoint, Province: "440000", Name: "x", NotBefore: nb, NotAfter: na}, "only province signers"},
+		{"reject/auditor-bound-to-province", IssueRequest{Role: RoleAuditor, Province: "440000", Name: "x", NotBefore: nb, NotAfter: na}, "only province signers"},
+		{"reject/checkpoint-without-province", IssueRequest{Role: RoleCheckpoint, Name: "x", NotBefore: nb, NotAfter: na}, "checkpoint certificate"},
+		{"reject/feed-without-province", IssueRequest{Role: RoleFeed, Name: "x", NotBefore: nb, NotAfter: na}, "feed certificate"},
+		{"reject/feed-not-provincial", IssueRequest{Role: RoleFeed, Province: "440100", Name: "x", NotBefore: nb, NotAfter: na}, "provincial"},
 		{"reject/dns-on-auditor", IssueRequest{Role: RoleAuditor, Name: "x", DNSNames: []string{"a"}, NotBefore: nb, NotAfter: na}, "only hub members"},
 		{"reject/validity-backwards", IssueRequest{Role: RoleHub, Name: "x", NotBefore: na, NotAfter: nb}, "before it starts"},
 		{"reject/outlives-root", IssueRequest{Role: RoleHub, Name: "x", NotBefore: nb, NotAfter: p.root.Cert.NotAfter.Add(time.Hour)}, "after the root"},

@@ -173,15 +173,15 @@ func checkSigningCert(root, cert *smx509.Certificate) (Role, hcx.ProvinceCode, e
 	}
 	role, prov := roleOf(cert)
 	if err := role.Validate(); err != nil || role == RoleRoot {
-		return "", "", fmt.Errorf("%w: %q carries no hcx role (OU=hcx-province, hcx-hub, hcx-checkpoint or hcx-auditor)", ErrWrongRole, name)
+		return "", "", fmt.Errorf("%w: %q carries no hcx role (OU=hcx-province, hcx-hub, hcx-checkpoint, hcx-feed or hcx-auditor)", ErrWrongRole, name)
 	}
 	switch {
-	case role == RoleProvince:
+	case role.ProvinceBound():
 		if err := prov.Validate(); err != nil {
-			return "", "", fmt.Errorf("%w: province certificate %q: %v", ErrWrongProvince, name, err)
+			return "", "", fmt.Errorf("%w: %s certificate %q: %v", ErrWrongProvince, role, name, err)
 		}
 	case len(cert.Subject.Province) > 0:
-		return "", "", fmt.Errorf("%w: %s certificate %q names a province; only province signers are bound to one", ErrWrongProvince, role, name)
+		return "", "", fmt.Errorf("%w: %s certificate %q names a province; only province signers, feeds and checkpoint devices are bound to one", ErrWrongProvince, role, name)
 	}
 	if cert.IsCA || cert.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
 		return "", "", fmt.Errorf("%w: %q is a CA certificate; only the national root may issue", ErrKeyUsage, name)

@@ -356,6 +356,14 @@ func (h *Hub) catchUpFromSnapshot() error {
 	return h.fsm.Restore(rc)
 }
 
+// TrustStore is the trust store in force at this member: the root and the
+// trust lists applied from the log. It is replaced when a snapshot is
+// restored, so ask again rather than keep it.
+func (h *Hub) TrustStore() *certs.TrustStore { return h.fsm.trustStore() }
+
+// Now is this member's clock (Config.Now).
+func (h *Hub) Now() time.Time { return h.cfg.Now() }
+
 // URL is the member's API base URL, such as "http://127.0.0.1:7000".
 func (h *Hub) URL() string { return h.url }
 

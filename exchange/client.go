@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
+	"github.com/hcxfed/hcx/certs"
 )
 
 // HubClient talks to the national hub's HTTP API (PROTOCOL.md §5). It spreads
@@ -38,6 +40,17 @@ func NewHubClient(members []string, hc *http.Client) *HubClient {
 		ms[i] = strings.TrimRight(m, "/")
 	}
 	return &HubClient{members: ms, HTTP: hc}
+}
+
+// SignWith makes c sign every request it sends with s, an SM2 request token
+// per request (auth.SigningTransport): the hub serves its log only to
+// province signers, hub members and auditors. now dates the tokens
+// (time.Now if nil); the hub allows auth.DefaultTokenSkew. It returns c.
+func (c *HubClient) SignWith(s *certs.Signer, now func() time.Time) *HubClient {
+	hc := *c.HTTP
+	hc.Transport = &auth.SigningTransport{Base: c.HTTP.Transport, Signer: s, Now: now, MaxBody: MaxEnvelopeBytes + 4<<10}
+	c.HTTP = &hc
+	return c
 }
 
 // SubmitResult is the hub's answer to a submitted envelope.

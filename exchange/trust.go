@@ -105,16 +105,16 @@ func (tl *TrustList) Validate() error {
 		}
 		seen[c.KID] = true
 		switch c.Role {
-		case certs.RoleProvince:
+		case certs.RoleProvince, certs.RoleFeed, certs.RoleCheckpoint:
 			if err := c.Province.Validate(); err != nil {
 				return inField(f("province"), err)
 			}
-		case certs.RoleHub, certs.RoleCheckpoint, certs.RoleAuditor:
+		case certs.RoleHub, certs.RoleAuditor:
 			if c.Province != "" {
 				return hcx.Invalidf(f("province"), "a %s certificate has no province, got %q", c.Role, c.Province)
 			}
 		default:
-			return hcx.Invalidf(f("role"), "role %q may not be listed; want province, hub, checkpoint or auditor", c.Role)
+			return hcx.Invalidf(f("role"), "role %q may not be listed; want province, hub, checkpoint, feed or auditor", c.Role)
 		}
 	}
 	revoked := make(map[string]bool, len(tl.Revoked))

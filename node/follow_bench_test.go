@@ -25,7 +25,7 @@ func BenchmarkFollowerApplyVsHubCommit(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	submit(b, hub.URLs()[0], batches...)
+	submit(b, f, hub.URLs()[0], batches...)
 	hubTime := time.Since(start)
 
 	start = time.Now()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/consensus"
 	"github.com/hcxfed/hcx/exchange"
@@ -110,13 +111,16 @@ func startHub(t testing.TB, f *fed, c, members int, entries ...string) *consensu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hub.Close() })
-	submit(t, hub.URLs()[0], append([]string{f.trust}, entries...)...)
+	submit(t, f, hub.URLs()[0], append([]string{f.trust}, entries...)...)
 	return hub
 }
 
-func submit(t testing.TB, member string, entries ...string) {
+// submit posts entries to member as the national root, which the hub
+// trusts before the first trust list and lets write (it acts as a hub
+// member).
+func submit(t testing.TB, f *fed, member string, entries ...string) {
 	t.Helper()
-	cl := exchange.NewHubClient([]string{member}, nil)
+	cl := exchange.NewHubClient([]string{member}, nil).SignWith(f.root, nil)
 	for i, e := range entries {
 		if _, err := cl.Submit(context.Background(), e); err != nil {
 			t.Fatalf("submit entry %d: %v", i, err)
@@ -157,7 +161,7 @@ func runNode(t testing.TB, f *fed, dir string, members ...string) (n *node.Node,
 		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
 		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
 		RulesPath: "../configs/rules/510000.yaml",
-		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}),
+		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
 		Logger:    quietLogger(),
 	})
 	if err != nil {
@@ -209,7 +213,9 @@ type liar struct {
 	note    func([]byte) []byte
 }
 
-func newLiar(t testing.TB, target string, rewrite func(uint64, string) string) *liar {
+// The liar is a man in the middle with Sichuan's key: it signs what it
+// forwards afresh, for the member it forwards to.
+func newLiar(t testing.TB, f *fed, target string, rewrite func(uint64, string) string) *liar {
 	t.Helper()
 	l := &liar{rewrite: rewrite}
 	l.retarget(t, target)
@@ -218,6 +224,16 @@ func newLiar(t testing.TB, target string, rewrite func(uint64, string) string) *
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(l.target.Load())
 			r.Out.Header.Del("Accept-Encoding")
+			if r.Out.Header.Get("Authorization") != "" {
+				var body []byte
+				if r.Out.Body != nil {
+					body, _ = io.ReadAll(r.Out.Body)
+					r.Out.Body = io.NopCloser(bytes.NewReader(body))
+				}
+				if err := auth.SignRequest(r.Out, body, f.provs["510000"], time.Now()); err != nil {
+					t.Error(err)
+				}
+			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.Request.URL.Path == "/v1/checkpoint" && resp.StatusCode == http.StatusOK && l.note != nil {
@@ -286,7 +302,7 @@ func TestFollowerOfAnHonestHubIsReadyAndHasTheCheckpointRoot(t *testing.T) {
 		t.Errorf("ready: %v", err)
 	}
 	// More entries, past the checkpoint the node saw first.
-	submit(t, hub.URLs()[0], f.batch(t, 4, 150, 50, hcx.Green))
+	submit(t, f, hub.URLs()[0], f.batch(t, 4, 150, 50, hcx.Green))
 	waitFor(t, "the node to apply 5 entries", func() bool { return n.Applied() == 5 })
 	cp = checkpointOf(t, hub.URLs()[0], 5)
 	if size, root := n.LogTree(); size != cp.Size || !bytes.Equal(root, cp.Root) {
@@ -309,7 +325,7 @@ func TestFollowerRefusesAMemberThatRewritesAnEntry(t *testing.T) {
 	hub := startHub(t, f, 0, 1, f.batch(t, 1, 0, 20, hcx.Red), f.batch(t, 2, 20, 20, hcx.Red), f.batch(t, 3, 40, 20, hcx.Red))
 	honest := checkpointOf(t, hub.URLs()[0], 4)
 	forged := f.batch(t, 2, 20, 20, hcx.Green)
-	l := newLiar(t, hub.URLs()[0], func(i uint64, e string) string {
+	l := newLiar(t, f, hub.URLs()[0], func(i uint64, e string) string {
 		if i == 2 {
 			return forged
 		}
@@ -369,12 +385,12 @@ func TestFollowerLeavesAMemberThatServesAnotherHistory(t *testing.T) {
 	b := startHub(t, f, 1, 1, f.batch(t, 1, 1000, 20, hcx.Green), f.batch(t, 2, 1020, 20, hcx.Green), f.batch(t, 3, 1040, 20, hcx.Green), f.batch(t, 4, 1060, 20, hcx.Green))
 	checkpointOf(t, b.URLs()[0], 5)
 	checkpointOf(t, a.URLs()[0], 3)
-	l := newLiar(t, a.URLs()[0], nil)
+	l := newLiar(t, f, a.URLs()[0], nil)
 	n, _ := runNode(t, f, t.TempDir(), l.URL, a.URLs()[1])
 	waitFor(t, "the node to apply cluster A's 3 entries", func() bool { return n.Applied() == 3 })
 
 	l.retarget(t, b.URLs()[0])
-	submit(t, a.URLs()[0], f.batch(t, 3, 40, 20, hcx.Red))
+	submit(t, f, a.URLs()[0], f.batch(t, 3, 40, 20, hcx.Red))
 	var fork *node.ForkError
 	waitFor(t, "the node to count the fork", func() bool {
 		return strings.Contains(metricsOf(n), `hcx_node_log_forks_total{province="510000"} 1`)
@@ -411,7 +427,7 @@ func TestFollowerAcceptsACheckpointKeyFromTheNewestTrustList(t *testing.T) {
 	f.trust = list(1, f.provs["440000"], f.provs["510000"], f.hubs[0][0])
 	hub := startHub(t, f, 0, 1, list(2, f.provs["440000"], f.provs["510000"], f.hubs[0][0], joined), f.batch(t, 1, 0, 10, hcx.Red))
 	checkpointOf(t, hub.URLs()[0], 3)
-	l := newLiar(t, hub.URLs()[0], nil)
+	l := newLiar(t, f, hub.URLs()[0], nil)
 	l.pageMax = 1
 	l.note = func(b []byte) []byte {
 		cp, err := exchange.ParseCheckpoint(b)

@@ -67,8 +67,8 @@ type delegation struct {
 	By        string      `json:"by"`
 }
 
-// Enrolment is an issued enrolment code.
-type Enrolment struct {
+// ResidentEnrolment is an issued enrolment code.
+type ResidentEnrolment struct {
 	Code    string      `json:"code"`
 	Subject hcx.Subject `json:"subject"`
 	Expires time.Time   `json:"expires"`
@@ -187,7 +187,7 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 // answers a one-time code, valid for EnrolmentTTL, with which the resident
 // starts their first session and adds passkeys. Only SM3 of the code is
 // stored. Audited as enrolment.issue.
-func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*Enrolment, error) {
+func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*ResidentEnrolment, error) {
 	entry, err := callerEntry(ctx, ActionEnrolmentIssue, "")
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*Enrolm
 	if err != nil {
 		return nil, err
 	}
-	return &Enrolment{Code: code, Subject: sub, Expires: expires, Registered: created}, nil
+	return &ResidentEnrolment{Code: code, Subject: sub, Expires: expires, Registered: created}, nil
 }
 
 // checkName refuses an in-person or OIDC binding whose name differs from

@@ -160,6 +160,8 @@ type Node struct {
 
 	policyPublished atomic.Value // string: the policy version the hub acknowledged
 
+	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
+
 	metrics metrics
 }
 

@@ -26,7 +26,7 @@ const defaultCADir = "hcx-data/ca"
 
 var caSubcommands = []struct{ name, args, summary string }{
 	{"init", "[--dir DIR] [--name NAME]", "make a new national root CA in DIR"},
-	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID]", "issue a certificate and key"},
+	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID] [--csr FILE]", "issue a certificate and key (or, with --csr, a certificate for a device's own key)"},
 	{"revoke", "(--kid KID | --name NAME) --reason TEXT [--at TIME]", "revoke a certificate from a time on"},
 	{"list", "[--dir DIR]", "list every certificate issued, with status"},
 	{"inspect", "(FILE | --dir DIR NAME-OR-KID)", "show a certificate and check it against the root"},
@@ -141,9 +141,10 @@ func (l *listFlag) Set(v string) error {
 
 func caIssue(args []string, stdout, stderr io.Writer) error {
 	fs, dir := caFlags("issue", stderr)
-	role := fs.String("role", "", "province, hub, checkpoint or auditor")
-	name := fs.String("name", "", "certificate name and file name, e.g. province-440000, hub-1, checkpoint-0042")
-	prov := fs.String("province", "", "province code (province signers only), e.g. 440000")
+	role := fs.String("role", "", "province, hub, checkpoint, feed or auditor")
+	name := fs.String("name", "", "certificate name and file name, e.g. province-440000, hub-1, lab-gz-1")
+	prov := fs.String("province", "", "province code (province signers, feeds and checkpoint devices), e.g. 440000")
+	csrFile := fs.String("csr", "", "a device's certificate signing request (PEM, from `hcx device keygen`): issue for its key, which stays with the device")
 	days := fs.Int("days", 365, "days of validity")
 	from := fs.String("from", "", "start of validity, RFC 3339 (default now)")
 	tlsCert := fs.Bool("tls", false, "hub TLS certificate (ECDSA P-256) instead of an SM2 signing certificate; needs --member and --dns or --ip")
@@ -196,9 +197,31 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		kid = id.KID
+	} else if *csrFile != "" {
+		if *role != string(certs.RoleCheckpoint) && *role != string(certs.RoleFeed) {
+			return fmt.Errorf("hcx ca issue --csr: devices enrol as --role checkpoint or --role feed, not %q", *role)
+		}
+		csr, err := os.ReadFile(*csrFile)
+		if err != nil {
+			return fmt.Errorf("hcx ca issue --csr: %w", err)
+		}
+		if len(csr) > certs.MaxCSRPEM {
+			return fmt.Errorf("hcx ca issue --csr: %s is over %d bytes; it is not a CSR from hcx device keygen", *csrFile, certs.MaxCSRPEM)
+		}
+		cert, err := ca.IssueCSR(csr, certs.Role(*role), hcx.ProvinceCode(*prov), *name, na.Sub(time.Now()))
+		if err != nil {
+			return fmt.Errorf("hcx ca issue --csr: %w", err)
+		}
+		it, err := ca.Find(certs.KID(cert.Raw))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Issued %s\n  cert      %s (give it to the device; its key never left it)\n\nThe certificate counts once it is in a trust list in the hub log: hcx ca publish --dir %s --hub URL\n",
+			describeIssued(it), filepath.Join(*dir, "issued", *name+".crt"), *dir)
+		return nil
 	} else {
 		if *role == "" {
-			return errors.New("hcx ca issue: give --role: province, hub, checkpoint or auditor")
+			return errors.New("hcx ca issue: give --role: province, hub, checkpoint, feed or auditor")
 		}
 		s, err := ca.Issue(certs.IssueRequest{Role: certs.Role(*role), Province: hcx.ProvinceCode(*prov), Name: *name, NotBefore: nb, NotAfter: na, DNSNames: dns, IPAddresses: netIPs})
 		if err != nil {
@@ -456,7 +479,7 @@ func caPublish(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}), time.Now())
+	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}).SignWith(ca.Root(), nil), time.Now())
 	if err != nil {
 		return fmt.Errorf("hcx ca publish: %w", err)
 	}

@@ -81,7 +81,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func printDevGuide(w io.Writer, f *federation) {
 	fmt.Fprintf(w, "\nNational hub (Raft, %d member(s)):\n", len(f.HubURLs))
 	for _, u := range f.HubURLs {
-		fmt.Fprintf(w, "  %s   (try %s/v1/cluster)\n", u, u)
+		fmt.Fprintf(w, "  %s   (try %s/v1/checkpoint; the log itself is for province, hub and auditor certificates)\n", u, u)
 	}
 	fmt.Fprintln(w, "\nProvince nodes:")
 	for _, p := range devProvinces {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type federationConfig struct {
 	// IdPAddr is where the development identity provider listens;
 	// empty: 127.0.0.1:0.
 	IdPAddr string
+	// Limits are the nodes' rate limits and load shedding; nil limits
+	// nothing (tests).
+	Limits *api.Limits
 	Now     func() time.Time
 	Logger  *slog.Logger
 }
@@ -56,6 +60,9 @@ type federation struct {
 	// IdP is the development OpenID provider whose operators, auditor and
 	// residents log in at the nodes.
 	IdP *devidp.Server
+	// Devices issues device certificates when an operator approves an
+	// enrolment, and publishes the next trust list.
+	Devices *devIssuer
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -130,10 +137,13 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		return f, fmt.Errorf("start hub: %w", err)
 	}
 	f.HubURLs = f.Hub.URLs()
-	hubClient := exchange.NewHubClient(f.HubURLs, nil)
+	// The CA publishes its trust list as the national root, the one key
+	// a new hub trusts before any list is in its log.
+	hubClient := exchange.NewHubClient(f.HubURLs, nil).SignWith(root, cfg.Now)
 	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
 		return f, err
 	}
+	f.Devices = &devIssuer{ca: pki.CA, hub: hubClient, now: cfg.Now}
 
 	if cfg.IdPAddr == "" {
 		cfg.IdPAddr = "127.0.0.1:0"
@@ -153,7 +163,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			FieldKeys:       map[int][]byte{1: keys.Fields[p]},
 			FieldKeyVersion: 1,
 			RulesPath:       filepath.Join(rulesDir, string(p)+".yaml"),
-			Hub:             exchange.NewHubClient(f.HubURLs, nil),
+			Hub:             exchange.NewHubClient(f.HubURLs, nil).SignWith(pki.Provinces[p], cfg.Now),
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 		})
@@ -169,17 +179,65 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
-		opts, err := devNodeOIDC(f.IdP, p, url)
+		o, err := devNodeOIDC(f.IdP, p, url)
+		if err == nil {
+			var h http.Handler
+			h, err = nodeHandler(n, nodeSecurity{PublicURL: url, PasskeyURL: strings.Replace(url, "127.0.0.1", "localhost", 1),
+				OIDC: o, Devices: f.Devices, Limits: cfg.Limits, Now: cfg.Now, Logger: cfg.Logger})
+			if err == nil {
+				f.serveOn(ln, h)
+			}
+		}
 		if err != nil {
 			ln.Close()
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
-		f.serveOn(ln, api.NewNodeHandler(n, cfg.Logger, opts))
 		f.NodeURLs[p] = url
 		f.wg.Add(1)
 		go func() { defer f.wg.Done(); _ = n.Run(runCtx) }()
 	}
 	return f, nil
+}
+
+
+// devIssuer issues device certificates at the dev federation's CA (named
+// <province>-<name>, so two provinces' gate-7 do not collide) and publishes
+// the trust list that lists them.
+type devIssuer struct {
+	ca  *certs.CA
+	hub *exchange.HubClient
+	now func() time.Time
+	mu  sync.Mutex
+}
+
+var _ api.DeviceIssuer = (*devIssuer)(nil)
+
+// devDeviceValidity is how long a dev device certificate lasts.
+const devDeviceValidity = 365 * 24 * time.Hour
+
+// IssueDevice implements api.DeviceIssuer.
+func (d *devIssuer) IssueDevice(ctx context.Context, csr []byte, role certs.Role, prov hcx.ProvinceCode, name string) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cert, err := d.ca.IssueCSR(csr, role, prov, string(prov)+"-"+name, devDeviceValidity)
+	if err != nil {
+		return nil, hcx.Errorf(hcx.EInvalid, "device_not_issued", "the CA refused the device: %v", err)
+	}
+	if err := publishDevTrustList(ctx, d.hub, d.ca, d.now()); err != nil {
+		return nil, fmt.Errorf("device %s issued (kid %s) but %w; restart hcx dev to publish it", name, certs.KID(cert.Raw), err)
+	}
+	return certs.CertPEM(cert.Raw), nil
+}
+
+// Revoke revokes a device (or any certificate) and publishes the trust list
+// that says so.
+func (d *devIssuer) Revoke(ctx context.Context, kid, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ca.Revoke(kid, d.now(), reason); err != nil {
+		return err
+	}
+	return publishDevTrustList(ctx, d.hub, d.ca, d.now())
 }
 
 // listen listens on addr and returns the listener and its base URL.
@@ -203,10 +261,10 @@ func (f *federation) serveOn(ln net.Listener, h http.Handler) {
 // of the development identity provider, and returns the node's API options
 // trusting it: ID tokens for the node (browser login) and for the
 // command-line client (`hcx dev token`, as bearer tokens with curl).
-func devNodeOIDC(idp *devidp.Server, p hcx.ProvinceCode, nodeURL string) (api.NodeOptions, error) {
+func devNodeOIDC(idp *devidp.Server, p hcx.ProvinceCode, nodeURL string) (*auth.OIDC, error) {
 	secret := fmt.Sprintf("%x", randomKey(16))
 	if err := idp.RegisterClient(devidp.Client{ID: devidp.NodeClientID(p), Secret: secret, RedirectURIs: []string{nodeURL + "/v1/auth/oidc/callback"}}); err != nil {
-		return api.NodeOptions{}, err
+		return nil, err
 	}
 	// The provider stamps tokens with the real time, so the node checks
 	// them against it too, whatever clock the federation runs on.
@@ -216,7 +274,7 @@ func devNodeOIDC(idp *devidp.Server, p hcx.ProvinceCode, nodeURL string) (api.No
 		ClientSecret: secret,
 		Audiences:    []string{devidp.CLIClientID},
 	}}}
-	return api.NodeOptions{Authn: auth.Chain{o}, OIDC: o, BaseURL: nodeURL}, nil
+	return o, nil
 }
 
 // Close stops the nodes, their servers and the hub, in that order.

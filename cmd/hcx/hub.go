@@ -32,6 +32,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tlsCert := fs.String("tls-cert", "", "this member's hub TLS certificate (PEM, 'hcx ca issue --tls --member ID'): members talk in mutual TLS; required")
 	tlsKey := fs.String("tls-key", "", "its ECDSA key (PEM)")
 	insecure := fs.Bool("insecure-plaintext-members", false, "DANGER: members talk in plain TCP, unauthenticated: anyone reaching -raft can change the membership; single-machine development only")
+	publicURL := fs.String("public-url", "", "scheme://host clients call this member's API at, when behind a reverse proxy: request tokens sign it")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,7 +64,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
-		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{}), InsecurePlaintext: *insecure}
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL}), InsecurePlaintext: *insecure}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hcxfed/hcx/auth"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/consensus"
 )
 
@@ -105,9 +107,20 @@ func TestHubMembersFromTheCAJoinOverMemberTLS(t *testing.T) {
 		t.Fatalf("-join with an API URL: err = %v, want one asking for host:port", err)
 	}
 	run(args("hub-2", "-join", raft1))
+	caDir, err := certs.OpenCA(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootSigner := caDir.Root()
 	var st consensus.ClusterStatus
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(api1 + "/v1/cluster")
+		// The cluster's status is for federation roles; before any trust
+		// list only the national root is trusted.
+		req, _ := http.NewRequest(http.MethodGet, api1+"/v1/cluster", nil)
+		if err := auth.SignRequest(req, nil, rootSigner, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			st = consensus.ClusterStatus{}
 			json.NewDecoder(resp.Body).Decode(&st)

@@ -29,6 +29,7 @@ func commands() []command {
 		{"node", "run one province node", runNode},
 		{"hub", "run one member of the national hub's Raft cluster", runHub},
 		{"ca", "the national root CA: init, issue, revoke, list, inspect", runCA},
+		{"device", "a checkpoint device's or feed's own key and certificate request: keygen", runDevice},
 		{"policy", "check and explain a province's colour rules", runPolicy},
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
-	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
@@ -78,12 +77,14 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	opts := api.NodeOptions{BaseURL: *publicURL}
+	sec := nodeSecurity{PublicURL: *publicURL, Limits: api.NewLimits(api.DefaultLimitsConfig())}
+	if sec.PublicURL == "" {
+		sec.PublicURL = "http://" + *listen
+	}
 	if *oidcPath != "" {
-		if opts.OIDC, err = readOIDCConfig(*oidcPath); err != nil {
+		if sec.OIDC, err = readOIDCConfig(*oidcPath); err != nil {
 			return fmt.Errorf("--oidc: %w", err)
 		}
-		opts.Authn = auth.Chain{opts.OIDC}
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -105,7 +106,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
 		RulesPath: *rules,
-		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil),
+		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil).SignWith(signer, nil),
 		Logger:    logger,
 	})
 	if err != nil {
@@ -116,7 +117,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := api.NewServer(api.NewNodeHandler(n, logger, opts), api.ServerTimeouts{})
+	sec.Logger = logger
+	h, err := nodeHandler(n, sec)
+	if err != nil {
+		return err
+	}
+	srv := api.NewServer(h, api.ServerTimeouts{})
 	go func() { _ = srv.Serve(ln) }()
 	onHangup(ctx, func() {
 		if err := n.ReloadRules(); err != nil {

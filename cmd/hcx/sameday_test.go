@@ -66,7 +66,7 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := exchange.NewHubClient(f.HubURLs, nil)
+	hub := exchange.NewHubClient(f.HubURLs, nil).SignWith(f.PKI.Provinces["440000"], clock.Now)
 
 	var sub string
 	for _, p := range []hcx.ProvinceCode{"440000", "510000"} {
