@@ -62,6 +62,7 @@ func (c enrolmentClient) do(method, path, as string, body any) (int, map[string]
 	req, _ := http.NewRequest(method, c.url+path, rd)
 	if as != "" {
 		req.Header.Set("X-Test-As", as)
+		req.Header.Set("X-HCX-Reason", "device enrolment test")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

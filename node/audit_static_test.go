@@ -25,6 +25,7 @@ var backgroundWriters = map[string]string{
 	"Node.publishPolicy": "the publisher records the policy version the hub acknowledged",
 	"Node.planRedecide":  "plans the re-decision after a rule change (the change is in the trail)",
 	"Node.runRedecide":   "the re-decision's cursor",
+	"Node.FileEnrolment": "a device files its certificate request, anonymously and bounded; the operator's decision on it is in the trail",
 	"Node.updateAside":   "sessions and passkeys: a resident's own login credentials, not an operator or feed action, and no resident state",
 }
 

@@ -131,6 +131,12 @@ func (n *Node) FileEnrolment(ctx context.Context, req EnrolmentRequest) (*Enrolm
 	return e, nil
 }
 
+// Audit actions of device enrolment.
+const (
+	ActionDeviceApprove = "device.approve"
+	ActionDeviceReject  = "device.reject"
+)
+
 func putEnrolment(txn *badger.Txn, e *Enrolment) error {
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -207,6 +213,15 @@ func (n *Node) DecideEnrolment(ctx context.Context, id string, approve bool, rea
 	if len(reason) > 500 {
 		return nil, hcx.Invalidf("reason", "at most 500 bytes")
 	}
+	action := ActionDeviceReject
+	if approve {
+		action = ActionDeviceApprove
+	}
+	entry, err := callerEntry(ctx, action, "")
+	if err != nil {
+		return nil, err
+	}
+	entry.Note = "enrolment " + id
 	by := auth.FromContext(ctx)
 	n.enrolMu.Lock()
 	defer n.enrolMu.Unlock()
@@ -230,7 +245,16 @@ func (n *Node) DecideEnrolment(ctx context.Context, id string, approve bool, rea
 		e.Status, e.Cert, e.KID = EnrolmentIssued, string(certPEM), kid
 	}
 	e.CSR = ""
-	if err := n.db.Update(func(txn *badger.Txn) error { return putEnrolment(txn, e) }); err != nil {
+	if e.KID != "" {
+		entry.Note += ", certificate " + e.KID
+	}
+	w := &write{}
+	w.record(entry)
+	if err := w.setJSON(pEnrolment+e.ID, e); err != nil {
+		return nil, err
+	}
+	w.del([]byte(pEnrolPend + e.ID))
+	if err := n.write(w); err != nil {
 		return nil, err
 	}
 	n.log.Info("device enrolment decided", "enrolment", e.ID, "status", e.Status, "by", by.Actor)

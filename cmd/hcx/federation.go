@@ -45,8 +45,8 @@ type federationConfig struct {
 	// Limits are the nodes' rate limits and load shedding; nil limits
 	// nothing (tests).
 	Limits *api.Limits
-	Now     func() time.Time
-	Logger  *slog.Logger
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // federation is a running local federation.
@@ -198,7 +198,6 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	}
 	return f, nil
 }
-
 
 // devIssuer issues device certificates at the dev federation's CA (named
 // <province>-<name>, so two provinces' gate-7 do not collide) and publishes
