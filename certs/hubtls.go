@@ -7,10 +7,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -142,32 +140,44 @@ func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) {
 	return id, nil
 }
 
-// LoadTLSIdentity reads a hub TLS certificate and its ECDSA key (PEM).
+// LoadTLSIdentity reads a TLS certificate and its ECDSA key (PEM): a hub
+// member's (Member is then its member id) or a public API server's
+// (ServerTLS; Member is empty).
 func LoadTLSIdentity(certPath, keyPath string) (*TLSIdentity, error) {
 	c, err := ReadCert(certPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKeyFile(keyPath); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(keyPath)
+	key, err := readECKey(keyPath, certPath, c.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%s: no PRIVATE KEY PEM block", keyPath)
+	id := &TLSIdentity{Name: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}
+	if role, _ := roleOf(c); role == RoleHub {
+		id.Member = c.Subject.CommonName // a server certificate authenticates no member
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	return id, nil
+}
+
+// readECKey reads the ECDSA private key (PKCS #8 PEM, mode 0600) of the
+// certificate at certPath, whose public key is pub.
+func readECKey(keyPath, certPath string, pub any) (*ecdsa.PrivateKey, error) {
+	if err := checkKeyFile(keyPath); err != nil {
+		return nil, err
+	}
+	der, err := readPEM(keyPath, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	key, ok := k.(*ecdsa.PrivateKey)
-	if !ok || !keyMatches(c.PublicKey, key) {
+	if !ok || !keyMatches(pub, key) {
 		return nil, fmt.Errorf("%s does not hold the ECDSA key of %s", keyPath, certPath)
 	}
-	return &TLSIdentity{Name: c.Subject.CommonName, Member: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}, nil
+	return key, nil
 }
 
 func writeECKey(path string, key *ecdsa.PrivateKey) error {

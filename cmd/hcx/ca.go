@@ -26,7 +26,7 @@ const defaultCADir = "hcx-data/ca"
 
 var caSubcommands = []struct{ name, args, summary string }{
 	{"init", "[--dir DIR] [--name NAME]", "make a new national root CA in DIR"},
-	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID]", "issue a certificate and key"},
+	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID | --server]", "issue a certificate and key"},
 	{"revoke", "(--kid KID | --name NAME) --reason TEXT [--at TIME]", "revoke a certificate from a time on"},
 	{"list", "[--dir DIR]", "list every certificate issued, with status"},
 	{"inspect", "(FILE | --dir DIR NAME-OR-KID)", "show a certificate and check it against the root"},
@@ -148,6 +148,7 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "start of validity, RFC 3339 (default now)")
 	tlsCert := fs.Bool("tls", false, "hub TLS certificate (ECDSA P-256) instead of an SM2 signing certificate; needs --member and --dns or --ip")
 	member := fs.String("member", "", "hub member id the TLS certificate authenticates (its 'hcx hub -id'), e.g. hub-1")
+	server := fs.Bool("server", false, "public API server TLS certificate (ECDSA P-256, serverAuth) from the CA's TLS root "+certs.TLSRootCertFile+", for 'hcx node --tls-cert' or 'hcx hub -api-tls-cert'; needs --dns or --ip")
 	var dns, ips listFlag
 	fs.Var(&dns, "dns", "DNS names (hub members; comma-separated or repeated)")
 	fs.Var(&ips, "ip", "IP addresses (hub members; comma-separated or repeated)")
@@ -184,6 +185,23 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var kid string
+	if *server {
+		if *tlsCert || *role != "" || *member != "" || *prov != "" {
+			return errors.New("hcx ca issue --server: a server TLS certificate has no role, member or province; drop --tls, --role, --member and --province")
+		}
+		id, err := ca.IssueServerTLS(certs.ServerTLSRequest{Name: *name, DNSNames: dns, IPAddresses: netIPs, NotBefore: nb, NotAfter: na})
+		if err != nil {
+			return err
+		}
+		it, err := ca.Find(id.KID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Issued %s\n  cert      %s\n  key       %s (0600)\n  TLS root  %s (clients verify the server with it: curl --cacert %s)\n",
+			describeIssued(it), filepath.Join(*dir, "issued", *name+".crt"), filepath.Join(*dir, "issued", *name+".key"),
+			filepath.Join(*dir, certs.TLSRootCertFile), filepath.Join(*dir, certs.TLSRootCertFile))
+		return nil
+	}
 	if *tlsCert {
 		if *role != "" && *role != string(certs.RoleHub) {
 			return fmt.Errorf("hcx ca issue: --tls certificates are for hub members; drop --role %s or use --role hub", *role)
@@ -224,8 +242,11 @@ func describeIssued(it certs.Issued) string {
 			what += " (" + n + ")"
 		}
 	}
-	if it.Kind == certs.KindTLS {
+	switch it.Kind {
+	case certs.KindTLS:
 		what += " TLS"
+	case certs.KindServerTLS:
+		what = "server TLS " + strings.Join(append(append([]string{}, it.DNSNames...), it.IPs...), ",")
 	}
 	return fmt.Sprintf("%s: %s, kid %s, valid %s to %s", it.Name, what, it.KID, day(it.NotBefore), day(it.NotAfter))
 }
@@ -393,7 +414,12 @@ func caInspect(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		verdict := "ok: chains to " + ca.Root().Cert.Subject.CommonName + ", profile and validity hold, not revoked"
-		if err := ts.CheckAgainstRoot(der, time.Now()); err != nil {
+		check := ts.CheckAgainstRoot
+		if ci.Role == certs.RoleTLSServer {
+			verdict = "ok: chains to the TLS root " + certs.TLSRootCertFile + ", serverAuth, valid, not revoked"
+			check = ca.CheckServerTLS
+		}
+		if err := check(der, time.Now()); err != nil {
 			verdict = "REJECTED: " + err.Error()
 		}
 		row("checked", verdict)
