@@ -123,14 +123,22 @@ func (ca *CA) IssueHubTLS(name, member string, dns []string, ips []net.IP, notBe
 	return id, nil
 }
 
-// LoadTLS returns a TLS identity issued earlier by name.
-func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) {
+// LoadTLS returns a hub member TLS identity issued earlier by name.
+func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) { return ca.loadTLS(name, KindTLS) }
+
+// LoadServerTLS returns a public API server TLS identity issued earlier by
+// name (IssueServerTLS).
+func (ca *CA) LoadServerTLS(name string) (*TLSIdentity, error) {
+	return ca.loadTLS(name, KindServerTLS)
+}
+
+func (ca *CA) loadTLS(name, kind string) (*TLSIdentity, error) {
 	it, err := ca.Find(name)
 	if err != nil {
 		return nil, err
 	}
-	if it.Kind != KindTLS {
-		return nil, fmt.Errorf("load TLS %s: it is a %s certificate; load it with Load", name, it.Kind)
+	if it.Kind != kind {
+		return nil, fmt.Errorf("load %s: it is a %s certificate, not a %s one", name, it.Kind, kind)
 	}
 	id, err := LoadTLSIdentity(ca.certPath(name), ca.keyPath(name))
 	if err != nil {

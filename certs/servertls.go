@@ -13,6 +13,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -340,4 +342,54 @@ func (ca *CA) CheckServerTLS(der []byte, now time.Time) error {
 		return fmt.Errorf("%w: server TLS certificate %q was revoked at %s", ErrRevoked, c.Subject.CommonName, at.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// EnsureDevServerTLS reopens the public API server certificate named base,
+// or its newest renewal base.<yyyymmddhhmmss>, when it stays valid for
+// another hour and names exactly dns and ips; otherwise it issues a new one
+// valid for DevValidity. `hcx dev --tls` serves with it.
+func (ca *CA) EnsureDevServerTLS(base string, dns []string, ips []net.IP, now time.Time) (*TLSIdentity, error) {
+	want := sanKey(dns, ips)
+	list, err := ca.List()
+	if err != nil {
+		return nil, err
+	}
+	name, taken := "", false
+	for _, it := range list { // oldest first: the last match is the newest
+		if it.Name != base && !strings.HasPrefix(it.Name, base+".") {
+			continue
+		}
+		taken = taken || it.Name == base
+		if it.Kind == KindServerTLS && it.Status(now.Add(time.Hour)) == "valid" && sanKey(it.DNSNames, parseIPs(it.IPs)) == want {
+			name = it.Name
+		}
+	}
+	if name != "" {
+		return ca.LoadServerTLS(name)
+	}
+	if taken {
+		base = renewedName(base, now)
+	}
+	return ca.IssueServerTLS(ServerTLSRequest{Name: base, DNSNames: dns, IPAddresses: ips, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(DevValidity)})
+}
+
+// sanKey is a canonical form of a set of DNS names and IP addresses.
+func sanKey(dns []string, ips []net.IP) string {
+	var all []string
+	all = append(all, dns...)
+	for _, ip := range ips {
+		all = append(all, ip.String())
+	}
+	slices.Sort(all)
+	return strings.Join(slices.Compact(all), ",")
+}
+
+func parseIPs(ss []string) []net.IP {
+	out := make([]net.IP, 0, len(ss))
+	for _, s := range ss {
+		if ip := net.ParseIP(s); ip != nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }

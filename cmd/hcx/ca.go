@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -482,7 +483,16 @@ func caPublish(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}), time.Now())
+	hc := &http.Client{Timeout: 20 * time.Second}
+	if slices.ContainsFunc(hubs, func(u string) bool { return strings.HasPrefix(u, "https://") }) {
+		// The hub's API certificates come from this CA's TLS root.
+		root, err := ca.TLSRoot()
+		if err != nil {
+			return err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: certs.ClientTLS(root.Cert, ""), Proxy: http.ProxyFromEnvironment}
+	}
+	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, hc), time.Now())
 	if err != nil {
 		return fmt.Errorf("hcx ca publish: %w", err)
 	}

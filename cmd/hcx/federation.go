@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -38,6 +41,11 @@ type federationConfig struct {
 	NodeAddrs map[hcx.ProvinceCode]string
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// TLS serves the hub's and the nodes' public APIs over TLS, with server
+	// certificates from the dev CA's TLS root (`hcx dev --tls`); the nodes'
+	// hub clients verify the hub against that root and the trust list.
+	// Without it everything is plain HTTP, for loopback only.
+	TLS bool
 }
 
 // federation is a running local federation.
@@ -48,6 +56,12 @@ type federation struct {
 	HubURLs  []string
 	Nodes    map[hcx.ProvinceCode]*node.Node
 	NodeURLs map[hcx.ProvinceCode]string
+
+	// TLSRoot is the anchor clients verify the servers with when the
+	// federation serves TLS (nil otherwise); Client is an HTTP client that
+	// does (http.DefaultClient without TLS).
+	TLSRoot *x509.Certificate
+	Client  *http.Client
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -106,12 +120,30 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	for i, id := range hubIDs {
 		hubSigners[i], hubTLS[i] = pki.Hubs[id], pki.HubTLS[id]
 	}
+	f.Client = http.DefaultClient
+	var hubAPITLS []*tls.Config
+	if cfg.TLS {
+		tlsRoot, err := pki.CA.TLSRoot()
+		if err != nil {
+			return f, fmt.Errorf("TLS root: %w", err)
+		}
+		f.TLSRoot = tlsRoot.Cert
+		f.Client = &http.Client{Timeout: 65 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientTLS(f.TLSRoot, "")}}
+		for i, id := range hubIDs {
+			c, err := devServerTLS(pki.CA, "api-"+id, addrAt(cfg.HubHTTP, i), cfg.Now())
+			if err != nil {
+				return f, err
+			}
+			hubAPITLS = append(hubAPITLS, certs.ServerTLS(c))
+		}
+	}
 	f.Hub, err = consensus.StartCluster(ctx, consensus.ClusterConfig{
 		Dir:      filepath.Join(cfg.Dir, "hub"),
 		N:        cfg.HubMembers,
 		RootDER:  root.Cert.Raw,
 		Signers:  hubSigners,
 		TLS:      hubTLS,
+		APITLS:   hubAPITLS,
 		Handler:  api.HubHandlerFunc(cfg.Logger, api.HubOptions{}),
 		HTTPAddr: cfg.HubHTTP,
 		RaftAddr: cfg.HubRaft,
@@ -122,12 +154,19 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		return f, fmt.Errorf("start hub: %w", err)
 	}
 	f.HubURLs = f.Hub.URLs()
-	hubClient := exchange.NewHubClient(f.HubURLs, nil)
+	hubClient := exchange.NewHubClient(f.HubURLs, f.Client)
 	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
 		return f, err
 	}
 
 	for _, p := range cfg.Provinces {
+		var self atomic.Pointer[node.Node]
+		hubHTTP := f.hubHTTPClient(func() *certs.TrustStore {
+			if n := self.Load(); n != nil {
+				return n.Trust()
+			}
+			return nil
+		})
 		n, err := node.New(node.Config{
 			Province:        p,
 			Dir:             filepath.Join(cfg.Dir, "nodes", string(p)),
@@ -137,19 +176,28 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			FieldKeys:       map[int][]byte{1: keys.Fields[p]},
 			FieldKeyVersion: 1,
 			RulesPath:       filepath.Join(rulesDir, string(p)+".yaml"),
-			Hub:             exchange.NewHubClient(f.HubURLs, nil),
+			Hub:             exchange.NewHubClient(f.HubURLs, hubHTTP),
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
+		self.Store(n)
 		f.Nodes[p] = n
 		addr := cfg.NodeAddrs[p]
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{}))
+		var srvTLS *tls.Config
+		if cfg.TLS {
+			c, err := devServerTLS(pki.CA, "api-"+string(p), addr, cfg.Now())
+			if err != nil {
+				return f, err
+			}
+			srvTLS = certs.ServerTLS(c)
+		}
+		url, err := f.serve(addr, api.NewNodeHandler(n, cfg.Logger, api.NodeOptions{}), srvTLS)
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
@@ -160,8 +208,9 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	return f, nil
 }
 
-// serve starts an HTTP server on addr and returns its base URL.
-func (f *federation) serve(addr string, h http.Handler) (string, error) {
+// serve starts an HTTP server on addr, over TLS with tlsCfg unless it is
+// nil, and returns its base URL.
+func (f *federation) serve(addr string, h http.Handler, tlsCfg *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
@@ -169,8 +218,43 @@ func (f *federation) serve(addr string, h http.Handler) (string, error) {
 	srv := api.NewServer(h, api.ServerTimeouts{})
 	f.servers = append(f.servers, srv)
 	f.wg.Add(1)
-	go func() { defer f.wg.Done(); _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), nil
+	go func() { defer f.wg.Done(); _ = serveAPI(srv, ln, tlsCfg) }()
+	return apiURL(ln, tlsCfg), nil
+}
+
+// hubHTTPClient is the HTTP client a node follows the hub with: over TLS,
+// it verifies the hub members against the TLS root and, once the node has
+// one, the trust list's revocations.
+func (f *federation) hubHTTPClient(trust func() *certs.TrustStore) *http.Client {
+	if f.TLSRoot == nil {
+		return nil // exchange.NewHubClient's default
+	}
+	return hubHTTPClient(certs.ClientTLSFrom(f.TLSRoot, "", trust))
+}
+
+// devServerTLS reopens or issues the dev server certificate named base for
+// the host of addr, localhost, 127.0.0.1 and ::1.
+func devServerTLS(ca *certs.CA, base, addr string, now time.Time) (*certs.TLSIdentity, error) {
+	dns, ips := []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" && host != "localhost" {
+		if ip := net.ParseIP(host); ip == nil {
+			dns = append(dns, host)
+		} else if !ip.IsLoopback() && !ip.IsUnspecified() {
+			ips = append(ips, ip)
+		}
+	}
+	id, err := ca.EnsureDevServerTLS(base, dns, ips, now)
+	if err != nil {
+		return nil, fmt.Errorf("server TLS certificate %s: %w", base, err)
+	}
+	return id, nil
+}
+
+func addrAt(addrs []string, i int) string {
+	if i < len(addrs) && addrs[i] != "" {
+		return addrs[i]
+	}
+	return "127.0.0.1:0"
 }
 
 // Close stops the nodes, their servers and the hub, in that order.
