@@ -233,13 +233,25 @@ func (f *federation) hubHTTPClient(trust func() *certs.TrustStore) *http.Client 
 }
 
 // devServerTLS reopens or issues the dev server certificate named base for
-// the host of addr, localhost, 127.0.0.1 and ::1.
+// the host of addr (the machine's name and addresses when it listens on
+// all), localhost, 127.0.0.1 and ::1.
 func devServerTLS(ca *certs.CA, base, addr string, now time.Time) (*certs.TLSIdentity, error) {
 	dns, ips := []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" && host != "localhost" {
-		if ip := net.ParseIP(host); ip == nil {
+		switch ip := net.ParseIP(host); {
+		case ip == nil:
 			dns = append(dns, host)
-		} else if !ip.IsLoopback() && !ip.IsUnspecified() {
+		case ip.IsUnspecified(): // every address: name the machine's own
+			if name, err := os.Hostname(); err == nil {
+				dns = append(dns, name)
+			}
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+					ips = append(ips, n.IP)
+				}
+			}
+		case !ip.IsLoopback():
 			ips = append(ips, ip)
 		}
 	}

@@ -307,3 +307,43 @@ func TestDevFederationOverTLS(t *testing.T) {
 		t.Errorf("a revoked hub API certificate was accepted: %v", err)
 	}
 }
+
+// `hcx dev --tls` reuses its server certificates across restarts, and issues
+// a new one when the address it serves changes.
+func TestDevServerTLSIsReusedUntilTheAddressChanges(t *testing.T) {
+	now := time.Now()
+	ca, err := certs.InitCA(filepath.Join(t.TempDir(), "ca"), "dev root", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := devServerTLS(ca, "api-440000", "127.0.0.1:8744", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := devServerTLS(ca, "api-440000", "127.0.0.1:8744", now.Add(time.Minute))
+	if err != nil || again.KID != first.KID {
+		t.Fatalf("restart: kid %v (%v), want the same %s", again, err, first.KID)
+	}
+	moved, err := devServerTLS(ca, "api-440000", "10.9.8.7:8744", now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.KID == first.KID || !strings.HasPrefix(moved.Name, "api-440000.") {
+		t.Fatalf("new address: %s %s, want a new certificate named api-440000.<time>", moved.Name, moved.KID)
+	}
+	if err := moved.Cert.VerifyHostname("10.9.8.7"); err != nil {
+		t.Errorf("the new certificate does not name the new address: %v", err)
+	}
+	all, err := devServerTLS(ca, "api-510000", "0.0.0.0:8751", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := all.Cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("listening on every address, the certificate lacks loopback: %v", err)
+	}
+	if name, err := os.Hostname(); err == nil {
+		if err := all.Cert.VerifyHostname(name); err != nil {
+			t.Errorf("listening on every address, the certificate lacks the host name: %v", err)
+		}
+	}
+}
