@@ -7,10 +7,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -125,14 +123,22 @@ func (ca *CA) IssueHubTLS(name, member string, dns []string, ips []net.IP, notBe
 	return id, nil
 }
 
-// LoadTLS returns a TLS identity issued earlier by name.
-func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) {
+// LoadTLS returns a hub member TLS identity issued earlier by name.
+func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) { return ca.loadTLS(name, KindTLS) }
+
+// LoadServerTLS returns a public API server TLS identity issued earlier by
+// name (IssueServerTLS).
+func (ca *CA) LoadServerTLS(name string) (*TLSIdentity, error) {
+	return ca.loadTLS(name, KindServerTLS)
+}
+
+func (ca *CA) loadTLS(name, kind string) (*TLSIdentity, error) {
 	it, err := ca.Find(name)
 	if err != nil {
 		return nil, err
 	}
-	if it.Kind != KindTLS {
-		return nil, fmt.Errorf("load TLS %s: it is a %s certificate; load it with Load", name, it.Kind)
+	if it.Kind != kind {
+		return nil, fmt.Errorf("load %s: it is a %s certificate, not a %s one", name, it.Kind, kind)
 	}
 	id, err := LoadTLSIdentity(ca.certPath(name), ca.keyPath(name))
 	if err != nil {
@@ -142,32 +148,44 @@ func (ca *CA) LoadTLS(name string) (*TLSIdentity, error) {
 	return id, nil
 }
 
-// LoadTLSIdentity reads a hub TLS certificate and its ECDSA key (PEM).
+// LoadTLSIdentity reads a TLS certificate and its ECDSA key (PEM): a hub
+// member's (Member is then its member id) or a public API server's
+// (ServerTLS; Member is empty).
 func LoadTLSIdentity(certPath, keyPath string) (*TLSIdentity, error) {
 	c, err := ReadCert(certPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKeyFile(keyPath); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(keyPath)
+	key, err := readECKey(keyPath, certPath, c.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%s: no PRIVATE KEY PEM block", keyPath)
+	id := &TLSIdentity{Name: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}
+	if role, _ := roleOf(c); role == RoleHub {
+		id.Member = c.Subject.CommonName // a server certificate authenticates no member
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	return id, nil
+}
+
+// readECKey reads the ECDSA private key (PKCS #8 PEM, mode 0600) of the
+// certificate at certPath, whose public key is pub.
+func readECKey(keyPath, certPath string, pub any) (*ecdsa.PrivateKey, error) {
+	if err := checkKeyFile(keyPath); err != nil {
+		return nil, err
+	}
+	der, err := readPEM(keyPath, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	key, ok := k.(*ecdsa.PrivateKey)
-	if !ok || !keyMatches(c.PublicKey, key) {
+	if !ok || !keyMatches(pub, key) {
 		return nil, fmt.Errorf("%s does not hold the ECDSA key of %s", keyPath, certPath)
 	}
-	return &TLSIdentity{Name: c.Subject.CommonName, Member: c.Subject.CommonName, Key: key, Cert: c, KID: KID(c.Raw)}, nil
+	return key, nil
 }
 
 func writeECKey(path string, key *ecdsa.PrivateKey) error {

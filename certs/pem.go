@@ -46,17 +46,26 @@ func WriteCert(path string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
-// ReadKey reads an SM2 private key written by WriteKey.
-func ReadKey(path string) (*PrivateKey, error) {
+// readPEM reads the first PEM block of a file, which must be of type typ.
+func readPEM(path, typ string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%s: no PRIVATE KEY PEM block", path)
+	if blk == nil || blk.Type != typ {
+		return nil, fmt.Errorf("%s: no %s PEM block", path, typ)
 	}
-	k, err := smx509.ParsePKCS8PrivateKey(blk.Bytes)
+	return blk.Bytes, nil
+}
+
+// ReadKey reads an SM2 private key written by WriteKey.
+func ReadKey(path string) (*PrivateKey, error) {
+	der, err := readPEM(path, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := smx509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -69,15 +78,11 @@ func ReadKey(path string) (*PrivateKey, error) {
 
 // ReadCert reads a PEM certificate.
 func ReadCert(path string) (*smx509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	der, err := readPEM(path, "CERTIFICATE")
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no CERTIFICATE PEM block", path)
-	}
-	c, err := smx509.ParseCertificate(blk.Bytes)
+	c, err := smx509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,6 +30,9 @@ type ClusterConfig struct {
 	// (certs.IssueTLS); InsecurePlaintext runs the members without TLS
 	// instead (Config.InsecurePlaintext), for tests only.
 	InsecurePlaintext bool
+	// APITLS, by member, serves each member's public API over TLS
+	// (Config.APITLS); missing or nil entries serve plain HTTP.
+	APITLS []*tls.Config
 	// HTTPAddr and RaftAddr are the members' listen addresses, by member;
 	// missing or empty ones take any free port on 127.0.0.1.
 	HTTPAddr, RaftAddr []string
@@ -62,6 +66,9 @@ func (c *Cluster) memberConfig(i int) Config {
 	}
 	if i < len(cc.TLS) {
 		cfg.TLS = cc.TLS[i]
+	}
+	if i < len(cc.APITLS) {
+		cfg.APITLS = cc.APITLS[i]
 	}
 	if cc.Tune != nil {
 		cc.Tune(&cfg)

@@ -55,6 +55,11 @@ type Config struct {
 	// change the membership. For tests and single-machine development
 	// only; it is logged as a warning at start.
 	InsecurePlaintext bool
+	// APITLS, when set, serves the public API (HTTPAddr) over TLS with it
+	// (certs.ServerTLS with a server certificate from the CA's TLS root),
+	// and URL is then https. Nil serves plain HTTP: callers refuse that on
+	// addresses other than loopback (cmd/hcx).
+	APITLS *tls.Config
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration // default 500ms
@@ -246,6 +251,9 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("bind API address %s: %w", cfg.HTTPAddr, err)
 	}
 	h.url = "http://" + h.httpL.Addr().String()
+	if cfg.APITLS != nil {
+		h.url = "https://" + h.httpL.Addr().String()
+	}
 	h.ic = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return sl.DialContext(ctx, addr) },
@@ -289,7 +297,12 @@ func New(cfg Config) (*Hub, error) {
 		mux.Handle("/", longPoll(cfg.Handler(h), cfg.HTTPWriteTimeout))
 	}
 	h.srv = h.newServer(mux)
-	go h.srv.Serve(h.httpL)
+	if cfg.APITLS != nil {
+		h.srv.TLSConfig = cfg.APITLS.Clone()
+		go h.srv.ServeTLS(h.httpL, "", "")
+	} else {
+		go h.srv.Serve(h.httpL)
+	}
 	ok = true
 
 	h.refreshMembers()

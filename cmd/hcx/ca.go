@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,7 +27,7 @@ const defaultCADir = "hcx-data/ca"
 
 var caSubcommands = []struct{ name, args, summary string }{
 	{"init", "[--dir DIR] [--name NAME]", "make a new national root CA in DIR"},
-	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID] [--csr FILE]", "issue a certificate and key (or, with --csr, a certificate for a device's own key)"},
+	{"issue", "--role ROLE --name NAME [--province CODE] [--days N] [--dns ...] [--ip ...] [--tls --member ID | --server] [--csr FILE]", "issue a certificate and key (or, with --csr, a certificate for a device's own key)"},
 	{"revoke", "(--kid KID | --name NAME) --reason TEXT [--at TIME]", "revoke a certificate from a time on"},
 	{"list", "[--dir DIR]", "list every certificate issued, with status"},
 	{"inspect", "(FILE | --dir DIR NAME-OR-KID)", "show a certificate and check it against the root"},
@@ -149,6 +150,7 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "start of validity, RFC 3339 (default now)")
 	tlsCert := fs.Bool("tls", false, "hub TLS certificate (ECDSA P-256) instead of an SM2 signing certificate; needs --member and --dns or --ip")
 	member := fs.String("member", "", "hub member id the TLS certificate authenticates (its 'hcx hub -id'), e.g. hub-1")
+	server := fs.Bool("server", false, "public API server TLS certificate (ECDSA P-256, serverAuth) from the CA's TLS root "+certs.TLSRootCertFile+", for 'hcx node --tls-cert' or 'hcx hub -api-tls-cert'; needs --dns or --ip")
 	var dns, ips listFlag
 	fs.Var(&dns, "dns", "DNS names (hub members; comma-separated or repeated)")
 	fs.Var(&ips, "ip", "IP addresses (hub members; comma-separated or repeated)")
@@ -185,6 +187,23 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var kid string
+	if *server {
+		if *tlsCert || *role != "" || *member != "" || *prov != "" {
+			return errors.New("hcx ca issue --server: a server TLS certificate has no role, member or province; drop --tls, --role, --member and --province")
+		}
+		id, err := ca.IssueServerTLS(certs.ServerTLSRequest{Name: *name, DNSNames: dns, IPAddresses: netIPs, NotBefore: nb, NotAfter: na})
+		if err != nil {
+			return err
+		}
+		it, err := ca.Find(id.KID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Issued %s\n  cert      %s\n  key       %s (0600)\n  TLS root  %s (clients verify the server with it: curl --cacert %s)\n",
+			describeIssued(it), filepath.Join(*dir, "issued", *name+".crt"), filepath.Join(*dir, "issued", *name+".key"),
+			filepath.Join(*dir, certs.TLSRootCertFile), filepath.Join(*dir, certs.TLSRootCertFile))
+		return nil
+	}
 	if *tlsCert {
 		if *role != "" && *role != string(certs.RoleHub) {
 			return fmt.Errorf("hcx ca issue: --tls certificates are for hub members; drop --role %s or use --role hub", *role)
@@ -247,8 +266,11 @@ func describeIssued(it certs.Issued) string {
 			what += " (" + n + ")"
 		}
 	}
-	if it.Kind == certs.KindTLS {
+	switch it.Kind {
+	case certs.KindTLS:
 		what += " TLS"
+	case certs.KindServerTLS:
+		what = "server TLS " + strings.Join(append(append([]string{}, it.DNSNames...), it.IPs...), ",")
 	}
 	return fmt.Sprintf("%s: %s, kid %s, valid %s to %s", it.Name, what, it.KID, day(it.NotBefore), day(it.NotAfter))
 }
@@ -416,7 +438,12 @@ func caInspect(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		verdict := "ok: chains to " + ca.Root().Cert.Subject.CommonName + ", profile and validity hold, not revoked"
-		if err := ts.CheckAgainstRoot(der, time.Now()); err != nil {
+		check := ts.CheckAgainstRoot
+		if ci.Role == certs.RoleTLSServer {
+			verdict = "ok: chains to the TLS root " + certs.TLSRootCertFile + ", serverAuth, valid, not revoked"
+			check = ca.CheckServerTLS
+		}
+		if err := check(der, time.Now()); err != nil {
 			verdict = "REJECTED: " + err.Error()
 		}
 		row("checked", verdict)
@@ -479,7 +506,16 @@ func caPublish(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, &http.Client{Timeout: 20 * time.Second}).SignWith(ca.Root(), nil), time.Now())
+	hc := &http.Client{Timeout: 20 * time.Second}
+	if slices.ContainsFunc(hubs, func(u string) bool { return strings.HasPrefix(u, "https://") }) {
+		// The hub's API certificates come from this CA's TLS root.
+		root, err := ca.TLSRoot()
+		if err != nil {
+			return err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: certs.ClientTLS(root.Cert, ""), Proxy: http.ProxyFromEnvironment}
+	}
+	tl, res, err := exchange.PublishTrustList(ctx, ca, exchange.NewHubClient(hubs, hc).SignWith(ca.Root(), nil), time.Now())
 	if err != nil {
 		return fmt.Errorf("hcx ca publish: %w", err)
 	}

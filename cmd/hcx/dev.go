@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/devidp"
 )
 
@@ -28,6 +29,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dir := fs.String("dir", "hcx-data", "data directory (made on first start, reused after)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
+	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
@@ -39,6 +41,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *hubs != 1 && *hubs != 3 && *hubs != 5 {
 		return fmt.Errorf("--hubs %d: a hub cluster has 1, 3 or 5 members", *hubs)
 	}
+	if !*useTLS && !isLoopbackAddr(*host) {
+		return fmt.Errorf("--host %s is not a loopback address: hcx dev serves plain HTTP only on loopback; add --tls to serve TLS there", *host)
+	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
 		return err
@@ -49,7 +54,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger, TLS: *useTLS}
 	for i := 0; i < *hubs; i++ {
 		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, 8700+i))
 		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, 8800+i))
@@ -86,6 +91,11 @@ func printDevGuide(w io.Writer, f *federation) {
 	fmt.Fprintln(w, "\nProvince nodes:")
 	for _, p := range devProvinces {
 		fmt.Fprintf(w, "  %s %-10s %s\n", p, p.Name(), f.NodeURLs[p])
+	}
+	if f.TLSRoot == nil {
+		fmt.Fprintln(w, "\nThe APIs are plain HTTP, on loopback only (hcx dev --tls serves them over TLS).")
+	} else {
+		fmt.Fprintf(w, "\nThe APIs are TLS; curl verifies them with:  export CURL_CA_BUNDLE=%s\n", filepath.Join(f.Dir, "ca", certs.TLSRootCertFile))
 	}
 	printDevIdP(w, f)
 	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -47,6 +50,11 @@ type federationConfig struct {
 	Limits *api.Limits
 	Now    func() time.Time
 	Logger *slog.Logger
+	// TLS serves the hub's and the nodes' public APIs over TLS, with server
+	// certificates from the dev CA's TLS root (`hcx dev --tls`); the nodes'
+	// hub clients verify the hub against that root and the trust list.
+	// Without it everything is plain HTTP, for loopback only.
+	TLS bool
 }
 
 // federation is a running local federation.
@@ -63,6 +71,12 @@ type federation struct {
 	// Devices issues device certificates when an operator approves an
 	// enrolment, and publishes the next trust list.
 	Devices *devIssuer
+
+	// TLSRoot is the anchor clients verify the servers with when the
+	// federation serves TLS (nil otherwise); Client is an HTTP client that
+	// does (http.DefaultClient without TLS).
+	TLSRoot *x509.Certificate
+	Client  *http.Client
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -121,12 +135,30 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	for i, id := range hubIDs {
 		hubSigners[i], hubTLS[i] = pki.Hubs[id], pki.HubTLS[id]
 	}
+	f.Client = http.DefaultClient
+	var hubAPITLS []*tls.Config
+	if cfg.TLS {
+		tlsRoot, err := pki.CA.TLSRoot()
+		if err != nil {
+			return f, fmt.Errorf("TLS root: %w", err)
+		}
+		f.TLSRoot = tlsRoot.Cert
+		f.Client = &http.Client{Timeout: 65 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientTLS(f.TLSRoot, "")}}
+		for i, id := range hubIDs {
+			c, err := devServerTLS(pki.CA, "api-"+id, addrAt(cfg.HubHTTP, i), cfg.Now())
+			if err != nil {
+				return f, err
+			}
+			hubAPITLS = append(hubAPITLS, certs.ServerTLS(c))
+		}
+	}
 	f.Hub, err = consensus.StartCluster(ctx, consensus.ClusterConfig{
 		Dir:      filepath.Join(cfg.Dir, "hub"),
 		N:        cfg.HubMembers,
 		RootDER:  root.Cert.Raw,
 		Signers:  hubSigners,
 		TLS:      hubTLS,
+		APITLS:   hubAPITLS,
 		Handler:  api.HubHandlerFunc(cfg.Logger, api.HubOptions{}),
 		HTTPAddr: cfg.HubHTTP,
 		RaftAddr: cfg.HubRaft,
@@ -139,7 +171,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	f.HubURLs = f.Hub.URLs()
 	// The CA publishes its trust list as the national root, the one key
 	// a new hub trusts before any list is in its log.
-	hubClient := exchange.NewHubClient(f.HubURLs, nil).SignWith(root, cfg.Now)
+	hubClient := exchange.NewHubClient(f.HubURLs, f.Client).SignWith(root, cfg.Now)
 	if err := publishDevTrustList(ctx, hubClient, pki.CA, cfg.Now()); err != nil {
 		return f, err
 	}
@@ -154,6 +186,13 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	}
 
 	for _, p := range cfg.Provinces {
+		var self atomic.Pointer[node.Node]
+		hubHTTP := f.hubHTTPClient(func() *certs.TrustStore {
+			if n := self.Load(); n != nil {
+				return n.Trust()
+			}
+			return nil
+		})
 		n, err := node.New(node.Config{
 			Province:        p,
 			Dir:             filepath.Join(cfg.Dir, "nodes", string(p)),
@@ -163,19 +202,28 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			FieldKeys:       map[int][]byte{1: keys.Fields[p]},
 			FieldKeyVersion: 1,
 			RulesPath:       filepath.Join(rulesDir, string(p)+".yaml"),
-			Hub:             exchange.NewHubClient(f.HubURLs, nil).SignWith(pki.Provinces[p], cfg.Now),
+			Hub:             exchange.NewHubClient(f.HubURLs, hubHTTP).SignWith(pki.Provinces[p], cfg.Now),
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
+		self.Store(n)
 		f.Nodes[p] = n
 		addr := cfg.NodeAddrs[p]
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		ln, url, err := listen(addr)
+		var srvTLS *tls.Config
+		if cfg.TLS {
+			c, err := devServerTLS(pki.CA, "api-"+string(p), addr, cfg.Now())
+			if err != nil {
+				return f, err
+			}
+			srvTLS = certs.ServerTLS(c)
+		}
+		ln, url, err := listen(addr, srvTLS)
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
 		}
@@ -185,7 +233,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			h, err = nodeHandler(n, nodeSecurity{PublicURL: url, PasskeyURL: strings.Replace(url, "127.0.0.1", "localhost", 1),
 				OIDC: o, Devices: f.Devices, Limits: cfg.Limits, Now: cfg.Now, Logger: cfg.Logger})
 			if err == nil {
-				f.serveOn(ln, h)
+				f.serveOn(ln, h, srvTLS)
 			}
 		}
 		if err != nil {
@@ -239,21 +287,23 @@ func (d *devIssuer) Revoke(ctx context.Context, kid, reason string) error {
 	return publishDevTrustList(ctx, d.hub, d.ca, d.now())
 }
 
-// listen listens on addr and returns the listener and its base URL.
-func listen(addr string) (net.Listener, string, error) {
+// listen listens on addr and returns the listener and its base URL
+// (https:// when tlsCfg is set).
+func listen(addr string, tlsCfg *tls.Config) (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on %s: %w (is another hcx running? choose other ports)", addr, err)
 	}
-	return ln, "http://" + ln.Addr().String(), nil
+	return ln, apiURL(ln, tlsCfg), nil
 }
 
-// serveOn serves h on ln until Close.
-func (f *federation) serveOn(ln net.Listener, h http.Handler) {
+// serveOn serves h on ln, over TLS with tlsCfg unless it is nil, until
+// Close.
+func (f *federation) serveOn(ln net.Listener, h http.Handler, tlsCfg *tls.Config) {
 	srv := api.NewServer(h, api.ServerTimeouts{})
 	f.servers = append(f.servers, srv)
 	f.wg.Add(1)
-	go func() { defer f.wg.Done(); _ = srv.Serve(ln) }()
+	go func() { defer f.wg.Done(); _ = serveAPI(srv, ln, tlsCfg) }()
 }
 
 // devNodeOIDC registers province p's node, served at nodeURL, as a client
@@ -274,6 +324,53 @@ func devNodeOIDC(idp *devidp.Server, p hcx.ProvinceCode, nodeURL string) (*auth.
 		Audiences:    []string{devidp.CLIClientID},
 	}}}
 	return o, nil
+}
+
+// hubHTTPClient is the HTTP client a node follows the hub with: over TLS,
+// it verifies the hub members against the TLS root and, once the node has
+// one, the trust list's revocations.
+func (f *federation) hubHTTPClient(trust func() *certs.TrustStore) *http.Client {
+	if f.TLSRoot == nil {
+		return nil // exchange.NewHubClient's default
+	}
+	return hubHTTPClient(certs.ClientTLSFrom(f.TLSRoot, "", trust))
+}
+
+// devServerTLS reopens or issues the dev server certificate named base for
+// the host of addr (the machine's name and addresses when it listens on
+// all), localhost, 127.0.0.1 and ::1.
+func devServerTLS(ca *certs.CA, base, addr string, now time.Time) (*certs.TLSIdentity, error) {
+	dns, ips := []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" && host != "localhost" {
+		switch ip := net.ParseIP(host); {
+		case ip == nil:
+			dns = append(dns, host)
+		case ip.IsUnspecified(): // every address: name the machine's own
+			if name, err := os.Hostname(); err == nil {
+				dns = append(dns, name)
+			}
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+					ips = append(ips, n.IP)
+				}
+			}
+		case !ip.IsLoopback():
+			ips = append(ips, ip)
+		}
+	}
+	id, err := ca.EnsureDevServerTLS(base, dns, ips, now)
+	if err != nil {
+		return nil, fmt.Errorf("server TLS certificate %s: %w", base, err)
+	}
+	return id, nil
+}
+
+func addrAt(addrs []string, i int) string {
+	if i < len(addrs) && addrs[i] != "" {
+		return addrs[i]
+	}
+	return "127.0.0.1:0"
 }
 
 // Close stops the nodes, their servers and the hub, in that order.

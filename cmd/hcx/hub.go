@@ -33,6 +33,11 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tlsKey := fs.String("tls-key", "", "its ECDSA key (PEM)")
 	insecure := fs.Bool("insecure-plaintext-members", false, "DANGER: members talk in plain TCP, unauthenticated: anyone reaching -raft can change the membership; single-machine development only")
 	publicURL := fs.String("public-url", "", "scheme://host clients call this member's API at, when behind a reverse proxy: request tokens sign it")
+	apiTLS := apiTLSFlags{prefix: "api-",
+		cert:     fs.String("api-tls-cert", "", "server TLS certificate of the public API, PEM ('hcx ca issue --server'; not the member certificate of -tls-cert); required unless -http is loopback"),
+		key:      fs.String("api-tls-key", "", "its ECDSA key, PEM"),
+		insecure: fs.Bool("insecure-plaintext-api", false, "DANGER: serve the public API in plain HTTP on an address other than loopback: anyone on the path reads and alters it"),
+	}
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -46,6 +51,10 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("hub: -insecure-plaintext-members and -tls-cert/-tls-key exclude each other: drop -insecure-plaintext-members")
 	case !*insecure && (*tlsCert == "" || *tlsKey == ""):
 		return fmt.Errorf("hub: -tls-cert and -tls-key are required: members talk in mutual TLS (make them with 'hcx ca issue --tls --name %s-tls --member %s --ip ...'); -insecure-plaintext-members runs without, for single-machine development only", *id, *id)
+	}
+	apiTLSConfig, err := apiTLS.serverTLS("hub", *httpAddr)
+	if err != nil {
+		return err
 	}
 	root, err := certs.ReadCert(*rootPath)
 	if err != nil {
@@ -64,7 +73,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
-		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL}), InsecurePlaintext: *insecure}
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL}), InsecurePlaintext: *insecure, APITLS: apiTLSConfig}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}
@@ -78,6 +87,9 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("hub: %w", err)
 	}
 	fmt.Fprintf(stdout, "hub member %s: API %s, Raft %s\n", *id, h.URL(), h.RaftAddr())
+	if apiTLSConfig == nil {
+		fmt.Fprintln(stdout, "hub: the public API is plain HTTP (no -api-tls-cert)")
+	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := h.WaitLeader(wctx); err != nil {
 		fmt.Fprintf(stderr, "hub: still no leader after 30s (%v); waiting on\n", err)

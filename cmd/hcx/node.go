@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -45,6 +47,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rules := fs.String("rules", "", "the province's rule file (default configs/rules/<province>.yaml)")
 	oidcPath := fs.String("oidc", "", "JSON file of the identity providers this node trusts (mode 0600; format in cmd/hcx/node_oidc.go); none: no OIDC logins")
 	publicURL := fs.String("public-url", "", "this node's external URL, for the OIDC callback (default: from each request's Host)")
+	apiTLS := apiTLSFlags{
+		cert:     fs.String("tls-cert", "", "server TLS certificate of the API, PEM ('hcx ca issue --server'); required unless --listen is loopback"),
+		key:      fs.String("tls-key", "", "its ECDSA key, PEM"),
+		insecure: fs.Bool("insecure-plaintext-api", false, "DANGER: serve the API, and follow http:// hub URLs, in plain HTTP on an address other than loopback: anyone on the path reads and alters it"),
+	}
+	hubCA := fs.String("hub-ca", "", "the TLS root the hub's API certificates come from (tls-root.crt in the CA directory); required for https hub URLs")
 	verbose := fs.Bool("v", false, "log at info level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +65,14 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("hcx node needs %s; see 'hcx node -h'", strings.Join(missing, ", "))
+	}
+	srvTLS, err := apiTLS.serverTLS("hcx node", *listen)
+	if err != nil {
+		return err
+	}
+	hubURLs := strings.Split(*hubs, ",")
+	if err := checkHubURLs(hubURLs, *hubCA != "", *apiTLS.insecure); err != nil {
+		return err
 	}
 	prov := hcx.ProvinceCode(*province)
 	if err := prov.Validate(); err != nil {
@@ -101,18 +117,33 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("%s: subject key is not base64: %w", *keysFile, err)
 	}
+	var hubHTTP *http.Client // exchange.NewHubClient's default: plain HTTP
+	var self atomic.Pointer[node.Node]
+	if *hubCA != "" {
+		anchor, err := certs.ReadTLSRoot(*hubCA)
+		if err != nil {
+			return fmt.Errorf("--hub-ca: %w", err)
+		}
+		hubHTTP = hubHTTPClient(certs.ClientTLSFrom(anchor, "", func() *certs.TrustStore {
+			if n := self.Load(); n != nil {
+				return n.Trust() // the hub's certificate is checked against the trust list's revocations
+			}
+			return nil
+		}))
+	}
 	n, err := node.New(node.Config{
 		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw,
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
 		RulesPath: *rules,
-		Hub:       exchange.NewHubClient(strings.Split(*hubs, ","), nil).SignWith(signer, nil),
+		Hub:       exchange.NewHubClient(hubURLs, hubHTTP).SignWith(signer, nil),
 		Logger:    logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer n.Close()
+	self.Store(n)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
@@ -123,13 +154,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	srv := api.NewServer(h, api.ServerTimeouts{})
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = serveAPI(srv, ln, srvTLS) }()
 	onHangup(ctx, func() {
 		if err := n.ReloadRules(); err != nil {
 			logger.Error("rules not reloaded", "err", err)
 		}
 	})
-	fmt.Fprintf(stdout, "hcx node %s (%s) serving on http://%s, following %s\n", prov, prov.Name(), ln.Addr(), *hubs)
+	fmt.Fprintf(stdout, "hcx node %s (%s) serving on %s, following %s\n", prov, prov.Name(), apiURL(ln, srvTLS), *hubs)
+	if srvTLS == nil {
+		fmt.Fprintf(stdout, "hcx node: the API is plain HTTP (no --tls-cert)\n")
+	}
 	err = n.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
