@@ -119,6 +119,13 @@ Walkthrough: a Guangdong resident tests positive; a Sichuan checkpoint sees red.
   # 4. A checkpoint in Sichuan scans it: red, with the masked name and the reasons
   curl -s -X POST $SC/v1/verify -d "{\"code\":\"$CODE\"}"
 
+Machines (feeds, checkpoint devices) sign every request with their own certificate:
+  hcx device keygen --out dev-gate --name gate-7
+  hcx device enrol --node $GD --csr dev-gate/gate-7.csr --name gate-7      # prints the enrolment id
+  # an operator of Guangdong approves: POST $GD/v1/devices/enrolments/<id>/approve
+  hcx device fetch --node $GD --id <id> --out dev-gate/gate-7.crt
+  curl -H "Authorization: $(hcx device token --cert dev-gate/gate-7.crt --key dev-gate/gate-7.key --url $GD/healthz)" $GD/healthz
+
 Rules: edit ` + filepath.Join(f.Dir, "rules") + `/<province>.yaml, then kill -HUP ` + strconv.Itoa(os.Getpid()) + `
 to reload them (a file that does not load is refused and the old rules stay).
 
