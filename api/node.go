@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -100,19 +101,31 @@ func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 // rules is the node's route table: every route, who may call it, and how
 // far each role reaches. Feature files add their own tables here.
 func (h *nodeHandler) rules() []Rule {
-	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
+	var (
+		anyone     = []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
+		operator   = Grant{Role: auth.RoleOperator, Scope: ScopeProvince}
+		feed       = Grant{Role: auth.RoleFeed, Scope: ScopeProvince}
+		checkpoint = Grant{Role: auth.RoleCheckpoint, Scope: ScopeProvince}
+		resident   = Grant{Role: auth.RoleResident, Scope: ScopeSelfOrDependant}
+		auditor    = Grant{Role: auth.RoleAuditor, Scope: ScopeAny}
+	)
 	rules := []Rule{
-		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: anyone, Audited: true, Handler: h.register},
-		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: anyone, Handler: h.resident},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.lab},
-		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: anyone, Audited: true, Handler: h.contact},
-		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: anyone, Handler: h.code},
-		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: anyone, Handler: h.verify},
+		// An operator registers a resident after an in-person check; a
+		// resident proves their own identity through OIDC or an
+		// enrolment code instead (node_identity.go, node_oidc.go).
+		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: []Grant{operator}, Audited: true, Handler: h.register},
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: []Grant{resident, operator}, Handler: h.resident},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.lab},
+		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.contact},
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: []Grant{resident}, Handler: h.code},
+		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: []Grant{checkpoint, operator}, Handler: h.verify},
 		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
 			WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},
 		{Method: http.MethodGet, Path: "/readyz", Priority: PriorityOps, Allow: anyone, Handler: h.ready},
-		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
+		// Metrics are counts, never identities, but how busy a province is
+		// is the bureau's and the auditor's to know.
+		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: []Grant{operator, auditor}, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			h.n.WriteMetrics(w)
 			h.opts.Limits.WriteMetrics(w)
@@ -243,6 +256,14 @@ func (h *nodeHandler) contact(w http.ResponseWriter, r *http.Request) {
 			err = hcx.Invalidf("issuer", "%s", e.Message)
 		}
 		WriteError(w, h.log, err)
+		return
+	}
+	if req.Issuer != h.n.Province() {
+		// A flag is posted in the name of the province whose feed or
+		// bureau posts it: another province's flags travel as its own
+		// attestations through the hub.
+		WriteError(w, h.log, &hcx.Error{Class: hcx.EForbidden, Code: "other_issuer", Field: "issuer",
+			Message: fmt.Sprintf("this node posts close-contact flags only in %s's name, not %s's", h.n.Province(), req.Issuer)})
 		return
 	}
 	h.ingest(w, r, sub, node.Event{Contact: &policy.ContactFlag{Issuer: req.Issuer, At: req.At}})
