@@ -485,6 +485,13 @@ type DevPKI struct {
 	Provinces map[hcx.ProvinceCode]*Signer
 	Hubs      map[string]*Signer      // by hub id: signs the hub's checkpoints
 	HubTLS    map[string]*TLSIdentity // by hub id: TLS between hub members
+	// Feeds and Checkpoints are one lab feed (feed-<code>) and one
+	// checkpoint device (checkpoint-<code>) per province, so that a
+	// developer can act as each machine role; Auditor is the national
+	// auditor's certificate (auditor), for reading the hub's log.
+	Feeds       map[hcx.ProvinceCode]*Signer
+	Checkpoints map[hcx.ProvinceCode]*Signer
+	Auditor     *Signer
 }
 
 // DevValidity is how long `hcx dev` certificates are valid.
@@ -494,7 +501,8 @@ const DevValidity = 365 * 24 * time.Hour
 // first start it makes the CA, one signer per province (named
 // province-<code>), and per hub id a checkpoint signer (hub-<id>) and a TLS
 // identity (hub-<id>-tls, naming member id, for localhost, 127.0.0.1 and
-// ::1). Later starts
+// ::1), and per province a feed (feed-<code>) and a checkpoint device
+// (checkpoint-<code>), and the national auditor (auditor). Later starts
 // reopen them; one that has expired, or was revoked, is replaced by a new one
 // named <name>.<yyyymmddhhmmss>.
 func EnsureDevPKI(dir string, provinces []hcx.ProvinceCode, hubs []string, now time.Time) (*DevPKI, error) {
@@ -507,13 +515,23 @@ func EnsureDevPKI(dir string, provinces []hcx.ProvinceCode, hubs []string, now t
 			return nil, err
 		}
 	}
-	p := &DevPKI{CA: ca, Provinces: map[hcx.ProvinceCode]*Signer{}, Hubs: map[string]*Signer{}, HubTLS: map[string]*TLSIdentity{}}
+	p := &DevPKI{CA: ca, Provinces: map[hcx.ProvinceCode]*Signer{}, Hubs: map[string]*Signer{}, HubTLS: map[string]*TLSIdentity{},
+		Feeds: map[hcx.ProvinceCode]*Signer{}, Checkpoints: map[hcx.ProvinceCode]*Signer{}}
 	for _, prov := range provinces {
 		s, err := ca.ensureSigner("province-"+string(prov), now, IssueRequest{Role: RoleProvince, Province: prov})
 		if err != nil {
 			return nil, err
 		}
 		p.Provinces[prov] = s
+		if p.Feeds[prov], err = ca.ensureSigner("feed-"+string(prov), now, IssueRequest{Role: RoleFeed, Province: prov}); err != nil {
+			return nil, err
+		}
+		if p.Checkpoints[prov], err = ca.ensureSigner("checkpoint-"+string(prov), now, IssueRequest{Role: RoleCheckpoint, Province: prov}); err != nil {
+			return nil, err
+		}
+	}
+	if p.Auditor, err = ca.ensureSigner("auditor", now, IssueRequest{Role: RoleAuditor}); err != nil {
+		return nil, err
 	}
 	for _, id := range hubs {
 		name := "hub-" + strings.TrimPrefix(id, "hub-")
@@ -529,6 +547,19 @@ func EnsureDevPKI(dir string, provinces []hcx.ProvinceCode, hubs []string, now t
 		p.HubTLS[id] = tid
 	}
 	return p, nil
+}
+
+// LoadCurrent loads the newest usable signer named base (or a renewal of
+// it, base.<suffix>), as EnsureDevPKI keeps them.
+func (ca *CA) LoadCurrent(base string, now time.Time) (*Signer, error) {
+	name, ok, err := ca.current(base, now)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("no valid certificate named %s in %s", base, ca.dir)
+	}
+	return ca.Load(name)
 }
 
 // current returns the newest usable certificate named base or base.<suffix>.

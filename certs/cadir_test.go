@@ -128,7 +128,14 @@ func TestEnsureDevPKIMakesThenReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(list), 3+2+2; got != want {
+	for _, p := range provs {
+		if first.Feeds[p].KID != second.Feeds[p].KID || second.Feeds[p].Role != RoleFeed || second.Checkpoints[p].Province != p {
+			t.Errorf("province %s: the dev feed or checkpoint changed between starts", p)
+		}
+	}
+	// Per province a signer, a feed and a checkpoint; per hub a signer and
+	// a TLS identity; the auditor.
+	if got, want := len(list), 3*3+2+2+1; got != want {
 		t.Errorf("%d certificates issued, want %d", got, want)
 	}
 	// A year and a day later the dev certificates have expired: replaced.

@@ -82,13 +82,16 @@ func TestEndToEndPositiveInGuangdongIsRedInSichuan(t *testing.T) {
 	f := startTestFederation(t, 3) // as `hcx dev` starts it
 	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]
 
+	// An operator enrols the resident in person; the enrolment code starts
+	// the resident's session.
+	sub, resident := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"})
 	var res struct {
 		Subject string `json:"subject"`
 		Name    string `json:"name"`
 		IDTail  string `json:"id_tail"`
 	}
-	if code := call(t, "POST", gd+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"}, &res); code != http.StatusCreated {
-		t.Fatalf("register: status %d", code)
+	if st := callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+string(sub), nil, &res); st != http.StatusOK || res.Subject != string(sub) {
+		t.Fatalf("the resident reads themselves: status %d", st)
 	}
 	if res.Name != "张*" || res.IDTail != "0028" {
 		t.Errorf("registered resident shows %q / %q, want 张* / 0028", res.Name, res.IDTail)
@@ -100,13 +103,13 @@ func TestEndToEndPositiveInGuangdongIsRedInSichuan(t *testing.T) {
 		Code   string     `json:"code"`
 		Colour hcx.Colour `json:"colour"`
 	}
-	if st := call(t, "GET", gd+"/v1/residents/"+res.Subject+"/code", nil, &code); st != http.StatusOK || code.Colour != hcx.Green {
+	if st := callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+res.Subject+"/code", nil, &code); st != http.StatusOK || code.Colour != hcx.Green {
 		t.Fatalf("code: status %d colour %q, want 200 green", st, code.Colour)
 	}
 
 	waitReady(t, sc)
 	posted := time.Now()
-	if st := call(t, "POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
+	if st := callAs(t, f.client(), f.asFeed("440000"), "POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
 		t.Fatalf("lab result: status %d", st)
 	}
 	var v struct {
@@ -119,7 +122,7 @@ func TestEndToEndPositiveInGuangdongIsRedInSichuan(t *testing.T) {
 		LogIndex uint64       `json:"log_index"`
 	}
 	for {
-		if st := call(t, "POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK {
+		if st := callAs(t, f.client(), f.asCheckpoint("510000"), "POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK {
 			t.Fatalf("verify at Sichuan: status %d", st)
 		}
 		if v.Colour == hcx.Red {
@@ -143,16 +146,11 @@ func TestEndToEndPositiveInGuangdongIsRedInSichuan(t *testing.T) {
 func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	f := startTestFederation(t, 1)
 	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]
-	var res struct {
-		Subject hcx.Subject `json:"subject"`
-	}
-	if st := call(t, "POST", gd+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": "51010719850612004X", "name": "李四"}, &res); st != http.StatusCreated {
-		t.Fatalf("register: status %d", st)
-	}
+	sub, resident := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": "51010719850612004X", "name": "李四"})
 	var good struct {
 		Code string `json:"code"`
 	}
-	call(t, "GET", gd+"/v1/residents/"+string(res.Subject)+"/code", nil, &good)
+	callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+string(sub)+"/code", nil, &good)
 	waitReady(t, sc)
 
 	// A province signer certified by another root: its key is in no trust list.
@@ -165,7 +163,7 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := exchange.CodeClaims{Iss: "440000", Sub: res.Subject, SKV: 1, Col: hcx.Green, Name: "李*", IDTail: "004X", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()}
+	claims := exchange.CodeClaims{Iss: "440000", Sub: sub, SKV: 1, Col: hcx.Green, Name: "李*", IDTail: "004X", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()}
 	unknown, err := exchange.IssueCode(impostor, &claims)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +205,7 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e apiError
-			if st := call(t, "POST", sc+"/v1/verify", map[string]string{"code": tc.code}, &e); st != http.StatusUnprocessableEntity {
+			if st := callAs(t, f.client(), f.asCheckpoint("510000"), "POST", sc+"/v1/verify", map[string]string{"code": tc.code}, &e); st != http.StatusUnprocessableEntity {
 				t.Errorf("status %d, want 422", st)
 			}
 			if e.Error.Code != tc.want || e.Error.Message == "" {
@@ -222,7 +220,7 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 	var v struct {
 		Valid bool `json:"valid"`
 	}
-	if st := call(t, "POST", sc+"/v1/verify", map[string]string{"code": good.Code}, &v); st != http.StatusOK || !v.Valid {
+	if st := callAs(t, f.client(), f.asCheckpoint("510000"), "POST", sc+"/v1/verify", map[string]string{"code": good.Code}, &v); st != http.StatusOK || !v.Valid {
 		t.Errorf("good code: status %d valid %v", st, v.Valid)
 	}
 }
@@ -251,13 +249,12 @@ func TestEndToEndRestartKeepsResidentsAndLog(t *testing.T) {
 	raft := freeAddrs(t, 3)
 	f := startTestFederationIn(t, dir, 3, raft...)
 	gd := f.NodeURLs["440000"]
-	var res struct {
-		Subject string `json:"subject"`
+	sub, resident := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": "110105197709230036", "name": "王五"})
+	res := struct{ Subject string }{string(sub)}
+	waitReady(t, gd) // the feed's certificate is known once the node has the trust list
+	if st := callAs(t, f.client(), f.asFeed("440000"), "POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
+		t.Fatalf("lab result: status %d", st)
 	}
-	if st := call(t, "POST", gd+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": "110105197709230036", "name": "王五"}, &res); st != http.StatusCreated {
-		t.Fatalf("register: status %d", st)
-	}
-	call(t, "POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil)
 	waitApplied(t, f, 6) // trust list, four policy publications, one batch
 	if err := f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -270,19 +267,20 @@ func TestEndToEndRestartKeepsResidentsAndLog(t *testing.T) {
 			Colour hcx.Colour `json:"colour"`
 		} `json:"status"`
 	}
-	if st := call(t, "GET", gd+"/v1/residents/"+res.Subject, nil, &r); st != http.StatusOK || r.Status.Colour != hcx.Red {
+	// The resident's session survives the node's restart.
+	if st := callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+res.Subject, nil, &r); st != http.StatusOK || r.Status.Colour != hcx.Red {
 		t.Fatalf("after restart: status %d colour %q, want 200 red", st, r.Status.Colour)
 	}
 	var code struct {
 		Code string `json:"code"`
 	}
-	call(t, "GET", gd+"/v1/residents/"+res.Subject+"/code", nil, &code)
+	callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+res.Subject+"/code", nil, &code)
 	var v struct {
 		Colour   hcx.Colour   `json:"colour"`
 		Reasons  []hcx.Reason `json:"reasons"`
 		LogIndex uint64       `json:"log_index"`
 	}
-	if st := call(t, "POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK || v.Colour != hcx.Red || len(v.Reasons) == 0 {
+	if st := callAs(t, f.client(), f.asCheckpoint("510000"), "POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK || v.Colour != hcx.Red || len(v.Reasons) == 0 {
 		t.Fatalf("verify after restart: status %d %+v, want red with reasons from the log", st, v)
 	}
 	// An unchanged CA publishes no new trust list and unchanged rules no new

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/devidp"
 )
 
@@ -27,8 +31,12 @@ func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	role := flags.String("role", "", "operator, auditor or resident")
 	province := flags.String("province", "", "the operator's province, such as 440000")
 	user := flags.String("user", "", "a dev user's login name (residents: li-lei, han-meimei, wang-fang, zhao-qiang)")
+	method := flags.String("method", "GET", "machines: the request's method")
+	target := flags.String("url", "", "machines: the URL exactly as curl calls it")
+	data := flags.String("data", "", "machines: the exact body curl sends (-d)")
+	machine := flags.String("cert", "", "machines: sign as this dev certificate (feed-<code>, checkpoint-<code>, auditor, province-<code>)")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role resident --user li-lei\n\nLogs a dev user in at hcx dev's identity provider (authorization code flow\nwith PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role resident --user li-lei\n       hcx dev token --role feed|checkpoint --province 440000 --method POST --url URL --data BODY\n       hcx dev token --cert auditor --url HUB/v1/entries\n\nPeople: logs a dev user in at hcx dev's identity provider (authorization code\nflow with PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\nMachines: signs one request (method, URL, body) with a dev certificate and\nprints the whole Authorization header value ('HCX-SM2 <token>'), good once.\n\nFlags:")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -36,6 +44,9 @@ func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if flags.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: see hcx dev token -h", flags.Arg(0))
+	}
+	if *machine != "" || *role == "feed" || *role == "checkpoint" {
+		return devMachineToken(*dir, *machine, *role, hcx.ProvinceCode(*province), *method, *target, *data, stdout)
 	}
 	name, err := devTokenUser(*role, hcx.ProvinceCode(*province), *user)
 	if err != nil {
@@ -91,4 +102,35 @@ func devTokenUser(role string, province hcx.ProvinceCode, user string) (string, 
 	default:
 		return "", fmt.Errorf("--role %q: the dev identity provider has operators, auditors and residents (%s)", role, strings.Join([]string{"operator", "auditor", "resident"}, ", "))
 	}
+}
+
+// devMachineToken signs one request as a dev machine certificate and prints
+// the Authorization header value.
+func devMachineToken(dir, name, role string, province hcx.ProvinceCode, method, target, data string, stdout io.Writer) error {
+	if name == "" {
+		if err := province.Validate(); err != nil {
+			return fmt.Errorf("--role %s needs --province, such as --province 440000: %w", role, err)
+		}
+		name = role + "-" + string(province)
+	}
+	if target == "" {
+		return errors.New("a machine signs each request: give --url (and --method, --data as curl sends them)")
+	}
+	ca, err := certs.OpenCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		return fmt.Errorf("no dev CA in %s: start hcx dev first (or give --dir): %w", dir, err)
+	}
+	s, err := ca.LoadCurrent(name, time.Now())
+	if err != nil {
+		return fmt.Errorf("dev certificate %q: %w", name, err)
+	}
+	req, err := http.NewRequest(strings.ToUpper(method), target, nil)
+	if err != nil {
+		return fmt.Errorf("--url: %w", err)
+	}
+	if err := auth.SignRequest(req, []byte(data), s, time.Now()); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, req.Header.Get("Authorization"))
+	return nil
 }

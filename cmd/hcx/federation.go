@@ -77,6 +77,8 @@ type federation struct {
 	// does (http.DefaultClient without TLS).
 	TLSRoot *x509.Certificate
 	Client  *http.Client
+	// Now is the federation's clock (request tokens are stamped with it).
+	Now func() time.Time
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -121,7 +123,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	f = &federation{Dir: cfg.Dir, PKI: pki, Nodes: map[hcx.ProvinceCode]*node.Node{}, NodeURLs: map[hcx.ProvinceCode]string{}, cancel: cancel}
+	f = &federation{Dir: cfg.Dir, Now: cfg.Now, PKI: pki, Nodes: map[hcx.ProvinceCode]*node.Node{}, NodeURLs: map[hcx.ProvinceCode]string{}, cancel: cancel}
 	defer func() {
 		if err != nil {
 			f.Close()
