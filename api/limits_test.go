@@ -34,7 +34,7 @@ func (c *fakeClock) add(d time.Duration) {
 }
 
 // asPrincipal is a test-only authenticator: the caller names its role,
-// actor and province in X-Test-As ("role actor province"). Other packages
+// actor, province and subject in X-Test-As ("role actor province|- [subject]"). Other packages
 // bring the real credentials; these tests exercise the limits and the trail.
 var asPrincipal = auth.AuthenticatorFunc(func(r *http.Request) (*auth.Principal, error) {
 	v := r.Header.Get("X-Test-As")
@@ -46,8 +46,11 @@ var asPrincipal = auth.AuthenticatorFunc(func(r *http.Request) (*auth.Principal,
 	}
 	f := strings.Fields(v)
 	p := &auth.Principal{Role: auth.Role(f[0]), Actor: f[1], Method: auth.MethodBearer}
-	if len(f) > 2 {
+	if len(f) > 2 && f[2] != "-" {
 		p.Province = hcx.ProvinceCode(f[2])
+	}
+	if len(f) > 3 {
+		p.Subject = hcx.Subject(f[3])
 	}
 	return p, nil
 })

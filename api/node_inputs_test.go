@@ -32,7 +32,7 @@ type nodeServer struct {
 func newNodeServer(t *testing.T) *nodeServer {
 	t.Helper()
 	n := newTestNode(t, inputsClock)
-	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}), api.ServerTimeouts{})}
+	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: api.AsPrincipal}), api.ServerTimeouts{})}
 	status, body := s.do(t, http.MethodPost, "/v1/residents", `{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("registering the README's resident: %d %s", status, body)
@@ -56,6 +56,19 @@ func (s *nodeServer) do(t *testing.T, method, path, body string) (int, []byte) {
 	req, err := http.NewRequest(method, s.url+strings.ReplaceAll(path, "{sub}", s.sub), rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// These tests are about inputs: each route is called by a caller it
+	// grants (the credentials themselves are tested in auth and cmd/hcx).
+	switch {
+	case strings.HasSuffix(path, "/labs"), strings.HasSuffix(path, "/contacts"):
+		req.Header.Set("X-Test-As", "feed cert:lab 440000")
+	case path == "/v1/verify":
+		req.Header.Set("X-Test-As", "checkpoint cert:gate 440000")
+	case method == http.MethodGet && strings.HasPrefix(path, "/v1/residents/"):
+		req.Header.Set("X-Test-As", "resident resident:"+s.sub+" - "+s.sub)
+	default:
+		req.Header.Set("X-Test-As", "operator oidc:op 440000")
+		req.Header.Set("X-HCX-Reason", "input test")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -228,9 +228,15 @@ func TestEndToEndBadCodesAreRejectedDistinctly(t *testing.T) {
 // waitReady waits until a node has its trust list from the hub.
 func waitReady(t *testing.T, url string) {
 	t.Helper()
+	waitReadyWith(t, http.DefaultClient, url)
+}
+
+// waitReadyWith waits for the node at url to be ready, asking with hc.
+func waitReadyWith(t *testing.T, hc *http.Client, url string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url + "/readyz")
+		resp, err := hc.Get(url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
