@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/devidp"
 )
@@ -54,7 +56,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger, TLS: *useTLS}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger, TLS: *useTLS, Limits: devLimits}
 	for i := 0; i < *hubs; i++ {
 		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, 8700+i))
 		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, 8800+i))
@@ -158,4 +160,12 @@ Acting as each role:
   curl -H "Authorization: Bearer $OP" ...
   # in a browser: <node>/v1/auth/oidc/login?next=/ logs in with the users above
 `, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag, dirFlag, dirFlag)
+}
+
+// devLimits are the default abuse limits, except that anonymous callers,
+// who all come from loopback in a dev federation, share a bigger bucket.
+func devLimits() *api.Limits {
+	cfg := api.DefaultLimitsConfig()
+	cfg.PerRole[auth.RoleAnonymous] = api.RoleLimit{Rate: 50, Burst: 100}
+	return api.NewLimits(cfg)
 }

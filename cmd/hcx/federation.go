@@ -45,9 +45,9 @@ type federationConfig struct {
 	// IdPAddr is where the development identity provider listens;
 	// empty: 127.0.0.1:0.
 	IdPAddr string
-	// Limits are the nodes' rate limits and load shedding; nil limits
-	// nothing (tests).
-	Limits *api.Limits
+	// Limits makes each server's rate limits and load shedding (one per
+	// node and hub member); nil limits nothing (tests).
+	Limits func() *api.Limits
 	Now    func() time.Time
 	Logger *slog.Logger
 	// TLS serves the hub's and the nodes' public APIs over TLS, with server
@@ -55,6 +55,13 @@ type federationConfig struct {
 	// hub clients verify the hub against that root and the trust list.
 	// Without it everything is plain HTTP, for loopback only.
 	TLS bool
+}
+
+func (cfg *federationConfig) limits() *api.Limits {
+	if cfg.Limits == nil {
+		return nil
+	}
+	return cfg.Limits()
 }
 
 // federation is a running local federation.
@@ -155,13 +162,15 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		}
 	}
 	f.Hub, err = consensus.StartCluster(ctx, consensus.ClusterConfig{
-		Dir:      filepath.Join(cfg.Dir, "hub"),
-		N:        cfg.HubMembers,
-		RootDER:  root.Cert.Raw,
-		Signers:  hubSigners,
-		TLS:      hubTLS,
-		APITLS:   hubAPITLS,
-		Handler:  api.HubHandlerFunc(cfg.Logger, api.HubOptions{}),
+		Dir:     filepath.Join(cfg.Dir, "hub"),
+		N:       cfg.HubMembers,
+		RootDER: root.Cert.Raw,
+		Signers: hubSigners,
+		TLS:     hubTLS,
+		APITLS:  hubAPITLS,
+		Handler: func(h *consensus.Hub) http.Handler {
+			return api.HubHandlerFunc(cfg.Logger, api.HubOptions{Limits: cfg.limits()})(h)
+		},
 		HTTPAddr: cfg.HubHTTP,
 		RaftAddr: cfg.HubRaft,
 		Logger:   cfg.Logger,
@@ -233,7 +242,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		if err == nil {
 			var h http.Handler
 			h, err = nodeHandler(n, nodeSecurity{PublicURL: url, PasskeyURL: strings.Replace(url, "127.0.0.1", "localhost", 1),
-				OIDC: o, Devices: f.Devices, Limits: cfg.Limits, Now: cfg.Now, Logger: cfg.Logger})
+				OIDC: o, Devices: f.Devices, Limits: cfg.limits(), Now: cfg.Now, Logger: cfg.Logger})
 			if err == nil {
 				f.serveOn(ln, h, srvTLS)
 			}

@@ -73,7 +73,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
-		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL}), InsecurePlaintext: *insecure, APITLS: apiTLSConfig}
+		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL, Limits: api.NewLimits(api.DefaultLimitsConfig())}), InsecurePlaintext: *insecure, APITLS: apiTLSConfig}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}
