@@ -108,6 +108,7 @@ func TestEndToEndPositiveInGuangdongIsRedInSichuan(t *testing.T) {
 	}
 
 	waitReady(t, sc)
+	waitReady(t, gd) // the feed's certificate is known once the node has the trust list
 	posted := time.Now()
 	if st := callAs(t, f.client(), f.asFeed("440000"), "POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
 		t.Fatalf("lab result: status %d", st)
