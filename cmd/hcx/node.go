@@ -171,7 +171,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
-func readNodeKeys(path string) (*nodeKeys, error) {
+// readSecretFile reads a file of secrets, refusing one that others may read.
+func readSecretFile(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -179,7 +180,11 @@ func readNodeKeys(path string) (*nodeKeys, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
+	return os.ReadFile(path)
+}
+
+func readNodeKeys(path string) (*nodeKeys, error) {
+	b, err := readSecretFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
@@ -30,14 +29,7 @@ const maxOIDCIssuers = 16
 
 // readOIDCConfig reads an --oidc file into the node's OIDC authenticator.
 func readOIDCConfig(path string) (*auth.OIDC, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := readSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
