@@ -274,6 +274,23 @@ func checkMounted(t *testing.T, server string, mounted []string, table []api.Rou
 // code of the answer, if any.
 func matrixCall(t *testing.T, hc *http.Client, who caller, method, url, body string) (int, string) {
 	t.Helper()
+	a := send(t, hc, who, method, url, body, nil)
+	return a.status, a.code
+}
+
+// answer is what a call got back.
+type answer struct {
+	status int
+	code   string // the error's code, if any
+	field  string // the error's field, if any
+	body   []byte
+	header http.Header
+}
+
+// send sends body (JSON, or nothing if empty) as who with extra headers
+// hdr, and reads the answer.
+func send(t *testing.T, hc *http.Client, who caller, method, url, body string, hdr http.Header) answer {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -283,6 +300,9 @@ func matrixCall(t *testing.T, hc *http.Client, who caller, method, url, body str
 	} else {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	who.sign(t, req, []byte(body))
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -290,9 +310,14 @@ func matrixCall(t *testing.T, hc *http.Client, who caller, method, url, body str
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e apiError
+	var e struct {
+		Error struct {
+			Code  string `json:"code"`
+			Field string `json:"field"`
+		} `json:"error"`
+	}
 	_ = json.Unmarshal(b, &e)
-	return resp.StatusCode, e.Error.Code
+	return answer{status: resp.StatusCode, code: e.Error.Code, field: e.Error.Field, body: b, header: resp.Header}
 }
 
 const authzDocPath = "../../docs/authz.md"
