@@ -153,7 +153,7 @@ func TestAuditTrailRouteServesTheChainedTrailToTheAuditorAndTheProvince(t *testi
 			t.Errorf("entry %d has no request id", i+1)
 		}
 	}
-	code, b = do(t, srv, "GET", "/metrics", "", "")
+	code, b = do(t, srv, "GET", "/metrics", auditor, "")
 	if code != 200 || !strings.Contains(string(b), `hcx_api_shed_total{class="bulk"} 0`) || !strings.Contains(string(b), "hcx_api_rate_limited_total") ||
 		!strings.Contains(string(b), `hcx_node_audit_seq{province="440000"} 3`) {
 		t.Errorf("metrics lack the limits: %d\n%s", code, b)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
 )
 
@@ -32,7 +33,7 @@ type nodeServer struct {
 func newNodeServer(t *testing.T) *nodeServer {
 	t.Helper()
 	n := newTestNode(t, inputsClock)
-	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}), api.ServerTimeouts{})}
+	s := &nodeServer{n: n, url: "http://" + serve(t, api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: asCallerOfTheRoute}), api.ServerTimeouts{})}
 	status, body := s.do(t, http.MethodPost, "/v1/residents", `{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("registering the README's resident: %d %s", status, body)
@@ -47,6 +48,22 @@ func newNodeServer(t *testing.T) *nodeServer {
 	return s
 }
 
+// asCallerOfTheRoute is a test-only authenticator: these tests are about
+// inputs, so every call comes from a caller the route admits — the resident
+// of {sub} for their code, a Guangdong checkpoint for verify, a Guangdong
+// operator otherwise. cmd/hcx's matrix and attacks tests use real
+// credentials.
+var asCallerOfTheRoute = auth.AuthenticatorFunc(func(r *http.Request) (*auth.Principal, error) {
+	switch p := r.URL.Path; {
+	case strings.HasSuffix(p, "/code"):
+		sub := strings.TrimSuffix(strings.TrimPrefix(p, "/v1/residents/"), "/code")
+		return &auth.Principal{Role: auth.RoleResident, Actor: "resident:" + sub, Subject: hcx.Subject(sub), Method: auth.MethodSession}, nil
+	case p == "/v1/verify":
+		return &auth.Principal{Role: auth.RoleCheckpoint, Actor: "cert:test-checkpoint", Province: "440000", Method: auth.MethodBearer}, nil
+	}
+	return &auth.Principal{Role: auth.RoleOperator, Actor: "test:operator", Province: "440000", Method: auth.MethodBearer}, nil
+})
+
 func (s *nodeServer) do(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -57,6 +74,7 @@ func (s *nodeServer) do(t *testing.T, method, path, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set(auth.HeaderReason, "input test") // registration is audited
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -109,6 +109,13 @@ var matrixBodies = map[string]string{
 	"hub POST /v1/entries":                   `not an envelope`,
 }
 
+// gateCodes are the error codes the gate refuses with (api/authz.go, and
+// the authenticators' 401s for credentials the server does not take).
+var gateCodes = map[int]map[string]bool{
+	http.StatusUnauthorized: {"unauthenticated": true},
+	http.StatusForbidden:    {"forbidden_role": true, "other_province": true, "not_yours": true},
+}
+
 func wantCells(t testing.TB, row string) []string {
 	cells := strings.Fields(row)
 	if len(cells) != len(matrixCallers) {
@@ -225,6 +232,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				}
 				if got != cells[i] {
 					t.Errorf("%s %s as %s: got %d %s, want %s", w.server, w.route, c.key, st, code, cells[i])
+				}
+				// A refusal comes from the gate, not from a handler.
+				if gate := gateCodes[st]; gate != nil && !gate[code] {
+					t.Errorf("%s %s as %s: refused with %d %s, not by the gate", w.server, w.route, c.key, st, code)
 				}
 			})
 		}
