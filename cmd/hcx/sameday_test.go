@@ -68,18 +68,22 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 	}
 	hub := exchange.NewHubClient(f.HubURLs, nil).SignWith(f.PKI.Provinces["440000"], clock.Now)
 
+	// The resident is enrolled in person at both provinces' nodes; each day
+	// they log in afresh with a new enrolment code (sessions end as the
+	// clock moves by days), the lab posts as Guangdong's feed, and the
+	// checkpoints verify with their devices' request tokens.
+	reg := map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"}
 	var sub string
 	for _, p := range []hcx.ProvinceCode{"440000", "510000"} {
-		var res struct {
-			Subject string `json:"subject"`
+		s, _ := f.asResident(t, p, reg)
+		if sub != "" && string(s) != sub {
+			t.Fatalf("subjects differ between provinces: %s and %s", sub, s)
 		}
-		if st := call(t, "POST", f.NodeURLs[p]+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"}, &res); st != http.StatusCreated {
-			t.Fatalf("register at %s: status %d", p, st)
-		}
-		if sub != "" && res.Subject != sub {
-			t.Fatalf("subjects differ between provinces: %s and %s", sub, res.Subject)
-		}
-		sub = res.Subject
+		sub = string(s)
+	}
+	for _, p := range provinces {
+		waitKnown(t, f, f.asFeed("440000"), gd+"/readyz")
+		waitKnown(t, f, f.asCheckpoint(p), f.NodeURLs[p]+"/readyz")
 	}
 	for _, url := range f.NodeURLs {
 		waitReady(t, url)
@@ -97,7 +101,7 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 			result = "negative"
 		}
 		if result != "" {
-			if st := call(t, "POST", gd+"/v1/residents/"+sub+"/labs", map[string]string{"result": result, "kind": "pcr"}, nil); st != http.StatusOK {
+			if st := callAs(t, f.client(), f.asFeed("440000"), "POST", gd+"/v1/residents/"+sub+"/labs", map[string]string{"result": result, "kind": "pcr"}, nil); st != http.StatusOK {
 				t.Fatalf("day %d: lab result: status %d", d, st)
 			}
 			facts.Labs = append(facts.Labs, policy.LabResult{At: now, Positive: result == "positive", Kind: "pcr"})
@@ -120,7 +124,8 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 			Code   string     `json:"code"`
 			Colour hcx.Colour `json:"colour"`
 		}
-		if st := call(t, "GET", gd+"/v1/residents/"+sub+"/code", nil, &code); st != http.StatusOK {
+		_, atGD := f.asResident(t, "440000", reg)
+		if st := callAs(t, f.client(), atGD, "GET", gd+"/v1/residents/"+sub+"/code", nil, &code); st != http.StatusOK {
 			t.Fatalf("day %d: code: status %d", d, st)
 		}
 		if code.Colour != want.Colour {
@@ -132,7 +137,7 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 				Colour  hcx.Colour   `json:"colour"`
 				Reasons []hcx.Reason `json:"reasons"`
 			}
-			if st := call(t, "POST", f.NodeURLs[p]+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK || !v.Valid {
+			if st := callAs(t, f.client(), f.asCheckpoint(p), "POST", f.NodeURLs[p]+"/v1/verify", map[string]string{"code": code.Code}, &v); st != http.StatusOK || !v.Valid {
 				t.Fatalf("day %d: verify at %s: status %d %+v", d, p, st, v)
 			}
 			if v.Colour != want.Colour || !slices.Equal(v.Reasons, wantReasons) {
@@ -146,11 +151,12 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 				DecidedBy []hcx.ProvinceCode `json:"decided_by"`
 			} `json:"status"`
 		}
-		call(t, "GET", f.NodeURLs["510000"]+"/v1/residents/"+sub, nil, &r)
+		_, atSC := f.asResident(t, "510000", reg)
+		callAs(t, f.client(), atSC, "GET", f.NodeURLs["510000"]+"/v1/residents/"+sub, nil, &r)
 		var scCode struct {
 			Colour hcx.Colour `json:"colour"`
 		}
-		call(t, "GET", f.NodeURLs["510000"]+"/v1/residents/"+sub+"/code", nil, &scCode)
+		callAs(t, f.client(), atSC, "GET", f.NodeURLs["510000"]+"/v1/residents/"+sub+"/code", nil, &scCode)
 		if r.Status.Colour != want.Colour || scCode.Colour != want.Colour {
 			t.Errorf("day %d: Sichuan's status says %s and its code %s; Guangdong's rules say %s", d, r.Status.Colour, scCode.Colour, want.Colour)
 		}

@@ -238,42 +238,26 @@ func TestDevFederationOverTLS(t *testing.T) {
 		t.Errorf("the guide does not say how curl verifies the servers:\n%s", guide.String())
 	}
 
-	do := func(method, url string, body any, out any) int {
-		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(method, url, bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := f.Client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		defer resp.Body.Close()
-		if out != nil {
-			json.NewDecoder(resp.Body).Decode(out)
-		}
-		return resp.StatusCode
-	}
 	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]
-	var res struct {
-		Subject string `json:"subject"`
-	}
-	if st := do("POST", gd+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"}, &res); st != http.StatusCreated {
-		t.Fatalf("register: status %d", st)
-	}
+	// Every caller proves itself over TLS: the operator's enrolment code
+	// starts the resident's session, the feed and the checkpoint sign.
+	sub, resident := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"})
+	waitKnown(t, f, f.asFeed("440000"), gd+"/readyz")
+	waitKnown(t, f, f.asCheckpoint("510000"), sc+"/readyz")
 	var code struct {
 		Code string `json:"code"`
 	}
-	if st := do("GET", gd+"/v1/residents/"+res.Subject+"/code", nil, &code); st != http.StatusOK {
+	if st := callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+string(sub)+"/code", nil, &code); st != http.StatusOK {
 		t.Fatalf("code: status %d", st)
 	}
-	if st := do("POST", gd+"/v1/residents/"+res.Subject+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
+	if st := callAs(t, f.client(), f.asFeed("440000"), "POST", gd+"/v1/residents/"+string(sub)+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
 		t.Fatalf("lab result: status %d", st)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var v struct {
 			Colour hcx.Colour `json:"colour"`
 		}
-		if st := do("POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st == http.StatusOK && v.Colour == hcx.Red {
+		if st := callAs(t, f.client(), f.asCheckpoint("510000"), "POST", sc+"/v1/verify", map[string]string{"code": code.Code}, &v); st == http.StatusOK && v.Colour == hcx.Red {
 			break
 		}
 		if time.Now().After(deadline) {
