@@ -18,5 +18,15 @@ func WithCSRF(h http.Handler) http.Handler {
 		WriteError(w, nil, hcx.Errorf(hcx.EForbidden, "cross_origin",
 			"%s %s came from a page of another site; it is refused. Use the node's own pages", r.Method, r.URL.Path))
 	}))
-	return c.Handler(h)
+	return csrfHandler{Handler: c.Handler(h), next: h}
 }
+
+// csrfHandler is WithCSRF's handler; Unwrap lets MountedRoutes see the
+// routes inside.
+type csrfHandler struct {
+	http.Handler
+	next http.Handler
+}
+
+// Unwrap returns the handler WithCSRF protects.
+func (c csrfHandler) Unwrap() http.Handler { return c.next }

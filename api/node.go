@@ -114,7 +114,8 @@ func (h *nodeHandler) rules() []Rule {
 		// resident proves their own identity through OIDC or an
 		// enrolment code instead (node_identity.go, node_oidc.go).
 		{Method: http.MethodPost, Path: "/v1/residents", Priority: PriorityOperator, Allow: []Grant{operator}, Audited: true, Handler: h.register},
-		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: []Grant{resident, operator}, Handler: h.resident},
+		// The national auditor reads everything and writes nothing (DESIGN.md §8b).
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: []Grant{resident, operator, auditor}, Handler: h.resident},
 		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.lab},
 		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.contact},
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: []Grant{resident}, Handler: h.code},

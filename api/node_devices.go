@@ -41,7 +41,8 @@ func (h *nodeHandler) devicesRules() []Rule {
 	operators := []Grant{{Role: auth.RoleOperator, Scope: ScopeProvince}}
 	return []Rule{
 		{Method: http.MethodPost, Path: "/v1/devices/enrolments", Priority: PriorityBulk, Allow: anyone, Handler: h.fileEnrolment},
-		{Method: http.MethodGet, Path: "/v1/devices/enrolments", Query: []string{"status"}, Priority: PriorityOperator, Allow: operators, Handler: h.listEnrolments},
+		// The auditor reads everything, decides nothing (DESIGN.md §8b).
+		{Method: http.MethodGet, Path: "/v1/devices/enrolments", Query: []string{"status"}, Priority: PriorityOperator, Allow: []Grant{operators[0], {Role: auth.RoleAuditor, Scope: ScopeAny}}, Handler: h.listEnrolments},
 		{Method: http.MethodGet, Path: "/v1/devices/enrolments/{id}", Priority: PriorityBulk, Allow: anyone, Handler: h.getEnrolment},
 		{Method: http.MethodPost, Path: "/v1/devices/enrolments/{id}/approve", Priority: PriorityOperator, Allow: operators, Audited: true, Handler: h.decideEnrolment(true)},
 		{Method: http.MethodPost, Path: "/v1/devices/enrolments/{id}/reject", Priority: PriorityOperator, Allow: operators, Audited: true, Handler: h.decideEnrolment(false)},

@@ -17,10 +17,12 @@ import (
 // routes through ScopeSelfOrDependant.
 func (h *nodeHandler) identityRules() []Rule {
 	operator := []Grant{{Role: auth.RoleOperator, Scope: ScopeProvince}}
+	operatorOrAuditor := []Grant{operator[0], {Role: auth.RoleAuditor, Scope: ScopeAny}}
 	return []Rule{
 		{Method: http.MethodPost, Path: "/v1/enrolments", Priority: PriorityOperator, Allow: operator, Audited: true, Handler: h.issueEnrolment},
 		{Method: http.MethodPost, Path: "/v1/auth/enrol", Priority: PriorityResident, Allow: []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}, Handler: h.useEnrolment},
-		{Method: http.MethodGet, Path: "/v1/residents/{sub}/identity", Priority: PriorityOperator, Allow: operator, Audited: true, Action: node.ActionResidentReadIdentity, Handler: h.residentIdentity},
+		// The auditor reads everything (DESIGN.md §8b); the read is in the trail like an operator's.
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}/identity", Priority: PriorityOperator, Allow: operatorOrAuditor, Audited: true, Action: node.ActionResidentReadIdentity, Handler: h.residentIdentity},
 		{Method: http.MethodPost, Path: "/v1/residents/{sub}/guardians", Priority: PriorityOperator, Allow: operator, Audited: true, Handler: h.addGuardian},
 		{Method: http.MethodDelete, Path: "/v1/residents/{sub}/guardians/{guardian}", Priority: PriorityOperator, Allow: operator, Audited: true, Handler: h.removeGuardian},
 		{Method: http.MethodGet, Path: "/v1/me", Priority: PriorityResident, Allow: []Grant{{Role: auth.RoleResident, Scope: ScopeAny}}, Handler: h.me},
