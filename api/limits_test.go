@@ -157,6 +157,25 @@ func TestBurstOverTheLimitGets429WithRetryAfterAndRecovers(t *testing.T) {
 	}
 }
 
+// A prober polling health checks from one address is never rate limited,
+// while the same address is on another route (it failed before: /healthz
+// shared the anonymous bucket, 2 per second).
+func TestHealthChecksAreNotRateLimited(t *testing.T) {
+	l := NewLimits(LimitsConfig{PerRole: map[auth.Role]RoleLimit{auth.RoleAnonymous: {Rate: 1, Burst: 2}}})
+	g := testGate(l)
+	health := g.wrap(&Rule{Method: "GET", Path: "/healthz", Priority: PriorityOps, Allow: everyone, Handler: ok})
+	other := g.wrap(&Rule{Method: "GET", Path: "/x", Priority: PriorityResident, Allow: everyone, Handler: ok})
+	for i := range 50 {
+		if w := call(health, "GET", "/healthz", "192.0.2.9:1", ""); w.Code != 200 {
+			t.Fatalf("health check %d: %d %s", i+1, w.Code, w.Body)
+		}
+	}
+	codes := []int{call(other, "GET", "/x", "192.0.2.9:1", "").Code, call(other, "GET", "/x", "192.0.2.9:1", "").Code, call(other, "GET", "/x", "192.0.2.9:1", "").Code}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != http.StatusTooManyRequests {
+		t.Errorf("another route from the same address: %v, want 200 200 429", codes)
+	}
+}
+
 func TestBadCredentialsAreChargedToTheAddress(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 3, 20, 1, 0, 0, 0, time.UTC)}
 	l := NewLimits(LimitsConfig{PerRole: map[auth.Role]RoleLimit{auth.RoleAnonymous: {Rate: 1, Burst: 3}}, Now: clock.Now})
