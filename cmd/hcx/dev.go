@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
@@ -82,10 +83,32 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	})
+	// The walkthrough's machines are known to a node once it has the
+	// trust list from the hub: print it when every node can serve it.
+	waitDevReady(ctx, f, 30*time.Second, stdout)
 	printDevGuide(stdout, f)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nhcx dev: stopping (the data stays in", abs+")")
 	return nil
+}
+
+// waitDevReady waits up to timeout for every node to be ready (to have the
+// trust list that names the dev certificates), and says which is not.
+func waitDevReady(ctx context.Context, f *federation, timeout time.Duration, w io.Writer) {
+	deadline := time.Now().Add(timeout)
+	for _, p := range devProvinces {
+		for {
+			err := f.Nodes[p].Ready()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				fmt.Fprintf(w, "hcx dev: %s is not ready yet (%v): the commands below work once %s/readyz answers 200\n", p, err, f.NodeURLs[p])
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 func printDevGuide(w io.Writer, f *federation) {
@@ -200,12 +223,16 @@ func printDevIdP(w io.Writer, f *federation) {
 	}
 	dirFlag := devDirFlag(f)
 	fmt.Fprintf(w, `
-Acting as each role:
-  # an operator of Guangdong, the national auditor, a resident (ID tokens, good for %s)
-  OP=$(hcx dev token%s --role operator --province 440000)
-  AUDITOR=$(hcx dev token%s --role auditor)
-  RESIDENT=$(hcx dev token%s --role resident --user li-lei)
-  curl -H "Authorization: Bearer $OP" ...
-  # in a browser: <node>/v1/auth/oidc/login?next=/ logs in with the users above
-`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag, dirFlag, dirFlag)
+Acting as each role with curl:
+  operator    OP=$(hcx dev token%[2]s --role operator --province 440000)   (an ID token, good for %[1]s)
+              curl -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: why' ...   (a reason on audited routes)
+  auditor     AUDITOR=$(hcx dev token%[2]s --role auditor)   at the nodes, as a bearer token;
+              at the hub: curl -H "Authorization: $(hcx dev token%[2]s --cert auditor --url URL)" URL
+  feed, checkpoint   curl -d "$BODY" -H "Authorization: $(hcx dev token%[2]s --role feed --province 440000 --method POST --url URL --data "$BODY")" URL
+              (a request token signed by the dev certificate, for that method, URL and body, good once)
+  resident    an operator's enrolment code, POST /v1/auth/enrol, then the session cookie (curl -c/-b);
+              passkeys at /v1/auth/passkeys/*; or in a browser <node>/v1/auth/oidc/login?next=/v1/me
+              as a resident above (binds their document); RESIDENT=$(hcx dev token%[2]s --role resident --user li-lei)
+              is that resident's ID token
+`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag)
 }
