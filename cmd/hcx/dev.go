@@ -138,12 +138,6 @@ func printDevGuide(w io.Writer, f *federation) {
 	}
 	dir := devDirFlag(f)
 	guide := `
-Machines of your own (feeds, checkpoint devices) enrol by CSR, which an operator approves:
-  hcx device keygen --out dev-gate --name gate-7
-  hcx device enrol --node $GD --csr dev-gate/gate-7.csr --name gate-7      # prints the enrolment id
-  curl -s -X POST $GD/v1/devices/enrolments/<id>/approve -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: gate 7 installed'
-  hcx device fetch --node $GD --id <id> --out dev-gate/gate-7.crt
-  curl -H "Authorization: $(hcx device token --cert dev-gate/gate-7.crt --key dev-gate/gate-7.key --url $GD/healthz)" $GD/healthz
 The dev certificates sign requests with hcx dev token` + dir + ` --cert NAME (feed-<code>, checkpoint-<code>,
 auditor, province-<code>) --method M --url U --data BODY.
 
@@ -197,7 +191,19 @@ curl -s -X POST $SC/v1/verify -d "$SCAN" \
 AUDITOR=$(` + tok + ` --role auditor)
 curl -s $GD/v1/audit -H "Authorization: Bearer $AUDITOR"; echo
 #    ... and, with the auditor's federation certificate, the hub's attestations about 张三
-curl -s $HUB/v1/subjects/$SUB -H "Authorization: $(` + tok + ` --cert auditor --url $HUB/v1/subjects/$SUB)"; echo`
+curl -s $HUB/v1/subjects/$SUB -H "Authorization: $(` + tok + ` --cert auditor --url $HUB/v1/subjects/$SUB)"; echo
+
+# 8. A checkpoint device of Guangdong's own makes its key and files its CSR; the operator approves
+#    (the node issues the certificate); the device fetches it and scans a fresh code of 张三's
+hcx device keygen --out dev-gate --name gate-7
+ENR=$(hcx device enrol --node $GD --csr dev-gate/gate-7.csr --name gate-7 | sed -n 's/^Enrolment \([^ ]*\) filed.*/\1/p'); echo "$ENR"
+curl -s -X POST $GD/v1/devices/enrolments/$ENR/approve -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: gate 7 installed' \
+     | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'
+hcx device fetch --node $GD --id $ENR --out dev-gate/gate-7.crt
+CODE=$(curl -s -b zhangsan.jar $GD/v1/residents/$SUB/code | sed -n 's/.*"code":"\([^"]*\)".*/\1/p')
+printf '{"code":"%s"}' "$CODE" > scan.json
+curl -s -X POST $GD/v1/verify --data-binary @scan.json \
+     -H "Authorization: $(hcx device token --cert dev-gate/gate-7.crt --key dev-gate/gate-7.key --method POST --url $GD/v1/verify --body scan.json)"; echo`
 }
 
 // devDirFlag is " --dir DIR" when hcx dev's data is not ./hcx-data, where

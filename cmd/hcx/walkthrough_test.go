@@ -67,8 +67,8 @@ func TestWalkthroughRunsAsPrinted(t *testing.T) {
 
 	guide := startHcxDev(t, work, env, freePortBase(t))
 	steps := walkthroughSteps(t, guide)
-	if len(steps) != 7 {
-		t.Fatalf("found %d steps in the printed walkthrough, want 7:\n%s", len(steps), guide)
+	if len(steps) != 8 {
+		t.Fatalf("found %d steps in the printed walkthrough, want 8:\n%s", len(steps), guide)
 	}
 	sh := startShell(t, bash, work, env)
 	out := make([]string, len(steps))
@@ -134,6 +134,11 @@ func TestWalkthroughRunsAsPrinted(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], `"col":"red"`) || !strings.Contains(lines[1], `"iss":"440000"`) {
 		t.Errorf("step 7: the hub's attestations about 张三 read %q", lines[1])
+	}
+	// 8: a device enrolled by CSR and approved by the operator verifies
+	// with its own certificate.
+	if !strings.Contains(out[7], "\nissued\n") || !strings.Contains(out[7], `"colour":"red"`) || !strings.Contains(out[7], `"name":"张*"`) {
+		t.Errorf("step 8 (a device of one's own) printed %q", out[7])
 	}
 }
 
