@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -208,7 +207,7 @@ func startHcxDev(t *testing.T, dir string, env []string, base int) string {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
 		case <-time.After(20 * time.Second):
@@ -226,7 +225,6 @@ func startHcxDev(t *testing.T, dir string, env []string, base int) string {
 			if sc.Text() == "Press Ctrl-C to stop." {
 				printed <- b.String()
 				io.Copy(io.Discard, stdout) // hcx dev never blocks writing
-
 				return
 			}
 		}
