@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
@@ -18,8 +19,8 @@ import (
 	"github.com/hcxfed/hcx/devidp"
 )
 
-// devProvinces are the provinces of `hcx dev`, with the last two digits of
-// each node's port: 87<first two digits of the province code>.
+// devProvinces are the provinces of `hcx dev`; each node listens at the port
+// base (8700) plus the first two digits of its province code.
 var devProvinces = []hcx.ProvinceCode{"110000", "310000", "440000", "510000"}
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,6 +34,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
 	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
+	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
 		fs.PrintDefaults()
@@ -42,6 +44,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *hubs != 1 && *hubs != 3 && *hubs != 5 {
 		return fmt.Errorf("--hubs %d: a hub cluster has 1, 3 or 5 members", *hubs)
+	}
+	if *portBase < 1024 || *portBase > 65535-200 {
+		return fmt.Errorf("--port-base %d: want a port from 1024 to %d, with the 200 ports above it free", *portBase, 65535-200)
 	}
 	if !*useTLS && !isLoopbackAddr(*host) {
 		return fmt.Errorf("--host %s is not a loopback address: hcx dev serves plain HTTP only on loopback; add --tls to serve TLS there", *host)
@@ -56,13 +61,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: *host + ":8690", Logger: logger, TLS: *useTLS, Limits: devLimits}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: fmt.Sprintf("%s:%d", *host, *portBase-10), Logger: logger, TLS: *useTLS, Limits: devLimits}
 	for i := 0; i < *hubs; i++ {
-		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, 8700+i))
-		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, 8800+i))
+		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, *portBase+i))
+		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, *portBase+100+i))
 	}
 	for _, p := range devProvinces {
-		cfg.NodeAddrs[p] = fmt.Sprintf("%s:87%s", *host, string(p)[:2])
+		prefix, _ := strconv.Atoi(string(p)[:2])
+		cfg.NodeAddrs[p] = fmt.Sprintf("%s:%d", *host, *portBase+prefix)
 	}
 	fmt.Fprintf(stdout, "hcx dev: starting a federation in %s\n", abs)
 	f, err := startFederation(ctx, cfg)
@@ -79,10 +85,32 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	})
+	// The walkthrough's machines are known to a node once it has the
+	// trust list from the hub: print it when every node can serve it.
+	waitDevReady(ctx, f, 30*time.Second, stdout)
 	printDevGuide(stdout, f)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nhcx dev: stopping (the data stays in", abs+")")
 	return nil
+}
+
+// waitDevReady waits up to timeout for every node to be ready (to have the
+// trust list that names the dev certificates), and says which is not.
+func waitDevReady(ctx context.Context, f *federation, timeout time.Duration, w io.Writer) {
+	deadline := time.Now().Add(timeout)
+	for _, p := range devProvinces {
+		for {
+			err := f.Nodes[p].Ready()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				fmt.Fprintf(w, "hcx dev: %s is not ready yet (%v): the commands below work once %s/readyz answers 200\n", p, err, f.NodeURLs[p])
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 func printDevGuide(w io.Writer, f *federation) {
@@ -100,39 +128,93 @@ func printDevGuide(w io.Writer, f *federation) {
 		fmt.Fprintf(w, "\nThe APIs are TLS; curl verifies them with:  export CURL_CA_BUNDLE=%s\n", filepath.Join(f.Dir, "ca", certs.TLSRootCertFile))
 	}
 	printDevIdP(w, f)
-	gd, sc := f.NodeURLs["440000"], f.NodeURLs["510000"]
+	fmt.Fprintln(w, "\nWalkthrough: a Guangdong resident tests positive; a Sichuan checkpoint sees red.")
+	fmt.Fprintln(w, "(In another terminal, with hcx on PATH: make build && export PATH=$PWD:$PATH)")
+	fmt.Fprintln(w)
+	for _, line := range strings.Split(devWalkthrough(f.NodeURLs["440000"], f.NodeURLs["510000"], f.HubURLs[0], devDirFlag(f)), "\n") {
+		if line == "" {
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintln(w, "  "+line)
+		}
+	}
+	dir := devDirFlag(f)
 	guide := `
-
-Walkthrough: a Guangdong resident tests positive; a Sichuan checkpoint sees red.
-
-  GD=` + gd + `
-  SC=` + sc + `
-
-  # 1. Register a resident at Guangdong's node (the answer carries the subject, the federation pseudonym)
-  SUB=$(curl -s -X POST $GD/v1/residents -d '{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}' \
-        | sed -n 's/.*"subject":"\([a-z2-7]*\)".*/\1/p'); echo $SUB
-
-  # 2. The lab reports a positive result
-  curl -s -X POST $GD/v1/residents/$SUB/labs -d '{"result":"positive"}'
-
-  # 3. The resident opens their health code (a 60-second dynamic code)
-  CODE=$(curl -s $GD/v1/residents/$SUB/code | sed -n 's/.*"code":"\([^"]*\)".*/\1/p'); echo $CODE
-
-  # 4. A checkpoint in Sichuan scans it: red, with the masked name and the reasons
-  curl -s -X POST $SC/v1/verify -d "{\"code\":\"$CODE\"}"
-
-Machines (feeds, checkpoint devices) sign every request with their own certificate:
-  hcx device keygen --out dev-gate --name gate-7
-  hcx device enrol --node $GD --csr dev-gate/gate-7.csr --name gate-7      # prints the enrolment id
-  # an operator of Guangdong approves: POST $GD/v1/devices/enrolments/<id>/approve
-  hcx device fetch --node $GD --id <id> --out dev-gate/gate-7.crt
-  curl -H "Authorization: $(hcx device token --cert dev-gate/gate-7.crt --key dev-gate/gate-7.key --url $GD/healthz)" $GD/healthz
+The dev certificates sign requests with hcx dev token` + dir + ` --cert NAME (feed-<code>, checkpoint-<code>,
+auditor, province-<code>) --method M --url U --data BODY.
 
 Rules: edit ` + filepath.Join(f.Dir, "rules") + `/<province>.yaml, then kill -HUP ` + strconv.Itoa(os.Getpid()) + `
 to reload them (a file that does not load is refused and the old rules stay).
 
 Press Ctrl-C to stop.`
-	fmt.Fprintln(w, strings.TrimPrefix(guide, "\n"))
+	fmt.Fprintln(w, guide)
+}
+
+// devWalkthrough is the walkthrough's shell commands, the same in the README
+// (with hcx dev's default addresses) and in what hcx dev prints; dirFlag is
+// " --dir DIR" when hcx dev token must be told where the data is. Each step
+// begins with a "# N." comment; cmd/hcx/walkthrough_test.go runs them as
+// printed.
+func devWalkthrough(gd, sc, hub, dirFlag string) string {
+	tok := "hcx dev token" + dirFlag
+	return `GD=` + gd + `
+SC=` + sc + `
+HUB=` + hub + `
+
+# 1. Guangdong's operator logs in at the dev identity provider (an ID token, good for an hour)
+OP=$(` + tok + ` --role operator --province 440000)
+
+# 2. Having checked 张三's ID card in person, the operator hands out a one-time enrolment code
+#    (operators say why in X-HCX-Reason; the node's audit trail keeps it)
+ENROL=$(curl -s -X POST $GD/v1/enrolments -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: ID card checked at the counter' \
+        -d '{"doc_type":"CN-ID","doc_number":"440106199003070028","name":"张三"}'); echo "$ENROL"
+SUB=$(echo "$ENROL" | sed -n 's/.*"subject":"\([a-z2-7]*\)".*/\1/p')
+ENROL_CODE=$(echo "$ENROL" | sed -n 's/.*"code":"\([^"]*\)".*/\1/p')
+
+# 3. 张三 enrols with the code: the answer sets their session cookie (kept in zhangsan.jar)
+curl -s -c zhangsan.jar -X POST $GD/v1/auth/enrol -d "{\"code\":\"$ENROL_CODE\"}"; echo
+
+# 4. 张三 opens their health code (a 60-second dynamic code), still green
+CODE=$(curl -s -b zhangsan.jar $GD/v1/residents/$SUB/code | sed -n 's/.*"code":"\([^"]*\)".*/\1/p'); echo "$CODE"
+
+# 5. Guangdong's lab feed posts a positive result, signed with its certificate
+#    (the token covers method, URL and body, and is good once)
+LAB='{"result":"positive"}'
+curl -s -X POST $GD/v1/residents/$SUB/labs -d "$LAB" \
+     -H "Authorization: $(` + tok + ` --role feed --province 440000 --method POST --url $GD/v1/residents/$SUB/labs --data "$LAB")"; echo
+
+# 6. A checkpoint device in Sichuan scans the code: red (from Guangdong's attestation in the hub's log),
+#    with the masked name, the ID tail and the reasons
+SCAN="{\"code\":\"$CODE\"}"
+curl -s -X POST $SC/v1/verify -d "$SCAN" \
+     -H "Authorization: $(` + tok + ` --role checkpoint --province 510000 --method POST --url $SC/v1/verify --data "$SCAN")"; echo
+
+# 7. The national auditor reads Guangdong's audit trail (who did what, when and why) ...
+AUDITOR=$(` + tok + ` --role auditor)
+curl -s $GD/v1/audit -H "Authorization: Bearer $AUDITOR"; echo
+#    ... and, with the auditor's federation certificate, the hub's attestations about 张三
+curl -s $HUB/v1/subjects/$SUB -H "Authorization: $(` + tok + ` --cert auditor --url $HUB/v1/subjects/$SUB)"; echo
+
+# 8. A checkpoint device of Guangdong's own makes its key and files its CSR; the operator approves
+#    (the node issues the certificate); the device fetches it and scans a fresh code of 张三's
+hcx device keygen --out dev-gate --name gate-7
+ENR=$(hcx device enrol --node $GD --csr dev-gate/gate-7.csr --name gate-7 | sed -n 's/^Enrolment \([^ ]*\) filed.*/\1/p'); echo "$ENR"
+curl -s -X POST $GD/v1/devices/enrolments/$ENR/approve -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: gate 7 installed' \
+     | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'
+hcx device fetch --node $GD --id $ENR --out dev-gate/gate-7.crt
+CODE=$(curl -s -b zhangsan.jar $GD/v1/residents/$SUB/code | sed -n 's/.*"code":"\([^"]*\)".*/\1/p')
+printf '{"code":"%s"}' "$CODE" > scan.json
+curl -s -X POST $GD/v1/verify --data-binary @scan.json \
+     -H "Authorization: $(hcx device token --cert dev-gate/gate-7.crt --key dev-gate/gate-7.key --method POST --url $GD/v1/verify --body scan.json)"; echo`
+}
+
+// devDirFlag is " --dir DIR" when hcx dev's data is not ./hcx-data, where
+// hcx dev token looks by default.
+func devDirFlag(f *federation) string {
+	if abs, err := filepath.Abs("hcx-data"); err != nil || abs != f.Dir {
+		return " --dir " + f.Dir
+	}
+	return ""
 }
 
 // printDevIdP prints the identity provider, its users and how to act as
@@ -147,19 +229,20 @@ func printDevIdP(w io.Writer, f *federation) {
 		}
 		fmt.Fprintf(w, "  %-13s %-17s %-9s %-9s %s\n", u.Name, u.Password, u.Role, u.Province, doc)
 	}
-	dirFlag := ""
-	if abs, err := filepath.Abs("hcx-data"); err != nil || abs != f.Dir {
-		dirFlag = " --dir " + f.Dir
-	}
+	dirFlag := devDirFlag(f)
 	fmt.Fprintf(w, `
-Acting as each role:
-  # an operator of Guangdong, the national auditor, a resident (ID tokens, good for %s)
-  OP=$(hcx dev token%s --role operator --province 440000)
-  AUDITOR=$(hcx dev token%s --role auditor)
-  RESIDENT=$(hcx dev token%s --role resident --user li-lei)
-  curl -H "Authorization: Bearer $OP" ...
-  # in a browser: <node>/v1/auth/oidc/login?next=/ logs in with the users above
-`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag, dirFlag, dirFlag)
+Acting as each role with curl:
+  operator    OP=$(hcx dev token%[2]s --role operator --province 440000)   (an ID token, good for %[1]s)
+              curl -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: why' ...   (a reason on audited routes)
+  auditor     AUDITOR=$(hcx dev token%[2]s --role auditor)   at the nodes, as a bearer token;
+              at the hub: curl -H "Authorization: $(hcx dev token%[2]s --cert auditor --url URL)" URL
+  feed, checkpoint   curl -d "$BODY" -H "Authorization: $(hcx dev token%[2]s --role feed --province 440000 --method POST --url URL --data "$BODY")" URL
+              (a request token signed by the dev certificate, for that method, URL and body, good once)
+  resident    an operator's enrolment code, POST /v1/auth/enrol, then the session cookie (curl -c/-b);
+              passkeys at /v1/auth/passkeys/*; or in a browser <node>/v1/auth/oidc/login?next=/v1/me
+              as a resident above (binds their document); RESIDENT=$(hcx dev token%[2]s --role resident --user li-lei)
+              is that resident's ID token
+`, strings.TrimSuffix(devidp.IDTokenLifetime.String(), "0m0s"), dirFlag)
 }
 
 // devLimits are the default abuse limits, except that anonymous callers,
