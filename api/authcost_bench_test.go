@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,7 +99,9 @@ func newAuthCostFixture(b *testing.B) *authCostFixture {
 			continue
 		}
 		r := httptest.NewRequest(http.MethodGet, "http://node.example/healthz", nil)
-		k.credential(r)
+		if err := k.credential(r); err != nil {
+			b.Fatal(err)
+		}
 		p, err := chain.Authenticate(r)
 		if err != nil || p == nil || p.Method != k.method {
 			b.Fatalf("%s: the chain made %v of the credential (err %v), want method %s", k.name, p, err, k.method)
@@ -114,25 +117,27 @@ type authKind struct {
 	name       string
 	method     auth.Method // what the chain must make of the credential; "" anonymous
 	limited    bool        // served with abuse limits
-	credential func(r *http.Request)
+	credential func(r *http.Request) error
 }
 
+// noCredential leaves the request anonymous.
+func noCredential(*http.Request) error { return nil }
+
 func (f *authCostFixture) kinds() []authKind {
-	none := func(*http.Request) {}
 	return []authKind{
 		// The baseline against itself: the noise of the method.
-		{name: "anonymous", credential: none},
-		{name: "anonymous+limits", limited: true, credential: none},
-		{name: "sm2-request-token", method: auth.MethodRequestToken, credential: func(r *http.Request) {
-			if err := auth.SignRequest(r, nil, f.feed, time.Now()); err != nil {
-				panic(err)
-			}
+		{name: "anonymous", credential: noCredential},
+		{name: "anonymous+limits", limited: true, credential: noCredential},
+		{name: "sm2-request-token", method: auth.MethodRequestToken, credential: func(r *http.Request) error {
+			return auth.SignRequest(r, nil, f.feed, time.Now())
 		}},
-		{name: "session-cookie", method: auth.MethodSession, credential: func(r *http.Request) {
+		{name: "session-cookie", method: auth.MethodSession, credential: func(r *http.Request) error {
 			r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: f.cookie})
+			return nil
 		}},
-		{name: "oidc-bearer", method: auth.MethodBearer, credential: func(r *http.Request) {
+		{name: "oidc-bearer", method: auth.MethodBearer, credential: func(r *http.Request) error {
 			r.Header.Set("Authorization", "Bearer "+f.bearer)
+			return nil
 		}},
 	}
 }
@@ -145,8 +150,8 @@ func (f *authCostFixture) kinds() []authKind {
 // load, and reports:
 //
 //	base-ns/req   the anonymous call
-//	ns/req        the call with the credential, server side (for the SM2
-//	              token without the client's signing)
+//	ns/req        the call with the credential (for the SM2 token without
+//	              the client's signing)
 //	sign-ns/req   the client signing the SM2 request token
 //	added-µs/req  ns/req - base-ns/req
 //	ratio         ns/req / base-ns/req
@@ -160,18 +165,20 @@ func BenchmarkAuthCost(b *testing.B) {
 	f := newAuthCostFixture(b)
 	b.Run("inproc", func(b *testing.B) {
 		call := func(h http.Handler) caller {
-			return func(cred func(*http.Request)) (time.Duration, time.Duration) {
+			return func(cred func(*http.Request) error) (time.Duration, time.Duration, error) {
 				r := httptest.NewRequest(http.MethodGet, "http://node.example/healthz", nil)
 				w := httptest.NewRecorder()
 				t0 := time.Now()
-				cred(r)
+				if err := cred(r); err != nil {
+					return 0, 0, err
+				}
 				t1 := time.Now()
 				h.ServeHTTP(w, r)
 				t2 := time.Now()
 				if w.Code != http.StatusOK {
-					b.Fatalf("GET /healthz: %d %s", w.Code, w.Body)
+					return 0, 0, fmt.Errorf("GET /healthz: %d %s", w.Code, w.Body)
 				}
-				return t1.Sub(t0), t2.Sub(t1)
+				return t1.Sub(t0), t2.Sub(t1), nil
 			}
 		}
 		f.runKinds(b, call(f.plain), call(f.limited))
@@ -182,25 +189,27 @@ func BenchmarkAuthCost(b *testing.B) {
 		defer limited.Close()
 		client := &http.Client{Timeout: 10 * time.Second}
 		call := func(url string) caller {
-			return func(cred func(*http.Request)) (time.Duration, time.Duration) {
+			return func(cred func(*http.Request) error) (time.Duration, time.Duration, error) {
 				r, err := http.NewRequest(http.MethodGet, url+"/healthz", nil)
 				if err != nil {
-					b.Fatal(err)
+					return 0, 0, err
 				}
 				t0 := time.Now()
-				cred(r)
+				if err := cred(r); err != nil {
+					return 0, 0, err
+				}
 				t1 := time.Now()
 				res, err := client.Do(r)
 				if err != nil {
-					b.Fatal(err)
+					return 0, 0, err
 				}
 				body, _ := io.ReadAll(res.Body)
 				res.Body.Close()
 				t2 := time.Now()
 				if res.StatusCode != http.StatusOK {
-					b.Fatalf("GET /healthz: %s %s", res.Status, body)
+					return 0, 0, fmt.Errorf("GET /healthz: %s %s", res.Status, body)
 				}
-				return t1.Sub(t0), t2.Sub(t1)
+				return t1.Sub(t0), t2.Sub(t1), nil
 			}
 		}
 		f.runKinds(b, call(plain.URL), call(limited.URL))
@@ -208,8 +217,9 @@ func BenchmarkAuthCost(b *testing.B) {
 }
 
 // caller makes one GET /healthz with the credential and returns how long
-// putting the credential on took and how long the call took.
-type caller func(cred func(*http.Request)) (prep, call time.Duration)
+// putting the credential on took and how long the call took; an error if
+// either failed or the answer was not 200.
+type caller func(cred func(*http.Request) error) (prep, call time.Duration, err error)
 
 // authCostBlock is how many calls of one kind run before switching to the
 // other: short enough that both see the same load, long enough that the
@@ -223,17 +233,22 @@ func (f *authCostFixture) runKinds(b *testing.B, plain, limited caller) {
 			if k.limited {
 				h = limited
 			}
-			none := func(*http.Request) {}
 			var base, with, sign time.Duration
 			b.ResetTimer()
 			for done := 0; done < b.N; done += authCostBlock {
 				m := min(authCostBlock, b.N-done)
 				for range m {
-					_, d := plain(none)
+					_, d, err := plain(noCredential)
+					if err != nil {
+						b.Fatal(err)
+					}
 					base += d
 				}
 				for range m {
-					s, d := h(k.credential)
+					s, d, err := h(k.credential)
+					if err != nil {
+						b.Fatalf("%s: %v", k.name, err)
+					}
 					sign += s
 					with += d
 				}
