@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,14 @@ var testCtx = auth.NewContext(context.Background(), &auth.Principal{Role: auth.R
 // certificates made here.
 func benchNode(tb testing.TB, dir string) *node.Node {
 	tb.Helper()
+	n, _ := benchNodeAndRoot(tb, dir)
+	return n
+}
+
+// benchNodeAndRoot is benchNode, and the national root its trust store is
+// anchored in, to issue machine certificates from.
+func benchNodeAndRoot(tb testing.TB, dir string) (*node.Node, *certs.Signer) {
+	tb.Helper()
 	now := time.Now()
 	root, err := certs.NewRoot("bench root", now, 24*time.Hour)
 	if err != nil {
@@ -52,7 +61,7 @@ func benchNode(tb testing.TB, dir string) *node.Node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return n
+	return n, root
 }
 
 // benchIDNumber is the i-th valid mainland ID number of people born in
@@ -97,22 +106,51 @@ func rawSyncedTxnRate(b *testing.B, dir string, count int) float64 {
 }
 
 // BenchmarkLabResultsThroughHTTP posts positive lab results for many
-// residents through the node's real HTTP API from concurrent clients and
-// reports acknowledged results per second, and that rate as a ratio of raw
-// synced badger transactions per second on the same disk in the same run.
+// residents through the node's real HTTP API from concurrent clients, as a
+// Guangdong lab feed: each request carries a fresh SM2 request token
+// (auth.SigningTransport) from a feed certificate in the node's trust store,
+// checked by auth.RequestTokens over n.TrustStore with a replay cache, as
+// cmd/hcx serves it. It reports acknowledged results per second, and that
+// rate as a ratio of raw synced badger transactions per second on the same
+// disk in the same run. Because the route cannot be served anonymously, the
+// token's share is measured beside the run: sign-µs/req and verify-µs/req
+// are one client signing and one node verifying a token for the same route
+// and body, serially, right after the run; token-cpu-share is what
+// (sign+verify) × acks/s takes of the machine's cores.
 func BenchmarkLabResultsThroughHTTP(b *testing.B) {
 	const residents, clients = 2000, 256
-	n := benchNode(b, b.TempDir())
+	n, root := benchNodeAndRoot(b, b.TempDir())
 	defer n.Close()
 	subs := registerResidents(b, n, residents)
-	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{}))
+	now := time.Now()
+	feed, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleFeed, Province: "440000", Name: "lab-gz-1",
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// /metrics is for operators and auditors: the national auditor reads
+	// the commit counters.
+	auditor, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleAuditor, Name: "auditor-1",
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range []*certs.Signer{feed, auditor} {
+		if _, err := n.TrustStore().Add(s.Cert.Raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
+	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
 	defer srv.Close()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &auth.SigningTransport{Signer: feed,
+		Base: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}}
+	metrics := &http.Client{Timeout: 10 * time.Second, Transport: &auth.SigningTransport{Signer: auditor}}
 	// The raw rate is measured before and after the run, and averaged: the
 	// disk is shared and its rate drifts.
 	rawBefore := rawSyncedTxnRate(b, b.TempDir(), 300)
 	// Registrations are commits too: count only the run's.
-	commitsBefore := metricValue(b, srv.URL, "hcx_node_commits_total")
+	commitsBefore := metricValue(b, metrics, srv.URL, "hcx_node_commits_total")
 
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -133,10 +171,10 @@ func BenchmarkLabResultsThroughHTTP(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				io.Copy(io.Discard, res.Body)
+				body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<10))
 				res.Body.Close()
 				if res.StatusCode != http.StatusOK {
-					b.Errorf("lab result %d: status %d", i, res.StatusCode)
+					b.Errorf("lab result %d: status %d %s", i, res.StatusCode, body)
 					return
 				}
 			}
@@ -147,23 +185,55 @@ func BenchmarkLabResultsThroughHTTP(b *testing.B) {
 	b.StopTimer()
 	rate := float64(b.N) / elapsed.Seconds()
 	raw := (rawBefore + rawSyncedTxnRate(b, b.TempDir(), 300)) / 2
-	if events, commits := metricValue(b, srv.URL, "hcx_node_events_total"), metricValue(b, srv.URL, "hcx_node_commits_total")-commitsBefore; commits > 0 {
+	if events, commits := metricValue(b, metrics, srv.URL, "hcx_node_events_total"), metricValue(b, metrics, srv.URL, "hcx_node_commits_total")-commitsBefore; commits > 0 {
 		b.ReportMetric(events/commits, "events/commit")
 	}
+	sign, verify := tokenCost(b, feed, n.TrustStore, srv.URL+"/v1/residents/"+string(subs[0])+"/labs", []byte(`{"result":"positive"}`), 500)
 	b.ReportMetric(rate, "acks/s")
 	b.ReportMetric(raw, "raw-synced-txn/s")
 	b.ReportMetric(rate/raw, "ratio")
+	b.ReportMetric(float64(sign.Nanoseconds())/1e3, "sign-µs/req")
+	b.ReportMetric(float64(verify.Nanoseconds())/1e3, "verify-µs/req")
+	b.ReportMetric((sign+verify).Seconds()*rate/float64(runtime.GOMAXPROCS(0)), "token-cpu-share")
 }
 
-// metricValue reads one of the node's counters from its /metrics route; 0 if
-// the node does not have it.
-func metricValue(b *testing.B, url, name string) float64 {
-	res, err := http.Get(url + "/metrics")
+// tokenCost is the mean time, over count requests to url with body, of the
+// feed signing a request token (auth.SignRequest) and of the node's
+// authenticator (auth.RequestTokens with its own replay cache) checking it,
+// one at a time.
+func tokenCost(b *testing.B, feed *certs.Signer, trust func() *certs.TrustStore, url string, body []byte, count int) (sign, verify time.Duration) {
+	b.Helper()
+	tokens := &auth.RequestTokens{Trust: trust, Replay: auth.NewReplayCache(0)}
+	for range count {
+		r := httptest.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		t0 := time.Now()
+		if err := auth.SignRequest(r, body, feed, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		p, err := tokens.Authenticate(r)
+		t2 := time.Now()
+		if err != nil || p == nil || p.Role != auth.RoleFeed {
+			b.Fatalf("the node made %v of the feed's token (err %v), want a feed", p, err)
+		}
+		sign += t1.Sub(t0)
+		verify += t2.Sub(t1)
+	}
+	return sign / time.Duration(count), verify / time.Duration(count)
+}
+
+// metricValue reads one of the node's counters from its /metrics route as
+// client; 0 if the node does not have it.
+func metricValue(b *testing.B, client *http.Client, url, name string) float64 {
+	res, err := client.Get(url + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode != http.StatusOK {
+		b.Fatalf("GET /metrics: %d %s", res.StatusCode, body)
+	}
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, name+"{") {
 			var v float64
