@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -40,9 +41,13 @@ type OIDC struct {
 	// HTTPClient talks to the providers. Default: a client with a 5 s
 	// timeout.
 	HTTPClient *http.Client
+	// CachedTokens bounds the cache of verified bearer tokens
+	// (DefaultCachedIDTokens if 0; negative: no cache).
+	CachedTokens int
 
 	once    sync.Once
 	issuers map[string]*issuer
+	cache   *tokenCache
 }
 
 // IssuerConfig is one trusted identity provider.
@@ -94,6 +99,8 @@ const (
 	oidcRetryAfter = 10 * time.Second
 	// maxIssuedAtSkew is how far in the future iat may be.
 	maxIssuedAtSkew = time.Minute
+	// DefaultCachedIDTokens bounds the cache of verified bearer tokens.
+	DefaultCachedIDTokens = 10_000
 )
 
 // oidcAlgorithms is the signature algorithm allow-list.
@@ -129,6 +136,13 @@ func (o *OIDC) init() {
 		}
 		if o.HTTPClient == nil {
 			o.HTTPClient = &http.Client{Timeout: oidcDiscoveryTimeout}
+		}
+		size := o.CachedTokens
+		if size == 0 {
+			size = DefaultCachedIDTokens
+		}
+		if size > 0 {
+			o.cache = &tokenCache{max: size, m: make(map[[sha256.Size]byte]*verified)}
 		}
 	})
 }
@@ -183,7 +197,9 @@ func tokenError(code, format string, args ...any) *hcx.Error {
 // not an ID token and is left to other authenticators (nil, nil).
 // Errors: token_malformed, token_unknown_issuer, token_bad_signature,
 // token_wrong_audience, token_expired, token_claims (EUnauthorized);
-// oidc_provider_unavailable (EUnavailable).
+// oidc_provider_unavailable (EUnavailable). A token that passed every check
+// is kept (tokenCache) and, presented again before its exp, is answered
+// without checking its signature again.
 func (o *OIDC) Authenticate(r *http.Request) (*Principal, error) {
 	h := r.Header.Get("Authorization")
 	scheme, raw, ok := strings.Cut(h, " ")
@@ -191,20 +207,29 @@ func (o *OIDC) Authenticate(r *http.Request) (*Principal, error) {
 		return nil, nil
 	}
 	raw = strings.TrimSpace(raw)
-	hdr, _, err := peekJWT(raw)
-	if err != nil {
-		return nil, err
-	}
-	if hdr.Typ != "" && !strings.EqualFold(hdr.Typ, "JWT") {
-		return nil, nil
-	}
-	v, err := o.verify(r.Context(), raw, true)
-	if err != nil {
-		return nil, err
+	o.init()
+	// A cached token was an ID token of a configured issuer: the header
+	// need not be read again.
+	v := o.cache.get(raw, o.now())
+	hit := v != nil
+	if !hit {
+		hdr, _, err := peekJWT(raw)
+		if err != nil {
+			return nil, err
+		}
+		if hdr.Typ != "" && !strings.EqualFold(hdr.Typ, "JWT") {
+			return nil, nil
+		}
+		if v, err = o.verify(r.Context(), raw, true); err != nil {
+			return nil, err
+		}
 	}
 	p, err := v.principal()
 	if err != nil {
 		return nil, err
+	}
+	if !hit {
+		o.cache.put(raw, v)
 	}
 	p.Method = MethodBearer
 	return p, nil
@@ -215,11 +240,85 @@ func (o *OIDC) Authenticate(r *http.Request) (*Principal, error) {
 // token_claims when the token carries no verified document or an invalid
 // one.
 func (o *OIDC) VerifyIdentity(ctx context.Context, rawIDToken string) (*VerifiedIdentity, error) {
-	v, err := o.verify(ctx, rawIDToken, true)
+	v, hit, err := o.verifyBearer(ctx, rawIDToken)
 	if err != nil {
 		return nil, err
 	}
-	return v.identity(o.now())
+	id, err := v.identity(o.now())
+	if err != nil {
+		return nil, err
+	}
+	if !hit {
+		o.cache.put(rawIDToken, v)
+	}
+	return id, nil
+}
+
+// verifyBearer is verify of a bearer token, answered from the cache of
+// tokens that checked out before while they have not expired; hit says
+// whether it was. The caller puts a token in the cache only once
+// everything it checks of it (principal, identity) has passed.
+func (o *OIDC) verifyBearer(ctx context.Context, raw string) (v *verified, hit bool, err error) {
+	o.init()
+	if v := o.cache.get(raw, o.now()); v != nil {
+		return v, true, nil
+	}
+	v, err = o.verify(ctx, raw, true)
+	return v, false, err
+}
+
+// tokenCache holds bearer ID tokens that were verified, by the SHA-256 of
+// their exact bytes, at most max of them; when full, an entry picked at
+// random (Go's map order) makes room. An entry answers only while now is
+// before the token's exp, and carries the issuer it was verified against
+// (the configuration is fixed after first use). A nil cache holds nothing.
+type tokenCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[[sha256.Size]byte]*verified
+}
+
+func (c *tokenCache) get(raw string, now time.Time) *verified {
+	if c == nil || len(raw) > MaxIDTokenBytes {
+		return nil
+	}
+	k := sha256.Sum256([]byte(raw))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.m[k]
+	if v == nil {
+		return nil
+	}
+	if !now.Before(v.tok.Expiry) {
+		delete(c.m, k)
+		return nil
+	}
+	return v
+}
+
+func (c *tokenCache) put(raw string, v *verified) {
+	if c == nil {
+		return
+	}
+	k := sha256.Sum256([]byte(raw))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		for old := range c.m {
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = v
+}
+
+func (c *tokenCache) len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // DefaultIssuer is the first configured issuer, "" if none.

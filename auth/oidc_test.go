@@ -53,6 +53,19 @@ func nodeOIDC(idp *devidp.Server, now func() time.Time) *OIDC {
 	}}}
 }
 
+// flipSignature changes one character in the middle of a JWT's signature:
+// still base64url, no longer the signature.
+func flipSignature(raw string) string {
+	parts := strings.Split(raw, ".")
+	sig := []byte(parts[2])
+	if sig[len(sig)/2] == 'A' {
+		sig[len(sig)/2] = 'B'
+	} else {
+		sig[len(sig)/2] = 'A'
+	}
+	return parts[0] + "." + parts[1] + "." + string(sig)
+}
+
 func bearer(raw string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/v1/whatever", nil)
 	r.Header.Set("Authorization", "Bearer "+raw)
@@ -100,15 +113,7 @@ func TestOIDCAttacksFail(t *testing.T) {
 	foreign := devToken(t, other, "op-440000")
 
 	parts := strings.Split(good, ".")
-	sig := []byte(parts[2])
-	// Change one character in the middle: still base64url, no longer the
-	// signature.
-	if sig[len(sig)/2] == 'A' {
-		sig[len(sig)/2] = 'B'
-	} else {
-		sig[len(sig)/2] = 'A'
-	}
-	flipped := parts[0] + "." + parts[1] + "." + string(sig)
+	flipped := flipSignature(good)
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	forged := strings.Replace(string(payload), `"440000"`, `"510000"`, 1)
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(forged)) + "." + parts[2]
