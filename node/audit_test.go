@@ -330,7 +330,7 @@ func TestVerifyAuditTrailFindsDeletedEditedAndCutEntries(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			raw, _ := rawSubject(e.Subject)
+			raw, _ := subjectText.raw(string(e.Subject))
 			i := bytes.Index(b, raw)
 			b[1] &^= auditFlagRawSubject
 			text := append([]byte{byte(len(e.Subject))}, e.Subject...)

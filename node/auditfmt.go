@@ -3,10 +3,12 @@ package node
 import (
 	"bytes"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -25,7 +27,10 @@ import (
 //	method   1 byte  code in auditMethods; auditEscape then a string
 //	action   1 byte  code in auditActions; auditEscape then a string
 //	actor, province, subject, why, note, request id: uvarint length + bytes
-//	         (the subject's raw base32-decoded bytes under auditFlagRawSubject)
+//	         (the subject's raw base32-decoded bytes under auditFlagRawSubject,
+//	         a "cert:" actor's raw kid under auditFlagCertActor, a hex
+//	         request id's raw bytes under auditFlagHexReqID; each only when
+//	         the text is exactly what encoding the raw bytes gives back)
 //	prev     32 bytes, only in anchor entries (seq % auditAnchorEvery == 1)
 //
 // Every anchor entry carries its prev so that a page of the trail that starts
@@ -37,7 +42,9 @@ const (
 
 	auditFlagRawSubject = 1 << 0
 	auditFlagPrev       = 1 << 1
-	auditFlagsKnown     = auditFlagRawSubject | auditFlagPrev
+	auditFlagCertActor  = 1 << 2 // actor "cert:<kid>" stored as the kid's raw bytes
+	auditFlagHexReqID   = 1 << 3 // request id of lower-case hex stored as its raw bytes
+	auditFlagsKnown     = auditFlagRawSubject | auditFlagPrev | auditFlagCertActor | auditFlagHexReqID
 
 	auditEscape = 0xff
 
@@ -57,20 +64,36 @@ var (
 
 var subjectBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-func auditAnchor(seq uint64) bool { return seq%auditAnchorEvery == 1 }
+// The exact compressions of text fields: decode, and encode back.
+var (
+	subjectText = textForm{decode: func(s string) ([]byte, error) { return subjectBase32.DecodeString(s) }, encode: subjectBase32.EncodeToString}
+	certActor   = textForm{prefix: "cert:", decode: base64.RawURLEncoding.DecodeString, encode: base64.RawURLEncoding.EncodeToString}
+	hexText     = textForm{decode: hex.DecodeString, encode: hex.EncodeToString}
+)
 
-// rawSubject returns the subject's decoded bytes if encoding them again gives
-// exactly s.
-func rawSubject(s hcx.Subject) ([]byte, bool) {
-	if s == "" {
+// textForm is a text encoding of bytes after a fixed prefix.
+type textForm struct {
+	prefix string
+	decode func(string) ([]byte, error)
+	encode func([]byte) string
+}
+
+// raw returns the bytes s stands for if encoding them gives exactly s.
+func (f textForm) raw(s string) ([]byte, bool) {
+	rest, ok := strings.CutPrefix(s, f.prefix)
+	if !ok || rest == "" {
 		return nil, false
 	}
-	b, err := subjectBase32.DecodeString(string(s))
-	if err != nil || subjectBase32.EncodeToString(b) != string(s) {
+	b, err := f.decode(rest)
+	if err != nil || f.encode(b) != rest {
 		return nil, false
 	}
 	return b, true
 }
+
+func (f textForm) text(b []byte) string { return f.prefix + f.encode(b) }
+
+func auditAnchor(seq uint64) bool { return seq%auditAnchorEvery == 1 }
 
 // encodeAuditEntry returns the stored form of e under seq; prev is the hash
 // of the entry before, stored only when seq is an anchor. e.Seq and e.Prev
@@ -80,37 +103,38 @@ func encodeAuditEntry(e *AuditEntry, seq uint64, prev [32]byte) ([]byte, error) 
 	if !time.Unix(0, ns).Equal(e.At) {
 		return nil, fmt.Errorf("audit entry time %v is out of the storable range", e.At)
 	}
-	strs := []string{e.Actor, string(e.Province), "", e.Why, e.Note, e.RequestID}
-	raw, isRaw := rawSubject(e.Subject)
-	if !isRaw {
-		strs[2] = string(e.Subject)
-	}
+	strs := []string{e.Actor, string(e.Province), string(e.Subject), e.Why, e.Note, e.RequestID}
 	for _, s := range strs {
 		if len(s) > auditMaxString {
 			return nil, fmt.Errorf("audit entry has a field of %d bytes, over %d", len(s), auditMaxString)
 		}
 	}
-	b := make([]byte, 0, 64+len(e.Actor)+len(e.Why)+len(e.Note)+len(e.RequestID))
 	var flags byte
-	if isRaw {
-		flags |= auditFlagRawSubject
+	fields := make([][]byte, len(strs))
+	for i, s := range strs {
+		fields[i] = []byte(s)
+	}
+	for _, c := range []struct {
+		i    int
+		form textForm
+		flag byte
+	}{{0, certActor, auditFlagCertActor}, {2, subjectText, auditFlagRawSubject}, {5, hexText, auditFlagHexReqID}} {
+		if raw, ok := c.form.raw(strs[c.i]); ok {
+			fields[c.i], flags = raw, flags|c.flag
+		}
 	}
 	if auditAnchor(seq) {
 		flags |= auditFlagPrev
 	}
+	b := make([]byte, 0, 64+len(e.Actor)+len(e.Why)+len(e.Note)+len(e.RequestID))
 	b = append(b, auditFormatV1, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(ns))
 	b = appendCode(b, auditRoles, string(e.Role))
 	b = appendCode(b, auditMethods, string(e.Method))
 	b = appendCode(b, auditActions, e.Action)
-	for i, s := range strs {
-		if i == 2 && isRaw {
-			b = binary.AppendUvarint(b, uint64(len(raw)))
-			b = append(b, raw...)
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
 	}
 	if flags&auditFlagPrev != 0 {
 		b = append(b, prev[:]...)
@@ -219,12 +243,12 @@ func decodeAuditFields(seq uint64, b []byte) (AuditEntry, error) {
 	e.Role = auth.Role(r.code(auditRoles, "role"))
 	e.Method = auth.Method(r.code(auditMethods, "method"))
 	e.Action = r.code(auditActions, "action")
-	e.Actor = string(r.bytes("actor"))
+	actor := r.bytes("actor")
 	e.Province = hcx.ProvinceCode(r.bytes("province"))
 	sub := r.bytes("subject")
 	e.Why = string(r.bytes("why"))
 	e.Note = string(r.bytes("note"))
-	e.RequestID = string(r.bytes("request id"))
+	reqID := r.bytes("request id")
 	var prev [32]byte
 	if flags&auditFlagPrev != 0 {
 		copy(prev[:], r.next(32, "prev"))
@@ -237,11 +261,9 @@ func decodeAuditFields(seq uint64, b []byte) (AuditEntry, error) {
 	}
 	e.Seq = seq
 	e.At = time.Unix(0, int64(binary.BigEndian.Uint64(at))).UTC()
-	if flags&auditFlagRawSubject != 0 {
-		e.Subject = hcx.Subject(subjectBase32.EncodeToString(sub))
-	} else {
-		e.Subject = hcx.Subject(sub)
-	}
+	e.Actor = fieldText(actor, flags&auditFlagCertActor != 0, certActor)
+	e.Subject = hcx.Subject(fieldText(sub, flags&auditFlagRawSubject != 0, subjectText))
+	e.RequestID = fieldText(reqID, flags&auditFlagHexReqID != 0, hexText)
 	again, err := encodeAuditEntry(&e, seq, prev)
 	if err != nil {
 		return e, err
@@ -253,4 +275,11 @@ func decodeAuditFields(seq uint64, b []byte) (AuditEntry, error) {
 		e.Prev = hex.EncodeToString(prev[:])
 	}
 	return e, nil
+}
+
+func fieldText(b []byte, raw bool, f textForm) string {
+	if raw {
+		return f.text(b)
+	}
+	return string(b)
 }
