@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -108,7 +107,7 @@ const (
 )
 
 const (
-	pAudit     = "audit/"          // audit/<seq 8 bytes big-endian> -> canonical AuditEntry
+	pAudit     = "audit/"          // audit/<seq 8 bytes big-endian> -> the entry's stored form (auditfmt.go)
 	kAuditHead = "meta/audit-head" // seq 8 bytes || SM3 32 bytes of the last entry
 )
 
@@ -208,12 +207,18 @@ func (n *Node) appendAudit(txn *badger.Txn, group []*write, now time.Time) (next
 		if e == nil {
 			continue
 		}
-		e.Seq, e.At, e.Prev = next, now, hex.EncodeToString(head[:])
+		// The time is kept to the nanosecond in UTC: what the stored form
+		// gives back, so the hash of the entry is the same when it is read.
+		e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])
+		v, err := encodeAuditEntry(e, next, head)
+		if err != nil {
+			return 0, head, fmt.Errorf("encode audit entry: %w", err)
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			return 0, head, fmt.Errorf("encode audit entry: %w", err)
 		}
-		if err := txn.Set(auditKey(next), b); err != nil {
+		if err := txn.Set(auditKey(next), v); err != nil {
 			return 0, head, err
 		}
 		head = certs.SM3(b)
@@ -269,23 +274,26 @@ func (n *Node) AuditTrail(ctx context.Context, after uint64, limit int) (*AuditP
 		if after >= next-1 {
 			return nil
 		}
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 100), Prefix: []byte(pAudit)})
+		// Entries before after+1 back to the last anchor are read only to
+		// rebuild the first entry's prev.
+		start := after/auditAnchorEvery*auditAnchorEvery + 1
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit+int(after+1-start), 100), Prefix: []byte(pAudit)})
 		defer it.Close()
-		for it.Seek(auditKey(after + 1)); it.ValidForPrefix([]byte(pAudit)); it.Next() {
+		want, prev := start, ""
+		for it.Seek(auditKey(start)); it.ValidForPrefix([]byte(pAudit)); it.Next() {
 			if len(page.Entries) == limit {
 				page.More = true
 				break
 			}
-			var rec AuditRecord
-			err := it.Item().Value(func(b []byte) error {
-				h := certs.SM3(b)
-				rec.Hash = hex.EncodeToString(h[:])
-				return json.Unmarshal(b, &rec.AuditEntry)
-			})
+			rec, err := readAuditRecord(it.Item(), want, prev)
 			if err != nil {
 				return err
 			}
-			page.Entries = append(page.Entries, rec)
+			prev = rec.Hash
+			want++
+			if rec.Seq > after {
+				page.Entries = append(page.Entries, rec)
+			}
 		}
 		return nil
 	})
@@ -331,33 +339,11 @@ func verifyAuditTrail(db *badger.DB) (AuditHead, error) {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(pAudit)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != len(pAudit)+8 {
-				return broken("key %q is not an audit entry key", k)
-			}
-			seq := binary.BigEndian.Uint64(k[len(pAudit):])
-			if seq != want {
-				return broken("audit entry %d is missing (the next one is %d)", want, seq)
-			}
-			var e AuditEntry
-			var h [32]byte
-			err := it.Item().Value(func(b []byte) error {
-				if err := checkCanonical(b, &e); err != nil {
-					return broken("audit entry %d: %v", seq, err)
-				}
-				h = certs.SM3(b)
-				return nil
-			})
+			rec, err := readAuditRecord(it.Item(), want, prev)
 			if err != nil {
 				return err
 			}
-			if e.Seq != seq {
-				return broken("audit entry stored under %d says it is %d", seq, e.Seq)
-			}
-			if e.Prev != prev {
-				return broken("audit entry %d does not follow entry %d: its prev is %s, entry %d hashes to %s", seq, seq-1, e.Prev, seq-1, prev)
-			}
-			prev = hex.EncodeToString(h[:])
+			prev = rec.Hash
 			want++
 		}
 		if want != next {
@@ -372,21 +358,48 @@ func verifyAuditTrail(db *badger.DB) (AuditHead, error) {
 	return out, err
 }
 
-// checkCanonical decodes b into e and checks that b is exactly the canonical
-// encoding of e, so that the hash names one meaning: unknown or repeated
-// members, other spacing or another time format all differ from it.
-func checkCanonical(b []byte, e *AuditEntry) error {
-	if err := json.Unmarshal(b, e); err != nil {
-		return err
+// readAuditRecord decodes the stored entry item, which must be entry want,
+// gives it prev (the hash of entry want-1; "" to take it from an anchor
+// entry's stored prev) and hashes its canonical JSON. It returns an
+// audit_trail_broken error naming the entry when the key is not want's, the
+// record does not decode or is not canonical, or an anchor's stored prev is
+// not prev.
+func readAuditRecord(item *badger.Item, want uint64, prev string) (AuditRecord, error) {
+	k := item.Key()
+	if len(k) != len(pAudit)+8 {
+		return AuditRecord{}, broken("key %q is not an audit entry key", k)
 	}
-	c, err := json.Marshal(e)
+	seq := binary.BigEndian.Uint64(k[len(pAudit):])
+	if seq != want {
+		return AuditRecord{}, broken("audit entry %d is missing (the next one is %d)", want, seq)
+	}
+	var rec AuditRecord
+	err := item.Value(func(b []byte) error {
+		e, err := decodeAuditEntry(seq, b)
+		if err != nil {
+			return broken("%v", err)
+		}
+		rec.AuditEntry = e
+		return nil
+	})
 	if err != nil {
-		return err
+		return AuditRecord{}, err
 	}
-	if !bytes.Equal(c, b) {
-		return errors.New("not in canonical form")
+	switch {
+	case prev == "" && rec.Prev == "":
+		return AuditRecord{}, broken("audit entry %d: no prev to start from", seq)
+	case prev != "" && rec.Prev != "" && rec.Prev != prev:
+		return AuditRecord{}, broken("audit entry %d does not follow entry %d: its stored prev is %s, entry %d hashes to %s", seq, seq-1, rec.Prev, seq-1, prev)
+	case prev != "":
+		rec.Prev = prev
 	}
-	return nil
+	b, err := json.Marshal(&rec.AuditEntry)
+	if err != nil {
+		return AuditRecord{}, err
+	}
+	h := certs.SM3(b)
+	rec.Hash = hex.EncodeToString(h[:])
+	return rec, nil
 }
 
 // VerifyAuditRecords checks a page of the trail as an auditor reads it: each

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -303,7 +304,55 @@ func TestVerifyAuditTrailFindsDeletedEditedAndCutEntries(t *testing.T) {
 			return txn.Set(auditKey(1), append([]byte(" "), b...))
 		},
 		"renumbered": func(txn *badger.Txn) error {
-			return rewrite(txn, 4, false, func(e *AuditEntry) { e.Seq = 40 })
+			// The seq is the key: a renumbered entry is one moved to another key.
+			item, err := txn.Get(auditKey(4))
+			if err != nil {
+				return err
+			}
+			b, _ := item.ValueCopy(nil)
+			if err := txn.Delete(auditKey(4)); err != nil {
+				return err
+			}
+			return txn.Set(auditKey(40), b)
+		},
+		"not-canonical-subject-as-text": func(txn *badger.Txn) error {
+			// The same entry with its subject stored as text although it
+			// decodes exactly: the same meaning, another byte string.
+			item, err := txn.Get(auditKey(2))
+			if err != nil {
+				return err
+			}
+			var e AuditEntry
+			if err := item.Value(func(b []byte) error { e, err = decodeAuditEntry(2, b); return err }); err != nil {
+				return err
+			}
+			b, err := encodeAuditEntry(&e, 2, [32]byte{})
+			if err != nil {
+				return err
+			}
+			raw, _ := subjectText.raw(string(e.Subject))
+			i := bytes.Index(b, raw)
+			b[1] &^= auditFlagRawSubject
+			text := append([]byte{byte(len(e.Subject))}, e.Subject...)
+			b = append(append(append([]byte{}, b[:i-1]...), text...), b[i+len(raw):]...)
+			return txn.Set(auditKey(2), b)
+		},
+		"anchor-prev-edited": func(txn *badger.Txn) error {
+			item, err := txn.Get(auditKey(1))
+			if err != nil {
+				return err
+			}
+			b, _ := item.ValueCopy(nil)
+			b[len(b)-1] ^= 1
+			return txn.Set(auditKey(1), b)
+		},
+		"truncated": func(txn *badger.Txn) error {
+			item, err := txn.Get(auditKey(3))
+			if err != nil {
+				return err
+			}
+			b, _ := item.ValueCopy(nil)
+			return txn.Set(auditKey(3), b[:len(b)-3])
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -327,24 +376,33 @@ func TestVerifyAuditTrailFindsDeletedEditedAndCutEntries(t *testing.T) {
 	}
 }
 
-// rewrite changes entry seq in place, in canonical form, and with rechain
-// fixes the next entry's prev as a forger would.
+// rewrite changes entry seq in place, in its canonical stored form. With
+// rechain the forger also fixes what follows: the stored form carries no
+// prev outside anchor entries, so the next entry needs no change; the entry
+// is re-encoded with the prev it claims.
 func rewrite(txn *badger.Txn, seq uint64, rechain bool, change func(*AuditEntry)) error {
 	item, err := txn.Get(auditKey(seq))
 	if err != nil {
 		return err
 	}
 	var e AuditEntry
-	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+	if err := item.Value(func(b []byte) error { e, err = decodeAuditEntry(seq, b); return err }); err != nil {
 		return err
 	}
 	change(&e)
-	b, _ := json.Marshal(&e)
+	var prev [32]byte
+	if e.Prev != "" {
+		p, _ := hex.DecodeString(e.Prev)
+		copy(prev[:], p)
+	}
+	b, err := encodeAuditEntry(&e, seq, prev)
+	if err != nil {
+		return err
+	}
 	if err := txn.Set(auditKey(seq), b); err != nil || !rechain {
 		return err
 	}
-	h := certs.SM3(b)
-	return rewrite(txn, seq+1, false, func(next *AuditEntry) { next.Prev = hex.EncodeToString(h[:]) })
+	return nil
 }
 
 // TestWriteAndTrailEntrySurviveACrashTogether runs a node in a child process
@@ -385,7 +443,8 @@ func TestWriteAndTrailEntrySurviveACrashTogether(t *testing.T) {
 				residents[hcx.Subject(strings.TrimPrefix(k, pResident))] = true
 			case strings.HasPrefix(k, pAudit):
 				var e AuditEntry
-				if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				seq := binary.BigEndian.Uint64(it.Item().Key()[len(pAudit):])
+				if err := it.Item().Value(func(b []byte) (err error) { e, err = decodeAuditEntry(seq, b); return err }); err != nil {
 					return err
 				}
 				if e.Action != ActionResidentRegister {
