@@ -32,6 +32,7 @@ const (
 // Key prefixes.
 const (
 	pEnrol    = "enrol/"    // enrol/<hex SM3(code)> -> enrolmentRecord
+	pEnrolOf  = "enrolof/"  // enrolof/<sub> -> the key of the resident's newest code
 	pDeleg    = "deleg/"    // deleg/<guardian>/<dependant> -> delegation
 	pGuardian = "guardian/" // guardian/<dependant>/<guardian> -> delegation (reverse index)
 )
@@ -186,7 +187,7 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 // resident of req if new (an existing resident must have the same name) and
 // answers a one-time code, valid for EnrolmentTTL, with which the resident
 // starts their first session and adds passkeys. Only SM3 of the code is
-// stored. Audited as enrolment.issue.
+// stored, and only the resident's newest code: issuing one voids the last. Audited as enrolment.issue.
 func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*ResidentEnrolment, error) {
 	entry, err := callerEntry(ctx, ActionEnrolmentIssue, "")
 	if err != nil {
@@ -200,7 +201,28 @@ func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*Reside
 	sub, created, err := n.ensureResident(ctx, req, entry, func(rec *residentRecord) error {
 		return n.checkName(rec, req.Name)
 	}, func(w *write, sub hcx.Subject) error {
-		return w.setJSON(enrolKey(strings.ReplaceAll(code, "-", "")), &enrolmentRecord{Sub: sub, Expires: expires, IssuedBy: entry.Actor})
+		// A resident holds one code at a time: a new one voids the last
+		// (used or not), so the store keeps one record per resident.
+		err := n.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(pEnrolOf + string(sub)))
+			if err == badger.ErrKeyNotFound {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			prev, err := item.ValueCopy(nil)
+			if err == nil {
+				w.del(prev)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		key := enrolKey(strings.ReplaceAll(code, "-", ""))
+		w.set(pEnrolOf+string(sub), []byte(key))
+		return w.setJSON(key, &enrolmentRecord{Sub: sub, Expires: expires, IssuedBy: entry.Actor})
 	})
 	if err != nil {
 		return nil, err
