@@ -59,7 +59,8 @@ var (
 	auditRoles = []string{"", string(auth.RoleAnonymous), string(auth.RoleResident), string(auth.RoleOperator),
 		string(auth.RoleAuditor), string(auth.RoleFeed), string(auth.RoleCheckpoint), string(auth.RoleProvince), string(auth.RoleHub)}
 	auditMethods = []string{string(auth.MethodNone), string(auth.MethodSession), string(auth.MethodBearer), string(auth.MethodRequestToken)}
-	auditActions = []string{"", ActionResidentRegister, ActionLabPost, ActionContactPost, ActionRulesReload, ActionResidentReadIdentity}
+	auditActions = []string{"", ActionResidentRegister, ActionLabPost, ActionContactPost, ActionRulesReload, ActionResidentReadIdentity,
+		ActionDeclarationPost, ActionVaccinationPost, ActionTravelPost, ActionOrderPost, ActionCheckInPost}
 )
 
 var subjectBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -16,18 +16,31 @@ import (
 
 // maxEventsPerClass bounds a resident's history: of each class of event
 // (positive PCR, positive antigen, negative PCR and negative antigen results;
-// close-contact flags) a resident keeps the newest maxEventsPerClass. Every
-// "latest" time the rules read stays exact; counts, negatives since an anchor
-// included, are exact up to this bound and saturate at it (docs/decisions.md,
-// "Ingest").
-const maxEventsPerClass = 32
+// close-contact flags; declarations; vaccinations; stays; check-ins) a
+// resident keeps the newest maxEventsPerClass. Every "latest" time the rules
+// read stays exact; counts, negatives since an anchor included, are exact up
+// to this bound and saturate at it (docs/decisions.md, "Ingest"). Orders are
+// kept by id, at most maxOrders, the oldest lifted ones dropped first.
+const (
+	maxEventsPerClass = 32
+	maxOrders         = 16
+)
+
+// TrajectoryRetention is how long stays (travel records) are kept: they are
+// trajectory data, deleted after 60 days (DESIGN.md §7).
+const TrajectoryRetention = 60 * 24 * time.Hour
 
 // history is a resident's bounded event history, stored under hist/<sub> as
-// one value (historycodec.go): what every decision reads, in one get. Both
-// lists are oldest first.
+// one value (historycodec.go): what every decision reads, in one get. Every
+// list is oldest first.
 type history struct {
-	Labs     []policy.LabResult
-	Contacts []policy.ContactFlag
+	Labs         []policy.LabResult
+	Contacts     []policy.ContactFlag
+	Declarations []policy.Declaration
+	Vaccinations []policy.Vaccination
+	Travel       []policy.TravelRecord
+	Orders       []policy.Order
+	CheckIns     []policy.CheckIn
 	// Recorded counts every event ever recorded, Dropped those the bound
 	// has dropped since.
 	Recorded, Dropped uint64
@@ -46,7 +59,9 @@ func labClass(l *policy.LabResult) int {
 }
 
 // add records ev and drops what falls past the bound. An event older than the
-// newest maxEventsPerClass of its class is counted and dropped at once.
+// newest maxEventsPerClass of its class is counted and dropped at once. An
+// order replaces the order with the same id (its confirmations and lifting
+// arrive as new versions of it).
 func (h *history) add(ev *Event) {
 	h.Recorded++
 	switch {
@@ -71,12 +86,59 @@ func (h *history) add(ev *Event) {
 		h.Dropped += uint64(len(h.Labs) - len(keep))
 		h.Labs = keep
 	case ev.Contact != nil:
-		h.Contacts = insertByTime(h.Contacts, *ev.Contact, func(c *policy.ContactFlag) time.Time { return c.At })
-		if over := len(h.Contacts) - maxEventsPerClass; over > 0 {
-			h.Contacts = h.Contacts[over:]
-			h.Dropped += uint64(over)
+		h.Contacts = bounded(h, insertByTime(h.Contacts, *ev.Contact, func(c *policy.ContactFlag) time.Time { return c.At }))
+	case ev.Declaration != nil:
+		h.Declarations = bounded(h, insertByTime(h.Declarations, *ev.Declaration, func(d *policy.Declaration) time.Time { return d.At }))
+	case ev.Vaccination != nil:
+		h.Vaccinations = bounded(h, insertByTime(h.Vaccinations, *ev.Vaccination, func(v *policy.Vaccination) time.Time { return v.At }))
+	case ev.Travel != nil:
+		h.Travel = bounded(h, insertByTime(h.Travel, *ev.Travel, func(t *policy.TravelRecord) time.Time { return t.At }))
+	case ev.CheckIn != nil:
+		h.CheckIns = bounded(h, insertByTime(h.CheckIns, *ev.CheckIn, func(c *policy.CheckIn) time.Time { return c.At }))
+	case ev.Order != nil:
+		h.Recorded-- // a new version of an order is not a new event
+		for i := range h.Orders {
+			if h.Orders[i].ID == ev.Order.ID {
+				h.Orders[i] = *ev.Order
+				return
+			}
+		}
+		h.Recorded++
+		h.Orders = insertByTime(h.Orders, *ev.Order, func(o *policy.Order) time.Time { return o.At })
+		for len(h.Orders) > maxOrders {
+			drop := 0 // the oldest lifted order, else the oldest
+			for i := range h.Orders {
+				if h.Orders[i].Lifted {
+					drop = i
+					break
+				}
+			}
+			h.Orders = slices.Delete(h.Orders, drop, drop+1)
+			h.Dropped++
 		}
 	}
+}
+
+// bounded keeps the newest maxEventsPerClass of s, counting the rest as
+// dropped.
+func bounded[T any](h *history, s []T) []T {
+	if over := len(s) - maxEventsPerClass; over > 0 {
+		h.Dropped += uint64(over)
+		return s[over:]
+	}
+	return s
+}
+
+// expire drops stays older than TrajectoryRetention at now: trajectory data
+// is not kept past it, whatever the bound. It reports whether it dropped any.
+func (h *history) expire(now time.Time) bool {
+	cut := now.Add(-TrajectoryRetention)
+	i := 0
+	for i < len(h.Travel) && h.Travel[i].At.Before(cut) {
+		i++
+	}
+	h.Travel = h.Travel[i:]
+	return i > 0
 }
 
 // insertByTime inserts v into s, which is oldest first, after every element
@@ -134,7 +196,8 @@ func factsFrom(it *badger.Iterator, sub hcx.Subject) (*policy.Facts, error) {
 }
 
 func (h *history) facts() *policy.Facts {
-	return &policy.Facts{Labs: h.Labs, Contacts: h.Contacts}
+	return &policy.Facts{Labs: h.Labs, Contacts: h.Contacts, Declarations: h.Declarations, Vaccinations: h.Vaccinations,
+		Travel: h.Travel, Orders: h.Orders, CheckIns: h.CheckIns}
 }
 
 // migrateEvents folds the per-event keys older versions wrote (ev/<sub>/...,
@@ -172,7 +235,7 @@ func migrateEvents(db *badger.DB) (int, error) {
 					}
 					hists[sub] = h
 				}
-				if ev.Lab != nil || ev.Contact != nil {
+				if ev.kind() != "" {
 					h.add(&ev)
 				}
 				keys = append(keys, k)

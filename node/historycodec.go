@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -12,27 +13,63 @@ import (
 
 // A history is read and rewritten by every event about its resident, so it is
 // stored in a compact binary form rather than JSON (which spends most of its
-// time formatting and parsing times):
+// time formatting and parsing times). Times are Unix nanoseconds, 8 bytes big
+// endian; counts and lengths uvarints; strings a uvarint length and bytes.
 //
-//	version 1 (1 byte)
-//	recorded, dropped (uvarints)
-//	labs: count (uvarint), then per result: Unix nanoseconds (8 bytes, big
-//	      endian), flags (1 byte: 1 positive, 2 antigen)
-//	contacts: count (uvarint), then per flag: Unix nanoseconds (8 bytes),
-//	      issuer (uvarint length, bytes)
-const historyVersion = 1
+//	version 2 (1 byte)
+//	recorded, dropped
+//	labs:         count, then per result: time, flags (1 byte: 1 positive,
+//	              2 antigen), id
+//	contacts:     count, then per flag: time, issuer, id
+//	declarations: count, then per declaration: time, temperature (float64
+//	              bits, 8 bytes), symptoms (count, strings), id
+//	vaccinations: count, then per dose: time, dose, course doses, product,
+//	              province, id
+//	travel:       count, then per stay: time, division, id
+//	orders:       count, then per order: time, id, colour, flags (1 byte:
+//	              1 local, 2 national confirmation, 4 lifted)
+//	check-ins:    count, then per check-in: time, temperature, symptoms, id
+//
+// Version 1 (issue 8) had labs and contacts only, without ids; it is read
+// and written back as version 2.
+const (
+	historyV1      = 1
+	historyVersion = 2
+)
 
 const (
 	labPositive = 1 << iota
 	labAntigen
 )
 
+const (
+	orderLocal = 1 << iota
+	orderNational
+	orderLifted
+)
+
+// Bounds of one stored string (ids, products, symptoms).
+const maxHistoryString = 256
+
+type histWriter struct{ b []byte }
+
+func (w *histWriter) uv(v uint64)    { w.b = binary.AppendUvarint(w.b, v) }
+func (w *histWriter) at(t time.Time) { w.b = binary.BigEndian.AppendUint64(w.b, uint64(t.UnixNano())) }
+func (w *histWriter) f64(v float64)  { w.b = binary.BigEndian.AppendUint64(w.b, math.Float64bits(v)) }
+func (w *histWriter) str(s string)   { w.uv(uint64(len(s))); w.b = append(w.b, s...) }
+func (w *histWriter) strs(s []string) {
+	w.uv(uint64(len(s)))
+	for _, x := range s {
+		w.str(x)
+	}
+}
+
 func (h *history) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(h.Labs)*9+len(h.Contacts)*16+8)
-	b = append(b, historyVersion)
-	b = binary.AppendUvarint(b, h.Recorded)
-	b = binary.AppendUvarint(b, h.Dropped)
-	b = binary.AppendUvarint(b, uint64(len(h.Labs)))
+	w := histWriter{b: make([]byte, 0, 16+len(h.Labs)*10+len(h.Contacts)*17+len(h.Travel)*16+len(h.Vaccinations)*32+len(h.Declarations)*24)}
+	w.b = append(w.b, historyVersion)
+	w.uv(h.Recorded)
+	w.uv(h.Dropped)
+	w.uv(uint64(len(h.Labs)))
 	for _, l := range h.Labs {
 		var f byte
 		if l.Positive {
@@ -45,83 +82,226 @@ func (h *history) MarshalBinary() ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("lab result kind %q cannot be stored: want pcr or antigen", l.Kind)
 		}
-		b = binary.BigEndian.AppendUint64(b, uint64(l.At.UnixNano()))
-		b = append(b, f)
+		w.at(l.At)
+		w.b = append(w.b, f)
+		w.str(l.ID)
 	}
-	b = binary.AppendUvarint(b, uint64(len(h.Contacts)))
+	w.uv(uint64(len(h.Contacts)))
 	for _, c := range h.Contacts {
-		b = binary.BigEndian.AppendUint64(b, uint64(c.At.UnixNano()))
-		b = binary.AppendUvarint(b, uint64(len(c.Issuer)))
-		b = append(b, c.Issuer...)
+		w.at(c.At)
+		w.str(string(c.Issuer))
+		w.str(c.ID)
 	}
-	return b, nil
+	w.uv(uint64(len(h.Declarations)))
+	for _, d := range h.Declarations {
+		w.at(d.At)
+		w.f64(d.TempC)
+		w.strs(d.Symptoms)
+		w.str(d.ID)
+	}
+	w.uv(uint64(len(h.Vaccinations)))
+	for _, v := range h.Vaccinations {
+		if v.Dose < 0 || v.CourseDoses < 0 {
+			return nil, fmt.Errorf("vaccination dose %d of %d cannot be stored", v.Dose, v.CourseDoses)
+		}
+		w.at(v.At)
+		w.uv(uint64(v.Dose))
+		w.uv(uint64(v.CourseDoses))
+		w.str(v.Product)
+		w.str(string(v.Province))
+		w.str(v.ID)
+	}
+	w.uv(uint64(len(h.Travel)))
+	for _, t := range h.Travel {
+		w.at(t.At)
+		w.str(string(t.Div))
+		w.str(t.ID)
+	}
+	w.uv(uint64(len(h.Orders)))
+	for _, o := range h.Orders {
+		var f byte
+		if o.LocalConfirmed {
+			f |= orderLocal
+		}
+		if o.NationalConfirmed {
+			f |= orderNational
+		}
+		if o.Lifted {
+			f |= orderLifted
+		}
+		w.at(o.At)
+		w.str(o.ID)
+		w.str(string(o.Colour))
+		w.b = append(w.b, f)
+	}
+	w.uv(uint64(len(h.CheckIns)))
+	for _, c := range h.CheckIns {
+		w.at(c.At)
+		w.f64(c.TempC)
+		w.strs(c.Symptoms)
+		w.str(c.ID)
+	}
+	return w.b, nil
 }
 
 var errHistoryShort = errors.New("history value is cut short")
 
+type histReader struct {
+	b   []byte
+	err error
+}
+
+func (r *histReader) uv() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errHistoryShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a list length, each element at least min bytes.
+func (r *histReader) count(min int) int {
+	v := r.uv()
+	if r.err == nil && v > uint64(len(r.b)/min) {
+		r.err = errHistoryShort
+		return 0
+	}
+	return int(v)
+}
+
+func (r *histReader) u64() uint64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = errHistoryShort
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *histReader) at() time.Time { return time.Unix(0, int64(r.u64())).UTC() }
+func (r *histReader) f64() float64  { return math.Float64frombits(r.u64()) }
+func (r *histReader) byte1() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = errHistoryShort
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *histReader) str() string {
+	n := r.uv()
+	if r.err == nil && (n > uint64(len(r.b)) || n > maxHistoryString) {
+		r.err = errHistoryShort
+	}
+	if r.err != nil {
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *histReader) strs() []string {
+	n := r.count(1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = r.str()
+	}
+	return out
+}
+
 func (h *history) UnmarshalBinary(b []byte) error {
-	if len(b) == 0 || b[0] != historyVersion {
-		return fmt.Errorf("history value of unknown version; this node reads version %d", historyVersion)
+	if len(b) == 0 || (b[0] != historyVersion && b[0] != historyV1) {
+		return fmt.Errorf("history value of unknown version; this node reads versions %d and %d", historyV1, historyVersion)
 	}
-	b = b[1:]
-	uv := func() (uint64, error) {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return 0, errHistoryShort
-		}
-		b = b[n:]
-		return v, nil
-	}
-	at := func() (time.Time, error) {
-		if len(b) < 8 {
-			return time.Time{}, errHistoryShort
-		}
-		t := time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC()
-		b = b[8:]
-		return t, nil
-	}
-	var err error
-	if h.Recorded, err = uv(); err != nil {
-		return err
-	}
-	if h.Dropped, err = uv(); err != nil {
-		return err
-	}
-	nl, err := uv()
-	if err != nil || nl > uint64(len(b)/9) {
-		return errHistoryShort
-	}
-	h.Labs = make([]policy.LabResult, nl)
-	for i := range h.Labs {
-		if h.Labs[i].At, err = at(); err != nil || len(b) < 1 {
-			return errHistoryShort
-		}
-		f := b[0]
-		b = b[1:]
-		h.Labs[i].Positive = f&labPositive != 0
-		h.Labs[i].Kind = "pcr"
+	v2 := b[0] == historyVersion
+	r := &histReader{b: b[1:]}
+	*h = history{Recorded: r.uv(), Dropped: r.uv()}
+	lab := func(l *policy.LabResult) {
+		l.At = r.at()
+		f := r.byte1()
+		l.Positive = f&labPositive != 0
+		l.Kind = "pcr"
 		if f&labAntigen != 0 {
-			h.Labs[i].Kind = "antigen"
+			l.Kind = "antigen"
+		}
+		if v2 {
+			l.ID = r.str()
 		}
 	}
-	nc, err := uv()
-	if err != nil || nc > uint64(len(b)/9) {
-		return errHistoryShort
-	}
-	h.Contacts = make([]policy.ContactFlag, nc)
-	for i := range h.Contacts {
-		if h.Contacts[i].At, err = at(); err != nil {
-			return err
+	if n := r.count(9); n > 0 {
+		h.Labs = make([]policy.LabResult, n)
+		for i := range h.Labs {
+			lab(&h.Labs[i])
 		}
-		n, err := uv()
-		if err != nil || n > uint64(len(b)) {
-			return errHistoryShort
-		}
-		h.Contacts[i].Issuer = hcx.ProvinceCode(b[:n])
-		b = b[n:]
 	}
-	if len(b) != 0 {
-		return fmt.Errorf("history value has %d bytes after its end", len(b))
+	if n := r.count(9); n > 0 {
+		h.Contacts = make([]policy.ContactFlag, n)
+		for i := range h.Contacts {
+			c := &h.Contacts[i]
+			c.At = r.at()
+			c.Issuer = hcx.ProvinceCode(r.str())
+			if v2 {
+				c.ID = r.str()
+			}
+		}
+	}
+	if v2 {
+		if n := r.count(18); n > 0 {
+			h.Declarations = make([]policy.Declaration, n)
+			for i := range h.Declarations {
+				d := &h.Declarations[i]
+				d.At, d.TempC, d.Symptoms, d.ID = r.at(), r.f64(), r.strs(), r.str()
+			}
+		}
+		if n := r.count(13); n > 0 {
+			h.Vaccinations = make([]policy.Vaccination, n)
+			for i := range h.Vaccinations {
+				v := &h.Vaccinations[i]
+				v.At, v.Dose, v.CourseDoses = r.at(), int(r.uv()), int(r.uv())
+				v.Product, v.Province, v.ID = r.str(), hcx.ProvinceCode(r.str()), r.str()
+			}
+		}
+		if n := r.count(10); n > 0 {
+			h.Travel = make([]policy.TravelRecord, n)
+			for i := range h.Travel {
+				t := &h.Travel[i]
+				t.At, t.Div, t.ID = r.at(), hcx.DivisionCode(r.str()), r.str()
+			}
+		}
+		if n := r.count(11); n > 0 {
+			h.Orders = make([]policy.Order, n)
+			for i := range h.Orders {
+				o := &h.Orders[i]
+				o.At, o.ID, o.Colour = r.at(), r.str(), hcx.Colour(r.str())
+				f := r.byte1()
+				o.LocalConfirmed, o.NationalConfirmed, o.Lifted = f&orderLocal != 0, f&orderNational != 0, f&orderLifted != 0
+			}
+		}
+		if n := r.count(18); n > 0 {
+			h.CheckIns = make([]policy.CheckIn, n)
+			for i := range h.CheckIns {
+				c := &h.CheckIns[i]
+				c.At, c.TempC, c.Symptoms, c.ID = r.at(), r.f64(), r.strs(), r.str()
+			}
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("history value has %d bytes after its end", len(r.b))
 	}
 	return nil
 }

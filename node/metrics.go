@@ -9,6 +9,7 @@ import (
 // metrics are the node's counters, written in Prometheus text format.
 type metrics struct {
 	registrations, events, codes         atomic.Uint64
+	duplicates                           atomic.Uint64 // records posted again with the same id
 	commits                              atomic.Uint64
 	batches, attestations, publishErrors atomic.Uint64
 	followApplied, followRejected        atomic.Uint64
@@ -26,6 +27,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		v          uint64
 	}{
 		{"hcx_node_registrations_total", "Residents registered.", m.registrations.Load()},
+		{"hcx_node_duplicate_records_total", "Records posted again with a record id already recorded, counted once.", m.duplicates.Load()},
 		{"hcx_node_events_total", "Events ingested.", m.events.Load()},
 		{"hcx_node_commits_total", "Synced group commits of the node's writes: events, registrations, re-decisions.", m.commits.Load()},
 		{"hcx_node_codes_issued_total", "Health codes issued.", m.codes.Load()},

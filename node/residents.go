@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -182,43 +183,236 @@ func (n *Node) status(st *colourState, registered time.Time) Status {
 }
 
 // Event is something that happened to a resident and may change the colour.
-// Exactly one of the kinds is set.
+// Exactly one of the kinds is set. Every kind but an order may carry a
+// record id (its ID field): a record posted again with the same id counts
+// once (see Ingest). An order's ID names the order; a later event with the
+// same ID is a new version of it (confirmed, lifted).
 type Event struct {
-	Lab     *policy.LabResult   `json:"lab,omitempty"`
-	Contact *policy.ContactFlag `json:"contact,omitempty"`
+	Lab         *policy.LabResult    `json:"lab,omitempty"`
+	Contact     *policy.ContactFlag  `json:"contact,omitempty"`
+	Declaration *policy.Declaration  `json:"declaration,omitempty"`
+	Vaccination *policy.Vaccination  `json:"vaccination,omitempty"`
+	Travel      *policy.TravelRecord `json:"travel,omitempty"`
+	Order       *policy.Order        `json:"order,omitempty"`
+	CheckIn     *policy.CheckIn      `json:"checkin,omitempty"`
 }
+
+// Event kinds, as kind names them: the record kinds of feeds and the first
+// word of their audit actions.
+const (
+	KindLab         = "lab"
+	KindContact     = "contact"
+	KindDeclaration = "declaration"
+	KindVaccination = "vaccination"
+	KindTravel      = "travel"
+	KindOrder       = "order"
+	KindCheckIn     = "checkin"
+)
+
+// Audit actions of events.
+const (
+	ActionDeclarationPost = "declaration.post"
+	ActionVaccinationPost = "vaccination.post"
+	ActionTravelPost      = "travel.post"
+	ActionOrderPost       = "order.post"
+	ActionCheckInPost     = "checkin.post"
+)
+
+// kind names the event's kind, "" unless exactly one is set.
+func (e *Event) kind() string {
+	k, c := "", 0
+	set := func(ok bool, name string) {
+		if ok {
+			k, c = name, c+1
+		}
+	}
+	set(e.Lab != nil, KindLab)
+	set(e.Contact != nil, KindContact)
+	set(e.Declaration != nil, KindDeclaration)
+	set(e.Vaccination != nil, KindVaccination)
+	set(e.Travel != nil, KindTravel)
+	set(e.Order != nil, KindOrder)
+	set(e.CheckIn != nil, KindCheckIn)
+	if c != 1 {
+		return ""
+	}
+	return k
+}
+
+// Kind is the event's kind (KindLab, ...), "" unless exactly one is set.
+func (e *Event) Kind() string { return e.kind() }
 
 // action names the event in the audit trail.
 func (e *Event) action() string {
-	if e.Contact != nil && e.Lab == nil {
+	switch e.kind() {
+	case KindContact:
 		return ActionContactPost
+	case KindDeclaration:
+		return ActionDeclarationPost
+	case KindVaccination:
+		return ActionVaccinationPost
+	case KindTravel:
+		return ActionTravelPost
+	case KindOrder:
+		return ActionOrderPost
+	case KindCheckIn:
+		return ActionCheckInPost
 	}
 	return ActionLabPost
 }
 
-func (e *Event) validate(now time.Time) error {
+// at is the event's time field.
+func (e *Event) at() *time.Time {
 	switch {
-	case e.Lab != nil && e.Contact == nil:
-		if e.Lab.At.IsZero() {
-			e.Lab.At = now
+	case e.Lab != nil:
+		return &e.Lab.At
+	case e.Contact != nil:
+		return &e.Contact.At
+	case e.Declaration != nil:
+		return &e.Declaration.At
+	case e.Vaccination != nil:
+		return &e.Vaccination.At
+	case e.Travel != nil:
+		return &e.Travel.At
+	case e.Order != nil:
+		return &e.Order.At
+	case e.CheckIn != nil:
+		return &e.CheckIn.At
+	}
+	return nil
+}
+
+// RecordID is the record id the event carries ("" for none, and for
+// orders, whose ID names the order rather than one record of it).
+func (e *Event) RecordID() string {
+	switch {
+	case e.Lab != nil:
+		return e.Lab.ID
+	case e.Contact != nil:
+		return e.Contact.ID
+	case e.Declaration != nil:
+		return e.Declaration.ID
+	case e.Vaccination != nil:
+		return e.Vaccination.ID
+	case e.Travel != nil:
+		return e.Travel.ID
+	case e.CheckIn != nil:
+		return e.CheckIn.ID
+	}
+	return ""
+}
+
+// MaxRecordID bounds a record id; ids are printable ASCII without spaces.
+const MaxRecordID = 64
+
+func validRecordID(field, id string) error {
+	if len(id) > MaxRecordID {
+		return hcx.Invalidf(field, "a record id has at most %d characters, this one %d", MaxRecordID, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return hcx.Invalidf(field, "a record id is printable ASCII without spaces; character %d is not", i+1)
 		}
+	}
+	return nil
+}
+
+// validate checks the event at now (the time defaults to now and is stored
+// in UTC), naming the wrong field. It checks what every route and feed of
+// the kind must: routes may check more.
+func (e *Event) validate(now time.Time) error {
+	k := e.kind()
+	if k == "" {
+		return hcx.Invalidf("event", "an event is exactly one of lab, contact, declaration, vaccination, travel, order or checkin")
+	}
+	at := e.at()
+	if at.IsZero() {
+		*at = now
+	}
+	*at = at.UTC()
+	if err := validRecordID("id", e.RecordID()); err != nil {
+		return err
+	}
+	switch k {
+	case KindLab:
 		if e.Lab.Kind == "" {
 			e.Lab.Kind = "pcr"
 		}
 		if e.Lab.Kind != "pcr" && e.Lab.Kind != "antigen" {
 			return hcx.Invalidf("kind", "lab kind %q: want pcr or antigen", e.Lab.Kind)
 		}
-		return checkTime("at", e.Lab.At, now)
-	case e.Contact != nil && e.Lab == nil:
-		if e.Contact.At.IsZero() {
-			e.Contact.At = now
-		}
+	case KindContact:
 		if err := e.Contact.Issuer.Validate(); err != nil {
 			return err
 		}
-		return checkTime("at", e.Contact.At, now)
+	case KindDeclaration:
+		if err := validTemp("temp_c", e.Declaration.TempC); err != nil {
+			return err
+		}
+		if err := validSymptoms("symptoms", e.Declaration.Symptoms); err != nil {
+			return err
+		}
+	case KindCheckIn:
+		if err := validTemp("temp_c", e.CheckIn.TempC); err != nil {
+			return err
+		}
+		if err := validSymptoms("symptoms", e.CheckIn.Symptoms); err != nil {
+			return err
+		}
+	case KindVaccination:
+		v := e.Vaccination
+		if v.CourseDoses < 1 || v.CourseDoses > 3 {
+			return hcx.Invalidf("course_doses", "a primary course has 1 to 3 doses, not %d", v.CourseDoses)
+		}
+		if v.Dose < 1 || v.Dose > 10 {
+			return hcx.Invalidf("dose", "dose number %d: want 1 to 10", v.Dose)
+		}
+		if v.Province != "" {
+			if err := v.Province.Validate(); err != nil {
+				return err
+			}
+		}
+	case KindTravel:
+		if err := e.Travel.Div.Validate(); err != nil {
+			return err
+		}
+	case KindOrder:
+		o := e.Order
+		if err := validRecordID("id", o.ID); err != nil {
+			return err
+		}
+		if o.ID == "" {
+			return hcx.Invalidf("id", "an order has an id")
+		}
+		if err := o.Colour.Validate(); err != nil || o.Colour == hcx.Green {
+			return hcx.Invalidf("colour", "an order's colour is red or yellow, not %q", o.Colour)
+		}
 	}
-	return hcx.Invalidf("event", "an event is exactly one of lab or contact")
+	return checkTime("at", *at, now)
+}
+
+// validTemp checks a declared temperature in degrees Celsius: 0 (not
+// taken) or 34 to 43.
+func validTemp(field string, c float64) error {
+	if c != 0 && (c < 34 || c > 43) {
+		return hcx.Invalidf(field, "temperature %.1f °C is not a body temperature; want 34 to 43, or none", c)
+	}
+	return nil
+}
+
+// MaxSymptoms bounds the symptoms of one declaration.
+const MaxSymptoms = 16
+
+func validSymptoms(field string, ss []string) error {
+	if len(ss) > MaxSymptoms {
+		return hcx.Invalidf(field, "at most %d symptoms, got %d", MaxSymptoms, len(ss))
+	}
+	for i, s := range ss {
+		if !policy.KnownSymptom(s) {
+			return hcx.Invalidf(fmt.Sprintf("%s[%d]", field, i), "symptom %q is not one of %s", s, strings.Join(policy.Symptoms(), ", "))
+		}
+	}
+	return nil
 }
 
 func checkTime(field string, t, now time.Time) error {
@@ -237,8 +431,13 @@ func checkTime(field string, t, now time.Time) error {
 // other provinces' attestations, once the write is on disk. Events about
 // different residents are decided in parallel and share synced commits
 // (write.go). The principal in ctx is recorded in the audit trail with the
-// event. It returns ErrNoActor, ErrUnknownResident, a validation error naming
-// the field, ErrBusy when too many writes wait for the disk, or ErrClosed.
+// event. An event with a record id the node has recorded before, about the
+// same resident and with the same content, is not recorded again: Ingest
+// answers the status as it is (idempotent feeds); the same id with other
+// content is record_conflict. It returns ErrNoActor, ErrUnknownResident (or
+// what nonResident makes of an event about someone the node does not hold),
+// a validation error naming the field, ErrBusy when too many writes wait for
+// the disk, or ErrClosed.
 func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, error) {
 	entry, err := callerEntry(ctx, ev.action(), sub)
 	if err != nil {
@@ -247,11 +446,6 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	now := n.cfg.Now().UTC()
 	if err := ev.validate(now); err != nil {
 		return nil, err
-	}
-	if ev.Lab != nil {
-		ev.Lab.At = ev.Lab.At.UTC()
-	} else {
-		ev.Contact.At = ev.Contact.At.UTC()
 	}
 	// The resident's lock is held from the read to the synced commit, so
 	// the next event about them reads what this one wrote.
@@ -264,13 +458,14 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	var rec residentRecord
 	var st colourState
 	var h *history
+	var found, dup bool
+	rid := recordKey(&ev)
 	err = n.db.View(func(txn *badger.Txn) error {
-		found, err := getJSON(txn, pResident+string(sub), &rec)
-		if err != nil {
+		if found, err = getJSON(txn, pResident+string(sub), &rec); err != nil || !found {
 			return err
 		}
-		if !found {
-			return ErrUnknownResident
+		if dup, err = checkRecord(txn, rid, sub, &ev); err != nil || dup {
+			return err
 		}
 		if h, err = loadHistory(txn, sub); err != nil {
 			return err
@@ -281,7 +476,19 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	if err != nil {
 		return nil, err
 	}
+	if !found {
+		return nil, n.nonResident(ctx, sub, &ev, entry)
+	}
+	if dup {
+		n.metrics.duplicates.Add(1)
+		r, err := n.Resident(ctx, sub)
+		if err != nil {
+			return nil, err
+		}
+		return &r.Status, nil
+	}
 	h.add(&ev)
+	h.expire(now)
 	w := &write{}
 	w.record(entry)
 	hb, err := h.MarshalBinary()
@@ -289,6 +496,9 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		return nil, err
 	}
 	w.set(histKey(sub), hb)
+	if rid != "" {
+		w.setTTL(rid, recordValue(sub, &ev), recordTTL(&ev))
+	}
 	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
 	if err != nil {
 		return nil, err
@@ -346,6 +556,9 @@ func (n *Node) decide(w *write, sub hcx.Subject, rec *residentRecord, st *colour
 // writes nothing for them.
 func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
 	facts.Current, facts.CurrentSince = st.Colour, st.Since
+	if facts.RiskAreas == nil {
+		facts.RiskAreas = n.riskAreasFor(facts)
+	}
 	if facts.Current == "" {
 		facts.Current, facts.CurrentSince = hcx.Green, rec.Registered
 	}

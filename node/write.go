@@ -134,7 +134,10 @@ type write struct {
 	done   chan error
 }
 
-type kv struct{ k, v []byte }
+type kv struct {
+	k, v []byte
+	ttl  time.Duration // 0: kept for good
+}
 
 func (w *write) setJSON(key string, v any) error {
 	b, err := json.Marshal(v)
@@ -156,7 +159,13 @@ func (w *write) del(key []byte) {
 }
 
 func (w *write) set(key string, v []byte) {
-	w.sets = append(w.sets, kv{[]byte(key), v})
+	w.sets = append(w.sets, kv{k: []byte(key), v: v})
+	w.bytes += len(key) + len(v) + 64
+}
+
+// setTTL sets a key that badger drops after ttl (retention).
+func (w *write) setTTL(key string, v []byte, ttl time.Duration) {
+	w.sets = append(w.sets, kv{k: []byte(key), v: v, ttl: ttl})
 	w.bytes += len(key) + len(v) + 64
 }
 
@@ -254,7 +263,13 @@ func (n *Node) commitOnce(group []*write) error {
 			}
 		}
 		for _, e := range w.sets {
-			if err := txn.Set(e.k, e.v); err != nil {
+			var err error
+			if e.ttl > 0 {
+				err = txn.SetEntry(badger.NewEntry(e.k, e.v).WithTTL(e.ttl))
+			} else {
+				err = txn.Set(e.k, e.v)
+			}
+			if err != nil {
 				return err
 			}
 		}

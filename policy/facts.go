@@ -23,6 +23,7 @@ type Facts struct {
 	RiskAreas    []RiskArea      `json:"risk_areas,omitempty"`
 	Venues       []VenueExposure `json:"venues,omitempty"`
 	Orders       []Order         `json:"orders,omitempty"`
+	CheckIns     []CheckIn       `json:"checkins,omitempty"`
 	Current      hcx.Colour      `json:"current,omitempty"`
 	CurrentSince time.Time       `json:"current_since,omitzero"`
 }
@@ -32,12 +33,16 @@ type LabResult struct {
 	At       time.Time `json:"at"`
 	Positive bool      `json:"positive"`
 	Kind     string    `json:"kind"`
+	// ID is the record id the feed gave (idempotency, corrections); rules
+	// never read it.
+	ID string `json:"id,omitempty"`
 }
 
 // ContactFlag marks the resident as a close contact, flagged by a province.
 type ContactFlag struct {
 	Issuer hcx.ProvinceCode `json:"issuer"`
 	At     time.Time        `json:"at"`
+	ID     string           `json:"id,omitempty"`
 }
 
 // Declaration is a resident's own health declaration.
@@ -45,6 +50,7 @@ type Declaration struct {
 	At       time.Time `json:"at"`
 	Symptoms []string  `json:"symptoms,omitempty"`
 	TempC    float64   `json:"temp_c,omitempty"`
+	ID       string    `json:"id,omitempty"`
 }
 
 // Vaccination is one dose; CourseDoses is the number of doses that complete
@@ -54,12 +60,17 @@ type Vaccination struct {
 	Dose        int       `json:"dose"`
 	CourseDoses int       `json:"course_doses"`
 	Product     string    `json:"product,omitempty"`
+	// Province is where the dose was given (a dose given in another
+	// province counts the same); ID the registry's record id.
+	Province hcx.ProvinceCode `json:"province,omitempty"`
+	ID       string           `json:"id,omitempty"`
 }
 
 // TravelRecord is a stay in a division (from telecom or transport records).
 type TravelRecord struct {
 	Div hcx.DivisionCode `json:"div"`
 	At  time.Time        `json:"at"`
+	ID  string           `json:"id,omitempty"`
 }
 
 // RiskArea is a designation of a division as a medium- or high-risk area by
@@ -92,6 +103,16 @@ type Order struct {
 	LocalConfirmed    bool       `json:"local_confirmed"`
 	NationalConfirmed bool       `json:"national_confirmed"`
 	Lifted            bool       `json:"lifted,omitempty"`
+}
+
+// CheckIn is a red or yellow resident's daily health check-in (Alipay's
+// "daily health check-in until green"): temperature and symptoms, like a
+// declaration, made once a local day.
+type CheckIn struct {
+	At       time.Time `json:"at"`
+	TempC    float64   `json:"temp_c,omitempty"`
+	Symptoms []string  `json:"symptoms,omitempty"`
+	ID       string    `json:"id,omitempty"`
 }
 
 // ParseFacts reads facts from JSON or YAML (the same field names). Unknown
@@ -141,4 +162,22 @@ func yamlToJSON(v any) any {
 		return x.Format(time.RFC3339Nano)
 	}
 	return v
+}
+
+// symptoms is the vocabulary of declared symptoms: declarations and
+// check-ins name symptoms by these codes, so that rules can test for them.
+var symptoms = []string{"fever", "cough", "sore-throat", "fatigue", "runny-nose", "headache", "muscle-ache",
+	"shortness-of-breath", "loss-of-smell", "loss-of-taste", "diarrhoea", "chills"}
+
+// Symptoms lists the symptom codes a declaration may name.
+func Symptoms() []string { return append([]string(nil), symptoms...) }
+
+// KnownSymptom reports whether s is a symptom code.
+func KnownSymptom(s string) bool {
+	for _, k := range symptoms {
+		if k == s {
+			return true
+		}
+	}
+	return false
 }

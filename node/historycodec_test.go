@@ -1,0 +1,84 @@
+package node
+
+import (
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/policy"
+)
+
+// TestHistoryV2HoldsEveryKind: every kind of event survives the stored form,
+// ids included, and every cut of it is refused.
+func TestHistoryV2HoldsEveryKind(t *testing.T) {
+	now := time.Date(2026, 11, 24, 8, 0, 0, 123456789, time.UTC)
+	h := &history{}
+	for i := range 40 {
+		at := now.Add(-time.Duration(i) * time.Hour)
+		id := fmt.Sprintf("r-%d", i)
+		h.add(&Event{Lab: &policy.LabResult{Positive: i%7 == 0, Kind: "pcr", At: at, ID: id}})
+		h.add(&Event{Declaration: &policy.Declaration{At: at, TempC: 37.5, Symptoms: []string{"cough", "fever"}, ID: id}})
+		h.add(&Event{Vaccination: &policy.Vaccination{At: at, Dose: 1 + i%3, CourseDoses: 2, Product: "BBIBP-CorV", Province: "510000", ID: id}})
+		h.add(&Event{Travel: &policy.TravelRecord{At: at, Div: "440106", ID: id}})
+		h.add(&Event{CheckIn: &policy.CheckIn{At: at, TempC: 36.6}})
+		h.add(&Event{Order: &policy.Order{ID: fmt.Sprintf("o-%d", i%20), Colour: hcx.Red, At: at, LocalConfirmed: true, NationalConfirmed: i%2 == 0, Lifted: i%3 == 0}})
+	}
+	if len(h.Orders) != maxOrders {
+		t.Errorf("orders kept: %d, want %d", len(h.Orders), maxOrders)
+	}
+	for _, l := range [][]any{{len(h.Declarations)}, {len(h.Vaccinations)}, {len(h.Travel)}, {len(h.CheckIns)}} {
+		if l[0].(int) != maxEventsPerClass {
+			t.Errorf("a list kept %d, want %d", l[0], maxEventsPerClass)
+		}
+	}
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got history
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(*h) {
+		t.Errorf("round trip changed the history:\n got %v\nwant %v", got, *h)
+	}
+	for cut := range len(b) {
+		var x history
+		if err := x.UnmarshalBinary(b[:cut]); err == nil {
+			t.Fatalf("a history cut to %d of %d bytes decoded", cut, len(b))
+		}
+	}
+}
+
+// TestHistoryReadsVersion1: a value stored before ids and the other kinds
+// existed reads as the same labs and contacts.
+func TestHistoryReadsVersion1(t *testing.T) {
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	b := []byte{historyV1, 3, 0, 1}
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+	b = append(b, labPositive|labAntigen, 1)
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+	b = append(b, 6)
+	b = append(b, "510000"...)
+	var h history
+	if err := h.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Labs) != 1 || !h.Labs[0].Positive || h.Labs[0].Kind != "antigen" || !h.Labs[0].At.Equal(at) ||
+		len(h.Contacts) != 1 || h.Contacts[0].Issuer != "510000" || h.Recorded != 3 {
+		t.Errorf("version 1 read as %+v", h)
+	}
+}
+
+// TestTrajectoryExpires: stays older than 60 days leave the history.
+func TestTrajectoryExpires(t *testing.T) {
+	now := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	h := &history{}
+	h.add(&Event{Travel: &policy.TravelRecord{At: now.Add(-61 * 24 * time.Hour), Div: "440106"}})
+	h.add(&Event{Travel: &policy.TravelRecord{At: now.Add(-59 * 24 * time.Hour), Div: "440106"}})
+	if !h.expire(now) || len(h.Travel) != 1 || !h.Travel[0].At.Equal(now.Add(-59*24*time.Hour)) {
+		t.Errorf("after expiry: %+v", h.Travel)
+	}
+}
