@@ -116,6 +116,11 @@ func notResidentHere(p hcx.ProvinceCode) error {
 		Message: "no resident with that subject is registered at " + string(p) + "'s node; records about residents of other provinces go to their home node"}
 }
 
+// indexEvent adds to w the indexes an event keeps besides the resident's
+// history (stays by division, for re-deciding the residents who stayed in
+// a newly designated risk area). Every path that records events calls it.
+func (n *Node) indexEvent(w *write, sub hcx.Subject, ev *Event) {}
+
 // riskAreasFor is the risk areas, designated by any province, that the
 // rules must see to decide a resident with facts f: those that cover a
 // division f's stays were in (issue 10, risk areas).

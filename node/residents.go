@@ -499,6 +499,7 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	if rid != "" {
 		w.setTTL(rid, recordValue(sub, &ev), recordTTL(&ev))
 	}
+	n.indexEvent(w, sub, &ev)
 	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
 	if err != nil {
 		return nil, err
