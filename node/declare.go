@@ -106,6 +106,12 @@ func sameDay(a, b time.Time, loc *time.Location) bool {
 	return ay == by && am == bm && ad == bd
 }
 
+// nextMidnight is the start of the local day after now's, in loc.
+func nextMidnight(now time.Time, loc *time.Location) time.Time {
+	y, m, d := now.In(loc).Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+}
+
 // lastCheckIn is the time of the latest check-in in facts, zero if none.
 func lastCheckIn(f *policy.Facts) time.Time {
 	var t time.Time

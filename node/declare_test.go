@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/policy"
 )
@@ -77,6 +78,18 @@ func TestCheckInsReleaseADeclaredFever(t *testing.T) {
 		t.Error("a retried or refused check-in wrote to the store")
 	}
 
+	// The stored condition says "today's is done" until midnight, when
+	// the scheduler decides again.
+	if !hasRelease(st, "today's is done") {
+		t.Errorf("release = %q, want today's check-in done", st.Release)
+	}
+	var cs colourState
+	if err := n.db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, pState+string(sub), &cs); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if midnight := time.Date(2026, 3, 11, 0, 0, 0, 0, shanghai); cs.Due != midnight.Unix() {
+		t.Errorf("due at %v, want the next local midnight %v", time.Unix(cs.Due, 0).In(shanghai), midnight)
+	}
 	// 23:59 local is still the same day; 00:01 is the next, when a new
 	// check-in is due.
 	clock.t = time.Date(2026, 3, 10, 23, 59, 0, 0, shanghai)
