@@ -35,9 +35,11 @@ type colourState struct {
 	Release    []string     `json:"release,omitempty"` // conditions, "zh / en"
 	N          uint64       `json:"n"`                 // last per-subject attestation sequence
 	Policy     string       `json:"policy"`
-	Exp        int64        `json:"exp,omitempty"`       // when the last attestation stops counting
-	Due        int64        `json:"due,omitempty"`       // when the scheduler decides again (due/ key), 0: never
-	CheckedIn  time.Time    `json:"checked_in,omitzero"` // latest daily check-in (declare.go), zero if none
+	Exp        int64        `json:"exp,omitempty"` // when the last attestation stops counting
+	Due        int64        `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
+
+	// CheckedIn is the latest daily check-in (declare.go), zero if none.
+	CheckedIn time.Time `json:"checked_in,omitzero"`
 }
 
 // RegisterRequest registers a resident.
