@@ -29,6 +29,9 @@ type Node interface {
 	Delegated(ctx context.Context, guardian, dependant hcx.Subject) (bool, error)
 	Dependants(ctx context.Context, guardian hcx.Subject) ([]hcx.Subject, error)
 	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
+	Declare(ctx context.Context, sub hcx.Subject, req node.DeclarationRequest) (*node.Status, error)
+	CheckIn(ctx context.Context, sub hcx.Subject, req node.CheckInRequest) (*node.Status, error)
+	Declarations(ctx context.Context, sub hcx.Subject) (*node.Declarations, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
 	Ready() error
@@ -137,6 +140,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.declareRules()...)
 	return rules
 }
 

@@ -37,6 +37,9 @@ type colourState struct {
 	Policy     string       `json:"policy"`
 	Exp        int64        `json:"exp,omitempty"` // when the last attestation stops counting
 	Due        int64        `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
+
+	// CheckedIn is the latest daily check-in (declare.go), zero if none.
+	CheckedIn time.Time `json:"checked_in,omitzero"`
 }
 
 // RegisterRequest registers a resident.
@@ -91,6 +94,9 @@ type Status struct {
 	// Attestations are other provinces' attestations about the resident
 	// that count now, one per province.
 	Attestations []ProvinceAttestation `json:"attestations,omitempty"`
+	// CheckIn tells a resident this province decides red or yellow whether
+	// today's daily health check-in is due (declare.go); nil otherwise.
+	CheckIn *CheckInStatus `json:"checkin,omitempty"`
 }
 
 // ReasonText is a reason code with its text in Chinese and English.
@@ -179,6 +185,7 @@ func (n *Node) status(st *colourState, registered time.Time) Status {
 		s.Colour, s.Since, s.Policy, s.Rule = hcx.Green, registered, n.PolicyVersion(), "default"
 		s.Reasons = reasonTexts([]hcx.Reason{hcx.ReasonClear})
 	}
+	s.CheckIn = n.checkInStatus(st)
 	return s
 }
 
@@ -467,10 +474,7 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		if dup, err = checkRecord(txn, rid, sub, &ev); err != nil || dup {
 			return err
 		}
-		if h, err = loadHistory(txn, sub); err != nil {
-			return err
-		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		h, err = loadHistoryAndState(txn, sub, &st)
 		return err
 	})
 	if err != nil {
@@ -584,6 +588,7 @@ func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, f
 		st.Since = now
 	}
 	st.Colour, st.Reasons, st.Rule, st.Vaccinated, st.Policy = d.Colour, d.Reasons, d.Rule, d.Vaccinated, rules.version
+	st.CheckedIn = lastCheckIn(facts)
 	st.Release = st.Release[:0]
 	for _, c := range d.Release {
 		zh, en := c.Text()

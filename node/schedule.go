@@ -49,6 +49,10 @@ func (n *Node) dueAt(d *policy.Decision, st *colourState, now time.Time) int64 {
 			consider(c.Until)
 		case policy.CondTests:
 			consider(c.NotBefore)
+		case policy.CondCheckIns:
+			// The condition's "today's is done" is stale at local
+			// midnight: decide again then (declare.go).
+			consider(nextMidnight(now, n.rules.Load().rs.Location()))
 		}
 	}
 	u := due.Unix()

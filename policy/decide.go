@@ -38,6 +38,9 @@ const (
 	CondTests = "tests" // NegativeTestsNeeded more negative results, the next at or after NotBefore
 	CondOrder = "order" // the disease-control order must be lifted
 	CondNote  = "note"  // the rule file's own words
+	// CondCheckIns: CheckInsNeeded more daily health check-ins, one each
+	// local day; CheckInDue says today's is not made yet.
+	CondCheckIns = "checkins"
 )
 
 // Condition is one thing that must happen before a rule releases the resident.
@@ -50,6 +53,8 @@ type Condition struct {
 	TestKinds           []string  // CondTests: which tests count ("pcr", "antigen")
 	IntervalHours       int       // CondTests: hours between two tests that count
 	Note                *Text     // CondNote
+	CheckInsNeeded      int       // CondCheckIns
+	CheckInDue          bool      // CondCheckIns: today's check-in is still to be made
 
 	asOf time.Time // the decision's time, for "any time now"
 }
@@ -85,6 +90,17 @@ func (c Condition) Text() (zh, en string) {
 		return zh, en
 	case CondOrder:
 		return "待疾控部门解除管控", "the disease-control authority must lift its order"
+	case CondCheckIns:
+		noun := "check-ins"
+		if c.CheckInsNeeded == 1 {
+			noun = "check-in"
+		}
+		zh = fmt.Sprintf("还需每日健康打卡 %d 天", c.CheckInsNeeded)
+		en = fmt.Sprintf("%d more daily health %s, one each day", c.CheckInsNeeded, noun)
+		if c.CheckInDue {
+			return zh + "，今日尚未打卡", en + "; today's is due"
+		}
+		return zh + "，今日已打卡", en + "; today's is done"
 	case CondNote:
 		if c.Note != nil {
 			return c.Note.ZH, c.Note.EN
@@ -307,7 +323,17 @@ func (e *evaluation) release(r *Rule) (since time.Time, released bool, conds []C
 			conds = append(conds, Condition{Rule: r.Name, Kind: CondTests, NegativeTestsNeeded: needed,
 				NotBefore: notBefore.In(loc), TestKinds: rel.TestKinds, IntervalHours: rel.TestIntervalHours, asOf: e.now})
 		}
-		if !waiting && needed <= 0 {
+		checkInsLeft := 0
+		if rel.CheckIns > 0 {
+			streak, today := e.checkInStreak(since)
+			if !today || streak < rel.CheckIns {
+				// Today's check-in is part of every release: a streak
+				// that ended yesterday still needs today's.
+				checkInsLeft = max(rel.CheckIns-streak, 1)
+				conds = append(conds, Condition{Rule: r.Name, Kind: CondCheckIns, CheckInsNeeded: checkInsLeft, CheckInDue: !today})
+			}
+		}
+		if !waiting && needed <= 0 && checkInsLeft == 0 {
 			return since, true, nil, nil
 		}
 	}

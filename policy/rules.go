@@ -68,7 +68,8 @@ type Rule struct {
 // Release says how a rule that holds is released: after Days of isolation
 // counted from the rule's anchor (its `since`), and NegativeTests negative
 // results taken at or after the anchor, each at least TestIntervalHours after
-// the previous one counted. OrderLifted rules are released only when the
+// the previous one counted, and, when CheckIns is set, a daily health
+// check-in on each of the last CheckIns local days. OrderLifted rules are released only when the
 // disease-control order is lifted. Note is shown to the resident as is.
 type Release struct {
 	Days              int      `json:"days,omitempty"`
@@ -78,7 +79,15 @@ type Release struct {
 	TestKinds         []string `json:"test_kinds,omitempty"`
 	OrderLifted       bool     `json:"order_lifted,omitempty"`
 	Note              *Text    `json:"note,omitempty"`
+	// CheckIns is how many daily health check-ins release needs: one on
+	// each of the last CheckIns local days in the province's zone, today
+	// included, all at or after the anchor.
+	CheckIns int `json:"checkins,omitempty"`
 }
+
+// MaxCheckInDays bounds release.checkins: a resident's history keeps the
+// newest 32 check-ins, so a longer streak could never be seen.
+const MaxCheckInDays = 30
 
 // Text is a message for people in Chinese and English.
 type Text struct {
@@ -86,7 +95,7 @@ type Text struct {
 	EN string `json:"en"`
 }
 
-func (r Release) automatic() bool { return r.Days > 0 || r.NegativeTests > 0 }
+func (r Release) automatic() bool { return r.Days > 0 || r.NegativeTests > 0 || r.CheckIns > 0 }
 
 type expr struct {
 	src string
@@ -422,7 +431,7 @@ func Parse(name string, src []byte, opts ...Option) (*RuleSet, error) {
 }
 
 var ruleFields = []string{"name", "description", "colour", "reasons", "when", "since", "release"}
-var releaseFields = []string{"days", "calendar_days", "negative_tests", "test_interval_hours", "test_kinds", "order_lifted", "note"}
+var releaseFields = []string{"days", "calendar_days", "negative_tests", "test_interval_hours", "test_kinds", "order_lifted", "note", "checkins"}
 
 func (p *parser) parseRule(env *cel.Env, i int, n *yaml.Node) *Rule {
 	p.rule = fmt.Sprintf("#%d", i+1)
@@ -493,7 +502,7 @@ func (p *parser) parseRule(env *cel.Env, i int, n *yaml.Node) *Rule {
 		}
 	}
 	if r.Release.OrderLifted && r.Release.automatic() {
-		p.addf(n, "release", "order_lifted cannot be combined with days or negative_tests: the order decides")
+		p.addf(n, "release", "order_lifted cannot be combined with days, negative_tests or checkins: the order decides")
 	}
 	if r.Colour == hcx.Green && (r.Release.automatic() || r.Release.OrderLifted) {
 		p.addf(n, "release", "a green rule has nothing to release")
@@ -522,6 +531,8 @@ func (p *parser) release(n *yaml.Node, r *Release) {
 			}
 		case "order_lifted":
 			r.OrderLifted = p.boolean(v, field)
+		case "checkins":
+			r.CheckIns = p.integer(v, field, 0, MaxCheckInDays)
 		case "note":
 			t := &Text{}
 			p.fields(v, field, []string{"zh", "en"}, func(key string, k, v *yaml.Node) {

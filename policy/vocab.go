@@ -104,6 +104,18 @@ var variables = []variable{
 	{"orders.yellow", cel.BoolType, "a yellow order in force, confirmed locally", func(e *evaluation) ref.Val { return types.Bool(e.s.orderYellow) }},
 	{"orders.since", cel.TimestampType, "time of the latest order in force", func(e *evaluation) ref.Val { return ts(e.s.orderSince) }},
 
+	{"checkins.count", cel.IntType, "number of daily health check-ins", func(e *evaluation) ref.Val { return types.Int(e.s.checkInCount) }},
+	{"checkins.last", cel.TimestampType, "time of the latest check-in", func(e *evaluation) ref.Val { return ts(e.s.checkInLast) }},
+	{"checkins.streak", cel.IntType, "local days in a row with a check-in, ending today (or yesterday, if today's is not made yet)", func(e *evaluation) ref.Val {
+		n, _ := e.checkInStreak(never)
+		return types.Int(n)
+	}},
+	{"checkins.today", cel.BoolType, "the resident has checked in today (local day in the province's zone)", func(e *evaluation) ref.Val {
+		_, today := e.checkInStreak(never)
+		return types.Bool(today)
+	}},
+	{"checkins.last_symptomatic", cel.TimestampType, "latest check-in with a symptom or at or above 37.3 °C", func(e *evaluation) ref.Val { return ts(e.s.checkInLastSympt) }},
+
 	{"current.colour", cel.StringType, "the colour the resident has now: \"green\", \"yellow\", \"red\" or \"\"", func(e *evaluation) ref.Val { return types.String(e.f.Current) }},
 	{"current.since", cel.TimestampType, "since when the resident has that colour", func(e *evaluation) ref.Val { return ts(orNever(e.f.CurrentSince)) }},
 }
@@ -259,6 +271,8 @@ type summary struct {
 	orderRed, orderRedPending        bool
 	orderYellow                      bool
 	orderSince                       time.Time
+	checkInCount                     int
+	checkInLast, checkInLastSympt    time.Time
 
 	// Built on first use.
 	labList, travelListV, declListV ref.Val
@@ -391,6 +405,19 @@ func (e *evaluation) summarise() {
 			s.venueLastHigh = v.At
 		}
 	}
+	s.checkInLast, s.checkInLastSympt = never, never
+	for _, c := range f.CheckIns {
+		if c.At.After(now) {
+			continue
+		}
+		s.checkInCount++
+		if later(c.At, s.checkInLast) {
+			s.checkInLast = c.At
+		}
+		if (len(c.Symptoms) > 0 || c.TempC >= FeverC) && later(c.At, s.checkInLastSympt) {
+			s.checkInLastSympt = c.At
+		}
+	}
 	s.orderSince = never
 	for _, o := range f.Orders {
 		if o.Lifted || o.At.After(now) {
@@ -447,6 +474,31 @@ func covers(area, div hcx.DivisionCode) bool {
 		return a[:4] == d[:4]
 	}
 	return a == d
+}
+
+// checkInStreak counts the local days in a row, in the province's zone, on
+// which the resident checked in at or after from (and not after now): the
+// run that ends today, or yesterday when today has no check-in yet (the run
+// is still alive: today's check-in continues it). today reports whether
+// today has one.
+func (e *evaluation) checkInStreak(from time.Time) (streak int, today bool) {
+	days := make(map[int]bool, len(e.f.CheckIns))
+	for _, c := range e.f.CheckIns {
+		if c.At.Before(from) || c.At.After(e.now) {
+			continue
+		}
+		days[calendarDays(c.At, e.now, e.rs.loc)] = true // 0: today, 1: yesterday
+	}
+	today = days[0]
+	d := 0
+	if !today {
+		d = 1
+	}
+	for days[d] {
+		streak++
+		d++
+	}
+	return streak, today
 }
 
 // calendarDays counts local midnights between from and to in loc.

@@ -82,6 +82,9 @@ var authzWant = []struct {
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/devices/enrolments/{id}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/approve"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/reject"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/declarations"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/declarations"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/checkins"},
 	// Logout ends the caller's session: the matrix runs it last.
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403", "POST /v1/auth/logout"},
 
