@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/devidp"
 	"github.com/hcxfed/hcx/node"
 )
@@ -138,6 +139,11 @@ func TestCDCOrderNeedsTwoConfirmationsAndIsLifted(t *testing.T) {
 	if st := callAs(t, hc, opBJ, "POST", f.NodeURLs[bj]+"/v1/residents/"+string(subBJ)+"/orders", map[string]string{"colour": "yellow"}, &yellowBJ); st != http.StatusCreated || yellowBJ.Status.Colour != hcx.Yellow || yellowBJ.Order.State != node.OrderInForce {
 		t.Errorf("a yellow order in Beijing: %d %s %s, want 201 yellow in force", st, yellowBJ.Status.Colour, yellowBJ.Order.State)
 	}
+	// National staff say why, like operators.
+	natNoReason := caller{name: "national staff without a reason", sign: func(t testing.TB, req *http.Request, b []byte) {
+		nat.sign(t, req, b)
+		req.Header.Del(auth.HeaderReason)
+	}}
 	before := trailHead(t, f.Nodes[gd])
 	for _, tc := range []struct {
 		name        string
@@ -154,6 +160,7 @@ func TestCDCOrderNeedsTwoConfirmationsAndIsLifted(t *testing.T) {
 		{"confirming an unknown order", nat, "POST", orders + "/no-such-order/confirm", nil, 404, "unknown_order", "id"},
 		{"confirming a yellow order", nat, "POST", gdURL + "/v1/residents/" + string(other) + "/orders/gd-yellow-1/confirm", nil, 409, "order_not_red", "id"},
 		{"lifting someone else's order", op, "POST", gdURL + "/v1/residents/" + string(other) + "/orders/" + id + "/lift", nil, 404, "unknown_order", "id"},
+		{"confirming without a reason", natNoReason, "POST", confirm, nil, 400, "reason_required", auth.HeaderReason},
 		{"a listing of another state", nat, "GET", gdURL + "/v1/orders?state=lifted", nil, 400, "invalid_state", "state"},
 	} {
 		var b []byte
