@@ -138,6 +138,13 @@ func stepOf(ctx context.Context, now time.Time) *OrderStep {
 	return &OrderStep{At: now, By: p.Actor, Name: p.Name, Role: p.Role, Province: p.Province}
 }
 
+// errOrderThroughIngest refuses an order posted as an event: Ingest would
+// take its confirmations on trust, bypassing the two confirmations, the
+// order's record and the pending index.
+func errOrderThroughIngest() error {
+	return hcx.Invalidf("order", "orders are placed, confirmed and lifted through POST /v1/residents/{sub}/orders and its confirm and lift routes, which keep both confirmations; not as events")
+}
+
 func errUnknownOrder(id string) error {
 	return &hcx.Error{Class: hcx.ENotFound, Code: "unknown_order", Field: "id",
 		Message: "this resident has no order " + id + "; list their orders with GET /v1/residents/{sub}/orders"}

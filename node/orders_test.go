@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
+	"github.com/hcxfed/hcx/policy"
 )
 
 // nationalCtx is national platform staff, saying why.
@@ -66,8 +67,14 @@ func TestOrderRefusalsNameTheFieldAndWriteNothing(t *testing.T) {
 			return err
 		}, hcx.EInvalid, "invalid_note", "note"},
 		{"id with a space", func() error { _, err := n.PlaceOrder(testCtx, a, OrderRequest{ID: "a b", Colour: hcx.Red}); return err }, hcx.EInvalid, "invalid_id", "id"},
-		{"id taken by another resident", func() error { _, err := n.PlaceOrder(testCtx, a, OrderRequest{ID: "gd-2", Colour: hcx.Yellow}); return err }, hcx.EConflict, "order_exists", "id"},
-		{"id taken, other colour", func() error { _, err := n.PlaceOrder(testCtx, a, OrderRequest{ID: "gd-1", Colour: hcx.Yellow}); return err }, hcx.EConflict, "order_exists", "id"},
+		{"id taken by another resident", func() error {
+			_, err := n.PlaceOrder(testCtx, a, OrderRequest{ID: "gd-2", Colour: hcx.Yellow})
+			return err
+		}, hcx.EConflict, "order_exists", "id"},
+		{"id taken, other colour", func() error {
+			_, err := n.PlaceOrder(testCtx, a, OrderRequest{ID: "gd-1", Colour: hcx.Yellow})
+			return err
+		}, hcx.EConflict, "order_exists", "id"},
 		{"unknown resident", func() error {
 			_, err := n.PlaceOrder(testCtx, hcx.Subject(strings.Repeat("a", 26)), OrderRequest{Colour: hcx.Red})
 			return err
@@ -80,6 +87,10 @@ func TestOrderRefusalsNameTheFieldAndWriteNothing(t *testing.T) {
 		{"lift lifted", func() error { _, err := n.LiftOrder(testCtx, b, "gd-3"); return err }, hcx.EConflict, "order_lifted", "id"},
 		{"lift someone else's", func() error { _, err := n.LiftOrder(testCtx, a, "gd-2"); return err }, hcx.ENotFound, "unknown_order", "id"},
 		{"no principal", func() error { _, err := n.LiftOrder(context.Background(), a, "gd-1"); return err }, hcx.EInternal, "no_actor", ""},
+		{"an order as an event", func() error {
+			_, err := n.Ingest(testCtx, a, Event{Order: &policy.Order{ID: "x", Colour: hcx.Red, LocalConfirmed: true, NationalConfirmed: true}})
+			return err
+		}, hcx.EInvalid, "invalid_order", "order"},
 		{"bad cursor", func() error { _, err := n.PendingOrders(testCtx, "zz", 10); return err }, hcx.EInvalid, "invalid_after", "after"},
 	} {
 		e := wantErr(t, tc.name, tc.do(), tc.class, tc.code)
