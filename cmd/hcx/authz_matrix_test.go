@@ -359,8 +359,8 @@ served. It also fails when this file differs from the table.
 **Roles** (DESIGN.md §8b): residents log in with a passkey, an OIDC-verified
 document or an operator's enrolment code, and carry a session cookie; a guardian
 is a resident acting for a dependant through a delegation record an operator
-wrote; province operators and the national auditor are people with OIDC ID
-tokens carrying role claims (bearer); feeds, checkpoint devices, province
+wrote; province operators, national platform staff and the national auditor are
+people with OIDC ID tokens carrying role claims (bearer); feeds, checkpoint devices, province
 signers, hub members and the auditor's machine present a certificate of the
 national CA and sign every request with an SM2 request token. At the hub only
 request tokens count: a session cookie or an OIDC bearer proves nothing there.
