@@ -45,13 +45,18 @@ const (
 
 // Audit actions of orders (placing one is ActionOrderPost).
 const (
-	ActionOrderConfirm      = "order.confirm"
-	ActionOrderLift         = "order.lift"
-	ActionOrderRead         = "order.read"
-	ActionOrderReadPending  = "order.read_pending"
-	MaxOrderNote            = 500 // characters
-	DefaultOrderPage        = 50
-	MaxOrderPage            = 200
+	ActionOrderConfirm     = "order.confirm"
+	ActionOrderLift        = "order.lift"
+	ActionOrderRead        = "order.read"
+	ActionOrderReadPending = "order.read_pending"
+)
+
+// Bounds.
+const (
+	MaxOrderNote     = 500 // characters
+	DefaultOrderPage = 50
+	MaxOrderPage     = 200
+
 	orderIDRandomBytes      = 8
 	orderCursorNanosDigits  = 20
 	orderPendingKeyMaxBytes = len(pOrderPending) + orderCursorNanosDigits + 1 + MaxRecordID
