@@ -68,7 +68,8 @@ type Rule struct {
 	// A write's entry is written by the node in the same transaction as
 	// the write; for a read (GET) the gate records Action before the
 	// handler runs, and refuses the request if it cannot. An operator
-	// calling an audited route must say why (X-HCX-Reason).
+	// calling an audited route must say why (X-HCX-Reason), and so must
+	// national platform staff.
 	Audited bool
 	// Action names an audited read in the trail, such as
 	// "resident.read_identity"; empty: derived from the path.
@@ -196,7 +197,7 @@ func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 			g.onError(w, r, reqErr)
 			return
 		}
-		if rule.Audited && p.Role == auth.RoleOperator && req.Reason == "" {
+		if rule.Audited && (p.Role == auth.RoleOperator || p.Role == auth.RoleNational) && req.Reason == "" {
 			g.onError(w, r, &hcx.Error{Class: hcx.EInvalid, Code: "reason_required", Field: auth.HeaderReason,
 				Message: fmt.Sprintf("%s %s is recorded in the audit trail: say why in the %s header", rule.Method, rule.Path, auth.HeaderReason)})
 			return

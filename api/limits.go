@@ -74,6 +74,7 @@ func DefaultLimitsConfig() LimitsConfig {
 			auth.RoleFeed:       {500, 1000},
 			auth.RoleOperator:   {20, 50},
 			auth.RoleAuditor:    {50, 100},
+			auth.RoleNational:   {20, 50},
 			auth.RoleProvince:   {200, 400},
 			auth.RoleHub:        {200, 400},
 		},
@@ -102,7 +103,7 @@ type Limits struct {
 
 // roleIndex numbers the roles for the counters; a role not listed counts
 // as anonymous.
-var roleIndex = [...]auth.Role{auth.RoleAnonymous, auth.RoleResident, auth.RoleOperator, auth.RoleAuditor, auth.RoleFeed, auth.RoleCheckpoint, auth.RoleProvince, auth.RoleHub}
+var roleIndex = [...]auth.Role{auth.RoleAnonymous, auth.RoleResident, auth.RoleOperator, auth.RoleAuditor, auth.RoleFeed, auth.RoleCheckpoint, auth.RoleProvince, auth.RoleHub, auth.RoleNational}
 
 // NewLimits returns the limits cfg describes, its zero fields defaulted.
 func NewLimits(cfg LimitsConfig) *Limits {

@@ -40,6 +40,11 @@ type Node interface {
 	WriteMetrics(w io.Writer)
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
 	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
+	PlaceOrder(ctx context.Context, sub hcx.Subject, req node.OrderRequest) (*node.OrderResult, error)
+	ConfirmOrder(ctx context.Context, sub hcx.Subject, id string) (*node.OrderResult, error)
+	LiftOrder(ctx context.Context, sub hcx.Subject, id string) (*node.OrderResult, error)
+	Orders(ctx context.Context, sub hcx.Subject) ([]node.CDCOrder, error)
+	PendingOrders(ctx context.Context, after string, limit int) (*node.OrderPage, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -141,6 +146,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
 	rules = append(rules, h.declareRules()...)
+	rules = append(rules, h.ordersRules()...)
 	return rules
 }
 

@@ -490,12 +490,20 @@ func (v *verified) principal() (*Principal, error) {
 		p.Role, p.Province, p.Name = RoleOperator, prov, c.PreferredUsername
 	case RoleAuditor:
 		p.Role, p.Name = RoleAuditor, c.PreferredUsername
+	case RoleNational:
+		// National platform staff are vouched for by the national
+		// identity provider; a province's own provider (one limited to
+		// Provinces) may not make them.
+		if len(v.iss.cfg.Provinces) > 0 {
+			return nil, tokenError("token_claims", "the identity provider %s is a province's and may not vouch for national platform staff", v.iss.cfg.URL)
+		}
+		p.Role, p.Name = RoleNational, c.PreferredUsername
 	case RoleResident:
 		// The subject is bound by the node (VerifyIdentity, BindIdentity);
 		// a resident's name stays out of the Principal.
 		p.Role = RoleResident
 	default:
-		return nil, tokenError("token_claims", "hcx_role %q must be operator, auditor or resident", truncate(c.Role, 40))
+		return nil, tokenError("token_claims", "hcx_role %q must be operator, auditor, national or resident", truncate(c.Role, 40))
 	}
 	return p, nil
 }

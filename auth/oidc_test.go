@@ -90,6 +90,7 @@ func TestOIDCRoleClaimsMapToPrincipals(t *testing.T) {
 		{"op-440000", Principal{Role: RoleOperator, Province: "440000", Name: "op-440000", Actor: "oidc:" + idp.Issuer() + "#op-440000", Method: MethodBearer}},
 		{"op-510000", Principal{Role: RoleOperator, Province: "510000", Name: "op-510000", Actor: "oidc:" + idp.Issuer() + "#op-510000", Method: MethodBearer}},
 		{"auditor", Principal{Role: RoleAuditor, Name: "auditor", Actor: "oidc:" + idp.Issuer() + "#auditor", Method: MethodBearer}},
+		{"national-cdc", Principal{Role: RoleNational, Name: "national-cdc", Actor: "oidc:" + idp.Issuer() + "#national-cdc", Method: MethodBearer}},
 		// A resident's subject is bound by the node, never by a bearer
 		// token; their name stays out of the principal.
 		{"li-lei", Principal{Role: RoleResident, Actor: "oidc:" + idp.Issuer() + "#li-lei", Method: MethodBearer}},
@@ -137,6 +138,8 @@ func TestOIDCAttacksFail(t *testing.T) {
 		{"reject/not-a-jwt", nodeOIDC(idp, nil), "abc.def", "token_malformed"},
 		{"reject/too-long", nodeOIDC(idp, nil), strings.Repeat("a", MaxIDTokenBytes+1), "token_malformed"},
 		{"reject/province-the-issuer-may-not-vouch-for", &OIDC{Issuers: []IssuerConfig{{URL: idp.Issuer(), ClientID: devidp.CLIClientID, Provinces: []hcx.ProvinceCode{"510000"}}}}, good, "token_claims"},
+		// A province's own provider may not make national platform staff.
+		{"reject/national-staff-from-a-province-provider", &OIDC{Issuers: []IssuerConfig{{URL: idp.Issuer(), ClientID: devidp.CLIClientID, Provinces: []hcx.ProvinceCode{"440000"}}}}, devToken(t, idp, "national-cdc"), "token_claims"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := tc.o.Authenticate(bearer(tc.token))

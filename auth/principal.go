@@ -13,10 +13,14 @@ type Role string
 // Roles (DESIGN.md §8b). A guardian is a resident: the right to act for a
 // dependant comes from a delegation record, not from a role.
 const (
-	RoleAnonymous  Role = "anonymous"
-	RoleResident   Role = "resident"
-	RoleOperator   Role = "operator"   // a province's data bureau
-	RoleAuditor    Role = "auditor"    // the national auditor: reads everything, writes nothing
+	RoleAnonymous Role = "anonymous"
+	RoleResident  Role = "resident"
+	RoleOperator  Role = "operator" // a province's data bureau
+	RoleAuditor   Role = "auditor"  // the national auditor: reads everything, writes nothing
+	// RoleNational is national platform staff: a person who confirms the
+	// manual red orders a province's disease-control authority makes
+	// (issue 10, CDC orders). Not the auditor: it writes confirmations.
+	RoleNational   Role = "national"
 	RoleFeed       Role = "feed"       // a lab, vaccination registry or telecom feed of one province
 	RoleCheckpoint Role = "checkpoint" // a checkpoint device enrolled in one province
 	RoleProvince   Role = "province"   // a province node, at the hub (its signing certificate)
@@ -25,7 +29,7 @@ const (
 
 // Roles lists every role, anonymous first, in a stable order (the matrix
 // test and docs/authz.md walk it).
-var Roles = []Role{RoleAnonymous, RoleResident, RoleOperator, RoleAuditor, RoleFeed, RoleCheckpoint, RoleProvince, RoleHub}
+var Roles = []Role{RoleAnonymous, RoleResident, RoleOperator, RoleAuditor, RoleFeed, RoleCheckpoint, RoleProvince, RoleHub, RoleNational}
 
 // Method is how a principal proved itself.
 type Method string

@@ -80,7 +80,7 @@ func NodeClientID(p hcx.ProvinceCode) string { return "hcx-node-" + string(p) }
 type User struct {
 	Name     string           `json:"name"` // login name, preferred_username
 	Password string           `json:"password"`
-	Role     string           `json:"role"` // operator, auditor or resident
+	Role     string           `json:"role"` // operator, auditor, national or resident
 	Province hcx.ProvinceCode `json:"province,omitempty"`
 	// Residents only: the verified identity document.
 	FullName  string      `json:"full_name,omitempty"`
@@ -236,12 +236,17 @@ func OperatorName(p hcx.ProvinceCode) string { return "op-" + string(p) }
 // AuditorName is the dev national auditor.
 const AuditorName = "auditor"
 
+// NationalName is the dev national platform staff member, who confirms
+// red orders.
+const NationalName = "national-cdc"
+
 func devUsers(provinces []hcx.ProvinceCode) []User {
 	var users []User
 	for _, p := range provinces {
 		users = append(users, User{Name: OperatorName(p), Role: "operator", Province: p})
 	}
 	users = append(users, User{Name: AuditorName, Role: "auditor"})
+	users = append(users, User{Name: NationalName, Role: "national"})
 	for _, r := range devResidents {
 		r.Role = "resident"
 		users = append(users, r)

@@ -83,6 +83,11 @@ func TestCodeFlowIssuesRoleClaims(t *testing.T) {
 				t.Errorf("claims %v", c)
 			}
 		}},
+		{"national-cdc", func(t *testing.T, c map[string]any) {
+			if c["hcx_role"] != "national" || c["hcx_province"] != nil {
+				t.Errorf("claims %v", c)
+			}
+		}},
 		{"li-lei", func(t *testing.T, c map[string]any) {
 			if c["hcx_role"] != "resident" || c["hcx_doc_number"] != "440106198805120037" || c["hcx_doc_verified"] != true || c["hcx_doc_type"] != "CN-ID" || c["name"] != "李雷" {
 				t.Errorf("claims %v", c)

@@ -71,8 +71,14 @@ func TestEveryMutatingMethodWithoutAPrincipalFailsAndWritesNothing(t *testing.T)
 			_, err := n.Ingest(bare, r.Subject, Event{Contact: &policy.ContactFlag{Issuer: "440000"}})
 			return err
 		},
-		"reload-rules": func() error { return n.ReloadRulesAs(bare) },
-		"audit-read":   func() error { return n.AuditRead(bare, ActionResidentReadIdentity, r.Subject, "check") },
+		"order/place": func() error {
+			_, err := n.PlaceOrder(bare, r.Subject, OrderRequest{Colour: hcx.Red})
+			return err
+		},
+		"order/confirm": func() error { _, err := n.ConfirmOrder(bare, r.Subject, "o-1"); return err },
+		"order/lift":    func() error { _, err := n.LiftOrder(bare, r.Subject, "o-1"); return err },
+		"reload-rules":  func() error { return n.ReloadRulesAs(bare) },
+		"audit-read":    func() error { return n.AuditRead(bare, ActionResidentReadIdentity, r.Subject, "check") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := n.StoreVersion()

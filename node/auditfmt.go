@@ -57,7 +57,7 @@ const (
 // The code tables. Codes are stored: append only, never reorder.
 var (
 	auditRoles = []string{"", string(auth.RoleAnonymous), string(auth.RoleResident), string(auth.RoleOperator),
-		string(auth.RoleAuditor), string(auth.RoleFeed), string(auth.RoleCheckpoint), string(auth.RoleProvince), string(auth.RoleHub)}
+		string(auth.RoleAuditor), string(auth.RoleFeed), string(auth.RoleCheckpoint), string(auth.RoleProvince), string(auth.RoleHub), string(auth.RoleNational)}
 	auditMethods = []string{string(auth.MethodNone), string(auth.MethodSession), string(auth.MethodBearer), string(auth.MethodRequestToken)}
 	auditActions = []string{"", ActionResidentRegister, ActionLabPost, ActionContactPost, ActionRulesReload, ActionResidentReadIdentity,
 		ActionDeclarationPost, ActionVaccinationPost, ActionTravelPost, ActionOrderPost, ActionCheckInPost}

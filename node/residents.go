@@ -450,6 +450,9 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	if err != nil {
 		return nil, err
 	}
+	if ev.Order != nil {
+		return nil, errOrderThroughIngest()
+	}
 	now := n.cfg.Now().UTC()
 	if err := ev.validate(now); err != nil {
 		return nil, err

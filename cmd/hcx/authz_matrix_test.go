@@ -16,6 +16,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/devidp"
 )
 
 var updateAuthz = flag.Bool("update-authz", false, "write docs/authz.md from the authorisation matrix")
@@ -39,6 +40,7 @@ var matrixCallers = []struct {
 	{"cp-sc", "checkpoint device of 510000 (request token)"},
 	{"prov", "province 440000's signer (request token)"},
 	{"hub", "a hub member (request token)"},
+	{"nat", "national platform staff, a person (OIDC bearer)"},
 }
 
 // authzWant is the hand-written source of truth for who may do what: one row
@@ -52,55 +54,60 @@ var authzWant = []struct {
 	cells  string
 	route  string
 }{
-	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /healthz"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /readyz"},
-	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /metrics"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/residents"},
-	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}"},
-	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/identity"},
-	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/labs"},
-	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/contacts"},
-	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "GET /v1/residents/{sub}/code"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/guardians"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403", "POST /v1/verify"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/enrolments"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "POST /v1/auth/enrol"},
-	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403", "GET /v1/me"},
-	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/audit"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/auth/oidc/login"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/auth/oidc/callback"},
-	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/auth/passkeys/register/begin"},
-	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/auth/passkeys/register/finish"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "POST /v1/auth/passkeys/login/begin"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "POST /v1/auth/passkeys/login/finish"},
-	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403", "GET /v1/auth/passkeys"},
-	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403", "DELETE /v1/auth/passkeys/{id}"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "POST /v1/devices/enrolments"},
-	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/devices/enrolments"},
-	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/devices/enrolments/{id}"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/approve"},
-	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/reject"},
-	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/declarations"},
-	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/declarations"},
-	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/checkins"},
+	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /healthz"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /readyz"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /metrics"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/identity"},
+	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/labs"},
+	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/contacts"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/residents/{sub}/code"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/guardians"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403  403", "POST /v1/verify"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/enrolments"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "POST /v1/auth/enrol"},
+	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/me"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/audit"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/auth/oidc/login"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/auth/oidc/callback"},
+	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/auth/passkeys/register/begin"},
+	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/auth/passkeys/register/finish"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "POST /v1/auth/passkeys/login/begin"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "POST /v1/auth/passkeys/login/finish"},
+	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/auth/passkeys"},
+	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "DELETE /v1/auth/passkeys/{id}"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "POST /v1/devices/enrolments"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/devices/enrolments"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/devices/enrolments/{id}"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/devices/enrolments/{id}/approve"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/devices/enrolments/{id}/reject"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/orders"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/residents/{sub}/orders"},
+	{"node", "401  403  403   403   403  403   403  403   403  403   403  403   403  403  ok", "POST /v1/residents/{sub}/orders/{id}/confirm"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/orders/{id}/lift"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/orders"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/declarations"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/declarations"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/checkins"},
 	// Logout ends the caller's session: the matrix runs it last.
-	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403", "POST /v1/auth/logout"},
+	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403  ok", "POST /v1/auth/logout"},
 
 	// At the hub only request tokens are credentials: a session cookie or
 	// an OIDC bearer proves nothing there.
-	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /healthz"},
-	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /readyz"},
-	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /metrics"},
-	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/checkpoint"},
-	{"hub", "401  401  401   401   401  401   401  403   403  403   403  403   ok   ok", "POST /v1/entries"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/entries"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/proof/inclusion"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/proof/consistency"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/subjects/{sub}"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/trust"},
-	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok", "GET /v1/cluster"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /healthz"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /readyz"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /metrics"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/checkpoint"},
+	{"hub", "401  401  401   401   401  401   401  403   403  403   403  403   ok   ok   401", "POST /v1/entries"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/entries"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/proof/inclusion"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/proof/consistency"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/subjects/{sub}"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/trust"},
+	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/cluster"},
 }
 
 // matrixBodies are the dummy bodies of the matrix's calls: each passes
@@ -207,6 +214,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"aud": f.asPerson(t, "auditor"), "aud-m": f.asMachine("auditor-cert", f.PKI.Auditor),
 		"feed": f.asFeed(gd), "feed-sc": f.asFeed(sc), "cp": f.asCheckpoint(gd), "cp-sc": f.asCheckpoint(sc),
 		"prov": f.asMachine("province-440000", f.PKI.Provinces[gd]), "hub": f.asMachine("hub", hubSigner),
+		"nat": f.asPerson(t, devidp.NationalName),
 	}
 	// The nodes know the machines' certificates once they have followed the
 	// trust list from the hub.
@@ -354,8 +362,8 @@ served. It also fails when this file differs from the table.
 **Roles** (DESIGN.md §8b): residents log in with a passkey, an OIDC-verified
 document or an operator's enrolment code, and carry a session cookie; a guardian
 is a resident acting for a dependant through a delegation record an operator
-wrote; province operators and the national auditor are people with OIDC ID
-tokens carrying role claims (bearer); feeds, checkpoint devices, province
+wrote; province operators, national platform staff and the national auditor are
+people with OIDC ID tokens carrying role claims (bearer); feeds, checkpoint devices, province
 signers, hub members and the auditor's machine present a certificate of the
 national CA and sign every request with an SM2 request token. At the hub only
 request tokens count: a session cookie or an OIDC bearer proves nothing there.

@@ -36,7 +36,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -236,6 +236,8 @@ Acting as each role with curl:
               curl -H "Authorization: Bearer $OP" -H 'X-HCX-Reason: why' ...   (a reason on audited routes)
   auditor     AUDITOR=$(hcx dev token%[2]s --role auditor)   at the nodes, as a bearer token;
               at the hub: curl -H "Authorization: $(hcx dev token%[2]s --cert auditor --url URL)" URL
+  national    NAT=$(hcx dev token%[2]s --role national)   national platform staff: confirm red CDC orders
+              (POST <node>/v1/residents/SUB/orders/ID/confirm, with X-HCX-Reason)
   feed, checkpoint   curl -d "$BODY" -H "Authorization: $(hcx dev token%[2]s --role feed --province 440000 --method POST --url URL --data "$BODY")" URL
               (a request token signed by the dev certificate, for that method, URL and body, good once)
   resident    an operator's enrolment code, POST /v1/auth/enrol, then the session cookie (curl -c/-b);

@@ -28,7 +28,7 @@ func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	flags := flag.NewFlagSet("hcx dev token", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	dir := flags.String("dir", "hcx-data", "data directory of the running hcx dev")
-	role := flags.String("role", "", "operator, auditor or resident")
+	role := flags.String("role", "", "operator, auditor, national or resident")
 	province := flags.String("province", "", "the operator's province, such as 440000")
 	user := flags.String("user", "", "a dev user's login name (residents: li-lei, han-meimei, wang-fang, zhao-qiang)")
 	method := flags.String("method", "GET", "machines: the request's method")
@@ -36,7 +36,7 @@ func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := flags.String("data", "", "machines: the exact body curl sends (-d)")
 	machine := flags.String("cert", "", "machines: sign as this dev certificate (feed-<code>, checkpoint-<code>, auditor, province-<code>)")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role resident --user li-lei\n       hcx dev token --role feed|checkpoint --province 440000 --method POST --url URL --data BODY\n       hcx dev token --cert auditor --url HUB/v1/entries\n\nPeople: logs a dev user in at hcx dev's identity provider (authorization code\nflow with PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\nMachines: signs one request (method, URL, body) with a dev certificate and\nprints the whole Authorization header value ('HCX-SM2 <token>'), good once.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role national\n       hcx dev token --role resident --user li-lei\n       hcx dev token --role feed|checkpoint --province 440000 --method POST --url URL --data BODY\n       hcx dev token --cert auditor --url HUB/v1/entries\n\nPeople: logs a dev user in at hcx dev's identity provider (authorization code\nflow with PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\nMachines: signs one request (method, URL, body) with a dev certificate and\nprints the whole Authorization header value ('HCX-SM2 <token>'), good once.\n\nFlags:")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -95,12 +95,14 @@ func devTokenUser(role string, province hcx.ProvinceCode, user string) (string, 
 		return devidp.OperatorName(province), nil
 	case "auditor":
 		return devidp.AuditorName, nil
+	case "national":
+		return devidp.NationalName, nil
 	case "resident":
 		return "", errors.New("--role resident needs --user, such as --user li-lei")
 	case "":
-		return "", errors.New("give --role operator|auditor|resident (or --user NAME)")
+		return "", errors.New("give --role operator|auditor|national|resident (or --user NAME)")
 	default:
-		return "", fmt.Errorf("--role %q: the dev identity provider has operators, auditors and residents (%s)", role, strings.Join([]string{"operator", "auditor", "resident"}, ", "))
+		return "", fmt.Errorf("--role %q: the dev identity provider has operators, auditors, national platform staff and residents (%s)", role, strings.Join([]string{"operator", "auditor", "national", "resident"}, ", "))
 	}
 }
 

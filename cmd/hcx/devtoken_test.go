@@ -93,7 +93,7 @@ func TestDevTokenIsAcceptedByTheNodes(t *testing.T) {
 		t.Errorf("forged token: %d %s, want 401 token_bad_signature", status, e.Error.Code)
 	}
 
-	for _, args := range [][]string{{"--role", "auditor"}, {"--role", "resident", "--user", "li-lei"}} {
+	for _, args := range [][]string{{"--role", "auditor"}, {"--role", "national"}, {"--role", "resident", "--user", "li-lei"}} {
 		tok, err := devTokenFor(t, append([]string{"--dir", dir}, args...)...)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
