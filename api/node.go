@@ -29,6 +29,7 @@ type Node interface {
 	Delegated(ctx context.Context, guardian, dependant hcx.Subject) (bool, error)
 	Dependants(ctx context.Context, guardian hcx.Subject) ([]hcx.Subject, error)
 	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
+	Vaccinations(ctx context.Context, sub hcx.Subject) (*node.Vaccinations, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
 	Ready() error
@@ -137,6 +138,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.vaxRules()...)
 	return rules
 }
 

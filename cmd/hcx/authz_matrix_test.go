@@ -61,6 +61,8 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/identity"},
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/labs"},
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/contacts"},
+	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/vaccinations"},
+	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/vaccinations"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "GET /v1/residents/{sub}/code"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/guardians"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
