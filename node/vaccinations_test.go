@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
@@ -147,5 +148,52 @@ func TestDoseForANonResidentIsForwardedOnce(t *testing.T) {
 	}
 	if actions != 1 {
 		t.Errorf("the trail holds %d vaccination.post entries, want 1 (a re-sent record writes nothing)", actions)
+	}
+}
+
+// TestForwardedDoseSurvivesAFailedSubmissionAndARestart: the dose stays in
+// the vaccination outbox until the hub acknowledges it, and the envelope
+// signed for it is resubmitted byte for byte after a restart.
+func TestForwardedDoseSurvivesAFailedSubmissionAndARestart(t *testing.T) {
+	pki := newTestPKI(t, "440000", "510000")
+	dir := t.TempDir()
+	n := openTestNode(t, pki, "440000", dir, time.Now)
+	sub := subjectOf(78)
+	ev := Event{Vaccination: &policy.Vaccination{At: time.Now().Add(-time.Hour), Dose: 1, Product: "Ad5-nCoV", ID: "gd-10"}}
+	if _, err := n.Ingest(feedCtx, sub, ev); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if sent, err := n.publishVax(ctx); err == nil || sent {
+		t.Fatalf("publishing to an unreachable hub: sent %v, err %v", sent, err)
+	}
+	var first pendingVax
+	if err := n.db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, kVaxPending, &first); return err }); err != nil || first.JWS == "" {
+		t.Fatalf("no pending envelope after a failed submission: %v", err)
+	}
+	n.Close()
+	n = openTestNode(t, pki, "440000", dir, time.Now)
+	defer n.Close()
+	if got := countKeys(t, n, pVaxOut); got != 1 {
+		t.Errorf("after a restart the vaccination outbox holds %d doses, want 1", got)
+	}
+	if sent, err := n.publishVax(ctx); err == nil || sent {
+		t.Fatalf("publishing again: sent %v, err %v", sent, err)
+	}
+	var again pendingVax
+	if err := n.db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, kVaxPending, &again); return err }); err != nil || again.JWS != first.JWS {
+		t.Errorf("the envelope resubmitted after a restart differs from the one signed before it")
+	}
+	if err := n.apply(0, exchange.Entries{Entries: []string{pki.trustList(t, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := exchange.Open(n.trust, first.JWS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := exchange.DecodeVax(env)
+	if err != nil || v.Iss != "440000" || len(v.Doses) != 1 || v.Doses[0].Sub != sub || v.Doses[0].Course != 1 || v.Doses[0].ID != "gd-10" {
+		t.Errorf("the envelope: %v %+v, want the one dose with the product's course", err, v)
 	}
 }
