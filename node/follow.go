@@ -199,7 +199,9 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 // which holds what it and the entries before it wrote. Spilled commits hold
 // cache entries only: the follow position is written once, with the last
 // commit of a page. Re-applying an entry after a crash is harmless:
-// attestations only ever replace lower per-subject sequences.
+// attestations only ever replace lower per-subject sequences, and doses
+// (applyVax, which commits early under the doses' subjects' locks) are
+// keyed by province and record id and recorded once.
 type followTxn struct {
 	db  *badger.DB
 	txn *badger.Txn
@@ -217,7 +219,7 @@ func (w *followTxn) set(key, val []byte) error {
 	return err
 }
 
-// setTTL is set for a key that badger drops after ttl.
+// setTTL is set, for a key that badger drops after ttl.
 func (w *followTxn) setTTL(key, val []byte, ttl time.Duration) error {
 	e := badger.NewEntry(key, val).WithTTL(ttl)
 	err := w.txn.SetEntry(e)
