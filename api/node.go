@@ -32,6 +32,7 @@ type Node interface {
 	Declare(ctx context.Context, sub hcx.Subject, req node.DeclarationRequest) (*node.Status, error)
 	CheckIn(ctx context.Context, sub hcx.Subject, req node.CheckInRequest) (*node.Status, error)
 	Declarations(ctx context.Context, sub hcx.Subject) (*node.Declarations, error)
+	Vaccinations(ctx context.Context, sub hcx.Subject) (*node.Vaccinations, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
 	Ready() error
@@ -147,6 +148,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.devicesRules()...)
 	rules = append(rules, h.declareRules()...)
 	rules = append(rules, h.ordersRules()...)
+	rules = append(rules, h.vaxRules()...)
 	return rules
 }
 

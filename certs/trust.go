@@ -320,6 +320,7 @@ var jwsRoles = map[string]Role{
 	"hcx-batch+jws":     RoleProvince,
 	"hcx-riskareas+jws": RoleProvince,
 	"hcx-policy+jws":    RoleProvince,
+	"hcx-vax+jws":       RoleProvince,
 	"hcx-code+jws":      RoleProvince,
 	"hcx-venue+jws":     RoleProvince,
 }

@@ -21,11 +21,13 @@ const (
 	TypTrust     = "hcx.trust.v1"
 	TypRiskAreas = "hcx.riskareas.v1"
 	TypPolicy    = "hcx.policy.v1"
+	TypVax       = "hcx.vax.v1"
 
 	HdrBatch     = "hcx-batch+jws"
 	HdrTrust     = "hcx-trust+jws"
 	HdrRiskAreas = "hcx-riskareas+jws"
 	HdrPolicy    = "hcx-policy+jws"
+	HdrVax       = "hcx-vax+jws"
 	HdrCode      = "hcx-code+jws"
 	HdrVenue     = "hcx-venue+jws"
 )
@@ -40,6 +42,7 @@ var headerFor = map[string]struct {
 	TypTrust:     {HdrTrust, certs.RoleRoot},
 	TypRiskAreas: {HdrRiskAreas, certs.RoleProvince},
 	TypPolicy:    {HdrPolicy, certs.RoleProvince},
+	TypVax:       {HdrVax, certs.RoleProvince},
 }
 
 // Limits on a colour batch (PROTOCOL.md §3).
@@ -61,7 +64,7 @@ type Envelope struct {
 	Payload []byte
 	Signer  *certs.Entry
 
-	body any // the payload read strictly: *Batch, *TrustList, *RiskAreas or *PolicyPublication
+	body any // the payload read strictly: *Batch, *TrustList, *RiskAreas, *PolicyPublication or *Vax
 }
 
 // Errors from Open, wrapped with detail. The certs errors (ErrSignature,
@@ -156,6 +159,11 @@ func decodeBody(hdr string, payload []byte) (any, common, error) {
 		var p PolicyPublication
 		if err = DecodeStrict(payload, &p); err == nil {
 			body, c = &p, common{p.Typ, string(p.Iss), p.At}
+		}
+	case HdrVax:
+		var v Vax
+		if err = DecodeStrict(payload, &v); err == nil {
+			body, c = &v, common{v.Typ, string(v.Iss), v.At}
 		}
 	default:
 		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
@@ -319,6 +327,8 @@ func CheckContent(env *Envelope) error {
 		_, err = DecodeRiskAreas(env)
 	case TypPolicy:
 		_, err = DecodePolicy(env)
+	case TypVax:
+		_, err = DecodeVax(env)
 	default:
 		err = malformed("typ", "unknown envelope typ %q", env.Typ)
 	}

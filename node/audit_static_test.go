@@ -26,6 +26,8 @@ var backgroundWriters = map[string]string{
 	"Node.planRedecide":  "plans the re-decision after a rule change (the change is in the trail)",
 	"Node.runRedecide":   "the re-decision's cursor",
 	"Node.FileEnrolment": "a device files its certificate request, anonymously and bounded; the operator's decision on it is in the trail",
+	"Node.publishVax":    "the publisher seals vaccination envelopes from their outbox and records the hub's acknowledgement",
+	"followTxn.commit":   "the follower's transaction, committed early under subjects' locks (applyVax)",
 	"Node.updateAside":   "sessions and passkeys: a resident's own login credentials, not an operator or feed action, and no resident state",
 }
 

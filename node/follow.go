@@ -199,7 +199,9 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 // which holds what it and the entries before it wrote. Spilled commits hold
 // cache entries only: the follow position is written once, with the last
 // commit of a page. Re-applying an entry after a crash is harmless:
-// attestations only ever replace lower per-subject sequences.
+// attestations only ever replace lower per-subject sequences, and doses
+// (applyVax, which commits early under the doses' subjects' locks) are
+// keyed by province and record id and recorded once.
 type followTxn struct {
 	db  *badger.DB
 	txn *badger.Txn
@@ -215,6 +217,29 @@ func (w *followTxn) set(key, val []byte) error {
 		err = w.txn.Set(key, val)
 	}
 	return err
+}
+
+// setTTL is set, for a key that badger drops after ttl.
+func (w *followTxn) setTTL(key, val []byte, ttl time.Duration) error {
+	e := badger.NewEntry(key, val).WithTTL(ttl)
+	err := w.txn.SetEntry(e)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err := w.commit(); err != nil {
+			return err
+		}
+		err = w.txn.SetEntry(badger.NewEntry(key, val).WithTTL(ttl))
+	}
+	return err
+}
+
+// commit commits what the transaction holds so far and carries on in a
+// new one.
+func (w *followTxn) commit() error {
+	if err := w.txn.Commit(); err != nil {
+		return err
+	}
+	w.txn = w.db.NewTransaction(true)
+	return nil
 }
 
 // storageError marks a failure of the node's own store, as opposed to an
@@ -245,6 +270,9 @@ func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.T
 	env, err := exchange.OpenLogged(n.trust, raw, committed)
 	if err != nil {
 		return err
+	}
+	if env.Typ == exchange.TypVax {
+		return n.applyVax(w, env)
 	}
 	if env.Typ != exchange.TypBatch {
 		return nil

@@ -168,6 +168,9 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 		if err := w.setJSON(pResident+string(sub), &rec); err != nil {
 			return "", false, err
 		}
+		if err := n.adoptForeignDoses(w, &rec, now); err != nil {
+			return "", false, err
+		}
 	}
 	if extra != nil {
 		if err := extra(w, sub); err != nil {

@@ -8,14 +8,15 @@ import (
 
 // metrics are the node's counters, written in Prometheus text format.
 type metrics struct {
-	registrations, events, codes         atomic.Uint64
-	duplicates                           atomic.Uint64 // records posted again with the same id
-	commits                              atomic.Uint64
-	batches, attestations, publishErrors atomic.Uint64
-	followApplied, followRejected        atomic.Uint64
-	forks                                atomic.Uint64
-	verified, verifyRejected             atomic.Uint64
-	auditSeq                             atomic.Uint64 // seq of the last audit trail entry
+	registrations, events, codes          atomic.Uint64
+	duplicates                            atomic.Uint64 // records posted again with the same id
+	commits                               atomic.Uint64
+	batches, attestations, publishErrors  atomic.Uint64
+	followApplied, followRejected         atomic.Uint64
+	forks                                 atomic.Uint64
+	verified, verifyRejected              atomic.Uint64
+	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
+	vaxForwarded, vaxReceived, vaxDropped atomic.Uint64 // doses sent to and recorded from the hub (vaccinations.go)
 }
 
 // WriteMetrics writes the node's metrics in Prometheus text format.
@@ -29,6 +30,9 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		{"hcx_node_registrations_total", "Residents registered.", m.registrations.Load()},
 		{"hcx_node_duplicate_records_total", "Records posted again with a record id already recorded, counted once.", m.duplicates.Load()},
 		{"hcx_node_events_total", "Events ingested.", m.events.Load()},
+		{"hcx_node_vax_forwarded_total", "Doses given here to residents of other provinces, acknowledged by the hub.", m.vaxForwarded.Load()},
+		{"hcx_node_vax_received_total", "Doses given in other provinces recorded for this node's residents.", m.vaxReceived.Load()},
+		{"hcx_node_vax_dropped_total", "Doses from the hub about subjects not held here, dropped past the per-subject bound.", m.vaxDropped.Load()},
 		{"hcx_node_commits_total", "Synced group commits of the node's writes: events, registrations, re-decisions.", m.commits.Load()},
 		{"hcx_node_codes_issued_total", "Health codes issued.", m.codes.Load()},
 		{"hcx_node_batches_published_total", "Colour batches acknowledged by the hub.", m.batches.Load()},

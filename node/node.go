@@ -152,6 +152,7 @@ type Node struct {
 	redecide chan struct{} // poked when the rules change
 
 	published chan struct{} // poked when the outbox gains entries
+	vaxKick   chan struct{} // poked when doses from the hub are queued (vaccinations.go)
 	applied   atomic.Uint64 // log size the foreign cache reflects
 
 	treeMu sync.Mutex
@@ -188,7 +189,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, trust: root, fields: fc, published: make(chan struct{}, 1),
 		locks: new(subjectLocks), slots: make(chan struct{}, cfg.MaxPendingWrites),
 		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{}),
-		redecide: make(chan struct{}, 1)}
+		redecide: make(chan struct{}, 1), vaxKick: make(chan struct{}, 1)}
 	if err := n.ReloadRules(); err != nil {
 		return nil, err
 	}
@@ -322,12 +323,13 @@ func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 // when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); n.publishLoop(ctx) }()
 	go func() { defer wg.Done(); n.followLoop(ctx) }()
 	go func() { defer wg.Done(); n.dueLoop(ctx) }()
 	go func() { defer wg.Done(); n.redecideLoop(ctx) }()
 	go func() { defer wg.Done(); n.sessionLoop(ctx) }()
+	go func() { defer wg.Done(); n.vaxLoop(ctx) }()
 	wg.Wait()
 	return nil
 }

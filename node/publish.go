@@ -47,6 +47,10 @@ func (n *Node) publishLoop(ctx context.Context) {
 			if err := n.publishPolicy(ctx); err != nil {
 				n.log.Warn("policy publication not accepted yet; will retry", "err", err)
 			}
+			if _, err := n.publishVax(ctx); err != nil && ctx.Err() == nil {
+				n.metrics.publishErrors.Add(1)
+				n.log.Warn("vaccination envelope not accepted yet; will retry", "err", err)
+			}
 			sent, err := n.publishOnce(ctx)
 			if err != nil {
 				if ctx.Err() == nil {

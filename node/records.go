@@ -107,8 +107,11 @@ func (n *Node) SubjectOf(t hcx.DocType, number string) (hcx.Subject, error) {
 // of another province travels to their home node (issue 10, vaccinations);
 // any other record is about someone this node cannot decide, and is
 // refused.
-func (n *Node) nonResident(ctx context.Context, sub hcx.Subject, ev *Event, entry *AuditEntry) error {
-	return notResidentHere(n.cfg.Province)
+func (n *Node) nonResident(ctx context.Context, sub hcx.Subject, ev *Event, entry *AuditEntry) (*Status, error) {
+	if ev.Vaccination != nil {
+		return n.forwardVaccination(sub, ev, entry)
+	}
+	return nil, notResidentHere(n.cfg.Province)
 }
 
 func notResidentHere(p hcx.ProvinceCode) error {

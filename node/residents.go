@@ -97,6 +97,10 @@ type Status struct {
 	// CheckIn tells a resident this province decides red or yellow whether
 	// today's daily health check-in is due (declare.go); nil otherwise.
 	CheckIn *CheckInStatus `json:"checkin,omitempty"`
+	// Forwarded says that the record was about a subject this node does
+	// not hold and was sent through the hub to their home node (a dose
+	// given here to a resident of another province); nothing else is set.
+	Forwarded bool `json:"forwarded,omitempty"`
 }
 
 // ReasonText is a reason code with its text in Chinese and English.
@@ -368,7 +372,7 @@ func (e *Event) validate(now time.Time) error {
 		}
 	case KindVaccination:
 		v := e.Vaccination
-		if v.CourseDoses < 1 || v.CourseDoses > 3 {
+		if v.CourseDoses < 0 || v.CourseDoses > 3 {
 			return hcx.Invalidf("course_doses", "a primary course has 1 to 3 doses, not %d", v.CourseDoses)
 		}
 		if v.Dose < 1 || v.Dose > 10 {
@@ -378,6 +382,9 @@ func (e *Event) validate(now time.Time) error {
 			if err := v.Province.Validate(); err != nil {
 				return err
 			}
+		}
+		if err := checkProduct(v); err != nil {
+			return err
 		}
 	case KindTravel:
 		if err := e.Travel.Div.Validate(); err != nil {
@@ -484,7 +491,7 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 		return nil, err
 	}
 	if !found {
-		return nil, n.nonResident(ctx, sub, &ev, entry)
+		return n.nonResident(ctx, sub, &ev, entry)
 	}
 	if dup {
 		n.metrics.duplicates.Add(1)
@@ -493,6 +500,11 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 			return nil, err
 		}
 		return &r.Status, nil
+	}
+	if ev.Vaccination != nil {
+		if err := checkDoseOrder(h, ev.Vaccination); err != nil {
+			return nil, err
+		}
 	}
 	h.add(&ev)
 	h.expire(now)
