@@ -37,6 +37,13 @@ type Node interface {
 	WriteMetrics(w io.Writer)
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
 	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
+	FileAppeal(ctx context.Context, sub hcx.Subject, req node.AppealRequest) (*node.Appeal, error)
+	Appeals(ctx context.Context, sub hcx.Subject) ([]*node.Appeal, error)
+	AppealOf(ctx context.Context, sub hcx.Subject, id string) (*node.Appeal, error)
+	OpenAppeals(ctx context.Context, after string, limit int) (*node.AppealPage, error)
+	OpenAppeal(ctx context.Context, id string) (*node.Evidence, error)
+	DecideAppeal(ctx context.Context, id string, req node.DecisionRequest) (*node.AppealDecision, error)
+	FileReclaim(ctx context.Context, req node.ReclaimRequest, proof node.ReclaimProof) (*node.Appeal, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -137,6 +144,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.appealsRules()...)
 	return rules
 }
 
@@ -214,6 +222,9 @@ type labRequest struct {
 	Result string    `json:"result"` // "positive" or "negative"
 	Kind   string    `json:"kind,omitempty"`
 	At     time.Time `json:"at,omitzero"`
+	// ID is the lab's record id (its sample number): a result sent again
+	// counts once, and an appeal names the result by it.
+	ID string `json:"id,omitempty"`
 }
 
 func (h *nodeHandler) lab(w http.ResponseWriter, r *http.Request) {
@@ -229,7 +240,7 @@ func (h *nodeHandler) lab(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
-	h.ingest(w, r, sub, node.Event{Lab: &policy.LabResult{At: req.At, Positive: req.Result == "positive", Kind: req.Kind}})
+	h.ingest(w, r, sub, node.Event{Lab: &policy.LabResult{At: req.At, Positive: req.Result == "positive", Kind: req.Kind, ID: req.ID}})
 }
 
 type contactRequest struct {

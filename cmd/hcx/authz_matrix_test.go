@@ -82,6 +82,15 @@ var authzWant = []struct {
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/devices/enrolments/{id}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/approve"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/reject"},
+	{"node", "401  ok   403   ok    ok   403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/appeals"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/appeals"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/residents/{sub}/appeals/{id}"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/appeals"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/appeals/{id}/open"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/appeals/{id}/decision"},
+	// A reclaim's owner proves the document with an ID token, whoever
+	// they are logged in as; the handler refuses a session (400).
+	{"node", "401  ok   ok    ok    ok   403   403  403   403  403   403  403   403  403", "POST /v1/reclaims"},
 	// Logout ends the caller's session: the matrix runs it last.
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403", "POST /v1/auth/logout"},
 
