@@ -44,6 +44,8 @@ type Node interface {
 	OpenAppeal(ctx context.Context, id string) (*node.Evidence, error)
 	DecideAppeal(ctx context.Context, id string, req node.DecisionRequest) (*node.AppealDecision, error)
 	FileReclaim(ctx context.Context, req node.ReclaimRequest, proof node.ReclaimProof) (*node.Appeal, error)
+	Reclaim(ctx context.Context, id string, sub hcx.Subject) (*node.Appeal, error)
+	SubjectOf(t hcx.DocType, number string) (hcx.Subject, error)
 }
 
 var _ Node = (*node.Node)(nil)

@@ -36,6 +36,7 @@ func (h *nodeHandler) appealsRules() []Rule {
 		{Method: http.MethodPost, Path: "/v1/appeals/{id}/open", Priority: PriorityOperator, Allow: []Grant{operator}, Audited: true, Handler: h.openAppeal},
 		{Method: http.MethodPost, Path: "/v1/appeals/{id}/decision", Priority: PriorityOperator, Allow: []Grant{operator}, Audited: true, Handler: h.decideAppeal},
 		{Method: http.MethodPost, Path: "/v1/reclaims", Priority: PriorityResident, Allow: []Grant{operator, claimant}, Audited: true, Handler: h.fileReclaim},
+		{Method: http.MethodGet, Path: "/v1/reclaims/{id}", Priority: PriorityResident, Allow: []Grant{operator, auditor, claimant}, Handler: h.reclaimStatus},
 	}
 }
 
@@ -56,6 +57,15 @@ func (h *nodeHandler) fileAppeal(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusCreated, a)
 }
 
+// hiddenFrom reports whether a resident's session must not see a: a
+// reclaim of their identity that is not accepted. Whoever holds the
+// identity's sessions may be the squatter, who is not shown the claimant's
+// text or account; the claimant follows it at GET /v1/reclaims/{id}, and
+// once it is accepted the owner holds the sessions.
+func hiddenFrom(p *auth.Principal, a *node.Appeal) bool {
+	return p.Role == auth.RoleResident && a.Kind == node.AppealReclaim && a.Status != node.AppealAccepted
+}
+
 func (h *nodeHandler) residentAppeals(w http.ResponseWriter, r *http.Request) {
 	sub, err := h.subject(r)
 	var as []*node.Appeal
@@ -66,7 +76,14 @@ func (h *nodeHandler) residentAppeals(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"appeals": as})
+	p := auth.FromContext(r.Context())
+	shown := make([]*node.Appeal, 0, len(as))
+	for _, a := range as {
+		if !hiddenFrom(p, a) {
+			shown = append(shown, a)
+		}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"appeals": shown})
 }
 
 func (h *nodeHandler) residentAppeal(w http.ResponseWriter, r *http.Request) {
@@ -75,6 +92,43 @@ func (h *nodeHandler) residentAppeal(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		a, err = h.n.AppealOf(r.Context(), sub, mux.Vars(r)["id"])
 	}
+	if err == nil && hiddenFrom(auth.FromContext(r.Context()), a) {
+		err = &hcx.Error{Class: hcx.ENotFound, Code: "unknown_appeal", Field: "id", Message: "no appeal with this id for this resident at this node"}
+	}
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, a)
+}
+
+// claimantIdentity reads the verified identity of a resident's bearer ID
+// token: what proves a reclaim's claimant (a session proves nothing there).
+func (h *nodeHandler) claimantIdentity(r *http.Request) (*auth.VerifiedIdentity, error) {
+	p := auth.FromContext(r.Context())
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if p.Method != auth.MethodBearer || !ok || h.opts.OIDC == nil {
+		return nil, hcx.Invalidf("Authorization", "a reclaim is proven with your identity provider's ID token (Authorization: Bearer), or in person at an operator's desk / 请使用实名认证登录或到窗口办理")
+	}
+	return h.opts.OIDC.VerifyIdentity(r.Context(), raw)
+}
+
+// reclaimStatus shows a reclaim to the province's operators, the auditor,
+// and its claimant: a resident whose ID token's document is the one
+// reclaimed (anyone else: 404, as for an id that does not exist).
+func (h *nodeHandler) reclaimStatus(w http.ResponseWriter, r *http.Request) {
+	var sub hcx.Subject
+	if auth.FromContext(r.Context()).Role == auth.RoleResident {
+		id, err := h.claimantIdentity(r)
+		if err == nil {
+			sub, err = h.n.SubjectOf(id.DocType, id.DocNumber)
+		}
+		if err != nil {
+			WriteError(w, h.log, err)
+			return
+		}
+	}
+	a, err := h.n.Reclaim(r.Context(), mux.Vars(r)["id"], sub)
 	if err != nil {
 		WriteError(w, h.log, err)
 		return
@@ -148,16 +202,11 @@ func (h *nodeHandler) fileReclaim(w http.ResponseWriter, r *http.Request) {
 	p := auth.FromContext(r.Context())
 	proof := node.ReclaimProof{Method: "desk", Actor: p.Actor}
 	if p.Role == auth.RoleResident {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if p.Method != auth.MethodBearer || !ok || h.opts.OIDC == nil {
-			WriteError(w, h.log, hcx.Invalidf("Authorization", "a reclaim is proven with your identity provider's ID token (Authorization: Bearer), or in person at an operator's desk / 请使用实名认证登录或到窗口办理"))
-			return
-		}
 		if req.DocType != "" || req.DocNumber != "" || req.Name != "" {
 			WriteError(w, h.log, hcx.Invalidf("doc_number", "the document and name come from your ID token; send only the text"))
 			return
 		}
-		id, err := h.opts.OIDC.VerifyIdentity(r.Context(), raw)
+		id, err := h.claimantIdentity(r)
 		if err != nil {
 			WriteError(w, h.log, err)
 			return

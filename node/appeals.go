@@ -467,7 +467,7 @@ func (n *Node) FileAppeal(ctx context.Context, sub hcx.Subject, req AppealReques
 	defer unlock()
 	err = n.db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get([]byte(pResident + string(sub))); errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrUnknownResident
+			return notResidentHere(n.cfg.Province)
 		} else if err != nil {
 			return err
 		}
@@ -812,6 +812,11 @@ func (n *Node) DecideAppeal(ctx context.Context, id string, req DecisionRequest)
 		return &AppealDecision{Appeal: a.view()}, nil
 	}
 	a.Status = AppealAccepted
+	if a.Kind == AppealReclaim && a.Proof == "desk" && a.FiledBy == entry.Actor {
+		// Four eyes: an operator who checked a claimant at the desk does
+		// not also grant the claim (threat model, docs/decisions.md).
+		return nil, hcx.Errorf(hcx.EForbidden, "same_operator", "you filed this reclaim at the desk; another operator of the province decides it")
+	}
 	if a.Kind == AppealReclaim {
 		return n.acceptReclaim(ctx, entry, a, now)
 	}

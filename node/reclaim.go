@@ -88,6 +88,19 @@ func (n *Node) FileReclaim(ctx context.Context, req ReclaimRequest, proof Reclai
 	return n.storeAppeal(entry, a)
 }
 
+// Reclaim returns the reclaim with id; sub, if not empty, must be the
+// subject reclaimed (the claimant's document), else it is unknown_appeal.
+func (n *Node) Reclaim(ctx context.Context, id string, sub hcx.Subject) (*Appeal, error) {
+	a, err := n.readAppeal(id)
+	if err != nil {
+		return nil, err
+	}
+	if a.Kind != AppealReclaim || (sub != "" && a.Subject != sub) {
+		return nil, unknownAppeal()
+	}
+	return a.view(), nil
+}
+
 func (n *Node) reclaimEvidence(a *appealRecord, rec *residentRecord) (*ReclaimEvidence, error) {
 	have, _, err := n.identity(rec)
 	if err != nil {

@@ -331,6 +331,24 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 	if st := callAs(t, f.client(), ownerCaller, "POST", url+"/v1/reclaims", map[string]string{"text": "again"}, &e); st != http.StatusConflict || e.Error.Code != "reclaim_open" {
 		t.Errorf("a second reclaim while one is open: status %d %+v", st, e)
 	}
+	// The claimant follows it with their ID token; another resident's
+	// token does not find it; the squatter's session does not see it.
+	var seen appealAnswer
+	if st := callAs(t, f.client(), ownerCaller, "GET", url+"/v1/reclaims/"+filed.ID, nil, &seen); st != http.StatusOK || seen.Status != node.AppealFiled {
+		t.Errorf("the claimant reads the reclaim: status %d %+v", st, seen)
+	}
+	if st := callAs(t, f.client(), f.asPerson(t, "han-meimei"), "GET", url+"/v1/reclaims/"+filed.ID, nil, &e); st != http.StatusNotFound {
+		t.Errorf("han-meimei reads li-lei's reclaim: status %d, want 404", st)
+	}
+	var list struct {
+		Appeals []appealAnswer `json:"appeals"`
+	}
+	if st := callAs(t, f.client(), squatter, "GET", url+"/v1/residents/"+string(sub)+"/appeals", nil, &list); st != http.StatusOK || len(list.Appeals) != 0 {
+		t.Errorf("the squatter lists the identity's appeals: status %d %+v, want none shown", st, list)
+	}
+	if st := callAs(t, f.client(), squatter, "GET", url+"/v1/residents/"+string(sub)+"/appeals/"+filed.ID, nil, &e); st != http.StatusNotFound {
+		t.Errorf("the squatter reads the reclaim: status %d, want 404", st)
+	}
 	var ev node.Evidence
 	if st := callAs(t, f.client(), op, "POST", url+"/v1/appeals/"+filed.ID+"/open", nil, &ev); st != http.StatusOK || ev.Reclaim == nil {
 		t.Fatalf("open the reclaim: status %d %+v", st, ev)
@@ -371,6 +389,12 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 	}
 	if st := callAs(t, f.client(), withCookie(cookie), "GET", url+"/v1/me", nil, &me); st != http.StatusOK || me.Subject != sub || me.Name != hcx.MaskName(owner.FullName) {
 		t.Errorf("/v1/me of the owner: status %d %+v", st, me)
+	}
+	if st := callAs(t, f.client(), ownerCaller, "GET", url+"/v1/reclaims/"+filed.ID, nil, &seen); st != http.StatusOK || seen.Status != node.AppealAccepted || seen.Reason == "" {
+		t.Errorf("the claimant reads the outcome: status %d %+v", st, seen)
+	}
+	if st := callAs(t, f.client(), withCookie(cookie), "GET", url+"/v1/residents/"+string(sub)+"/appeals", nil, &list); st != http.StatusOK || len(list.Appeals) != 1 || list.Appeals[0].Status != node.AppealAccepted {
+		t.Errorf("the owner lists their appeals: status %d %+v", st, list)
 	}
 	// The guardian the squatter set up no longer reaches the identity.
 	if ok, err := f.Nodes[gd].Delegated(t.Context(), guardianSub, sub); err != nil || ok {

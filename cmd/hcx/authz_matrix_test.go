@@ -91,6 +91,7 @@ var authzWant = []struct {
 	// A reclaim's owner proves the document with an ID token, whoever
 	// they are logged in as; the handler refuses a session (400).
 	{"node", "401  ok   ok    ok    ok   403   403  403   403  403   403  403   403  403", "POST /v1/reclaims"},
+	{"node", "401  ok   ok    ok    ok   403   ok   ok    403  403   403  403   403  403", "GET /v1/reclaims/{id}"},
 	// Logout ends the caller's session: the matrix runs it last.
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403", "POST /v1/auth/logout"},
 
