@@ -384,6 +384,10 @@ func TestDeskReclaimNeedsASecondOperatorAndEndsTheSquatter(t *testing.T) {
 	}
 	_, err = n.BindVerifiedIdentity(context.Background(), auth.VerifiedIdentity{DocType: hcx.DocCNID, DocNumber: doc, Name: "王冒名", Issuer: "https://idp.test", Subject: "w"})
 	wantErr(t, "the squatter's name", err, hcx.EConflict, "name_mismatch")
+	// Opened again after the decision, it still shows its evidence.
+	if ev, err := n.OpenAppeal(op2Ctx, ap.ID); err != nil || ev.Reclaim == nil || ev.Reclaim.ClaimedName != hcx.MaskName("李雷") || ev.Appeal.Status != AppealAccepted {
+		t.Errorf("the accepted reclaim opened again: %+v %v", ev, err)
+	}
 	if got := trailOf(t, n, ActionIdentityReclaim); len(got) != 1 || got[0].Subject != sub || got[0].Actor != "oidc:https://idp.test#op-2" {
 		t.Errorf("identity.reclaim entries: %+v", got)
 	}

@@ -106,9 +106,11 @@ func (n *Node) reclaimEvidence(a *appealRecord, rec *residentRecord) (*ReclaimEv
 	if err != nil {
 		return nil, err
 	}
-	claimed, err := n.fields.Open(a.ClaimedName, aad(a.Subject, "reclaim/"+a.ID))
-	if err != nil {
-		return nil, fmt.Errorf("appeal %s claimed name: %w", a.ID, err)
+	claimed := []byte(have) // accepted: the claimed name is the registered one now
+	if a.Status != AppealAccepted {
+		if claimed, err = n.fields.Open(a.ClaimedName, aad(a.Subject, "reclaim/"+a.ID)); err != nil {
+			return nil, fmt.Errorf("appeal %s claimed name: %w", a.ID, err)
+		}
 	}
 	ev := &ReclaimEvidence{RegisteredName: hcx.MaskName(have), ClaimedName: hcx.MaskName(string(claimed)), Proof: a.Proof, ProofActor: a.ProofActor}
 	err = n.db.View(func(txn *badger.Txn) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/devidp"
+	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
 )
 
@@ -234,6 +235,16 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 	}
 	// The attestation of green reaches Sichuan through the hub.
 	verifyAt(hcx.Green)
+	// The hub's answer for the subject is Guangdong's latest attestation:
+	// green, the second after the red (read with the auditor's certificate).
+	var logged exchange.SubjectAnswer
+	hubURL := f.HubURLs[0] + "/v1/subjects/" + string(sub)
+	if st := callAs(t, f.client(), f.asMachine("auditor-cert", f.PKI.Auditor), "GET", hubURL, nil, &logged); st != http.StatusOK || len(logged.Attestations) != 1 {
+		t.Fatalf("the hub's attestations about 张三: status %d %+v", st, logged)
+	}
+	if last := logged.Attestations[len(logged.Attestations)-1]; last.Iss != gd || last.Colour != hcx.Green || last.N != 2 {
+		t.Errorf("the hub's last attestation about 张三: %+v, want Guangdong's green", last)
+	}
 
 	// A rejected appeal changes nothing: 李四's negative result stays.
 	var filed2 appealAnswer
@@ -253,6 +264,25 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 	}
 	if st := callAs(t, f.client(), op, "GET", url+"/v1/appeals", nil, &page); st != http.StatusOK || len(page.Appeals) != 0 {
 		t.Errorf("open appeals after both decisions: %d %+v", st, page)
+	}
+
+	// A guardian appeals for their dependant (李四 for 张三, once an operator
+	// has recorded the delegation); the appeal says who filed it.
+	if st := callAs(t, f.client(), op, "POST", url+"/v1/residents/"+string(sub)+"/guardians", map[string]string{"guardian": string(otherSub)}, nil); st != http.StatusCreated {
+		t.Fatalf("delegation: status %d", st)
+	}
+	var byGuardian appealAnswer
+	if st := callAs(t, f.client(), other, "POST", url+"/v1/residents/"+string(sub)+"/appeals", map[string]any{"kind": "colour", "text": "替孩子申诉 / for my child"}, &byGuardian); st != http.StatusCreated || byGuardian.Subject != sub {
+		t.Errorf("the guardian's appeal: status %d %+v", st, byGuardian)
+	}
+	var forDependant struct {
+		Appeals []struct {
+			ID      string `json:"id"`
+			FiledBy string `json:"filed_by"`
+		} `json:"appeals"`
+	}
+	if st := callAs(t, f.client(), res, "GET", url+"/v1/residents/"+string(sub)+"/appeals", nil, &forDependant); st != http.StatusOK || len(forDependant.Appeals) != 2 || forDependant.Appeals[1].FiledBy != "resident:"+string(otherSub) {
+		t.Errorf("张三's appeals after the guardian's: status %d %+v", st, forDependant)
 	}
 
 	// Every step is in the trail, with the actor and the reason.
