@@ -396,3 +396,47 @@ func TestDeskReclaimNeedsASecondOperatorAndEndsTheSquatter(t *testing.T) {
 	}
 	wantNoIdentityInTrail(t, n, "李雷", "王冒名", doc, enr.Code, d.Enrolment.Code)
 }
+
+// Two operators deciding one appeal at once: one decision wins, the other
+// is 409 appeal_decided, and the trail has one appeal.decide.
+func TestAppealIsDecidedOnceUnderConcurrency(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	a := registerTest(t, n, 1, "张三")
+	labWithID(t, n, a, "L-1", true)
+	ap, err := n.FileAppeal(residentCtx(a), a, AppealRequest{Kind: AppealRecord, Record: &RecordRef{KindLab, "L-1"}, Text: "not mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const racers = 8
+	errs := make([]error, racers)
+	done := make(chan struct{})
+	for i := range racers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			ctx, d := testCtx, "accept"
+			if i%2 == 1 {
+				ctx, d = op2Ctx, "reject"
+			}
+			_, errs[i] = n.DecideAppeal(ctx, ap.ID, DecisionRequest{Decision: d, Reason: "race"})
+		}()
+	}
+	for range racers {
+		<-done
+	}
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else {
+			wantErr(t, "the losing decision", err, hcx.EConflict, "appeal_decided")
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d decisions won, want 1", won)
+	}
+	if got := trailOf(t, n, ActionAppealDecide); len(got) != 1 {
+		t.Errorf("%d appeal.decide entries, want 1", len(got))
+	}
+}
