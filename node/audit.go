@@ -182,12 +182,17 @@ func (w *write) also(e *AuditEntry) {
 	w.bytes += 512
 }
 
-// entries are w's trail entries in the order they are stored.
-func (w *write) entries() []*AuditEntry {
-	if w.entry == nil {
-		return nil
+// auditEntries are the trail entries of group in the order they are
+// stored: each write's entry, then those it added with also.
+func auditEntries(group []*write) []*AuditEntry {
+	var out []*AuditEntry
+	for _, w := range group {
+		if w.entry != nil {
+			out = append(out, w.entry)
+			out = append(out, w.more...)
+		}
 	}
-	return append([]*AuditEntry{w.entry}, w.more...)
+	return out
 }
 
 // AuditRead records that the principal in ctx read something about sub
@@ -218,25 +223,23 @@ func (n *Node) AuditRead(ctx context.Context, action string, sub hcx.Subject, wh
 // head only if txn commits.
 func (n *Node) appendAudit(txn *badger.Txn, group []*write, now time.Time) (next uint64, head [32]byte, err error) {
 	next, head = n.auditNext, n.auditHead
-	for _, w := range group {
-		for _, e := range w.entries() {
-			// The time is kept to the nanosecond in UTC: what the stored form
-			// gives back, so the hash of the entry is the same when it is read.
-			e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])
-			v, err := encodeAuditEntry(e, next, head)
-			if err != nil {
-				return 0, head, fmt.Errorf("encode audit entry: %w", err)
-			}
-			b, err := json.Marshal(e)
-			if err != nil {
-				return 0, head, fmt.Errorf("encode audit entry: %w", err)
-			}
-			if err := txn.Set(auditKey(next), v); err != nil {
-				return 0, head, err
-			}
-			head = certs.SM3(b)
-			next++
+	for _, e := range auditEntries(group) {
+		// The time is kept to the nanosecond in UTC: what the stored form
+		// gives back, so the hash of the entry is the same when it is read.
+		e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])
+		v, err := encodeAuditEntry(e, next, head)
+		if err != nil {
+			return 0, head, fmt.Errorf("encode audit entry: %w", err)
 		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return 0, head, fmt.Errorf("encode audit entry: %w", err)
+		}
+		if err := txn.Set(auditKey(next), v); err != nil {
+			return 0, head, err
+		}
+		head = certs.SM3(b)
+		next++
 	}
 	if next != n.auditNext {
 		v := append(u64b(next-1), head[:]...)
