@@ -46,6 +46,15 @@ type Node interface {
 	LiftOrder(ctx context.Context, sub hcx.Subject, id string) (*node.OrderResult, error)
 	Orders(ctx context.Context, sub hcx.Subject) ([]node.CDCOrder, error)
 	PendingOrders(ctx context.Context, after string, limit int) (*node.OrderPage, error)
+	FileAppeal(ctx context.Context, sub hcx.Subject, req node.AppealRequest) (*node.Appeal, error)
+	Appeals(ctx context.Context, sub hcx.Subject) ([]*node.Appeal, error)
+	AppealOf(ctx context.Context, sub hcx.Subject, id string) (*node.Appeal, error)
+	OpenAppeals(ctx context.Context, after string, limit int) (*node.AppealPage, error)
+	OpenAppeal(ctx context.Context, id string) (*node.Evidence, error)
+	DecideAppeal(ctx context.Context, id string, req node.DecisionRequest) (*node.AppealDecision, error)
+	FileReclaim(ctx context.Context, req node.ReclaimRequest, proof node.ReclaimProof) (*node.Appeal, error)
+	Reclaim(ctx context.Context, id string, sub hcx.Subject) (*node.Appeal, error)
+	SubjectOf(t hcx.DocType, number string) (hcx.Subject, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -149,6 +158,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.declareRules()...)
 	rules = append(rules, h.ordersRules()...)
 	rules = append(rules, h.vaxRules()...)
+	rules = append(rules, h.appealsRules()...)
 	return rules
 }
 
@@ -226,6 +236,9 @@ type labRequest struct {
 	Result string    `json:"result"` // "positive" or "negative"
 	Kind   string    `json:"kind,omitempty"`
 	At     time.Time `json:"at,omitzero"`
+	// ID is the lab's record id (its sample number): a result sent again
+	// counts once, and an appeal names the result by it.
+	ID string `json:"id,omitempty"`
 }
 
 func (h *nodeHandler) lab(w http.ResponseWriter, r *http.Request) {
@@ -241,7 +254,7 @@ func (h *nodeHandler) lab(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
-	h.ingest(w, r, sub, node.Event{Lab: &policy.LabResult{At: req.At, Positive: req.Result == "positive", Kind: req.Kind}})
+	h.ingest(w, r, sub, node.Event{Lab: &policy.LabResult{At: req.At, Positive: req.Result == "positive", Kind: req.Kind, ID: req.ID}})
 }
 
 type contactRequest struct {

@@ -174,6 +174,27 @@ func (w *write) record(e *AuditEntry) {
 	w.bytes += 512
 }
 
+// also adds a further entry to w, for an act that has more than one step
+// recorded in the same write (an appeal decided and the records it voids):
+// the committer stores them after w's entry, in order.
+func (w *write) also(e *AuditEntry) {
+	w.more = append(w.more, e)
+	w.bytes += 512
+}
+
+// auditEntries are the trail entries of group in the order they are
+// stored: each write's entry, then those it added with also.
+func auditEntries(group []*write) []*AuditEntry {
+	var out []*AuditEntry
+	for _, w := range group {
+		if w.entry != nil {
+			out = append(out, w.entry)
+			out = append(out, w.more...)
+		}
+	}
+	return out
+}
+
 // AuditRead records that the principal in ctx read something about sub
 // (action, such as ActionResidentReadIdentity) for the reason why (the
 // request's X-HCX-Reason if why is empty). It returns once the entry is on
@@ -202,11 +223,7 @@ func (n *Node) AuditRead(ctx context.Context, action string, sub hcx.Subject, wh
 // head only if txn commits.
 func (n *Node) appendAudit(txn *badger.Txn, group []*write, now time.Time) (next uint64, head [32]byte, err error) {
 	next, head = n.auditNext, n.auditHead
-	for _, w := range group {
-		e := w.entry
-		if e == nil {
-			continue
-		}
+	for _, e := range auditEntries(group) {
 		// The time is kept to the nanosecond in UTC: what the stored form
 		// gives back, so the hash of the entry is the same when it is read.
 		e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])

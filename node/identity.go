@@ -204,33 +204,38 @@ func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*Reside
 	sub, created, err := n.ensureResident(ctx, req, entry, func(rec *residentRecord) error {
 		return n.checkName(rec, req.Name)
 	}, func(w *write, sub hcx.Subject) error {
-		// A resident holds one code at a time: a new one voids the last
-		// (used or not), so the store keeps one record per resident.
-		err := n.db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get([]byte(pEnrolOf + string(sub)))
-			if err == badger.ErrKeyNotFound {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			prev, err := item.ValueCopy(nil)
-			if err == nil {
-				w.del(prev)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		key := enrolKey(strings.ReplaceAll(code, "-", ""))
-		w.set(pEnrolOf+string(sub), []byte(key))
-		return w.setJSON(key, &enrolmentRecord{Sub: sub, Expires: expires, IssuedBy: entry.Actor})
+		return n.replaceEnrolment(w, sub, code, expires, entry.Actor)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &ResidentEnrolment{Code: code, Subject: sub, Expires: expires, Registered: created}, nil
+}
+
+// replaceEnrolment adds to w a new enrolment code for sub, issued by
+// actor, and the deletion of the resident's last one: a resident holds one
+// code at a time (used or not), so the store keeps one record per resident.
+func (n *Node) replaceEnrolment(w *write, sub hcx.Subject, code string, expires time.Time, actor string) error {
+	err := n.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(pEnrolOf + string(sub)))
+		if err == badger.ErrKeyNotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		prev, err := item.ValueCopy(nil)
+		if err == nil {
+			w.del(prev)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	key := enrolKey(strings.ReplaceAll(code, "-", ""))
+	w.set(pEnrolOf+string(sub), []byte(key))
+	return w.setJSON(key, &enrolmentRecord{Sub: sub, Expires: expires, IssuedBy: actor})
 }
 
 // checkName refuses an in-person or OIDC binding whose name differs from

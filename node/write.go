@@ -129,6 +129,7 @@ type write struct {
 	sets   []kv
 	atts   []*hcx.Attestation
 	entry  *AuditEntry
+	more   []*AuditEntry // further entries of the same act (also)
 	system string
 	bytes  int
 	done   chan error

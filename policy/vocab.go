@@ -460,6 +460,10 @@ func riskAt(areas []RiskArea, t TravelRecord) string {
 	return level
 }
 
+// Covers reports whether the risk area's division area contains div, as
+// the rules read it (for the node's appeal pre-check).
+func Covers(area, div hcx.DivisionCode) bool { return covers(area, div) }
+
 // covers reports whether area contains div: a provincial code (xx0000)
 // covers its province, a prefecture code (xxxx00) its prefecture.
 func covers(area, div hcx.DivisionCode) bool {

@@ -63,8 +63,6 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/identity"},
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/labs"},
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/contacts"},
-	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/vaccinations"},
-	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/vaccinations"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/residents/{sub}/code"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/guardians"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
@@ -86,6 +84,18 @@ var authzWant = []struct {
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /v1/devices/enrolments/{id}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/devices/enrolments/{id}/approve"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/devices/enrolments/{id}/reject"},
+	{"node", "401  ok   403   ok    ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/appeals"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/appeals"},
+	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/appeals/{id}"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/appeals"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/appeals/{id}/open"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/appeals/{id}/decision"},
+	// A reclaim's owner proves the document with an ID token, whoever
+	// they are logged in as; the handler refuses a session (400).
+	{"node", "401  ok   ok    ok    ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/reclaims"},
+	{"node", "401  ok   ok    ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/reclaims/{id}"},
+	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/vaccinations"},
+	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/vaccinations"},
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/orders"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/residents/{sub}/orders"},
