@@ -28,6 +28,7 @@ type Node interface {
 	RemoveGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
 	Delegated(ctx context.Context, guardian, dependant hcx.Subject) (bool, error)
 	Dependants(ctx context.Context, guardian hcx.Subject) ([]hcx.Subject, error)
+	RegisterDependant(ctx context.Context, guardian hcx.Subject, req node.DependantRequest) (*node.DependantAnswer, error)
 	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
@@ -137,6 +138,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.peopleRules()...)
 	return rules
 }
 

@@ -22,6 +22,12 @@ type residentRecord struct {
 	Name       []byte      `json:"name"`
 	Phone      []byte      `json:"phone,omitempty"`
 	Registered time.Time   `json:"registered"`
+	// Proxy is true when a guardian registered the resident (a dependant
+	// held by proxy, issue 10); SelfRegistered is when the resident first
+	// proved their own identity (an enrolment code used, an OIDC login):
+	// from then on nobody holds them by proxy.
+	Proxy          bool       `json:"proxy,omitempty"`
+	SelfRegistered *time.Time `json:"self,omitempty"`
 }
 
 // colourState is a resident's current decision and the last attestation

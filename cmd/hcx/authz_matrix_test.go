@@ -28,7 +28,7 @@ var matrixCallers = []struct {
 	{"anon", "anonymous"},
 	{"self", "the resident (session cookie)"},
 	{"other", "another resident (session cookie)"},
-	{"guardian", "the resident's guardian (session cookie, delegation record)"},
+	{"guardian", "a guardian on their dependant's {sub} (session cookie, delegation record)"},
 	{"op", "operator of 440000 (OIDC bearer)"},
 	{"op-sc", "operator of 510000 (OIDC bearer)"},
 	{"aud", "national auditor, a person (OIDC bearer)"},
@@ -64,6 +64,8 @@ var authzWant = []struct {
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403", "GET /v1/residents/{sub}/code"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/guardians"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
+	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403", "POST /v1/residents/{sub}/dependants"},
+	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403", "DELETE /v1/residents/{sub}/dependants/{dependant}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403", "POST /v1/verify"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/enrolments"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "POST /v1/auth/enrol"},
@@ -193,8 +195,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 	sub, self := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619900101101"), "name": "甲一"})
 	otherSub, other := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619800202202"), "name": "乙二"})
 	guardianSub, guardian := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619700303303"), "name": "丙三"})
-	if st := callAs(t, f.client(), f.asOperator(t, gd), "POST", f.NodeURLs[gd]+"/v1/residents/"+string(sub)+"/guardians",
-		map[string]string{"guardian": string(guardianSub)}, nil); st != http.StatusCreated {
+	// Under the Tianjin rules nobody holds a resident who logged in with
+	// their own identity, so the guardian's {sub} is a dependant the
+	// guardian registered: the guardian's cells are calls on that
+	// dependant, every other caller's on the resident.
+	var dep struct {
+		Dependant hcx.Subject `json:"dependant"`
+	}
+	if st := callAs(t, f.client(), guardian, "POST", f.NodeURLs[gd]+"/v1/residents/"+string(guardianSub)+"/dependants",
+		map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620150404404"), "name": "丙四", "relation": "child"}, &dep); st != http.StatusCreated {
 		t.Fatalf("delegation: status %d", st)
 	}
 	var hubSigner = f.PKI.Hubs[slices.Sorted(mapKeys(f.PKI.Hubs))[0]]
@@ -214,7 +223,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	hc := *f.client()
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
-	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{id}", "no-such-enrolment")
+	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
+	guardianVars := strings.NewReplacer("{sub}", string(dep.Dependant), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 
 	for _, w := range authzWant {
 		cells := wantCells(t, w.cells)
@@ -225,7 +235,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 		for i, c := range matrixCallers {
 			t.Run(w.server+" "+w.route+"/"+c.key, func(t *testing.T) {
-				st, code := matrixCall(t, &hc, callers[c.key], method, base[w.server]+vars.Replace(path), body)
+				v := vars
+				if c.key == "guardian" {
+					v = guardianVars
+				}
+				st, code := matrixCall(t, &hc, callers[c.key], method, base[w.server]+v.Replace(path), body)
 				got := fmt.Sprint(st)
 				if st != http.StatusUnauthorized && st != http.StatusForbidden {
 					got = "ok"
@@ -350,8 +364,9 @@ served. It also fails when this file differs from the table.
 
 **Roles** (DESIGN.md §8b): residents log in with a passkey, an OIDC-verified
 document or an operator's enrolment code, and carry a session cookie; a guardian
-is a resident acting for a dependant through a delegation record an operator
-wrote; province operators and the national auditor are people with OIDC ID
+is a resident acting for a dependant through a delegation record (the guardian
+registered the dependant; the guardian's cells are calls on that dependant's
+` + "`{sub}`" + `, since nobody holds a resident who logs in themselves); province operators and the national auditor are people with OIDC ID
 tokens carrying role claims (bearer); feeds, checkpoint devices, province
 signers, hub members and the auditor's machine present a certificate of the
 national CA and sign every request with an SM2 request token. At the hub only
