@@ -1,0 +1,98 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
+)
+
+// An OIDC login with the dependant's own document is self-registration
+// too: every delegation ends (one guardian.remove each, the provider's
+// account as actor), and no guardian holds them again.
+func TestOIDCLoginEndsProxyHolding(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	subs := registerN(t, n, 3)
+	doc := testIDNumber(500)
+	req := DependantRequest{DocType: hcx.DocCNID, DocNumber: doc, Name: "刘  奶奶", Relation: "grandparent"}
+	var dep hcx.Subject
+	for i, g := range subs {
+		a, err := n.RegisterDependant(residentCtx(g), g, req)
+		if err != nil {
+			t.Fatalf("guardian %d: %v", i, err)
+		}
+		if a.Registered != (i == 0) {
+			t.Errorf("guardian %d: registered = %v", i, a.Registered)
+		}
+		dep = a.Dependant
+	}
+	if got := guardiansOf(t, n, dep); got != 3 {
+		t.Fatalf("%d guardians, want 3", got)
+	}
+	sub, err := n.BindVerifiedIdentity(context.Background(), auth.VerifiedIdentity{DocType: hcx.DocCNID, DocNumber: doc, Name: "刘 奶奶", Issuer: "https://idp.test", Subject: "grandma"})
+	if err != nil || sub != dep {
+		t.Fatalf("bind = %s, %v; want %s", sub, err, dep)
+	}
+	if got := guardiansOf(t, n, dep); got != 0 {
+		t.Errorf("%d guardians after the OIDC login, want 0", got)
+	}
+	if c := countKeys(t, n, pDeleg); c != 0 {
+		t.Errorf("%d forward delegation keys left", c)
+	}
+	ended := trailOf(t, n, ActionGuardianRemove)
+	if len(ended) != 3 {
+		t.Fatalf("guardian.remove entries = %+v, want 3", ended)
+	}
+	for _, e := range ended {
+		if e.Actor != "oidc:https://idp.test#grandma" || e.Subject != dep {
+			t.Errorf("entry %+v", e)
+		}
+	}
+	for _, g := range subs {
+		if ok, _ := n.Delegated(testCtx, g, dep); ok {
+			t.Errorf("%s still holds the dependant", g)
+		}
+	}
+	before := n.StoreVersion()
+	_, err = n.RegisterDependant(residentCtx(subs[0]), subs[0], req)
+	wantErr(t, "proxy after the login", err, hcx.EConflict, "self_registered")
+	wantErr(t, "AddGuardian after the login", n.AddGuardian(testCtx, dep, subs[0]), hcx.EConflict, "self_registered")
+	if n.StoreVersion() != before {
+		t.Error("a refused holding wrote something")
+	}
+	wantNoIdentityInTrail(t, n, doc, "奶奶")
+}
+
+// The guardian limit holds when many guardians register one dependant at
+// once: the dependant's and the guardian's locks are taken together.
+func TestProxyRegistrationBoundsHoldUnderConcurrency(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	subs := registerN(t, n, 8)
+	req := DependantRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(600), Name: "王小明", Relation: "child"}
+	var wg sync.WaitGroup
+	errs := make([]error, len(subs))
+	for i, g := range subs {
+		wg.Go(func() { _, errs[i] = n.RegisterDependant(residentCtx(g), g, req) })
+	}
+	wg.Wait()
+	if ok := successes(t, errs, "too_many_guardians"); ok != MaxGuardians {
+		t.Fatalf("%d registrations succeeded, want %d", ok, MaxGuardians)
+	}
+	dep := n.cfg.SubjectKey.Subject(hcx.DocCNID, testIDNumber(600))
+	if g := guardiansOf(t, n, dep); g != MaxGuardians {
+		t.Errorf("%d guardians stored, want %d", g, MaxGuardians)
+	}
+	if got := len(trailOf(t, n, ActionDependantRegister)); got != MaxGuardians {
+		t.Errorf("%d dependant.register entries, want %d", got, MaxGuardians)
+	}
+	if c := countKeys(t, n, pResident+string(dep)); c != 1 {
+		t.Errorf("%d resident records for the dependant", c)
+	}
+}
