@@ -299,3 +299,80 @@ func TestProxyTianjinRules(t *testing.T) {
 		}
 	})
 }
+
+// Issue 10 item 8: passports, Hong Kong / Macau and Taiwan permits and
+// permanent residence IDs are registered, coded and verified end to end;
+// the code and the checkpoint show one letter of a Latin name.
+func TestForeignResidentsEndToEnd(t *testing.T) {
+	f := startTestFederation(t, 1)
+	const gd, sc hcx.ProvinceCode = "440000", "510000"
+	url := f.NodeURLs[gd]
+	hc := f.client()
+	cp := f.asCheckpoint(sc)
+	waitKnown(t, f, cp, f.NodeURLs[sc]+"/readyz")
+	for _, c := range []struct {
+		docType, number, name, masked string
+	}{
+		{"PP-GBR", "123456789", "SMITH, JOHN", "S*"},
+		{"PP-JPN", "TK1234567", "YAMADA, Taro", "Y*"},
+		{"PP-KOR", "M12345678", "김민준", "김*"},
+		{"PP-USA", "A98765432", "Mary-Jane Watson", "M*"},
+		{"HKMO", "H12345678", "CHAN, Tai Man", "C*"},
+		{"HKMO", "M8765432101", "何鴻燊", "何*"},
+		{"TW", "12345678", "林志玲", "林*"},
+		{"FPR", "USA110079050710", "o'neil, shaquille", "O*"},
+		{"FPR", "933000199001011236", "Ivanova, Anna", "I*"},
+	} {
+		t.Run(c.docType+" "+c.masked, func(t *testing.T) {
+			sub, me := f.asResident(t, gd, map[string]string{"doc_type": c.docType, "doc_number": c.number, "name": c.name})
+			tail := c.number[len(c.number)-4:]
+			var r struct {
+				Name   string `json:"name"`
+				IDTail string `json:"id_tail"`
+			}
+			if st := callAs(t, hc, me, "GET", url+"/v1/residents/"+string(sub), nil, &r); st != http.StatusOK || r.Name != c.masked || r.IDTail != tail {
+				t.Fatalf("the resident reads themselves: %d %+v, want %s %s", st, r, c.masked, tail)
+			}
+			var code struct {
+				QR string `json:"code"`
+			}
+			if st := callAs(t, hc, me, "GET", url+"/v1/residents/"+string(sub)+"/code", nil, &code); st != http.StatusOK {
+				t.Fatalf("code: %d", st)
+			}
+			if cl := codeClaims(t, code.QR); cl.Sub != sub || cl.Name != c.masked || cl.IDTail != tail {
+				t.Errorf("code claims nm %q idt %q sub %s, want %s %s %s", cl.Name, cl.IDTail, cl.Sub, c.masked, tail, sub)
+			}
+			var v struct {
+				Valid  bool       `json:"valid"`
+				Colour hcx.Colour `json:"colour"`
+				Name   string     `json:"name"`
+				IDTail string     `json:"id_tail"`
+			}
+			if st := callAs(t, hc, cp, "POST", f.NodeURLs[sc]+"/v1/verify", map[string]string{"code": code.QR}, &v); st != http.StatusOK || !v.Valid || v.Colour != hcx.Green || v.Name != c.masked || v.IDTail != tail {
+				t.Errorf("verify at Sichuan: %d %+v", st, v)
+			}
+		})
+	}
+	t.Run("refused, nothing written", func(t *testing.T) {
+		op := f.asOperator(t, gd)
+		for _, c := range []struct{ docType, number, name, field string }{
+			{"PP-XXX", "123456789", "DOE, JANE", "doc_type"}, // no state's code
+			{"PP-gbr", "123456789", "DOE, JANE", "doc_type"},
+			{"PP-GB", "123456789", "DOE, JANE", "doc_type"},
+			{"HKMO", "X12345678", "DOE, JANE", "doc_number"},
+			{"TW", "1234567", "DOE, JANE", "doc_number"},
+			{"FPR", "USA11007905071", "DOE, JANE", "doc_number"},
+			{"PP-GBR", "123456789", "DOE, JANE, X", "name"},
+			{"PP-GBR", "123456789", ", JANE", "name"},
+		} {
+			_, before := trailAfter(t, f, url, 1<<62)
+			body := jsonText(map[string]string{"doc_type": c.docType, "doc_number": c.number, "name": c.name})
+			if a := send(t, hc, op, "POST", url+"/v1/residents", body, nil); a.status != http.StatusBadRequest || a.field != c.field {
+				t.Errorf("%s %s %q: %d %s, want 400 naming %s", c.docType, c.number, c.name, a.status, a.body, c.field)
+			}
+			if _, after := trailAfter(t, f, url, 1<<62); after != before {
+				t.Errorf("%s %s: %d trail entries written", c.docType, c.number, after-before)
+			}
+		}
+	})
+}
