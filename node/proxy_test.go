@@ -96,3 +96,20 @@ func TestProxyRegistrationBoundsHoldUnderConcurrency(t *testing.T) {
 		t.Errorf("%d resident records for the dependant", c)
 	}
 }
+
+// A colour state written before the four languages has only "zh / en"
+// release strings: the status splits them, so the texts read as English in
+// Japanese and Korean rather than not at all.
+func TestStatusOfAStateBeforeFourLanguages(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	st := colourState{Colour: hcx.Red, Since: time.Now(), Reasons: []hcx.Reason{hcx.ReasonLabPositive}, Release: []string{"隔离至 2026-03-01 09:30 / stay isolated until 2026-03-01 09:30 CST"}}
+	s := n.status(&st, time.Now())
+	if len(s.ReleaseTexts) != 1 || s.ReleaseTexts[0].In(hcx.LangZH) != "隔离至 2026-03-01 09:30" || s.ReleaseTexts[0].In(hcx.LangKO) != "stay isolated until 2026-03-01 09:30 CST" {
+		t.Errorf("release texts %q", s.ReleaseTexts)
+	}
+	if r := s.Reasons[0]; r.JA != "PCR検査または抗原検査で陽性" || r.KO != "PCR 또는 항원 검사 양성" {
+		t.Errorf("reason %+v", r)
+	}
+}

@@ -353,6 +353,46 @@ func TestForeignResidentsEndToEnd(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a red colour's reasons and release conditions in four languages", func(t *testing.T) {
+		sub, me := f.asResident(t, gd, map[string]string{"doc_type": "PP-JPN", "doc_number": "TR7654321", "name": "SATO, Hanako"})
+		feed := f.asFeed(gd)
+		waitKnown(t, f, feed, url+"/readyz")
+		if st := callAs(t, hc, feed, "POST", url+"/v1/residents/"+string(sub)+"/labs", map[string]string{"result": "positive"}, nil); st != http.StatusOK {
+			t.Fatalf("positive lab: %d", st)
+		}
+		var r struct {
+			Status struct {
+				Colour  hcx.Colour `json:"colour"`
+				Reasons []struct {
+					Code           hcx.Reason
+					ZH, EN, JA, KO string
+				} `json:"reasons"`
+				Release      []string            `json:"release"`
+				ReleaseTexts []map[string]string `json:"release_texts"`
+			} `json:"status"`
+		}
+		if st := callAs(t, hc, me, "GET", url+"/v1/residents/"+string(sub), nil, &r); st != http.StatusOK || r.Status.Colour != hcx.Red {
+			t.Fatalf("after the positive lab: %d %+v", st, r.Status)
+		}
+		if len(r.Status.Reasons) == 0 {
+			t.Fatal("no reasons")
+		}
+		for _, rs := range r.Status.Reasons {
+			want, _ := rs.Code.Texts()
+			if rs.ZH != want[0] || rs.EN != want[1] || rs.JA != want[2] || rs.KO != want[3] || rs.JA == "" || rs.KO == "" {
+				t.Errorf("reason %+v, want %q", rs, want)
+			}
+		}
+		if len(r.Status.Release) == 0 || len(r.Status.ReleaseTexts) != len(r.Status.Release) {
+			t.Fatalf("release %q, release_texts %v", r.Status.Release, r.Status.ReleaseTexts)
+		}
+		for i, rt := range r.Status.ReleaseTexts {
+			if r.Status.Release[i] != rt["zh"]+" / "+rt["en"] || rt["ja"] == "" || rt["ja"] == rt["en"] || rt["ko"] == "" || rt["ko"] == rt["en"] {
+				t.Errorf("release %q, texts %v", r.Status.Release[i], rt)
+			}
+		}
+	})
+
 	t.Run("refused, nothing written", func(t *testing.T) {
 		op := f.asOperator(t, gd)
 		for _, c := range []struct{ docType, number, name, field string }{
