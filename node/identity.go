@@ -380,7 +380,9 @@ func (n *Node) AddGuardian(ctx context.Context, dependant, guardian hcx.Subject)
 		} else if !found {
 			return &hcx.Error{Class: hcx.ENotFound, Code: "unknown_resident", Field: "sub", Message: "no resident with that subject is registered at this node"}
 		}
-		if rec.SelfRegistered != nil {
+		if self, err := selfRegistered(txn, &rec); err != nil {
+			return err
+		} else if self {
 			return errSelfRegistered("guardian")
 		}
 		return n.canHold(txn, dependant, guardian, "guardian")

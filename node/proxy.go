@@ -83,10 +83,12 @@ func (n *Node) RegisterDependant(ctx context.Context, guardian hcx.Subject, req 
 		if err := n.checkName(rec, name); err != nil {
 			return err
 		}
-		if rec.SelfRegistered != nil {
+		return n.db.View(func(txn *badger.Txn) error {
+			if self, err := selfRegistered(txn, rec); err != nil || !self {
+				return err
+			}
 			return errSelfRegistered("doc_number")
-		}
-		return nil
+		})
 	}, func(w *write, rec *residentRecord) (bool, error) {
 		if err := n.db.View(func(txn *badger.Txn) error {
 			return n.canHold(txn, rec.Sub, guardian, "doc_number")
@@ -133,6 +135,35 @@ func (n *Node) canHold(txn *badger.Txn, dependant, guardian hcx.Subject, field s
 			Message: "a dependant has at most 4 guardians; one of them ends their delegation first"}
 	}
 	return nil
+}
+
+// selfRegistered reports whether rec's person proved their own identity:
+// marked so since issue 10, or, for residents who logged in before the
+// mark existed, holding a used enrolment code or a passkey (only the
+// resident's own session registers one).
+func selfRegistered(txn *badger.Txn, rec *residentRecord) (bool, error) {
+	if rec.SelfRegistered != nil {
+		return true, nil
+	}
+	if _, err := txn.Get([]byte(pPasskeyUser + string(rec.Sub))); err == nil {
+		return true, nil
+	} else if err != badger.ErrKeyNotFound {
+		return false, err
+	}
+	item, err := txn.Get([]byte(pEnrolOf + string(rec.Sub)))
+	if err == badger.ErrKeyNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	key, err := item.ValueCopy(nil)
+	if err != nil {
+		return false, err
+	}
+	var e enrolmentRecord
+	found, err := getJSON(txn, string(key), &e)
+	return found && e.Used != nil, err
 }
 
 // selfRegister marks rec as registered by its own person at now and ends

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
 )
@@ -111,5 +113,62 @@ func TestStatusOfAStateBeforeFourLanguages(t *testing.T) {
 	}
 	if r := s.Reasons[0]; r.JA != "PCR検査または抗原検査で陽性" || r.KO != "PCR 또는 항원 검사 양성" {
 		t.Errorf("reason %+v", r)
+	}
+}
+
+// Residents who logged in before the self-registration mark existed (a used
+// enrolment code, a passkey) count as self-registered: nobody holds them.
+func TestLoginsBeforeTheMarkCountAsSelfRegistration(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	subs := registerN(t, n, 3)
+	guardian := subs[0]
+	unmark := func(sub hcx.Subject) {
+		t.Helper()
+		if err := n.db.Update(func(txn *badger.Txn) error {
+			var rec residentRecord
+			if _, err := getJSON(txn, pResident+string(sub), &rec); err != nil {
+				return err
+			}
+			rec.SelfRegistered = nil
+			b, _ := json.Marshal(&rec)
+			return txn.Set([]byte(pResident+string(sub)), b)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One used an enrolment code before issue 10.
+	req := RegisterRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(1), Name: "张三"}
+	e, err := n.IssueEnrolment(testCtx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.UseEnrolment(context.Background(), e.Code); err != nil {
+		t.Fatal(err)
+	}
+	unmark(subs[1])
+	// One registered a passkey.
+	if err := n.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(pPasskeyUser+string(subs[2])), make([]byte, 32))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, sub := range subs[1:] {
+		before := n.StoreVersion()
+		_, err := n.RegisterDependant(residentCtx(guardian), guardian, DependantRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(i + 1), Name: "张三", Relation: "parent"})
+		wantErr(t, "proxy registration", err, hcx.EConflict, "self_registered")
+		wantErr(t, "AddGuardian", n.AddGuardian(testCtx, sub, guardian), hcx.EConflict, "self_registered")
+		if n.StoreVersion() != before {
+			t.Errorf("resident %d: a refusal wrote something", i+1)
+		}
+	}
+	// An operator-registered resident who never logged in is held.
+	third := testIDNumber(700)
+	if _, err := n.Register(testCtx, RegisterRequest{DocType: hcx.DocCNID, DocNumber: third, Name: "赵六"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := n.RegisterDependant(residentCtx(guardian), guardian, DependantRequest{DocType: hcx.DocCNID, DocNumber: third, Name: "赵六", Relation: "grandparent"}); err != nil || a.Registered {
+		t.Errorf("hold a resident registered by an operator: %+v, %v", a, err)
 	}
 }
