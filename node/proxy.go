@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -128,11 +129,11 @@ func (n *Node) canHold(txn *badger.Txn, dependant, guardian hcx.Subject, field s
 	}
 	if c := countPrefix(txn, pDeleg+string(guardian)+"/"); c >= MaxDependants {
 		return &hcx.Error{Class: hcx.EConflict, Code: "too_many_dependants", Field: field,
-			Message: "a guardian holds at most 10 dependants; end a delegation you no longer need first"}
+			Message: fmt.Sprintf("a guardian holds at most %d dependants; end a delegation you no longer need first", MaxDependants)}
 	}
 	if c := countPrefix(txn, pGuardian+string(dependant)+"/"); c >= MaxGuardians {
 		return &hcx.Error{Class: hcx.EConflict, Code: "too_many_guardians", Field: field,
-			Message: "a dependant has at most 4 guardians; one of them ends their delegation first"}
+			Message: fmt.Sprintf("a dependant has at most %d guardians; one of them ends their delegation first", MaxGuardians)}
 	}
 	return nil
 }
