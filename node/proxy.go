@@ -72,10 +72,8 @@ func (n *Node) RegisterDependant(ctx context.Context, guardian hcx.Subject, req 
 		return nil, hcx.Invalidf("relation", "relation %q: want one of child, grandchild, parent, grandparent, spouse, sibling, other (what the dependant is to you)", req.Relation)
 	}
 	entry.Note = "relation " + req.Relation
-	existing := false
 	reg := RegisterRequest{DocType: req.DocType, DocNumber: req.DocNumber, Name: req.Name, Phone: req.Phone}
 	sub, created, err := n.ensureResident(ctx, reg, entry, func(rec *residentRecord) error {
-		existing = true
 		if rec.Sub == guardian {
 			return hcx.Invalidf("doc_number", "this is your own document: register a dependant with theirs")
 		}
@@ -103,10 +101,11 @@ func (n *Node) RegisterDependant(ctx context.Context, guardian hcx.Subject, req 
 		if err := w.setJSON(pGuardian+string(rec.Sub)+"/"+string(guardian), &d); err != nil {
 			return false, err
 		}
-		if !existing {
-			rec.Proxy = true
-		}
-		return !existing, nil
+		// Held by proxy now, whether the guardian registered the record or
+		// claimed one an operator registered.
+		changed := !rec.Proxy
+		rec.Proxy = true
+		return changed, nil
 	}, guardian)
 	if err != nil {
 		return nil, err

@@ -172,3 +172,33 @@ func TestLoginsBeforeTheMarkCountAsSelfRegistration(t *testing.T) {
 		t.Errorf("hold a resident registered by an operator: %+v, %v", a, err)
 	}
 }
+
+// The record of a dependant is marked as held by proxy, whether the
+// guardian registered it or claimed one an operator registered.
+func TestDependantRecordIsMarkedHeldByProxy(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	subs := registerN(t, n, 2) // subs[1] registered by an operator, never logged in
+	proxyOf := func(sub hcx.Subject) bool {
+		t.Helper()
+		var rec residentRecord
+		if err := n.db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, pResident+string(sub), &rec); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Proxy
+	}
+	if proxyOf(subs[1]) {
+		t.Fatal("an operator's registration is marked as held by proxy")
+	}
+	if _, err := n.RegisterDependant(residentCtx(subs[0]), subs[0], DependantRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(1), Name: "张三", Relation: "parent"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.RegisterDependant(residentCtx(subs[0]), subs[0], DependantRequest{DocType: hcx.DocCNID, DocNumber: testIDNumber(800), Name: "张小三", Relation: "child"})
+	if err != nil || !a.Registered {
+		t.Fatalf("register a child: %+v, %v", a, err)
+	}
+	if !proxyOf(subs[1]) || !proxyOf(a.Dependant) {
+		t.Errorf("proxy marks: claimed %v, registered %v", proxyOf(subs[1]), proxyOf(a.Dependant))
+	}
+}

@@ -22,8 +22,8 @@ type residentRecord struct {
 	Name       []byte      `json:"name"`
 	Phone      []byte      `json:"phone,omitempty"`
 	Registered time.Time   `json:"registered"`
-	// Proxy is true when a guardian registered the resident (a dependant
-	// held by proxy, issue 10); SelfRegistered is when the resident first
+	// Proxy is true once a guardian registered or claimed the resident (a
+	// dependant held by proxy, issue 10); SelfRegistered is when the resident first
 	// proved their own identity (an enrolment code used, an OIDC login):
 	// from then on nobody holds them by proxy.
 	Proxy          bool       `json:"proxy,omitempty"`
