@@ -77,14 +77,7 @@ func newAttackWorld(t *testing.T) *attackWorld {
 	w.b, w.asB = f.asResident(t, attackGD, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619800505505"), "name": "戊五"})
 	w.g, w.asG = f.asResident(t, attackGD, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619700606606"), "name": "己六"})
 	w.s, w.asS = f.asResident(t, attackSC, map[string]string{"doc_type": "CN-ID", "doc_number": id("51010719900707707"), "name": "庚七"})
-	var dep struct {
-		Dependant hcx.Subject `json:"dependant"`
-	}
-	if a := send(t, f.client(), w.asG, "POST", w.gd+"/v1/residents/"+string(w.g)+"/dependants",
-		`{"doc_type":"CN-ID","doc_number":"`+id("44010620160808808")+`","name":"己七","relation":"child"}`, nil); a.status != http.StatusCreated || json.Unmarshal(a.body, &dep) != nil {
-		t.Fatalf("delegation: %d %s", a.status, a.body)
-	}
-	w.c = dep.Dependant
+	w.c = f.dependantOf(t, attackGD, w.g, w.asG, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620160808808"), "name": "己七"})
 	for _, url := range []string{w.gd, w.sc} {
 		waitKnown(t, f, w.feedGD, url+"/readyz")
 		waitKnown(t, f, w.feed, url+"/readyz")

@@ -199,13 +199,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// their own identity, so the guardian's {sub} is a dependant the
 	// guardian registered: the guardian's cells are calls on that
 	// dependant, every other caller's on the resident.
-	var dep struct {
-		Dependant hcx.Subject `json:"dependant"`
-	}
-	if st := callAs(t, f.client(), guardian, "POST", f.NodeURLs[gd]+"/v1/residents/"+string(guardianSub)+"/dependants",
-		map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620150404404"), "name": "丙四", "relation": "child"}, &dep); st != http.StatusCreated {
-		t.Fatalf("delegation: status %d", st)
-	}
+	depSub := f.dependantOf(t, gd, guardianSub, guardian, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620150404404"), "name": "丙四"})
 	var hubSigner = f.PKI.Hubs[slices.Sorted(mapKeys(f.PKI.Hubs))[0]]
 	callers := map[string]caller{
 		"anon": anonymous, "self": self, "other": other, "guardian": guardian,
@@ -224,7 +218,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
 	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
-	guardianVars := strings.NewReplacer("{sub}", string(dep.Dependant), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
+	guardianVars := strings.NewReplacer("{sub}", string(depSub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 
 	for _, w := range authzWant {
 		cells := wantCells(t, w.cells)

@@ -16,6 +16,26 @@ import (
 // real credentials: residents with session cookies from enrolment codes, an
 // operator and the auditor with OIDC ID tokens.
 
+// dependantOf registers reg as a dependant of the guardian (a resident of
+// province p with the session guardian) the way a parent does, through
+// POST /v1/residents/{guardian}/dependants, and returns the dependant's
+// subject. Under the Tianjin rules this is how a test gets a guardian: an
+// operator's delegation (POST …/guardians) is refused for a resident who
+// logged in themselves (asResident), 409 self_registered.
+func (f *federation) dependantOf(t testing.TB, p hcx.ProvinceCode, guardianSub hcx.Subject, guardian caller, reg map[string]string) hcx.Subject {
+	t.Helper()
+	if reg["relation"] == "" {
+		reg["relation"] = "child"
+	}
+	var dep struct {
+		Dependant hcx.Subject `json:"dependant"`
+	}
+	if st := callAs(t, f.client(), guardian, "POST", f.NodeURLs[p]+"/v1/residents/"+string(guardianSub)+"/dependants", reg, &dep); st != http.StatusCreated || dep.Dependant == "" {
+		t.Fatalf("register a dependant at %s: status %d", p, st)
+	}
+	return dep.Dependant
+}
+
 // trailEntry is an audit entry as GET /v1/audit shows it.
 type trailEntry struct {
 	Seq     uint64      `json:"seq"`
