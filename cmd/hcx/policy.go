@@ -280,8 +280,8 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	if len(d.Release) > 0 {
 		fmt.Fprintln(stdout, "\nTo be released (解除条件):")
 		for _, c := range d.Release {
-			zh, en := c.Text()
-			fmt.Fprintf(stdout, "  - %s  [%s]\n    %s\n", en, c.Rule, zh)
+			t := c.Texts()
+			fmt.Fprintf(stdout, "  - %s  [%s]\n    %s\n    %s\n    %s\n", t.In(hcx.LangEN), c.Rule, t.In(hcx.LangZH), t.In(hcx.LangJA), t.In(hcx.LangKO))
 		}
 	}
 

@@ -77,6 +77,8 @@ func TestPolicyExplainShowsColourRuleAndReleaseConditions(t *testing.T) {
 		"Rule     positive-lab-result",
 		"lab.positive",
 		"stay isolated until 2024-03-29 10:00 CST",
+		"2024-03-29 10:00 CST まで隔離", // and in Japanese and Korean (issue 10)
+		"2024-03-29 10:00 CST까지 격리",
 		"2 more negative PCR tests",
 		"medium-risk-travel   holds, but released",
 		"labs.positive_count      1",
