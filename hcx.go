@@ -142,21 +142,25 @@ const (
 	ReasonClear        Reason = "clear"
 )
 
-var reasonText = map[Reason][2]string{
-	ReasonLabPositive:  {"核酸或抗原检测阳性", "positive lab result"},
-	ReasonContactClose: {"密切接触者", "close contact"},
-	ReasonTravelRisk:   {"到访中高风险地区", "visited a medium- or high-risk area"},
-	ReasonSymptoms:     {"申报有症状", "declared symptoms"},
-	ReasonOrderCDC:     {"疾控部门判定", "disease-control order"},
-	ReasonReleased:     {"已解除管控", "released from control"},
-	ReasonClear:        {"无异常", "no risk found"},
+// reasonText is the text of each known reason in Chinese, English,
+// Japanese and Korean (Langs order; see lang.go). An entry with only
+// Chinese and English compiles and reads as English in Japanese and Korean:
+// `hcx policy check` lists such reasons.
+var reasonText = map[Reason]Texts{
+	ReasonLabPositive:  {"核酸或抗原检测阳性", "positive lab result", "PCR検査または抗原検査で陽性", "PCR 또는 항원 검사 양성"},
+	ReasonContactClose: {"密切接触者", "close contact", "濃厚接触者", "밀접 접촉자"},
+	ReasonTravelRisk:   {"到访中高风险地区", "visited a medium- or high-risk area", "中・高リスク地域に滞在", "중·고위험 지역 방문"},
+	ReasonSymptoms:     {"申报有症状", "declared symptoms", "症状ありと申告", "증상 있음으로 신고"},
+	ReasonOrderCDC:     {"疾控部门判定", "disease-control order", "疾病予防管理当局の判定", "질병관리 당국의 판정"},
+	ReasonReleased:     {"已解除管控", "released from control", "管理解除済み", "관리 해제됨"},
+	ReasonClear:        {"无异常", "no risk found", "異常なし", "이상 없음"},
 
 	// Used by the sample provincial rules (configs/rules).
-	"declaration.fever":     {"申报发热伴有症状", "declared a fever with symptoms"},
-	"venue.exposure":        {"到访涉疫场所", "visited a venue linked to cases"},
-	"order.pending":         {"疾控判定待国家平台确认", "disease-control order awaiting national confirmation"},
-	"lab.recent-positive":   {"阳性解除后观察期", "watch period after a positive result"},
-	"travel.high-risk-area": {"到访高风险地区", "visited a high-risk area"},
+	"declaration.fever":     {"申报发热伴有症状", "declared a fever with symptoms", "発熱と症状ありと申告", "발열 및 증상 있음으로 신고"},
+	"venue.exposure":        {"到访涉疫场所", "visited a venue linked to cases", "感染者が確認された施設を訪問", "확진자 관련 장소 방문"},
+	"order.pending":         {"疾控判定待国家平台确认", "disease-control order awaiting national confirmation", "疾病予防管理当局の判定が国の確認待ち", "질병관리 당국의 판정이 국가 플랫폼 확인 대기 중"},
+	"lab.recent-positive":   {"阳性解除后观察期", "watch period after a positive result", "陽性からの解除後の経過観察期間", "양성 해제 후 관찰 기간"},
+	"travel.high-risk-area": {"到访高风险地区", "visited a high-risk area", "高リスク地域に滞在", "고위험 지역 방문"},
 }
 
 // Validate checks the reason code's shape.
@@ -174,9 +178,17 @@ func (r Reason) Validate() error {
 
 // Text returns the reason in Chinese and English; unknown codes read as themselves.
 func (r Reason) Text() (zh, en string) {
+	t, _ := r.Texts()
+	return t[0], t[1]
+}
+
+// Texts returns the reason in every language of Langs (a translation not
+// written yet is empty; Texts.In falls back to English) and whether the
+// code has texts at all: an unknown code reads as itself, dots as spaces.
+func (r Reason) Texts() (Texts, bool) {
 	if t, ok := reasonText[r]; ok {
-		return t[0], t[1]
+		return t, true
 	}
 	s := strings.ReplaceAll(string(r), ".", " ")
-	return s, s
+	return Texts{s, s, s, s}, false
 }

@@ -1,6 +1,7 @@
 package hcx
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -102,5 +103,45 @@ func TestAttestationValidityAndCounting(t *testing.T) {
 	var e *Error
 	if err := bad.Validate(); !errors.As(err, &e) || e.Field != "rsn[0]" {
 		t.Errorf("bad reason: err = %v, want field rsn[0]", err)
+	}
+}
+
+func TestTextsInFourLanguages(t *testing.T) {
+	// The reasons every province knows have all four texts.
+	for _, r := range []Reason{ReasonLabPositive, ReasonContactClose, ReasonTravelRisk, ReasonSymptoms, ReasonOrderCDC, ReasonReleased, ReasonClear,
+		"declaration.fever", "venue.exposure", "order.pending", "lab.recent-positive", "travel.high-risk-area"} {
+		tx, known := r.Texts()
+		if !known || len(tx.Missing()) != 0 {
+			t.Errorf("%s: texts %q, missing %v", r, tx, tx.Missing())
+		}
+		if zh, en := r.Text(); zh != tx[0] || en != tx[1] {
+			t.Errorf("%s: Text() = %q %q, Texts() = %q", r, zh, en, tx)
+		}
+	}
+	// An entry another engineer adds in zh and en only still compiles and
+	// reads as English in Japanese and Korean.
+	two := Texts{"新理由", "new reason"}
+	if two.In(LangJA) != "new reason" || two.In(LangKO) != "new reason" || two.In(LangZH) != "新理由" || two.In("fr") != "new reason" {
+		t.Errorf("fallback: %q %q %q", two.In(LangJA), two.In(LangKO), two.In("fr"))
+	}
+	if m := two.Missing(); len(m) != 2 || m[0] != LangJA || m[1] != LangKO {
+		t.Errorf("missing = %v", m)
+	}
+	b, err := json.Marshal(two)
+	if err != nil || string(b) != `{"zh":"新理由","en":"new reason","ja":"new reason","ko":"new reason"}` {
+		t.Errorf("JSON = %s, %v", b, err)
+	}
+	var back Texts
+	if err := json.Unmarshal(b, &back); err != nil || back.In(LangEN) != "new reason" {
+		t.Errorf("read back %q, %v", back, err)
+	}
+	// Unknown codes read as themselves in every language.
+	if tx, known := Reason("x.y").Texts(); known || tx.In(LangKO) != "x y" {
+		t.Errorf("unknown = %q, %v", tx, known)
+	}
+	for in, want := range map[string]Lang{"ja": LangJA, "ko-KR": LangKO, "en-GB,en;q=0.9": LangEN, "fr,ja;q=0.5": LangJA, "zh-Hans-CN": LangZH, "": LangZH, "de": LangZH} {
+		if got := ParseLang(in); got != want {
+			t.Errorf("ParseLang(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

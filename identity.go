@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -183,14 +184,30 @@ func atoi(s string) int {
 	return v
 }
 
-// MaskName shows the first character of a name followed by one "*", so "张三丰"
-// becomes "张*" (PROTOCOL.md §6): a checkpoint sees a family name, never the
-// length or the rest of the name.
+// MaskName shows one letter of a name followed by one "*" (PROTOCOL.md §6):
+// a checkpoint sees an initial, never the length or the rest of the name.
+// For a Chinese name it is the first character, the family name ("张三丰"
+// becomes "张*"). A Latin (or other) name written in passport order,
+// "SURNAME, Given names" (ICAO 9303), shows the surname's initial; without
+// a comma the order is unknown and the name's first letter is shown, as
+// for Chinese. Leading apostrophes or hyphens are skipped, and a letter
+// with case is shown upper case, so "SMITH, JOHN", "smith, john" and
+// "Smith-Jones, Anna" show "S*" and "John Smith" shows "J*".
 func MaskName(name string) string {
-	r, size := utf8.DecodeRuneInString(strings.TrimSpace(name))
-	if size == 0 {
+	name = strings.TrimSpace(name)
+	if name == "" {
 		return ""
 	}
+	family := name
+	if i := strings.IndexByte(name, ','); i > 0 {
+		family = name[:i]
+	}
+	for _, r := range family {
+		if unicode.IsLetter(r) {
+			return string(unicode.ToUpper(r)) + "*"
+		}
+	}
+	r, _ := utf8.DecodeRuneInString(name)
 	return string(r) + "*"
 }
 

@@ -22,7 +22,9 @@ const maxMarkRun = 3
 // normalised, trimmed, with runs of spaces made one. A name is what a person
 // is called: letters of any script with their combining marks, spaces,
 // hyphens, apostrophes, full stops and the middle dots of transliterated names
-// (U+00B7 ·, U+30FB ・, U+2027 ‧). Zero-width joiners (U+200C, U+200D) are
+// (U+00B7 ·, U+30FB ・, U+2027 ‧), and one comma after the surname of a
+// name in passport order ("SMITH, JOHN", stored with one space after the
+// comma; MaskName shows the surname's initial). Zero-width joiners (U+200C, U+200D) are
 // accepted between letters, where scripts such as Persian need them. Refused,
 // as an EInvalid error on the field "name": invalid UTF-8, control
 // characters, format characters (bidi controls, zero-width spaces, BOM, soft
@@ -41,6 +43,17 @@ func NormaliseName(name string) (string, error) {
 	n := strings.Join(strings.Fields(norm.NFC.String(name)), " ")
 	if n == "" {
 		return "", Invalidf("name", "name is empty")
+	}
+	if strings.Contains(n, ",") {
+		if strings.Count(n, ",") > 1 {
+			return "", Invalidf("name", "name has more than one comma: write a name in passport order as SURNAME, Given names")
+		}
+		sur, given, _ := strings.Cut(n, ",")
+		sur, given = strings.TrimSpace(sur), strings.TrimSpace(given)
+		if !strings.ContainsFunc(sur, unicode.IsLetter) || !strings.ContainsFunc(given, unicode.IsLetter) {
+			return "", Invalidf("name", "name has a comma without a surname before it or given names after it: write SURNAME, Given names, or the name without a comma")
+		}
+		n = sur + ", " + given
 	}
 	chars, letters, marks := 0, 0, 0
 	first, _ := utf8.DecodeRuneInString(n)
@@ -77,7 +90,7 @@ func nameRune(r rune, i int, name string) error {
 	switch {
 	case isLetterOrMark(r):
 		return nil
-	case r == ' ' || r == '-' || r == '\'' || r == '\u2019' || r == '.' || r == '\u00b7' || r == '\u30fb' || r == '\u2027':
+	case r == ' ' || r == '-' || r == '\'' || r == '\u2019' || r == '.' || r == ',' || r == '\u00b7' || r == '\u30fb' || r == '\u2027':
 		return nil
 	case r == '\u200c' || r == '\u200d':
 		before, _ := utf8.DecodeLastRuneInString(name[:i])
@@ -101,7 +114,7 @@ func nameRune(r rune, i int, name string) error {
 	case !unicode.IsPrint(r):
 		return Invalidf("name", "name has U+%04X %s, which is no character a name can have", r, at)
 	}
-	return Invalidf("name", "name has %q (U+%04X) %s: a name has letters, spaces, hyphens, apostrophes, full stops and middle dots (·)", r, r, at)
+	return Invalidf("name", "name has %q (U+%04X) %s: a name has letters, spaces, hyphens, apostrophes, full stops, middle dots (·) and one comma after a surname", r, r, at)
 }
 
 func isLetterOrMark(r rune) bool { return unicode.IsLetter(r) || unicode.Is(unicode.M, r) }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestNamesAreNormalisedOrRefusedNamingTheField(t *testing.T) {
@@ -79,6 +80,56 @@ func TestDocumentsAreRefusedWhenNoPersonCouldCarryThem(t *testing.T) {
 			t.Errorf("%s %s: %v; want accepted", tc.t, tc.number, err)
 		case tc.field != "" && (!errors.As(err, &e) || e.Field != tc.field):
 			t.Errorf("%s %s: %v; want an error naming %s", tc.t, tc.number, err, tc.field)
+		}
+	}
+}
+
+// Issue 10: foreigners give a Latin name, often in passport order with a
+// comma; a checkpoint sees one letter, as for a Chinese name.
+func TestMaskNameShowsOneLetterInEveryScript(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"张三丰", "张*"},               // Chinese: the family name's character
+		{"欧阳娜娜", "欧*"},              // a two-character family name still shows one
+		{"SMITH, JOHN", "S*"},       // passport order: the surname's initial
+		{"smith, john", "S*"},       // upper case, whatever was typed
+		{"John Smith", "J*"},        // order unknown: the first letter, as for Chinese
+		{"Smith-Jones, Anna", "S*"}, // hyphenated surname
+		{"Anna Smith-Jones", "A*"},
+		{"'Abdul Rahman", "A*"}, // a leading apostrophe is skipped
+		{"O'Brien, Seán", "O*"},
+		{"X", "X*"}, // one letter
+		{"x", "X*"},
+		{"Émile Zola", "É*"},       // accented capital
+		{"陈大文 Chan Tai Man", "陈*"}, // mixed: what comes first
+		{"CHAN, Tai Man 陈大文", "C*"},
+		{"김민준", "김*"},     // Korean
+		{"やまだ たろう", "や*"}, // Japanese kana
+		{"", ""},
+	} {
+		if got := MaskName(tc.in); got != tc.want {
+			t.Errorf("MaskName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		// Never more than one letter and the star.
+		if got := MaskName(tc.in); tc.in != "" && utf8.RuneCountInString(got) != 2 {
+			t.Errorf("MaskName(%q) = %q: shows more than one character", tc.in, got)
+		}
+	}
+}
+
+func TestNameInPassportOrderKeepsOneComma(t *testing.T) {
+	for in, want := range map[string]string{
+		"SMITH, JOHN":   "SMITH, JOHN",
+		"SMITH,JOHN":    "SMITH, JOHN",
+		"SMITH ,  JOHN": "SMITH, JOHN",
+	} {
+		if got, err := NormaliseName(in); err != nil || got != want {
+			t.Errorf("NormaliseName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{",", "SMITH,", ", JOHN", "A, B, C", "张三，李四"} {
+		var e *Error
+		if _, err := NormaliseName(bad); !errors.As(err, &e) || e.Field != "name" || e.Class != EInvalid {
+			t.Errorf("NormaliseName(%q) = %v; want an invalid error naming name", bad, err)
 		}
 	}
 }

@@ -28,6 +28,7 @@ type Node interface {
 	RemoveGuardian(ctx context.Context, dependant, guardian hcx.Subject) error
 	Delegated(ctx context.Context, guardian, dependant hcx.Subject) (bool, error)
 	Dependants(ctx context.Context, guardian hcx.Subject) ([]hcx.Subject, error)
+	RegisterDependant(ctx context.Context, guardian hcx.Subject, req node.DependantRequest) (*node.DependantAnswer, error)
 	Ingest(ctx context.Context, sub hcx.Subject, ev node.Event) (*node.Status, error)
 	Declare(ctx context.Context, sub hcx.Subject, req node.DeclarationRequest) (*node.Status, error)
 	CheckIn(ctx context.Context, sub hcx.Subject, req node.CheckInRequest) (*node.Status, error)
@@ -159,6 +160,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.ordersRules()...)
 	rules = append(rules, h.vaxRules()...)
 	rules = append(rules, h.appealsRules()...)
+	rules = append(rules, h.peopleRules()...)
 	return rules
 }
 

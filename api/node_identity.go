@@ -146,6 +146,7 @@ type meAnswer struct {
 type meDependant struct {
 	Subject    hcx.Subject `json:"subject"`
 	Name       string      `json:"name"`
+	IDTail     string      `json:"id_tail"` // two children masked alike are told apart by it
 	Colour     hcx.Colour  `json:"colour"`
 	Vaccinated bool        `json:"vaccinated"`
 }
@@ -173,7 +174,7 @@ func (h *nodeHandler) me(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, h.log, err)
 			return
 		}
-		out.Dependants = append(out.Dependants, meDependant{Subject: d, Name: dr.MaskedName, Colour: dr.Status.Colour, Vaccinated: dr.Status.Vaccinated})
+		out.Dependants = append(out.Dependants, meDependant{Subject: d, Name: dr.MaskedName, IDTail: dr.IDTail, Colour: dr.Status.Colour, Vaccinated: dr.Status.Vaccinated})
 	}
 	WriteJSON(w, http.StatusOK, out)
 }

@@ -60,7 +60,7 @@ func (n *Node) combine(own Status, atts []exchange.LoggedAttestation, now time.T
 	}
 	switch {
 	case rec.Colour.Severity() > own.Colour.Severity():
-		s.Colour, s.Reasons, s.Rule, s.Release, s.DecidedBy = rec.Colour, reasonTexts(rec.Reasons), "", nil, nil
+		s.Colour, s.Reasons, s.Rule, s.Release, s.ReleaseTexts, s.DecidedBy = rec.Colour, reasonTexts(rec.Reasons), "", nil, nil, nil
 		for _, a := range rec.Counted {
 			if a.Colour != rec.Colour {
 				continue
@@ -70,8 +70,12 @@ func (n *Node) combine(own Status, atts []exchange.LoggedAttestation, now time.T
 			}
 			s.DecidedBy = append(s.DecidedBy, a.Iss)
 			name := a.Iss.Name()
-			s.Release = append(s.Release, fmt.Sprintf("由 %s（%s）的认定决定，待该省解除 / decided by %s (%s); it ends when that province releases it",
-				a.Iss, name, a.Iss, name))
+			t := hcx.Texts{fmt.Sprintf("由 %s（%s）的认定决定，待该省解除", a.Iss, name),
+				fmt.Sprintf("decided by %s (%s); it ends when that province releases it", a.Iss, name),
+				fmt.Sprintf("%s（%s）の判定による。同省が解除するまで続きます", a.Iss, name),
+				fmt.Sprintf("%s(%s)의 판정에 따름. 해당 성이 해제할 때까지 유지됩니다", a.Iss, name)}
+			s.Release = append(s.Release, t[0]+" / "+t[1])
+			s.ReleaseTexts = append(s.ReleaseTexts, t)
 		}
 	case rec.Colour == own.Colour && own.Colour != hcx.Green:
 		for _, a := range rec.Counted {

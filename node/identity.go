@@ -66,6 +66,7 @@ type delegation struct {
 	Dependant hcx.Subject `json:"dependant"`
 	Since     time.Time   `json:"since"`
 	By        string      `json:"by"`
+	Relation  string      `json:"relation,omitempty"` // stated by a guardian who registered the dependant
 }
 
 // ResidentEnrolment is an issued enrolment code.
@@ -129,16 +130,18 @@ func enrolKey(code string) string {
 }
 
 // ensureResident registers the resident of req if the node does not hold
-// them yet, in the same write as extra's and with entry; the caller holds
-// the resident's lock. onExisting decides what an existing record means.
-func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *AuditEntry, onExisting func(rec *residentRecord) error, extra func(w *write, sub hcx.Subject) error) (hcx.Subject, bool, error) {
+// them yet, in the same write as extra's and with entry, under the
+// resident's lock (and the locks of also). onExisting decides what an
+// existing record means. extra adds to the write and may change the record
+// (new or existing); it reports whether it did, so that it is written.
+func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *AuditEntry, onExisting func(rec *residentRecord) error, extra func(w *write, rec *residentRecord) (bool, error), also ...hcx.Subject) (hcx.Subject, bool, error) {
 	if err := req.Validate(n.cfg.Now().In(n.rules.Load().rs.Location())); err != nil {
 		return "", false, err
 	}
 	now := n.cfg.Now().UTC()
 	sub := n.cfg.SubjectKey.Subject(req.DocType, req.DocNumber)
 	entry.Subject = sub
-	unlock, err := n.hold(ctx, sub)
+	unlock, err := n.holdAll(ctx, append(also, sub)...)
 	if err != nil {
 		return "", false, err
 	}
@@ -154,26 +157,31 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 	}
 	w := &write{}
 	w.record(entry)
+	rec := &old
 	if found {
 		if err := onExisting(&old); err != nil {
 			return "", false, err
 		}
 	} else {
-		rec := residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
+		rec = &residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
 		rec.Doc = n.fields.Seal([]byte(req.DocNumber), aad(sub, "doc"))
 		rec.Name = n.fields.Seal([]byte(req.Name), aad(sub, "name"))
 		if req.Phone != "" {
 			rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
 		}
-		if err := w.setJSON(pResident+string(sub), &rec); err != nil {
-			return "", false, err
-		}
-		if err := n.adoptForeignDoses(w, &rec, now); err != nil {
+		if err := n.adoptForeignDoses(w, rec, now); err != nil {
 			return "", false, err
 		}
 	}
+	changed := !found
 	if extra != nil {
-		if err := extra(w, sub); err != nil {
+		if changed, err = extra(w, rec); err != nil {
+			return "", false, err
+		}
+		changed = changed || !found
+	}
+	if changed {
+		if err := w.setJSON(pResident+string(sub), rec); err != nil {
 			return "", false, err
 		}
 	}
@@ -203,8 +211,8 @@ func (n *Node) IssueEnrolment(ctx context.Context, req RegisterRequest) (*Reside
 	expires := n.cfg.Now().UTC().Add(EnrolmentTTL)
 	sub, created, err := n.ensureResident(ctx, req, entry, func(rec *residentRecord) error {
 		return n.checkName(rec, req.Name)
-	}, func(w *write, sub hcx.Subject) error {
-		return n.replaceEnrolment(w, sub, code, expires, entry.Actor)
+	}, func(w *write, rec *residentRecord) (bool, error) {
+		return false, n.replaceEnrolment(w, rec.Sub, code, expires, entry.Actor)
 	})
 	if err != nil {
 		return nil, err
@@ -298,8 +306,25 @@ func (n *Node) UseEnrolment(ctx context.Context, code string) (hcx.Subject, erro
 	case !now.Before(rec.Expires):
 		return "", hcx.Errorf(hcx.EUnauthorized, "enrolment_code_expired", "this enrolment code expired on %s; ask an operator for a new one", rec.Expires.Format(time.RFC3339))
 	}
-	p := &auth.Principal{Role: auth.RoleResident, Actor: "resident:" + string(rec.Sub), Subject: rec.Sub, Method: auth.MethodSession}
-	entry, err := callerEntry(auth.NewContext(ctx, p), ActionEnrolmentUse, rec.Sub)
+	ctx = auth.NewContext(ctx, residentPrincipal(rec.Sub))
+	entry, err := callerEntry(ctx, ActionEnrolmentUse, rec.Sub)
+	if err != nil {
+		return "", err
+	}
+	// The person proves their own identity: nobody holds them by proxy
+	// from now on (the Tianjin rule).
+	var res residentRecord
+	err = n.db.View(func(txn *badger.Txn) error {
+		found, err := getJSON(txn, pResident+string(rec.Sub), &res)
+		if err == nil && !found {
+			err = ErrUnknownResident
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	changed, err := n.selfRegister(ctx, &res, now)
 	if err != nil {
 		return "", err
 	}
@@ -308,6 +333,11 @@ func (n *Node) UseEnrolment(ctx context.Context, code string) (hcx.Subject, erro
 	w.record(entry)
 	if err := w.setJSON(key, rec); err != nil {
 		return "", err
+	}
+	if changed {
+		if err := w.setJSON(pResident+string(res.Sub), &res); err != nil {
+			return "", err
+		}
 	}
 	if err := n.write(w); err != nil {
 		return "", err
@@ -328,7 +358,8 @@ func (n *Node) BindVerifiedIdentity(ctx context.Context, id auth.VerifiedIdentit
 		return "", err
 	}
 	req := RegisterRequest{DocType: id.DocType, DocNumber: id.DocNumber, Name: id.Name}
-	sub, _, err := n.ensureResident(ctx, req, entry, func(rec *residentRecord) error { return n.checkName(rec, req.Name) }, nil)
+	sub, _, err := n.ensureResident(ctx, req, entry, func(rec *residentRecord) error { return n.checkName(rec, req.Name) },
+		func(_ *write, rec *residentRecord) (bool, error) { return n.selfRegister(ctx, rec, n.cfg.Now()) })
 	return sub, err
 }
 
@@ -350,26 +381,18 @@ func (n *Node) AddGuardian(ctx context.Context, dependant, guardian hcx.Subject)
 	}
 	defer unlock()
 	err = n.db.View(func(txn *badger.Txn) error {
-		for _, s := range []struct {
-			sub   hcx.Subject
-			field string
-		}{{dependant, "sub"}, {guardian, "guardian"}} {
-			if _, err := txn.Get([]byte(pResident + string(s.sub))); err == badger.ErrKeyNotFound {
-				return &hcx.Error{Class: hcx.ENotFound, Code: "unknown_resident", Field: s.field, Message: "no resident with that subject is registered at this node"}
-			} else if err != nil {
-				return err
-			}
+		var rec residentRecord
+		if found, err := getJSON(txn, pResident+string(dependant), &rec); err != nil {
+			return err
+		} else if !found {
+			return &hcx.Error{Class: hcx.ENotFound, Code: "unknown_resident", Field: "sub", Message: "no resident with that subject is registered at this node"}
 		}
-		if _, err := txn.Get([]byte(pDeleg + string(guardian) + "/" + string(dependant))); err == nil {
-			return hcx.Errorf(hcx.EConflict, "already_guardian", "this guardian already holds this dependant")
+		if self, err := selfRegistered(txn, &rec); err != nil {
+			return err
+		} else if self {
+			return errSelfRegistered("guardian")
 		}
-		if c := countPrefix(txn, pDeleg+string(guardian)+"/"); c >= MaxDependants {
-			return hcx.Errorf(hcx.EConflict, "too_many_dependants", "a guardian holds at most %d dependants", MaxDependants)
-		}
-		if c := countPrefix(txn, pGuardian+string(dependant)+"/"); c >= MaxGuardians {
-			return hcx.Errorf(hcx.EConflict, "too_many_guardians", "a dependant has at most %d guardians", MaxGuardians)
-		}
-		return nil
+		return n.canHold(txn, dependant, guardian, "guardian")
 	})
 	if err != nil {
 		return err

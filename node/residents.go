@@ -22,6 +22,12 @@ type residentRecord struct {
 	Name       []byte      `json:"name"`
 	Phone      []byte      `json:"phone,omitempty"`
 	Registered time.Time   `json:"registered"`
+	// Proxy is true once a guardian registered or claimed the resident (a
+	// dependant held by proxy, issue 10); SelfRegistered is when the resident first
+	// proved their own identity (an enrolment code used, an OIDC login):
+	// from then on nobody holds them by proxy.
+	Proxy          bool       `json:"proxy,omitempty"`
+	SelfRegistered *time.Time `json:"self,omitempty"`
 }
 
 // colourState is a resident's current decision and the last attestation
@@ -33,10 +39,14 @@ type colourState struct {
 	Rule       string       `json:"rule"`
 	Vaccinated bool         `json:"vaccinated"`
 	Release    []string     `json:"release,omitempty"` // conditions, "zh / en"
-	N          uint64       `json:"n"`                 // last per-subject attestation sequence
-	Policy     string       `json:"policy"`
-	Exp        int64        `json:"exp,omitempty"` // when the last attestation stops counting
-	Due        int64        `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
+	// ReleaseTexts are the conditions of Release in every language of
+	// hcx.Langs (states written before issue 10 have none: status splits
+	// Release).
+	ReleaseTexts []hcx.Texts `json:"release_texts,omitempty"`
+	N            uint64      `json:"n"` // last per-subject attestation sequence
+	Policy       string      `json:"policy"`
+	Exp          int64       `json:"exp,omitempty"` // when the last attestation stops counting
+	Due          int64       `json:"due,omitempty"` // when the scheduler decides again (due/ key), 0: never
 
 	// CheckedIn is the latest daily check-in (declare.go), zero if none.
 	CheckedIn time.Time `json:"checked_in,omitzero"`
@@ -80,13 +90,16 @@ type Resident struct {
 // by the national recognition rule, with other provinces' attestations
 // about the same subject (see combine).
 type Status struct {
-	Colour     hcx.Colour   `json:"colour"`
-	Since      time.Time    `json:"since"`
-	Reasons    []ReasonText `json:"reasons"`
-	Rule       string       `json:"rule,omitempty"`
-	Release    []string     `json:"release,omitempty"`
-	Vaccinated bool         `json:"vaccinated"`
-	Policy     string       `json:"policy"`
+	Colour  hcx.Colour   `json:"colour"`
+	Since   time.Time    `json:"since"`
+	Reasons []ReasonText `json:"reasons"`
+	Rule    string       `json:"rule,omitempty"`
+	Release []string     `json:"release,omitempty"`
+	// ReleaseTexts are the conditions of Release, each as {"zh", "en",
+	// "ja", "ko"}.
+	ReleaseTexts []hcx.Texts `json:"release_texts,omitempty"`
+	Vaccinated   bool        `json:"vaccinated"`
+	Policy       string      `json:"policy"`
 	// DecidedBy are the provinces whose decision gives the colour: this
 	// node's own province, another province whose attestation is more
 	// severe, or several that agree.
@@ -103,18 +116,21 @@ type Status struct {
 	Forwarded bool `json:"forwarded,omitempty"`
 }
 
-// ReasonText is a reason code with its text in Chinese and English.
+// ReasonText is a reason code with its text in Chinese, English, Japanese
+// and Korean (hcx.Langs; a translation not written yet reads as English).
 type ReasonText struct {
 	Code hcx.Reason `json:"code"`
 	ZH   string     `json:"zh"`
 	EN   string     `json:"en"`
+	JA   string     `json:"ja"`
+	KO   string     `json:"ko"`
 }
 
 func reasonTexts(rs []hcx.Reason) []ReasonText {
 	out := make([]ReasonText, 0, len(rs))
 	for _, r := range rs {
-		zh, en := r.Text()
-		out = append(out, ReasonText{Code: r, ZH: zh, EN: en})
+		t, _ := r.Texts()
+		out = append(out, ReasonText{Code: r, ZH: t.In(hcx.LangZH), EN: t.In(hcx.LangEN), JA: t.In(hcx.LangJA), KO: t.In(hcx.LangKO)})
 	}
 	return out
 }
@@ -183,7 +199,14 @@ func (n *Node) identity(rec *residentRecord) (name, doc string, err error) {
 }
 
 func (n *Node) status(st *colourState, registered time.Time) Status {
-	s := Status{Colour: st.Colour, Since: st.Since, Reasons: reasonTexts(st.Reasons), Rule: st.Rule, Release: st.Release, Vaccinated: st.Vaccinated, Policy: st.Policy}
+	s := Status{Colour: st.Colour, Since: st.Since, Reasons: reasonTexts(st.Reasons), Rule: st.Rule, Release: st.Release, ReleaseTexts: st.ReleaseTexts, Vaccinated: st.Vaccinated, Policy: st.Policy}
+	if len(s.ReleaseTexts) == 0 && len(s.Release) > 0 {
+		// A state written before the four languages: its "zh / en".
+		for _, r := range s.Release {
+			zh, en, _ := strings.Cut(r, " / ")
+			s.ReleaseTexts = append(s.ReleaseTexts, hcx.Texts{zh, en})
+		}
+	}
 	if s.Colour == "" {
 		// No state: no rule ever held (record writes none then).
 		s.Colour, s.Since, s.Policy, s.Rule = hcx.Green, registered, n.PolicyVersion(), "default"
@@ -604,10 +627,11 @@ func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, f
 	}
 	st.Colour, st.Reasons, st.Rule, st.Vaccinated, st.Policy = d.Colour, d.Reasons, d.Rule, d.Vaccinated, rules.version
 	st.CheckedIn = lastCheckIn(facts)
-	st.Release = st.Release[:0]
+	st.Release, st.ReleaseTexts = st.Release[:0], st.ReleaseTexts[:0]
 	for _, c := range d.Release {
-		zh, en := c.Text()
-		st.Release = append(st.Release, zh+" / "+en)
+		t := c.Texts()
+		st.Release = append(st.Release, t[0]+" / "+t[1])
+		st.ReleaseTexts = append(st.ReleaseTexts, t)
 	}
 	if attest {
 		st.N++

@@ -63,66 +63,104 @@ const timeLayout = "2006-01-02 15:04"
 
 // Text is the condition for the resident, in Chinese and English.
 func (c Condition) Text() (zh, en string) {
+	t := c.Texts()
+	return t[0], t[1]
+}
+
+// Texts is the condition for the resident in every language of hcx.Langs
+// (a note without a Japanese or Korean text leaves it empty: it reads as
+// English).
+func (c Condition) Texts() hcx.Texts {
 	switch c.Kind {
 	case CondWait:
-		return fmt.Sprintf("隔离至 %s", c.Until.Format(timeLayout)),
-			fmt.Sprintf("stay isolated until %s", c.Until.Format(timeLayout+" MST"))
+		at := c.Until.Format(timeLayout + " MST")
+		return hcx.Texts{fmt.Sprintf("隔离至 %s", c.Until.Format(timeLayout)),
+			fmt.Sprintf("stay isolated until %s", at),
+			fmt.Sprintf("%s まで隔離", at),
+			fmt.Sprintf("%s까지 격리", at)}
 	case CondTests:
-		kz, ke := kindsText(c.TestKinds)
-		zh = fmt.Sprintf("还需 %d 次%s阴性结果", c.NegativeTestsNeeded, kz)
+		k := kindsTexts(c.TestKinds)
+		var t hcx.Texts
+		t[0] = fmt.Sprintf("还需 %d 次%s阴性结果", c.NegativeTestsNeeded, k[0])
 		noun := "tests"
 		if c.NegativeTestsNeeded == 1 {
 			noun = "test"
 		}
-		en = fmt.Sprintf("%d more negative %s%s", c.NegativeTestsNeeded, ke, noun)
+		t[1] = fmt.Sprintf("%d more negative %s%s", c.NegativeTestsNeeded, k[1], noun)
+		t[2] = fmt.Sprintf("%s陰性結果があと %d 回必要", k[2], c.NegativeTestsNeeded)
+		t[3] = fmt.Sprintf("%s음성 결과 %d회 더 필요", k[3], c.NegativeTestsNeeded)
 		switch {
 		case !c.asOf.IsZero() && !c.NotBefore.After(c.asOf):
-			zh += "，现在即可采样"
-			en += ", the next one any time now"
+			t[0] += "，现在即可采样"
+			t[1] += ", the next one any time now"
+			t[2] += "、次の検査は今すぐ受けられます"
+			t[3] += ", 다음 검사는 지금 바로 가능"
 		case !c.NotBefore.IsZero():
-			zh += fmt.Sprintf("，下一次须在 %s 之后采样", c.NotBefore.Format(timeLayout))
-			en += fmt.Sprintf(", the next one after %s", c.NotBefore.Format(timeLayout+" MST"))
+			at := c.NotBefore.Format(timeLayout + " MST")
+			t[0] += fmt.Sprintf("，下一次须在 %s 之后采样", c.NotBefore.Format(timeLayout))
+			t[1] += fmt.Sprintf(", the next one after %s", at)
+			t[2] += fmt.Sprintf("、次の検査は %s 以降", at)
+			t[3] += fmt.Sprintf(", 다음 검사는 %s 이후", at)
 		}
 		if c.NegativeTestsNeeded > 1 && c.IntervalHours > 0 {
-			zh += fmt.Sprintf("，每次间隔至少 %d 小时", c.IntervalHours)
-			en += fmt.Sprintf(", at least %d hours apart", c.IntervalHours)
+			t[0] += fmt.Sprintf("，每次间隔至少 %d 小时", c.IntervalHours)
+			t[1] += fmt.Sprintf(", at least %d hours apart", c.IntervalHours)
+			t[2] += fmt.Sprintf("、各回 %d 時間以上の間隔をあけて", c.IntervalHours)
+			t[3] += fmt.Sprintf(", 매회 %d시간 이상 간격", c.IntervalHours)
 		}
-		return zh, en
+		return t
 	case CondOrder:
-		return "待疾控部门解除管控", "the disease-control authority must lift its order"
+		return hcx.Texts{"待疾控部门解除管控", "the disease-control authority must lift its order",
+			"疾病予防管理当局による措置の解除が必要", "질병관리 당국의 조치 해제 필요"}
 	case CondCheckIns:
 		noun := "check-ins"
 		if c.CheckInsNeeded == 1 {
 			noun = "check-in"
 		}
-		zh = fmt.Sprintf("还需每日健康打卡 %d 天", c.CheckInsNeeded)
-		en = fmt.Sprintf("%d more daily health %s, one each day", c.CheckInsNeeded, noun)
+		t := hcx.Texts{fmt.Sprintf("还需每日健康打卡 %d 天", c.CheckInsNeeded),
+			fmt.Sprintf("%d more daily health %s, one each day", c.CheckInsNeeded, noun),
+			fmt.Sprintf("毎日の健康チェックインがあと %d 日必要", c.CheckInsNeeded),
+			fmt.Sprintf("매일 건강 체크인 %d일 더 필요", c.CheckInsNeeded)}
 		if c.CheckInDue {
-			return zh + "，今日尚未打卡", en + "; today's is due"
+			return hcx.Texts{t[0] + "，今日尚未打卡", t[1] + "; today's is due", t[2] + "（本日分は未完了）", t[3] + " (오늘 체크인 필요)"}
 		}
-		return zh + "，今日已打卡", en + "; today's is done"
+		return hcx.Texts{t[0] + "，今日已打卡", t[1] + "; today's is done", t[2] + "（本日分は完了）", t[3] + " (오늘 체크인 완료)"}
 	case CondNote:
 		if c.Note != nil {
-			return c.Note.ZH, c.Note.EN
+			return hcx.Texts{c.Note.ZH, c.Note.EN, c.Note.JA, c.Note.KO}
 		}
 	}
-	return c.Kind, c.Kind
+	return hcx.Texts{c.Kind, c.Kind, c.Kind, c.Kind}
 }
 
-func kindsText(kinds []string) (zh, en string) {
-	var z, e []string
+// kindsTexts names the test kinds that count, in each language, ready to
+// stand before "negative result" (English and Korean with a trailing
+// space).
+func kindsTexts(kinds []string) hcx.Texts {
+	names := map[string]hcx.Texts{
+		"pcr":     {"核酸", "PCR", "PCR", "PCR"},
+		"antigen": {"抗原", "antigen", "抗原", "항원"},
+	}
+	or := hcx.Texts{"或", " or ", "または", " 또는 "}
+	var parts [4][]string
 	for _, k := range kinds {
-		switch k {
-		case "pcr":
-			z, e = append(z, "核酸"), append(e, "PCR")
-		case "antigen":
-			z, e = append(z, "抗原"), append(e, "antigen")
+		if n, ok := names[k]; ok {
+			for i := range parts {
+				parts[i] = append(parts[i], n[i])
+			}
 		}
 	}
-	if len(e) == 0 {
-		return "", ""
+	var t hcx.Texts
+	if len(parts[0]) == 0 {
+		return t
 	}
-	return strings.Join(z, "或"), strings.Join(e, " or ") + " "
+	for i := range t {
+		t[i] = strings.Join(parts[i], or[i])
+	}
+	t[1] += " "
+	t[2] += "検査の"
+	t[3] += " 검사 "
+	return t
 }
 
 // Trace is what explain shows for one rule.

@@ -93,6 +93,10 @@ const MaxCheckInDays = 30
 type Text struct {
 	ZH string `json:"zh"`
 	EN string `json:"en"`
+	// JA and KO are optional: without them the note reads as English in
+	// Japanese and Korean, and `hcx policy check` says so.
+	JA string `json:"ja,omitempty"`
+	KO string `json:"ko,omitempty"`
 }
 
 func (r Release) automatic() bool { return r.Days > 0 || r.NegativeTests > 0 || r.CheckIns > 0 }
@@ -535,12 +539,17 @@ func (p *parser) release(n *yaml.Node, r *Release) {
 			r.CheckIns = p.integer(v, field, 0, MaxCheckInDays)
 		case "note":
 			t := &Text{}
-			p.fields(v, field, []string{"zh", "en"}, func(key string, k, v *yaml.Node) {
+			p.fields(v, field, []string{"zh", "en", "ja", "ko"}, func(key string, k, v *yaml.Node) {
 				s, _ := p.str(v, field+"."+key)
-				if key == "zh" {
+				switch key {
+				case "zh":
 					t.ZH = s
-				} else {
+				case "en":
 					t.EN = s
+				case "ja":
+					t.JA = s
+				case "ko":
+					t.KO = s
 				}
 			})
 			if t.ZH == "" || t.EN == "" {

@@ -266,13 +266,11 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 		t.Errorf("open appeals after both decisions: %d %+v", st, page)
 	}
 
-	// A guardian appeals for their dependant (李四 for 张三, once an operator
-	// has recorded the delegation); the appeal says who filed it.
-	if st := callAs(t, f.client(), op, "POST", url+"/v1/residents/"+string(sub)+"/guardians", map[string]string{"guardian": string(otherSub)}, nil); st != http.StatusCreated {
-		t.Fatalf("delegation: status %d", st)
-	}
+	// A guardian appeals for their dependant (李四 for the child they
+	// registered, Tianjin rules); the appeal says who filed it.
+	kid := f.dependantOf(t, gd, otherSub, other, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620170707777"), "name": "李小"})
 	var byGuardian appealAnswer
-	if st := callAs(t, f.client(), other, "POST", url+"/v1/residents/"+string(sub)+"/appeals", map[string]any{"kind": "colour", "text": "替孩子申诉 / for my child"}, &byGuardian); st != http.StatusCreated || byGuardian.Subject != sub {
+	if st := callAs(t, f.client(), other, "POST", url+"/v1/residents/"+string(kid)+"/appeals", map[string]any{"kind": "colour", "text": "替孩子申诉 / for my child"}, &byGuardian); st != http.StatusCreated || byGuardian.Subject != kid {
 		t.Errorf("the guardian's appeal: status %d %+v", st, byGuardian)
 	}
 	var forDependant struct {
@@ -281,8 +279,11 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 			FiledBy string `json:"filed_by"`
 		} `json:"appeals"`
 	}
-	if st := callAs(t, f.client(), res, "GET", url+"/v1/residents/"+string(sub)+"/appeals", nil, &forDependant); st != http.StatusOK || len(forDependant.Appeals) != 2 || forDependant.Appeals[1].FiledBy != "resident:"+string(otherSub) {
-		t.Errorf("张三's appeals after the guardian's: status %d %+v", st, forDependant)
+	if st := callAs(t, f.client(), other, "GET", url+"/v1/residents/"+string(kid)+"/appeals", nil, &forDependant); st != http.StatusOK || len(forDependant.Appeals) != 1 || forDependant.Appeals[0].FiledBy != "resident:"+string(otherSub) {
+		t.Errorf("the child's appeals after the guardian's: status %d %+v", st, forDependant)
+	}
+	if st := callAs(t, f.client(), res, "GET", url+"/v1/residents/"+string(kid)+"/appeals", nil, nil); st != http.StatusForbidden {
+		t.Errorf("张三 reads 李四's child's appeals: status %d, want 403", st)
 	}
 
 	// Every step is in the trail, with the actor and the reason.
@@ -327,11 +328,8 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 		}
 	}
 	sub, squatter := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": owner.DocNumber, "name": "王冒名"})
-	// The squatter sets up a guardian over the identity, too.
-	guardianSub, _ := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": "440106199003070028", "name": "张三"})
-	if st := callAs(t, f.client(), op, "POST", url+"/v1/residents/"+string(sub)+"/guardians", map[string]string{"guardian": string(guardianSub)}, nil); st != http.StatusCreated {
-		t.Fatalf("delegation: status %d", st)
-	}
+	// The squatter holds a dependant under the identity, too.
+	kid := f.dependantOf(t, gd, sub, squatter, map[string]string{"doc_type": "CN-ID", "doc_number": "440106201805050010", "name": "王小冒"})
 	if st := callAs(t, f.client(), squatter, "GET", url+"/v1/residents/"+string(sub), nil, nil); st != http.StatusOK {
 		t.Fatalf("the squatter's session: status %d", st)
 	}
@@ -427,7 +425,7 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 		t.Errorf("the owner lists their appeals: status %d %+v", st, list)
 	}
 	// The guardian the squatter set up no longer reaches the identity.
-	if ok, err := f.Nodes[gd].Delegated(t.Context(), guardianSub, sub); err != nil || ok {
+	if ok, err := f.Nodes[gd].Delegated(t.Context(), sub, kid); err != nil || ok {
 		t.Errorf("the squatter's delegation survived the reclaim: %v %v", ok, err)
 	}
 	// The owner's identity-provider login binds now (the names match).

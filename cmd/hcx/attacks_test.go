@@ -57,6 +57,7 @@ type attackWorld struct {
 	f            *federation
 	gd, sc       string // node URLs
 	a, b, g, s   hcx.Subject
+	c            hcx.Subject // G's dependant, registered by G (never logs in)
 	asA, asB     caller
 	asG, asS     caller
 	opGD, opSC   caller
@@ -76,9 +77,7 @@ func newAttackWorld(t *testing.T) *attackWorld {
 	w.b, w.asB = f.asResident(t, attackGD, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619800505505"), "name": "戊五"})
 	w.g, w.asG = f.asResident(t, attackGD, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619700606606"), "name": "己六"})
 	w.s, w.asS = f.asResident(t, attackSC, map[string]string{"doc_type": "CN-ID", "doc_number": id("51010719900707707"), "name": "庚七"})
-	if a := send(t, f.client(), w.opGD, "POST", w.gd+"/v1/residents/"+string(w.a)+"/guardians", `{"guardian":"`+string(w.g)+`"}`, nil); a.status != http.StatusCreated {
-		t.Fatalf("delegation: %d %s", a.status, a.body)
-	}
+	w.c = f.dependantOf(t, attackGD, w.g, w.asG, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620160808808"), "name": "己七"})
 	for _, url := range []string{w.gd, w.sc} {
 		waitKnown(t, f, w.feedGD, url+"/readyz")
 		waitKnown(t, f, w.feed, url+"/readyz")
@@ -133,8 +132,8 @@ func TestAttacks(t *testing.T) {
 	})
 
 	t.Run("proxy-for-someone-not-delegated", func(t *testing.T) {
-		// The guardian reaches A (delegated) but not B.
-		if a := send(t, hc, w.asG, "GET", res(w.gd, w.a, "/code"), "", nil); a.status != http.StatusOK {
+		// The guardian reaches C (delegated) but not B.
+		if a := send(t, hc, w.asG, "GET", res(w.gd, w.c, "/code"), "", nil); a.status != http.StatusOK {
 			t.Fatalf("the guardian fetches the dependant's code: %d %s", a.status, a.body)
 		}
 		before := w.state(t, w.gd, w.b, w.opGD)
@@ -146,10 +145,10 @@ func TestAttacks(t *testing.T) {
 		// A residents' own guardian record is an operator's to write.
 		refused(t, "G makes themselves B's guardian", send(t, hc, w.asG, "POST", res(w.gd, w.b, "/guardians"), `{"guardian":"`+string(w.g)+`"}`, nil), http.StatusForbidden, "forbidden_role")
 		// Once the operator ends the delegation, the guardian is out.
-		if a := send(t, hc, w.opGD, "DELETE", res(w.gd, w.a, "/guardians/"+string(w.g)), "", nil); a.status >= 300 {
+		if a := send(t, hc, w.opGD, "DELETE", res(w.gd, w.c, "/guardians/"+string(w.g)), "", nil); a.status >= 300 {
 			t.Fatalf("end the delegation: %d %s", a.status, a.body)
 		}
-		refused(t, "G fetches A's code after the delegation ended", send(t, hc, w.asG, "GET", res(w.gd, w.a, "/code"), "", nil), http.StatusForbidden, "not_yours")
+		refused(t, "G fetches C's code after the delegation ended", send(t, hc, w.asG, "GET", res(w.gd, w.c, "/code"), "", nil), http.StatusForbidden, "not_yours")
 	})
 
 	t.Run("operator-of-guangdong-acts-on-sichuan", func(t *testing.T) {

@@ -29,7 +29,7 @@ var matrixCallers = []struct {
 	{"anon", "anonymous"},
 	{"self", "the resident (session cookie)"},
 	{"other", "another resident (session cookie)"},
-	{"guardian", "the resident's guardian (session cookie, delegation record)"},
+	{"guardian", "a guardian on their dependant's {sub} (session cookie, delegation record)"},
 	{"op", "operator of 440000 (OIDC bearer)"},
 	{"op-sc", "operator of 510000 (OIDC bearer)"},
 	{"aud", "national auditor, a person (OIDC bearer)"},
@@ -54,7 +54,7 @@ var authzWant = []struct {
 	cells  string
 	route  string
 }{
-	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub
+	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /healthz"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /readyz"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /metrics"},
@@ -96,7 +96,6 @@ var authzWant = []struct {
 	{"node", "401  ok   ok    ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/reclaims/{id}"},
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/vaccinations"},
 	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/vaccinations"},
-	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/orders"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/residents/{sub}/orders"},
 	{"node", "401  403  403   403   403  403   403  403   403  403   403  403   403  403  ok", "POST /v1/residents/{sub}/orders/{id}/confirm"},
@@ -105,6 +104,8 @@ var authzWant = []struct {
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/declarations"},
 	{"node", "401  ok   403   ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/declarations"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/checkins"},
+	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/dependants"},
+	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/dependants/{dependant}"},
 	// Logout ends the caller's session: the matrix runs it last.
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403  ok", "POST /v1/auth/logout"},
 
@@ -216,10 +217,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	sub, self := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619900101101"), "name": "甲一"})
 	otherSub, other := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619800202202"), "name": "乙二"})
 	guardianSub, guardian := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619700303303"), "name": "丙三"})
-	if st := callAs(t, f.client(), f.asOperator(t, gd), "POST", f.NodeURLs[gd]+"/v1/residents/"+string(sub)+"/guardians",
-		map[string]string{"guardian": string(guardianSub)}, nil); st != http.StatusCreated {
-		t.Fatalf("delegation: status %d", st)
-	}
+	// Under the Tianjin rules nobody holds a resident who logged in with
+	// their own identity, so the guardian's {sub} is a dependant the
+	// guardian registered: the guardian's cells are calls on that
+	// dependant, every other caller's on the resident.
+	depSub := f.dependantOf(t, gd, guardianSub, guardian, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620150404404"), "name": "丙四"})
 	var hubSigner = f.PKI.Hubs[slices.Sorted(mapKeys(f.PKI.Hubs))[0]]
 	callers := map[string]caller{
 		"anon": anonymous, "self": self, "other": other, "guardian": guardian,
@@ -238,7 +240,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	hc := *f.client()
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
-	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{id}", "no-such-enrolment")
+	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
+	guardianVars := strings.NewReplacer("{sub}", string(depSub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 
 	for _, w := range authzWant {
 		cells := wantCells(t, w.cells)
@@ -249,7 +252,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 		for i, c := range matrixCallers {
 			t.Run(w.server+" "+w.route+"/"+c.key, func(t *testing.T) {
-				st, code := matrixCall(t, &hc, callers[c.key], method, base[w.server]+vars.Replace(path), body)
+				v := vars
+				if c.key == "guardian" {
+					v = guardianVars
+				}
+				st, code := matrixCall(t, &hc, callers[c.key], method, base[w.server]+v.Replace(path), body)
 				got := fmt.Sprint(st)
 				if st != http.StatusUnauthorized && st != http.StatusForbidden {
 					got = "ok"
@@ -374,9 +381,11 @@ served. It also fails when this file differs from the table.
 
 **Roles** (DESIGN.md §8b): residents log in with a passkey, an OIDC-verified
 document or an operator's enrolment code, and carry a session cookie; a guardian
-is a resident acting for a dependant through a delegation record an operator
-wrote; province operators, national platform staff and the national auditor are
-people with OIDC ID tokens carrying role claims (bearer); feeds, checkpoint devices, province
+is a resident acting for a dependant through a delegation record (the guardian
+registered the dependant; the guardian's cells are calls on that dependant's
+` + "`{sub}`" + `, since nobody holds a resident who logs in themselves); province
+operators, national platform staff and the national auditor are people with OIDC ID
+tokens carrying role claims (bearer); feeds, checkpoint devices, province
 signers, hub members and the auditor's machine present a certificate of the
 national CA and sign every request with an SM2 request token. At the hub only
 request tokens count: a session cookie or an OIDC bearer proves nothing there.

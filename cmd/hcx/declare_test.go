@@ -127,13 +127,9 @@ func TestGuardianDeclaresForADependant(t *testing.T) {
 	f := startTestFederation(t, 1)
 	gd := f.NodeURLs["440000"]
 	id := func(first17 string) string { return first17 + string(hcx.CNIDCheckDigit(first17)) }
-	child, _ := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620180101101"), "name": "王小"})
 	parentSub, parent := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619850202202"), "name": "王大"})
+	child := f.dependantOf(t, "440000", parentSub, parent, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010620180101101"), "name": "王小"})
 	_, stranger := f.asResident(t, "440000", map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619750303303"), "name": "赵五"})
-	if s := callAs(t, f.client(), f.asOperator(t, "440000"), "POST", gd+"/v1/residents/"+string(child)+"/guardians",
-		map[string]string{"guardian": string(parentSub)}, nil); s != http.StatusCreated {
-		t.Fatalf("guardian: status %d", s)
-	}
 	decl := gd + "/v1/residents/" + string(child) + "/declarations"
 	today := time.Now().In(chinaTime).Format("2006-01-02")
 	var st statusAnswer

@@ -135,17 +135,38 @@ func printRuleSet(w io.Writer, rs *policy.RuleSet) {
 		}
 	}
 	tw.Flush()
-	var unknown []string
+	var unknown, partial []string
 	for _, r := range rs.Rules() {
 		for _, rc := range r.Reasons {
-			if zh, en := rc.Text(); zh == en {
+			t, known := rc.Texts()
+			switch missing := t.Missing(); {
+			case !known:
 				unknown = append(unknown, fmt.Sprintf("%s (rule %s)", rc, r.Name))
+			case len(missing) > 0:
+				partial = append(partial, fmt.Sprintf("%s (rule %s) lacks %s", rc, r.Name, langList(missing)))
+			}
+		}
+		if n := r.Release.Note; n != nil {
+			if missing := (hcx.Texts{n.ZH, n.EN, n.JA, n.KO}).Missing(); len(missing) > 0 {
+				partial = append(partial, fmt.Sprintf("the release note of rule %s lacks %s", r.Name, langList(missing)))
 			}
 		}
 	}
 	if len(unknown) > 0 {
 		fmt.Fprintf(w, "\n  note: these reason codes have no Chinese/English text yet and will be shown as codes: %s\n", strings.Join(unknown, ", "))
 	}
+	if len(partial) > 0 {
+		fmt.Fprintf(w, "\n  warning: texts shown to people are given in zh, en, ja and ko; these lack some and read as English there (add them to reasonText in hcx.go, or ja/ko to the note): %s\n", strings.Join(partial, "; "))
+	}
+}
+
+// langList names languages, such as "ja, ko".
+func langList(ls []hcx.Lang) string {
+	s := make([]string, len(ls))
+	for i, l := range ls {
+		s[i] = string(l)
+	}
+	return strings.Join(s, ", ")
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -259,8 +280,8 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	if len(d.Release) > 0 {
 		fmt.Fprintln(stdout, "\nTo be released (解除条件):")
 		for _, c := range d.Release {
-			zh, en := c.Text()
-			fmt.Fprintf(stdout, "  - %s  [%s]\n    %s\n", en, c.Rule, zh)
+			t := c.Texts()
+			fmt.Fprintf(stdout, "  - %s  [%s]\n    %s\n    %s\n    %s\n", t.In(hcx.LangEN), c.Rule, t.In(hcx.LangZH), t.In(hcx.LangJA), t.In(hcx.LangKO))
 		}
 	}
 

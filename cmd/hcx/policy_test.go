@@ -77,6 +77,8 @@ func TestPolicyExplainShowsColourRuleAndReleaseConditions(t *testing.T) {
 		"Rule     positive-lab-result",
 		"lab.positive",
 		"stay isolated until 2024-03-29 10:00 CST",
+		"2024-03-29 10:00 CST まで隔離", // and in Japanese and Korean (issue 10)
+		"2024-03-29 10:00 CST까지 격리",
 		"2 more negative PCR tests",
 		"medium-risk-travel   holds, but released",
 		"labs.positive_count      1",
@@ -106,5 +108,36 @@ func TestPolicyExplainShowsColourRuleAndReleaseConditions(t *testing.T) {
 		if _, err := runPolicyForTest(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("hcx policy %s: err = %v, want one saying %q", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// Issue 10 item 8: texts shown to people come in zh, en, ja and ko; check
+// warns about a text without all four (a reason's are in hcx.go, a note's
+// in the rule file) and stays quiet when all are there.
+func TestPolicyCheckWarnsAboutTextsWithoutFourLanguages(t *testing.T) {
+	src, err := os.ReadFile("../../configs/rules/510000.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runPolicyForTest(t, "check", "../../configs/rules/510000.yaml")
+	if err != nil || strings.Contains(out, "warning:") {
+		t.Fatalf("the sample rules: err %v, output:\n%s", err, out)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(src), "\n") {
+		if t := strings.TrimSpace(line); !strings.HasPrefix(t, "ja:") && !strings.HasPrefix(t, "ko:") {
+			kept = append(kept, line)
+		}
+	}
+	two := filepath.Join(t.TempDir(), "510000.yaml")
+	if err := os.WriteFile(two, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runPolicyForTest(t, "check", two)
+	if err != nil {
+		t.Fatalf("a note in zh and en only is a warning, not a refusal: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "warning: texts shown to people are given in zh, en, ja and ko") || !strings.Contains(out, "the release note of rule post-positive-watch lacks ja, ko") {
+		t.Errorf("no warning about the note:\n%s", out)
 	}
 }

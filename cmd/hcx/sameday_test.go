@@ -144,12 +144,23 @@ func TestEndToEndSameAnswerOnEveryDayInEveryProvince(t *testing.T) {
 		// Sichuan's own status and its codes include Guangdong's attestation.
 		var r struct {
 			Status struct {
-				Colour    hcx.Colour         `json:"colour"`
-				DecidedBy []hcx.ProvinceCode `json:"decided_by"`
+				Colour       hcx.Colour          `json:"colour"`
+				DecidedBy    []hcx.ProvinceCode  `json:"decided_by"`
+				Release      []string            `json:"release"`
+				ReleaseTexts []map[string]string `json:"release_texts"`
 			} `json:"status"`
 		}
 		sc := login("510000")
 		callAs(t, f.client(), sc, "GET", f.NodeURLs["510000"]+"/v1/residents/"+sub, nil, &r)
+		// Release conditions, Sichuan's own or "decided by Guangdong", in four languages (issue 10).
+		if len(r.Status.ReleaseTexts) != len(r.Status.Release) || want.Colour != hcx.Green && len(r.Status.ReleaseTexts) == 0 {
+			t.Errorf("day %d: release %q but release_texts %v", d, r.Status.Release, r.Status.ReleaseTexts)
+		}
+		for i, rt := range r.Status.ReleaseTexts {
+			if i < len(r.Status.Release) && r.Status.Release[i] != rt["zh"]+" / "+rt["en"] || rt["ja"] == "" || rt["ko"] == "" {
+				t.Errorf("day %d: release %q, texts %v", d, r.Status.Release, rt)
+			}
+		}
 		var scCode struct {
 			Colour hcx.Colour `json:"colour"`
 		}

@@ -130,14 +130,27 @@ func TestVaccinationAcrossProvinces(t *testing.T) {
 			t.Errorf("%s reads A's vaccinations: %+v, want doses 1 and 2 given in 510000", who.name, details)
 		}
 	}
-	// The guardian: the mark, not the details (Tianjin); another
-	// province's operator: neither.
-	refused(t, "guardian reads the dependant's doses", send(t, hc, w.asG, "GET", res(w.gd, w.a, "/vaccinations"), "", nil), http.StatusForbidden, "not_yours")
-	refused(t, "Sichuan's operator reads A's doses at 440000", send(t, hc, w.opSC, "GET", res(w.gd, w.a, "/vaccinations"), "", nil), http.StatusForbidden, "other_province")
-	var g vaxStatus
-	if st := callAs(t, hc, w.asG, "GET", res(w.gd, w.a, ""), nil, &g); st != http.StatusOK || !g.Status.Vaccinated {
-		t.Errorf("guardian reads the dependant's status: %d vaccinated=%v, want the mark", st, g.Status.Vaccinated)
+	// The guardian G of the child C: the mark, not the details (Tianjin);
+	// another province's operator: neither. C's single-dose course is
+	// given in Sichuan too.
+	one, _ := json.Marshal(map[string]any{"dose": 1, "product": "Ad5-nCoV", "at": now.Add(-20 * day), "id": "sc-dose-c1"})
+	if a := send(t, hc, w.feed, "POST", res(w.sc, w.c, "/vaccinations"), string(one), nil); a.status != http.StatusAccepted {
+		t.Fatalf("C's dose at 510000: %d %s", a.status, a.body)
 	}
+	var g vaxStatus
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if st := callAs(t, hc, w.asG, "GET", res(w.gd, w.c, ""), nil, &g); st != http.StatusOK {
+			t.Fatalf("guardian reads the dependant's status: %d", st)
+		}
+		if g.Status.Vaccinated || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !g.Status.Vaccinated {
+		t.Errorf("guardian reads the dependant's status: vaccinated=false 15 s after the dose, want the mark")
+	}
+	refused(t, "guardian reads the dependant's doses", send(t, hc, w.asG, "GET", res(w.gd, w.c, "/vaccinations"), "", nil), http.StatusForbidden, "not_yours")
+	refused(t, "Sichuan's operator reads A's doses at 440000", send(t, hc, w.opSC, "GET", res(w.gd, w.a, "/vaccinations"), "", nil), http.StatusForbidden, "other_province")
 	// The hub's log holds the doses: subjects and dose facts, no identity.
 	envs := vaxEnvelopes(t, w.f)
 	all := strings.Join(envs, "\n")
