@@ -37,6 +37,10 @@ type Node interface {
 	WriteMetrics(w io.Writer)
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
 	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
+	IngestItinerary(ctx context.Context, sub hcx.Subject, it *node.Itinerary) (*node.ItineraryResult, error)
+	DesignateRiskAreas(ctx context.Context, areas []node.RiskAreaInput) ([]node.RiskArea, error)
+	EndRiskArea(ctx context.Context, div hcx.DivisionCode, from, to time.Time) (*node.RiskArea, error)
+	RiskAreas(iss hcx.ProvinceCode, inForce bool) []node.RiskArea
 }
 
 var _ Node = (*node.Node)(nil)
@@ -137,6 +141,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.travelRules()...)
 	return rules
 }
 

@@ -185,6 +185,12 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
+	if w.risk {
+		if err := n.loadRiskSet(); err != nil {
+			return fmt.Errorf("reload risk areas: %w", err)
+		}
+		n.pokeRisk()
+	}
 	n.treeMu.Lock()
 	n.tree = tree
 	n.treeMu.Unlock()
@@ -201,8 +207,9 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 // commit of a page. Re-applying an entry after a crash is harmless:
 // attestations only ever replace lower per-subject sequences.
 type followTxn struct {
-	db  *badger.DB
-	txn *badger.Txn
+	db   *badger.DB
+	txn  *badger.Txn
+	risk bool // risk areas changed (riskareas.go)
 }
 
 func (w *followTxn) set(key, val []byte) error {
@@ -244,6 +251,11 @@ func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.T
 	}
 	env, err := exchange.OpenLogged(n.trust, raw, committed)
 	if err != nil {
+		return err
+	}
+	if env.Typ == exchange.TypRiskAreas {
+		changed, err := n.applyRiskAreas(w, env)
+		w.risk = w.risk || changed
 		return err
 	}
 	if env.Typ != exchange.TypBatch {
