@@ -82,6 +82,10 @@ var authzWant = []struct {
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/devices/enrolments/{id}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/approve"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/devices/enrolments/{id}/reject"},
+	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403", "POST /v1/residents/{sub}/itinerary"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/risk-areas"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403", "POST /v1/risk-areas/end"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok", "GET /v1/risk-areas"},
 	// Logout ends the caller's session: the matrix runs it last.
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403", "POST /v1/auth/logout"},
 
