@@ -31,7 +31,7 @@ import (
 // the area during its window, so their colour changes within seconds.
 const (
 	pRisk     = "risk/"     // risk/<iss>/<div>/<from, 20 digits> -> riskEntry
-	pRiskRedo = "riskredo/" // same suffix -> riskEntry: residents to decide again
+	pRiskRedo = "riskredo/" // riskredo/<iss>/<div>/<from>/<unix nanos> -> RiskArea: residents to decide again
 	pRiskPub  = "riskpub/"  // riskpub/<unix nanos, 20 digits> -> pendingRiskPub
 )
 
@@ -336,7 +336,7 @@ func (n *Node) publishRiskAreas(ctx context.Context, entry *AuditEntry, env *exc
 		if err := w.setJSON(pRisk+areas[i].suffix(), &areas[i]); err != nil {
 			return nil, err
 		}
-		if err := w.setJSON(pRiskRedo+areas[i].suffix(), &areas[i]); err != nil {
+		if err := w.setJSON(redoKey(&areas[i]), &areas[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -395,12 +395,18 @@ func (n *Node) applyRiskAreas(w *followTxn, env *exchange.Envelope) (bool, error
 		if err := w.set([]byte(pRisk+a.suffix()), val); err != nil {
 			return changed, stored(err)
 		}
-		if err := w.set([]byte(pRiskRedo+a.suffix()), val); err != nil {
+		if err := w.set([]byte(redoKey(&a)), val); err != nil {
 			return changed, stored(err)
 		}
 		changed = true
 	}
 	return changed, nil
+}
+
+// redoKey is a new job's key: each change of an area is a job of its own,
+// so that a job that ends never removes a later one for the same area.
+func redoKey(a *RiskArea) string {
+	return fmt.Sprintf("%s%s/%020d", pRiskRedo, a.suffix(), time.Now().UnixNano())
 }
 
 func sameEnd(a, b *time.Time) bool {
@@ -458,36 +464,49 @@ func (n *Node) RunRiskJobs(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A job is stored before the set in memory takes its area (the
+	// follower commits, then reloads): decide with the set as stored.
+	for _, a := range jobs {
+		if cur, ok := n.riskSet().all[a.suffix()]; !ok || cur.At < a.At {
+			if err := n.loadRiskSet(); err != nil {
+				return 0, err
+			}
+			break
+		}
+	}
 	total, attested := 0, 0
 	for i, a := range jobs {
 		now := n.cfg.Now().UTC()
 		// Without the end: a designation ended or shortened takes its colour
 		// away from those who stayed after the new end, who must be decided
 		// again too.
-		subs, err := n.staysIn(a.Div, a.From, time.Time{}, now)
-		if err != nil {
-			return total, err
-		}
-		if len(subs) == 0 {
-			// Nobody stayed there in the window: done without deciding anyone.
-			if err := n.write(&write{system: "riskarea", dels: keys[i : i+1]}); err != nil {
-				return total, err
-			}
-			continue
-		}
-		for len(subs) > 0 {
-			chunk := subs[:min(len(subs), dueBatch)]
-			subs = subs[len(chunk):]
-			var done [][]byte
-			if len(subs) == 0 {
-				done = keys[i : i+1] // the job ends with its last chunk
-			}
-			got, err := n.redecideChunk(ctx, chunk, done, n.rules.Load(), now)
+		var start []byte
+		for {
+			subs, next, err := n.staysIn(a.Div, a.From, now, start, dueBatch)
 			if err != nil {
 				return total, err
 			}
-			total += len(chunk)
+			var done [][]byte
+			if next == nil {
+				done = keys[i : i+1] // the job ends with its last chunk
+			}
+			if len(subs) == 0 {
+				// Nobody (more) stayed there: done without deciding anyone.
+				if err := n.write(&write{system: "riskarea", dels: done}); err != nil {
+					return total, err
+				}
+				break
+			}
+			got, err := n.redecideChunk(ctx, subs, done, n.rules.Load(), now)
+			if err != nil {
+				return total, err
+			}
+			total += len(subs)
 			attested += got
+			if next == nil {
+				break
+			}
+			start = next
 		}
 	}
 	if attested > 0 {

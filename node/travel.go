@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 //
 // A telecom feed posts the divisions a resident's phone was seen in, by
 // local day. Each (day, division) is one stay, a Travel event dated at the
-// local midnight that starts the day, with the record id "day:<date>:<div>":
+// local midnight that starts the day, with the record id
+// "day:<date>:<div>:<sub>":
 // a re-sent itinerary, or two itineraries that overlap, count each stay once.
 //
 // Every stay is also indexed by division, stay/<div>/<sub>/<unix>, expiring
@@ -54,7 +56,12 @@ type ItineraryResult struct {
 	Status *Status `json:"status"`
 }
 
-func stayID(date string, div hcx.DivisionCode) string { return "day:" + date + ":" + string(div) }
+// stayID is a stay's record id. Record ids are per kind and node, not per
+// resident: the subject is part of it, or two residents in one division on
+// one day would conflict.
+func stayID(sub hcx.Subject, date string, div hcx.DivisionCode) string {
+	return "day:" + date + ":" + string(div) + ":" + string(sub)
+}
 
 func stayKey(div hcx.DivisionCode, sub hcx.Subject, at time.Time) string {
 	return fmt.Sprintf("%s%s/%s/%d", pStay, div, sub, at.Unix())
@@ -62,7 +69,7 @@ func stayKey(div hcx.DivisionCode, sub hcx.Subject, at time.Time) string {
 
 // stays checks an itinerary at now and returns its stays, one event per
 // distinct (date, division), naming the first wrong field.
-func (it *Itinerary) stays(now time.Time, loc *time.Location) ([]Event, error) {
+func (it *Itinerary) stays(sub hcx.Subject, now time.Time, loc *time.Location) ([]Event, error) {
 	if len(it.Days) == 0 || len(it.Days) > MaxItineraryDays {
 		return nil, hcx.Invalidf("days", "an itinerary holds 1 to %d days, this one %d", MaxItineraryDays, len(it.Days))
 	}
@@ -90,7 +97,7 @@ func (it *Itinerary) stays(now time.Time, loc *time.Location) ([]Event, error) {
 			if err := div.Validate(); err != nil {
 				return nil, hcx.Invalidf(fmt.Sprintf("%s.divs[%d]", field, j), "division %q is not a GB/T 2260 (2019) code", div)
 			}
-			id := stayID(d.Date, div)
+			id := stayID(sub, d.Date, div)
 			if seen[id] {
 				continue
 			}
@@ -113,7 +120,7 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 	}
 	now := n.cfg.Now().UTC()
 	rules := n.rules.Load()
-	evs, err := it.stays(now, rules.rs.Location())
+	evs, err := it.stays(sub, now, rules.rs.Location())
 	if err != nil {
 		return nil, err
 	}
@@ -220,39 +227,44 @@ func stayPrefix(area hcx.DivisionCode) string {
 	return pStay + a + "/"
 }
 
-// staysIn returns the residents with a stay inside area at a time in
-// [from, to) (to zero: no end) and within TrajectoryRetention of now, each
-// once, from the stay index.
-func (n *Node) staysIn(area hcx.DivisionCode, from, to, now time.Time) ([]hcx.Subject, error) {
+// staysIn returns up to limit residents with a stay inside area at or
+// after from and within TrajectoryRetention of now, from the stay index,
+// starting at the key start (nil: from the beginning), and the key where
+// the next call starts (nil when the scan is complete). A resident is
+// listed once per division they stayed in.
+func (n *Node) staysIn(area hcx.DivisionCode, from, now time.Time, start []byte, limit int) ([]hcx.Subject, []byte, error) {
 	lo := max(from.Unix(), now.Add(-TrajectoryRetention).Unix())
 	var subs []hcx.Subject
-	seen := make(map[hcx.Subject]bool)
+	var next []byte
 	err := n.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(stayPrefix(area))})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		var last hcx.Subject
+		for it.Seek(append([]byte(stayPrefix(area)), start...)); it.Valid(); it.Next() {
 			// stay/<div>/<sub>/<unix>
-			parts := strings.Split(string(it.Item().Key()[len(pStay):]), "/")
+			key := it.Item().Key()
+			parts := strings.Split(string(key[len(pStay):]), "/")
 			if len(parts) != 3 {
 				continue
 			}
-			var at int64
-			if _, err := fmt.Sscanf(parts[2], "%d", &at); err != nil {
-				continue
-			}
-			if at < lo || (!to.IsZero() && at >= to.Unix()) {
+			at, err := strconv.ParseInt(parts[2], 10, 64)
+			if err != nil || at < lo {
 				continue
 			}
 			sub := hcx.Subject(parts[1])
-			if !seen[sub] {
-				seen[sub] = true
-				subs = append(subs, sub)
+			if sub == last {
+				continue // the same resident's stays in one division are adjacent
 			}
+			if len(subs) == limit {
+				next = it.Item().KeyCopy(nil)[len(stayPrefix(area)):]
+				return nil
+			}
+			last = sub
+			subs = append(subs, sub)
 		}
 		return nil
 	})
-	slices.Sort(subs)
-	return subs, err
+	return subs, next, err
 }
 
 // City is a city-level division a resident stayed in: the prefecture, the

@@ -326,7 +326,7 @@ func TestStaysAndTheStayIndexExpireAfter60Days(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := n.staysIn("510100", time.Time{}, time.Time{}, clock.now()); len(got) != 1 {
+	if got, _, _ := n.staysIn("510100", time.Time{}, clock.now(), nil, 10); len(got) != 1 {
 		t.Fatalf("stays in 510100: %v", got)
 	}
 	if c, _ := n.citiesVisited(sub); len(c) != 1 || c[0].Div != "510100" || c[0].Name != "成都市" {
@@ -337,7 +337,7 @@ func TestStaysAndTheStayIndexExpireAfter60Days(t *testing.T) {
 		t.Fatalf("cities after 15 days: %+v, want none (the last 14 days)", c)
 	}
 	clock.add(46 * 24 * time.Hour) // 61 days after
-	if got, _ := n.staysIn("510100", time.Time{}, time.Time{}, clock.now()); len(got) != 0 {
+	if got, _, _ := n.staysIn("510100", time.Time{}, clock.now(), nil, 10); len(got) != 0 {
 		t.Fatalf("stays in 510100 after 61 days: %v", got)
 	}
 	// The next event about the resident drops the stay from the history.
@@ -381,5 +381,95 @@ func BenchmarkRiskAreasFor(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = n.riskAreasFor(f)
+	}
+}
+
+func TestStayIndexIsReadInChunks(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	clock := newClock(time.Now())
+	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
+	defer n.Close()
+	subs := registerN(t, n, 5)
+	now := clock.now()
+	for _, sub := range subs {
+		// Two days in one division: listed once; another division: once more.
+		if _, err := n.IngestItinerary(testCtx, sub, itin(stayDay(localDate(now, 1), "440106"), stayDay(localDate(now, 2), "440106", "440104"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []hcx.Subject
+	var start []byte
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("the scan does not end")
+		}
+		page, next, err := n.staysIn("440100", time.Time{}, clock.now(), start, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 3 {
+			t.Fatalf("page of %d, limit 3", len(page))
+		}
+		got = append(got, page...)
+		if next == nil {
+			break
+		}
+		start = next
+	}
+	if len(got) != 10 {
+		t.Fatalf("listed %d residents over two divisions, want 5 × 2: %v", len(got), got)
+	}
+	for _, sub := range subs {
+		c := 0
+		for _, g := range got {
+			if g == sub {
+				c++
+			}
+		}
+		if c != 2 {
+			t.Fatalf("%s listed %d times, want once per division", sub, c)
+		}
+	}
+}
+
+func TestPendingRiskAreaEnvelopeSurvivesRestart(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	clock := newClock(time.Now())
+	dir := t.TempDir()
+	n := openTestNode(t, pki, "440000", dir, clock.now)
+	designate(t, n, "440106", exchange.RiskMedium, clock.now().Add(-time.Hour), nil)
+	// The test node's hub is unreachable: the envelope stays pending.
+	if err := n.publishPendingRiskAreas(testCtx); err == nil {
+		t.Fatal("publishing to an unreachable hub succeeded")
+	}
+	n.Close()
+	n = openTestNode(t, pki, "440000", dir, clock.now)
+	defer n.Close()
+	if got := n.PendingRiskAreas(); got != 1 {
+		t.Fatalf("pending envelopes after restart: %d, want 1", got)
+	}
+	if got := n.RiskAreas("440000", true); len(got) != 1 || got[0].Div != "440106" {
+		t.Fatalf("areas after restart: %+v", got)
+	}
+	var p pendingRiskPub
+	err := n.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pRiskPub)})
+		defer it.Close()
+		it.Rewind()
+		return it.Item().Value(func(v []byte) error { return jsonUnmarshal(v, &p) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.apply(0, exchange.Entries{Entries: []string{pki.trustList(t, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := exchange.Open(n.trust, p.JWS)
+	if err != nil {
+		t.Fatalf("the pending envelope does not verify: %v", err)
+	}
+	r, err := exchange.DecodeRiskAreas(env)
+	if err != nil || r.Iss != "440000" || len(r.Areas) != 1 || r.Areas[0].Div != "440106" {
+		t.Fatalf("pending envelope %+v, %v", r, err)
 	}
 }
