@@ -35,6 +35,15 @@ var shanghai = func() *time.Location {
 	return loc
 }()
 
+// newTravelNode is a 440000 node on a movable clock, closed at the end.
+func newTravelNode(t *testing.T) (*Node, *movableClock) {
+	t.Helper()
+	clock := newClock(time.Now())
+	n := openTestNode(t, newTestPKI(t, "440000"), "440000", t.TempDir(), clock.now)
+	t.Cleanup(func() { n.Close() })
+	return n, clock
+}
+
 func itin(days ...ItineraryDay) *Itinerary { return &Itinerary{Days: days} }
 
 func stayDay(date string, divs ...hcx.DivisionCode) ItineraryDay {
@@ -50,10 +59,7 @@ func wantField(t *testing.T, err error, field string) {
 }
 
 func TestItineraryCountsEachStayOnceAndRefusesBadInputWritingNothing(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	clock := newClock(time.Now())
-	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
-	defer n.Close()
+	n, clock := newTravelNode(t)
 	sub := registerN(t, n, 1)[0]
 	now := clock.now()
 	res, err := n.IngestItinerary(testCtx, sub, itin(stayDay(localDate(now, 2), "440106", "110105"), stayDay(localDate(now, 1), "440106", "440106")))
@@ -124,10 +130,7 @@ func colourOf(t *testing.T, n *Node, sub hcx.Subject) hcx.Colour {
 }
 
 func TestDesignationRedecidesWhoStayedInTheAreaDuringItsWindow(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	clock := newClock(time.Now())
-	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
-	defer n.Close()
+	n, clock := newTravelNode(t)
 	subs := registerN(t, n, 4)
 	now := clock.now()
 	inside, before, elsewhere, province := subs[0], subs[1], subs[2], subs[3]
@@ -195,10 +198,7 @@ func TestDesignationRedecidesWhoStayedInTheAreaDuringItsWindow(t *testing.T) {
 }
 
 func TestDesignationRefusesBadAreasWritingNothing(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	clock := newClock(time.Now())
-	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
-	defer n.Close()
+	n, clock := newTravelNode(t)
 	now := clock.now()
 	before := now.Add(-time.Hour)
 	v := n.StoreVersion()
@@ -296,10 +296,7 @@ func TestRiskAreasFromTheLogLaterEnvelopeWinsAndSurviveRestart(t *testing.T) {
 }
 
 func TestStaysAndTheStayIndexExpireAfter60Days(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	clock := newClock(time.Now())
-	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
-	defer n.Close()
+	n, clock := newTravelNode(t)
 	sub := registerN(t, n, 1)[0]
 	now := clock.now()
 	date := localDate(now, 1)
@@ -385,10 +382,7 @@ func BenchmarkRiskAreasFor(b *testing.B) {
 }
 
 func TestStayIndexIsReadInChunks(t *testing.T) {
-	pki := newTestPKI(t, "440000")
-	clock := newClock(time.Now())
-	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
-	defer n.Close()
+	n, clock := newTravelNode(t)
 	subs := registerN(t, n, 5)
 	now := clock.now()
 	for _, sub := range subs {
