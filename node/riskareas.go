@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -580,4 +581,12 @@ func (n *Node) PendingRiskAreas() int {
 		return nil
 	})
 	return c
+}
+
+// writeRiskMetrics adds the risk-area gauges to /metrics: areas known (of
+// every province) and envelopes waiting for the hub (a number that stays
+// above 0 means the province's designations are not reaching the others).
+func (n *Node) writeRiskMetrics(w io.Writer, p string) {
+	fmt.Fprintf(w, "# HELP hcx_node_risk_areas Risk areas this node knows, of every province.\n# TYPE hcx_node_risk_areas gauge\nhcx_node_risk_areas{province=%q} %d\n", p, len(n.riskSet().all))
+	fmt.Fprintf(w, "# HELP hcx_node_risk_envelopes_pending Risk-area envelopes signed and not yet acknowledged by the hub.\n# TYPE hcx_node_risk_envelopes_pending gauge\nhcx_node_risk_envelopes_pending{province=%q} %d\n", p, n.PendingRiskAreas())
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -441,6 +442,13 @@ func TestPendingRiskAreaEnvelopeSurvivesRestart(t *testing.T) {
 	defer n.Close()
 	if got := n.PendingRiskAreas(); got != 1 {
 		t.Fatalf("pending envelopes after restart: %d, want 1", got)
+	}
+	var m strings.Builder
+	n.WriteMetrics(&m)
+	for _, want := range []string{`hcx_node_risk_envelopes_pending{province="440000"} 1`, `hcx_node_risk_areas{province="440000"} 1`} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	if got := n.RiskAreas("440000", true); len(got) != 1 || got[0].Div != "440106" {
 		t.Fatalf("areas after restart: %+v", got)
