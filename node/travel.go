@@ -268,25 +268,33 @@ func (n *Node) staysIn(area hcx.DivisionCode, from, now time.Time, start []byte,
 }
 
 // City is a city-level division a resident stayed in: the prefecture, the
-// municipality, or a county that no prefecture holds.
+// municipality, or a county that no prefecture holds. Risk is the highest
+// level of the risk areas in force during the resident's stays in it ("" for
+// none): the star the itinerary card put beside such a city.
 type City struct {
 	Div  hcx.DivisionCode `json:"div"`
 	Name string           `json:"name"`
+	Risk string           `json:"risk,omitempty"`
 }
 
 // citiesSince lists the cities of the stays at or after since, at most one
-// each, most recent first.
-func citiesSince(stays []policy.TravelRecord, since time.Time) []City {
+// each, most recent first, each with the highest risk level of its stays
+// among areas.
+func citiesSince(stays []policy.TravelRecord, since time.Time, areas []policy.RiskArea) []City {
 	out := []City{}
 	for i := len(stays) - 1; i >= 0; i-- {
 		if stays[i].At.Before(since) {
 			continue
 		}
 		c := stays[i].Div.City()
-		if slices.ContainsFunc(out, func(x City) bool { return x.Div == c }) {
-			continue
+		k := slices.IndexFunc(out, func(x City) bool { return x.Div == c })
+		if k < 0 {
+			out = append(out, City{Div: c, Name: c.Name()})
+			k = len(out) - 1
 		}
-		out = append(out, City{Div: c, Name: c.Name()})
+		if r := policy.RiskAt(areas, stays[i]); r == "high" || out[k].Risk == "" {
+			out[k].Risk = r
+		}
 	}
 	return out
 }
@@ -306,5 +314,6 @@ func (n *Node) citiesVisited(sub hcx.Subject) ([]City, error) {
 	}
 	local := n.cfg.Now().In(n.rules.Load().rs.Location())
 	since := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, local.Location()).AddDate(0, 0, -(CityDays - 1))
-	return citiesSince(h.Travel, since), nil
+	f := h.facts()
+	return citiesSince(h.Travel, since, n.riskAreasFor(f)), nil
 }

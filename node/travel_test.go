@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -329,6 +330,16 @@ func TestStaysAndTheStayIndexExpireAfter60Days(t *testing.T) {
 	}
 	if c, _ := n.citiesVisited(sub); len(c) != 1 || c[0].Div != "510100" || c[0].Name != "成都市" {
 		t.Fatalf("cities: %+v", c)
+	}
+	designate(t, n, "440106", exchange.RiskMedium, now.Add(-10*24*time.Hour), nil)
+	if _, err := n.IngestItinerary(testCtx, sub, itin(stayDay(date, "440106", "440303"), stayDay(localDate(now, 3), "510105"))); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := n.citiesVisited(sub)
+	// Most recent first; stays of one day, the last recorded first.
+	want := []City{{"440300", "深圳市", ""}, {"440100", "广州市", "medium"}, {"510100", "成都市", ""}}
+	if !slices.Equal(c, want) {
+		t.Fatalf("cities %+v, want %+v (Guangzhou starred medium)", c, want)
 	}
 	clock.add(15 * 24 * time.Hour)
 	if c, _ := n.citiesVisited(sub); len(c) != 0 {

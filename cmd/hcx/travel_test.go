@@ -133,6 +133,7 @@ func TestEndToEndSichuanRiskAreaTurnsAGuangdongTravellerYellow(t *testing.T) {
 		Cities []struct {
 			Div  string `json:"div"`
 			Name string `json:"name"`
+			Risk string `json:"risk"`
 		} `json:"cities"`
 	}
 	if st := callAs(t, f.client(), resident, "GET", gd+"/v1/residents/"+string(traveller)+"/code", nil, &c); st != http.StatusOK || c.Colour != hcx.Yellow {
@@ -141,6 +142,11 @@ func TestEndToEndSichuanRiskAreaTurnsAGuangdongTravellerYellow(t *testing.T) {
 	if len(c.Cities) != 2 || c.Cities[0].Name == "" || c.Cities[1].Name == "" ||
 		!(c.Cities[0].Div == "510100" && c.Cities[1].Div == "440100" || c.Cities[0].Div == "440100" && c.Cities[1].Div == "510100") {
 		t.Fatalf("cities %+v, want 成都市 and 广州市", c.Cities)
+	}
+	for _, city := range c.Cities {
+		if want := map[string]string{"510100": "high", "440100": ""}[city.Div]; city.Risk != want {
+			t.Errorf("city %s shows risk %q, want %q", city.Div, city.Risk, want)
+		}
 	}
 
 	// Every node lists every province's areas, anyone may read them.
