@@ -433,6 +433,9 @@ func (n *Node) riskLoop(ctx context.Context) {
 		if _, err := n.RunRiskJobs(ctx); err != nil && ctx.Err() == nil {
 			n.log.Error("re-deciding the residents of new risk areas failed; will retry", "err", err)
 		}
+		if _, err := n.PruneRiskAreas(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error("dropping risk areas that ended more than 60 days ago failed; will retry", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -589,4 +592,43 @@ func (n *Node) PendingRiskAreas() int {
 func (n *Node) writeRiskMetrics(w io.Writer, p string) {
 	fmt.Fprintf(w, "# HELP hcx_node_risk_areas Risk areas this node knows, of every province.\n# TYPE hcx_node_risk_areas gauge\nhcx_node_risk_areas{province=%q} %d\n", p, len(n.riskSet().all))
 	fmt.Fprintf(w, "# HELP hcx_node_risk_envelopes_pending Risk-area envelopes signed and not yet acknowledged by the hub.\n# TYPE hcx_node_risk_envelopes_pending gauge\nhcx_node_risk_envelopes_pending{province=%q} %d\n", p, n.PendingRiskAreas())
+}
+
+// PruneRiskAreas drops the areas that ended more than TrajectoryRetention
+// ago at the node's clock: no stay the node keeps can fall in them, so the
+// set stays bounded by the areas of the last 60 days and those in force.
+// It returns how many it dropped.
+func (n *Node) PruneRiskAreas(ctx context.Context) (int, error) {
+	cut := n.cfg.Now().Add(-TrajectoryRetention)
+	s := n.riskSet()
+	stale := 0
+	for _, a := range s.all {
+		if a.To != nil && a.To.Before(cut) {
+			stale++
+		}
+	}
+	if stale == 0 {
+		return 0, nil
+	}
+	release, err := n.admitBackground(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	n.risk.mu.Lock()
+	defer n.risk.mu.Unlock()
+	keep := make(map[string]RiskArea, len(n.riskSet().all))
+	w := &write{system: "riskarea"}
+	for k, a := range n.riskSet().all {
+		if a.To != nil && a.To.Before(cut) {
+			w.del([]byte(pRisk + k))
+			continue
+		}
+		keep[k] = a
+	}
+	if err := n.write(w); err != nil {
+		return 0, err
+	}
+	n.risk.set.Store(newRiskSet(keep))
+	return len(w.dels), nil
 }

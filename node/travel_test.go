@@ -527,3 +527,27 @@ func BenchmarkIngestItinerary(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(min(b.N, len(subs))*28)/time.Since(start).Seconds(), "stays/s")
 }
+
+func TestRiskAreasEndedMoreThan60DaysAgoAreDropped(t *testing.T) {
+	n, clock := newTravelNode(t)
+	now := clock.now()
+	end := now.Add(-24 * time.Hour)
+	designate(t, n, "440106", exchange.RiskHigh, now.Add(-48*time.Hour), &end)
+	designate(t, n, "440303", exchange.RiskHigh, now.Add(-48*time.Hour), nil)
+	if got, err := n.PruneRiskAreas(testCtx); err != nil || got != 0 {
+		t.Fatalf("pruned %d (%v) of areas ended a day ago", got, err)
+	}
+	clock.add(60 * 24 * time.Hour)
+	if got, err := n.PruneRiskAreas(testCtx); err != nil || got != 1 {
+		t.Fatalf("pruned %d (%v), want the area that ended 61 days ago", got, err)
+	}
+	if got := n.RiskAreas("", false); len(got) != 1 || got[0].Div != "440303" {
+		t.Fatalf("areas left: %+v, want 440303, still in force", got)
+	}
+	n.Close()
+	n = openTestNode(t, newTestPKI(t, "440000"), "440000", n.cfg.Dir, clock.now)
+	defer n.Close()
+	if got := n.RiskAreas("", false); len(got) != 1 || got[0].Div != "440303" {
+		t.Fatalf("areas after restart: %+v", got)
+	}
+}
