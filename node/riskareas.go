@@ -386,7 +386,7 @@ func (n *Node) applyRiskAreas(w *followTxn, env *exchange.Envelope) (bool, error
 		if err != nil {
 			return changed, stored(err)
 		}
-		if found && (cur.At > a.At || cur == a || (cur.At == a.At && sameEnd(cur.To, a.To) && cur.Level == a.Level)) {
+		if found && (cur.At > a.At || (cur.At == a.At && sameEnd(cur.To, a.To) && cur.Level == a.Level)) {
 			continue
 		}
 		val, err := jsonMarshal(&a)
