@@ -19,8 +19,8 @@ import (
 //
 // A telecom feed posts the divisions a resident's phone was seen in, by
 // local day. Each (day, division) is one stay, a Travel event dated at the
-// local midnight that starts the day, with the record id
-// "day:<date>:<div>:<sub>":
+// local midnight that starts the day, with the record id "day:<date>:<div>"
+// (its record key adds the subject, stayRecordKey):
 // a re-sent itinerary, or two itineraries that overlap, count each stay once.
 //
 // Every stay is also indexed by division, stay/<div>/<sub>/<unix>, expiring
@@ -56,12 +56,15 @@ type ItineraryResult struct {
 	Status *Status `json:"status"`
 }
 
-// stayID is a stay's record id. Record ids are per kind and node, not per
-// resident: the subject is part of it, or two residents in one division on
-// one day would conflict.
-func stayID(sub hcx.Subject, date string, div hcx.DivisionCode) string {
-	return "day:" + date + ":" + string(div) + ":" + string(sub)
-}
+// stayID is a stay's record id, kept in the history: the date and the
+// division, from which it is derived again.
+func stayID(date string, div hcx.DivisionCode) string { return "day:" + date + ":" + string(div) }
+
+// stayRecordKey is the key of a stay's record id (records.go). Record ids
+// are per kind and node, not per resident: the subject is part of the key,
+// or two residents in one division on one day would conflict. It is not
+// part of the id, which every stay of the history carries.
+func stayRecordKey(sub hcx.Subject, ev *Event) string { return recordKey(ev) + "/" + string(sub) }
 
 func stayKey(div hcx.DivisionCode, sub hcx.Subject, at time.Time) string {
 	return fmt.Sprintf("%s%s/%s/%d", pStay, div, sub, at.Unix())
@@ -69,7 +72,7 @@ func stayKey(div hcx.DivisionCode, sub hcx.Subject, at time.Time) string {
 
 // stays checks an itinerary at now and returns its stays, one event per
 // distinct (date, division), naming the first wrong field.
-func (it *Itinerary) stays(sub hcx.Subject, now time.Time, loc *time.Location) ([]Event, error) {
+func (it *Itinerary) stays(now time.Time, loc *time.Location) ([]Event, error) {
 	if len(it.Days) == 0 || len(it.Days) > MaxItineraryDays {
 		return nil, hcx.Invalidf("days", "an itinerary holds 1 to %d days, this one %d", MaxItineraryDays, len(it.Days))
 	}
@@ -97,7 +100,7 @@ func (it *Itinerary) stays(sub hcx.Subject, now time.Time, loc *time.Location) (
 			if err := div.Validate(); err != nil {
 				return nil, hcx.Invalidf(fmt.Sprintf("%s.divs[%d]", field, j), "division %q is not a GB/T 2260 (2019) code", div)
 			}
-			id := stayID(sub, d.Date, div)
+			id := stayID(d.Date, div)
 			if seen[id] {
 				continue
 			}
@@ -120,7 +123,7 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 	}
 	now := n.cfg.Now().UTC()
 	rules := n.rules.Load()
-	evs, err := it.stays(sub, now, rules.rs.Location())
+	evs, err := it.stays(now, rules.rs.Location())
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +147,7 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 			return err
 		}
 		for i := range evs {
-			dup, err := checkRecord(txn, recordKey(&evs[i]), sub, &evs[i])
+			dup, err := checkRecord(txn, stayRecordKey(sub, &evs[i]), sub, &evs[i])
 			if err != nil {
 				return err
 			}
@@ -180,7 +183,7 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 	for i := range fresh {
 		ev := &fresh[i]
 		h.add(ev)
-		w.setTTL(recordKey(ev), recordValue(sub, ev), recordTTL(ev))
+		w.setTTL(stayRecordKey(sub, ev), recordValue(sub, ev), recordTTL(ev))
 		n.indexEvent(w, sub, ev)
 	}
 	h.expire(now)

@@ -393,6 +393,24 @@ func BenchmarkRiskAreasFor(b *testing.B) {
 	}
 }
 
+// TestTwoResidentsInOneDivisionOnOneDayBothCount: a stay's record id is
+// the same for everyone there that day; its record key is per resident (the
+// first version refused the second resident with record_conflict).
+func TestTwoResidentsInOneDivisionOnOneDayBothCount(t *testing.T) {
+	n, clock := newTravelNode(t)
+	subs := registerN(t, n, 2)
+	it := itin(stayDay(localDate(clock.now(), 1), "440106"))
+	for _, sub := range subs {
+		res, err := n.IngestItinerary(testCtx, sub, it)
+		if err != nil || res.New != 1 {
+			t.Fatalf("resident %s: %+v, %v", sub, res, err)
+		}
+		if f := storedFacts(t, n, sub); len(f.Travel) != 1 || f.Travel[0].ID != "day:"+localDate(clock.now(), 1)+":440106" {
+			t.Fatalf("stays of %s: %+v", sub, f.Travel)
+		}
+	}
+}
+
 func TestStayIndexIsReadInChunks(t *testing.T) {
 	n, clock := newTravelNode(t)
 	subs := registerN(t, n, 5)
