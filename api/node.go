@@ -56,6 +56,10 @@ type Node interface {
 	FileReclaim(ctx context.Context, req node.ReclaimRequest, proof node.ReclaimProof) (*node.Appeal, error)
 	Reclaim(ctx context.Context, id string, sub hcx.Subject) (*node.Appeal, error)
 	SubjectOf(t hcx.DocType, number string) (hcx.Subject, error)
+	IngestItinerary(ctx context.Context, sub hcx.Subject, it *node.Itinerary) (*node.ItineraryResult, error)
+	DesignateRiskAreas(ctx context.Context, areas []node.RiskAreaInput) ([]node.RiskArea, error)
+	EndRiskArea(ctx context.Context, div hcx.DivisionCode, from, to time.Time) (*node.RiskArea, error)
+	RiskAreas(iss hcx.ProvinceCode, inForce bool) []node.RiskArea
 }
 
 var _ Node = (*node.Node)(nil)
@@ -161,6 +165,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.vaxRules()...)
 	rules = append(rules, h.appealsRules()...)
 	rules = append(rules, h.peopleRules()...)
+	rules = append(rules, h.travelRules()...)
 	return rules
 }
 

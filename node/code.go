@@ -22,6 +22,11 @@ type Code struct {
 	ExpiresAt time.Time  `json:"expires_at"`
 	// RefreshAt is when a dynamic code should be fetched again.
 	RefreshAt time.Time `json:"refresh_at"`
+	// Cities are the cities the resident stayed in during the last
+	// CityDays days, most recent first ("two codes in one", travel.go).
+	// They are shown beside the code, never put in it: a checkpoint sees
+	// the masked name and ID tail only (docs/decisions.md).
+	Cities []City `json:"cities"`
 }
 
 // IssueCode signs a health code for a resident: a dynamic code that lives 60
@@ -44,8 +49,12 @@ func (n *Node) IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*C
 	if err != nil {
 		return nil, err
 	}
+	cities, err := n.citiesVisited(sub)
+	if err != nil {
+		return nil, err
+	}
 	n.metrics.codes.Add(1)
-	return &Code{QR: qr, Colour: claims.Col, IssuedAt: now, ExpiresAt: now.Add(ttl), RefreshAt: now.Add(ttl / 2)}, nil
+	return &Code{QR: qr, Colour: claims.Col, IssuedAt: now, ExpiresAt: now.Add(ttl), RefreshAt: now.Add(ttl / 2), Cities: cities}, nil
 }
 
 // Verification is the answer to a checkpoint's scan (PROTOCOL.md §6).

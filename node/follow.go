@@ -185,6 +185,12 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
+	if w.risk {
+		if err := n.loadRiskSet(); err != nil {
+			return fmt.Errorf("reload risk areas: %w", err)
+		}
+		n.pokeRisk()
+	}
 	n.treeMu.Lock()
 	n.tree = tree
 	n.treeMu.Unlock()
@@ -203,8 +209,9 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 // (applyVax, which commits early under the doses' subjects' locks) are
 // keyed by province and record id and recorded once.
 type followTxn struct {
-	db  *badger.DB
-	txn *badger.Txn
+	db   *badger.DB
+	txn  *badger.Txn
+	risk bool // risk areas changed (riskareas.go)
 }
 
 func (w *followTxn) set(key, val []byte) error {
@@ -273,6 +280,11 @@ func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.T
 	}
 	if env.Typ == exchange.TypVax {
 		return n.applyVax(w, env)
+	}
+	if env.Typ == exchange.TypRiskAreas {
+		changed, err := n.applyRiskAreas(w, env)
+		w.risk = w.risk || changed
+		return err
 	}
 	if env.Typ != exchange.TypBatch {
 		return nil

@@ -161,6 +161,8 @@ type Node struct {
 
 	policyPublished atomic.Value // string: the policy version the hub acknowledged
 
+	risk riskState // every province's risk areas (riskareas.go)
+
 	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
 
 	metrics metrics
@@ -190,6 +192,7 @@ func New(cfg Config) (*Node, error) {
 		locks: new(subjectLocks), slots: make(chan struct{}, cfg.MaxPendingWrites),
 		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{}),
 		redecide: make(chan struct{}, 1), vaxKick: make(chan struct{}, 1)}
+	n.risk.redo = make(chan struct{}, 1)
 	if err := n.ReloadRules(); err != nil {
 		return nil, err
 	}
@@ -199,6 +202,10 @@ func New(cfg Config) (*Node, error) {
 	if err := n.restoreTrust(); err != nil {
 		n.db.Close()
 		return nil, err
+	}
+	if err := n.loadRiskSet(); err != nil {
+		n.db.Close()
+		return nil, fmt.Errorf("load risk areas: %w", err)
 	}
 	if moved, err := migrateEvents(n.db); err != nil {
 		n.db.Close()
@@ -323,7 +330,8 @@ func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 // when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
+	go func() { defer wg.Done(); n.riskLoop(ctx) }()
 	go func() { defer wg.Done(); n.publishLoop(ctx) }()
 	go func() { defer wg.Done(); n.followLoop(ctx) }()
 	go func() { defer wg.Done(); n.dueLoop(ctx) }()

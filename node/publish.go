@@ -51,6 +51,9 @@ func (n *Node) publishLoop(ctx context.Context) {
 				n.metrics.publishErrors.Add(1)
 				n.log.Warn("vaccination envelope not accepted yet; will retry", "err", err)
 			}
+			if err := n.publishPendingRiskAreas(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("risk-area publication not accepted yet; will retry", "err", err)
+			}
 			sent, err := n.publishOnce(ctx)
 			if err != nil {
 				if ctx.Err() == nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
-	"github.com/hcxfed/hcx/policy"
 )
 
 // Records and their ids (docs/decisions.md, "Issue 10: records").
@@ -121,12 +120,10 @@ func notResidentHere(p hcx.ProvinceCode) error {
 
 // indexEvent adds to w the indexes an event keeps besides the resident's
 // history (stays by division, for re-deciding the residents who stayed in
-// a newly designated risk area). Every path that records events calls it.
-func (n *Node) indexEvent(w *write, sub hcx.Subject, ev *Event) {}
-
-// riskAreasFor is the risk areas, designated by any province, that the
-// rules must see to decide a resident with facts f: those that cover a
-// division f's stays were in (issue 10, risk areas).
-func (n *Node) riskAreasFor(f *policy.Facts) []policy.RiskArea {
-	return nil
+// a newly designated risk area: travel.go). Every path that records events
+// calls it.
+func (n *Node) indexEvent(w *write, sub hcx.Subject, ev *Event) {
+	if ev.Travel != nil {
+		indexStay(w, sub, ev.Travel)
+	}
 }

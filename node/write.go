@@ -138,6 +138,7 @@ type write struct {
 type kv struct {
 	k, v []byte
 	ttl  time.Duration // 0: kept for good
+	exp  uint64        // badger expiry, Unix seconds (0: by ttl); set by setExpires
 }
 
 func (w *write) setJSON(key string, v any) error {
@@ -167,6 +168,14 @@ func (w *write) set(key string, v []byte) {
 // setTTL sets a key that badger drops after ttl (retention).
 func (w *write) setTTL(key string, v []byte, ttl time.Duration) {
 	w.sets = append(w.sets, kv{k: []byte(key), v: v, ttl: ttl})
+	w.bytes += len(key) + len(v) + 64
+}
+
+// setExpires sets a key that badger drops at the given time (retention
+// counted from when the data was, not when it was written: a stay index
+// entry lives as long as the stay).
+func (w *write) setExpires(key string, v []byte, at time.Time) {
+	w.sets = append(w.sets, kv{k: []byte(key), v: v, exp: uint64(max(at.Unix(), 1))})
 	w.bytes += len(key) + len(v) + 64
 }
 
@@ -265,9 +274,14 @@ func (n *Node) commitOnce(group []*write) error {
 		}
 		for _, e := range w.sets {
 			var err error
-			if e.ttl > 0 {
+			switch {
+			case e.exp > 0:
+				ent := badger.NewEntry(e.k, e.v)
+				ent.ExpiresAt = e.exp
+				err = txn.SetEntry(ent)
+			case e.ttl > 0:
 				err = txn.SetEntry(badger.NewEntry(e.k, e.v).WithTTL(e.ttl))
-			} else {
+			default:
 				err = txn.Set(e.k, e.v)
 			}
 			if err != nil {

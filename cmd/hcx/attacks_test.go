@@ -23,8 +23,8 @@ import (
 // below).
 
 // publicRoutes are the only routes an anonymous caller reaches (DESIGN.md
-// §8b: health checks, the hub's signed checkpoint, the public pages), plus
-// the doors into a credential: logins, the enrolment code, and a device
+// §8b: health checks, the hub's signed checkpoint, the public pages, the
+// risk areas), plus the doors into a credential: logins, the enrolment code, and a device
 // filing its certificate request and polling it by its unguessable id.
 var publicRoutes = map[string]bool{
 	"node GET /healthz": true, "node GET /readyz": true,
@@ -32,7 +32,9 @@ var publicRoutes = map[string]bool{
 	"node POST /v1/auth/passkeys/login/begin": true, "node POST /v1/auth/passkeys/login/finish": true,
 	"node POST /v1/auth/enrol":         true,
 	"node POST /v1/devices/enrolments": true, "node GET /v1/devices/enrolments/{id}": true,
-	"hub GET /healthz": true, "hub GET /readyz": true, "hub GET /metrics": true, "hub GET /v1/checkpoint": true,
+	// Risk areas are what provinces publish for everyone (issue 10).
+	"node GET /v1/risk-areas": true,
+	"hub GET /healthz":        true, "hub GET /readyz": true, "hub GET /metrics": true, "hub GET /v1/checkpoint": true,
 }
 
 // TestAttackAnonymousReachesOnlyPublicRoutes: anonymous writes and reads on
