@@ -24,6 +24,10 @@ import (
 const (
 	maxEventsPerClass = 32
 	maxOrders         = 16
+	// maxStays bounds stays apart: an itinerary has one per division
+	// and day, and the rules look back 14 days, so 32 would lose a
+	// traveller's risky stay ten days ago behind two cities a day.
+	maxStays = 128
 )
 
 // TrajectoryRetention is how long stays (travel records) are kept: they are
@@ -92,7 +96,7 @@ func (h *history) add(ev *Event) {
 	case ev.Vaccination != nil:
 		h.Vaccinations = bounded(h, insertByTime(h.Vaccinations, *ev.Vaccination, func(v *policy.Vaccination) time.Time { return v.At }))
 	case ev.Travel != nil:
-		h.Travel = bounded(h, insertByTime(h.Travel, *ev.Travel, func(t *policy.TravelRecord) time.Time { return t.At }))
+		h.Travel = boundedTo(h, insertByTime(h.Travel, *ev.Travel, func(t *policy.TravelRecord) time.Time { return t.At }), maxStays)
 	case ev.CheckIn != nil:
 		h.CheckIns = bounded(h, insertByTime(h.CheckIns, *ev.CheckIn, func(c *policy.CheckIn) time.Time { return c.At }))
 	case ev.Order != nil:
@@ -121,8 +125,11 @@ func (h *history) add(ev *Event) {
 
 // bounded keeps the newest maxEventsPerClass of s, counting the rest as
 // dropped.
-func bounded[T any](h *history, s []T) []T {
-	if over := len(s) - maxEventsPerClass; over > 0 {
+func bounded[T any](h *history, s []T) []T { return boundedTo(h, s, maxEventsPerClass) }
+
+// boundedTo keeps the newest max of s, counting the rest as dropped.
+func boundedTo[T any](h *history, s []T, max int) []T {
+	if over := len(s) - max; over > 0 {
 		h.Dropped += uint64(over)
 		return s[over:]
 	}

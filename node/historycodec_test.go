@@ -28,7 +28,10 @@ func TestHistoryV2HoldsEveryKind(t *testing.T) {
 	if len(h.Orders) != maxOrders {
 		t.Errorf("orders kept: %d, want %d", len(h.Orders), maxOrders)
 	}
-	for _, l := range [][]any{{len(h.Declarations)}, {len(h.Vaccinations)}, {len(h.Travel)}, {len(h.CheckIns)}} {
+	if len(h.Travel) != 40 {
+		t.Errorf("stays kept: %d, want all 40 (bound %d)", len(h.Travel), maxStays)
+	}
+	for _, l := range [][]any{{len(h.Declarations)}, {len(h.Vaccinations)}, {len(h.CheckIns)}} {
 		if l[0].(int) != maxEventsPerClass {
 			t.Errorf("a list kept %d, want %d", l[0], maxEventsPerClass)
 		}
@@ -80,5 +83,27 @@ func TestTrajectoryExpires(t *testing.T) {
 	h.add(&Event{Travel: &policy.TravelRecord{At: now.Add(-59 * 24 * time.Hour), Div: "440106"}})
 	if !h.expire(now) || len(h.Travel) != 1 || !h.Travel[0].At.Equal(now.Add(-59*24*time.Hour)) {
 		t.Errorf("after expiry: %+v", h.Travel)
+	}
+}
+
+// TestStaysOfFourteenBusyDaysAreKept: an itinerary of three cities a day
+// for 14 days keeps its oldest stay (a bound of 32 lost it), and the bound
+// still holds.
+func TestStaysOfFourteenBusyDaysAreKept(t *testing.T) {
+	now := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	h := &history{}
+	for d := range 14 {
+		for _, div := range []hcx.DivisionCode{"440106", "110105", "510104"} {
+			h.add(&Event{Travel: &policy.TravelRecord{At: now.Add(-time.Duration(13-d) * 24 * time.Hour), Div: div}})
+		}
+	}
+	if len(h.Travel) != 42 || !h.Travel[0].At.Equal(now.Add(-13*24*time.Hour)) {
+		t.Errorf("kept %d stays from %v", len(h.Travel), h.Travel[0].At)
+	}
+	for range 200 {
+		h.add(&Event{Travel: &policy.TravelRecord{At: now, Div: "440106"}})
+	}
+	if len(h.Travel) != maxStays {
+		t.Errorf("kept %d stays, want the bound %d", len(h.Travel), maxStays)
 	}
 }
