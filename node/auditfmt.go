@@ -60,7 +60,13 @@ var (
 		string(auth.RoleAuditor), string(auth.RoleFeed), string(auth.RoleCheckpoint), string(auth.RoleProvince), string(auth.RoleHub), string(auth.RoleNational)}
 	auditMethods = []string{string(auth.MethodNone), string(auth.MethodSession), string(auth.MethodBearer), string(auth.MethodRequestToken)}
 	auditActions = []string{"", ActionResidentRegister, ActionLabPost, ActionContactPost, ActionRulesReload, ActionResidentReadIdentity,
-		ActionDeclarationPost, ActionVaccinationPost, ActionTravelPost, ActionOrderPost, ActionCheckInPost}
+		ActionDeclarationPost, ActionVaccinationPost, ActionTravelPost, ActionOrderPost, ActionCheckInPost,
+		// Issue 10's other actions. Actions of issue 9 (enrolments, guardians,
+		// devices) stay in the escape form: stores hold them so, and an entry
+		// decodes only if it encodes back to the same bytes.
+		ActionOrderConfirm, ActionOrderLift, ActionOrderRead, ActionOrderReadPending, ActionDeclarationRead,
+		ActionDependantRegister, ActionRiskDesignate, ActionRiskEnd, ActionVaccinationRead,
+		ActionAppealFile, ActionAppealOpen, ActionAppealDecide, ActionRecordVoid, ActionIdentityReclaim}
 )
 
 var subjectBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
