@@ -107,17 +107,19 @@ type ReclaimOutcome struct {
 	EnrolmentCodes int `json:"enrolment_codes"`
 }
 
-// Text is a text shown to people, in Chinese and English.
+// Text is a text shown to people, in Chinese, English, Japanese and Korean.
 type Text struct {
 	ZH string `json:"zh"`
 	EN string `json:"en"`
+	JA string `json:"ja"`
+	KO string `json:"ko"`
 }
 
 var appealStatusText = map[string]Text{
-	AppealFiled:       {"已提交，等待审核", "filed, waiting for review"},
-	AppealUnderReview: {"审核中", "under review"},
-	AppealAccepted:    {"申诉成立，已更正", "accepted; corrected"},
-	AppealRejected:    {"申诉未获支持", "rejected"},
+	AppealFiled:       {"已提交，等待审核", "filed, waiting for review", "提出済み・審査待ち", "접수됨, 심사 대기 중"},
+	AppealUnderReview: {"审核中", "under review", "審査中", "심사 중"},
+	AppealAccepted:    {"申诉成立，已更正", "accepted; corrected", "申し立てが認められ、訂正されました", "이의 신청이 받아들여져 정정되었습니다"},
+	AppealRejected:    {"申诉未获支持", "rejected", "申し立ては認められませんでした", "이의 신청이 기각되었습니다"},
 }
 
 // Appeal is an appeal as residents and operators see it: never a name in
@@ -739,11 +741,13 @@ func (n *Node) preCheck(h *history, facts *policy.Facts, st Status, now time.Tim
 	}
 	switch {
 	case pc.InRiskArea:
-		pc.Summary = Text{"近 7 天行程经过当时的风险地区", "a stay of the last 7 days was in a risk area in force at the time"}
+		pc.Summary = Text{"近 7 天行程经过当时的风险地区", "a stay of the last 7 days was in a risk area in force at the time",
+			"過去 7 日間の滞在に、当時のリスク地域が含まれます", "최근 7일 체류지 중 당시 위험 지역이 있습니다"}
 	case len(pc.Stays) == 0:
-		pc.Summary = Text{"近 7 天无行程记录", "no stays recorded in the last 7 days"}
+		pc.Summary = Text{"近 7 天无行程记录", "no stays recorded in the last 7 days", "過去 7 日間の滞在記録はありません", "최근 7일 체류 기록이 없습니다"}
 	default:
-		pc.Summary = Text{"近 7 天行程未经过当时的风险地区", "no stay of the last 7 days was in a risk area in force at the time"}
+		pc.Summary = Text{"近 7 天行程未经过当时的风险地区", "no stay of the last 7 days was in a risk area in force at the time",
+			"過去 7 日間の滞在に、当時のリスク地域は含まれません", "최근 7일 체류지 중 당시 위험 지역은 없습니다"}
 	}
 	return pc
 }

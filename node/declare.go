@@ -81,6 +81,8 @@ type CheckInStatus struct {
 	Last time.Time `json:"last,omitzero"`
 	ZH   string    `json:"zh"`
 	EN   string    `json:"en"`
+	JA   string    `json:"ja"`
+	KO   string    `json:"ko"`
 }
 
 // checkInStatus is the check-in part of a status: for a resident this
@@ -94,8 +96,10 @@ func (n *Node) checkInStatus(st *colourState) *CheckInStatus {
 	c := &CheckInStatus{Last: st.CheckedIn, Due: st.CheckedIn.IsZero() || !sameDay(st.CheckedIn, now, loc)}
 	if c.Due {
 		c.ZH, c.EN = "今日尚未健康打卡，请打卡", "today's health check-in is due: please check in"
+		c.JA, c.KO = "本日の健康チェックインがまだです。チェックインしてください", "오늘 건강 체크인을 하지 않았습니다. 체크인해 주세요"
 	} else {
 		c.ZH, c.EN = "今日已健康打卡", "today's health check-in is done"
+		c.JA, c.KO = "本日の健康チェックインは完了しています", "오늘 건강 체크인을 완료했습니다"
 	}
 	return c
 }
