@@ -174,6 +174,17 @@ func (w *write) record(e *AuditEntry) {
 	w.bytes += 512
 }
 
+// recordMore adds e to w's entries: a write of a batch carries one entry
+// per record, stored in order.
+func (w *write) recordMore(e *AuditEntry) {
+	if w.entry == nil {
+		w.record(e)
+		return
+	}
+	w.more = append(w.more, e)
+	w.bytes += 512
+}
+
 // AuditRead records that the principal in ctx read something about sub
 // (action, such as ActionResidentReadIdentity) for the reason why (the
 // request's X-HCX-Reason if why is empty). It returns once the entry is on
@@ -203,26 +214,31 @@ func (n *Node) AuditRead(ctx context.Context, action string, sub hcx.Subject, wh
 func (n *Node) appendAudit(txn *badger.Txn, group []*write, now time.Time) (next uint64, head [32]byte, err error) {
 	next, head = n.auditNext, n.auditHead
 	for _, w := range group {
-		e := w.entry
-		if e == nil {
-			continue
+		for k := -1; k < len(w.more); k++ {
+			e := w.entry
+			if k >= 0 {
+				e = w.more[k]
+			}
+			if e == nil {
+				continue
+			}
+			// The time is kept to the nanosecond in UTC: what the stored form
+			// gives back, so the hash of the entry is the same when it is read.
+			e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])
+			v, err := encodeAuditEntry(e, next, head)
+			if err != nil {
+				return 0, head, fmt.Errorf("encode audit entry: %w", err)
+			}
+			b, err := json.Marshal(e)
+			if err != nil {
+				return 0, head, fmt.Errorf("encode audit entry: %w", err)
+			}
+			if err := txn.Set(auditKey(next), v); err != nil {
+				return 0, head, err
+			}
+			head = certs.SM3(b)
+			next++
 		}
-		// The time is kept to the nanosecond in UTC: what the stored form
-		// gives back, so the hash of the entry is the same when it is read.
-		e.Seq, e.At, e.Prev = next, time.Unix(0, now.UnixNano()).UTC(), hex.EncodeToString(head[:])
-		v, err := encodeAuditEntry(e, next, head)
-		if err != nil {
-			return 0, head, fmt.Errorf("encode audit entry: %w", err)
-		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			return 0, head, fmt.Errorf("encode audit entry: %w", err)
-		}
-		if err := txn.Set(auditKey(next), v); err != nil {
-			return 0, head, err
-		}
-		head = certs.SM3(b)
-		next++
 	}
 	if next != n.auditNext {
 		v := append(u64b(next-1), head[:]...)

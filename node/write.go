@@ -129,6 +129,7 @@ type write struct {
 	sets   []kv
 	atts   []*hcx.Attestation
 	entry  *AuditEntry
+	more   []*AuditEntry // a batch's entries after entry (recordMore)
 	system string
 	bytes  int
 	done   chan error
