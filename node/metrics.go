@@ -16,6 +16,7 @@ type metrics struct {
 	forks                                atomic.Uint64
 	verified, verifyRejected             atomic.Uint64
 	auditSeq                             atomic.Uint64 // seq of the last audit trail entry
+	written                              atomic.Uint64 // key and value bytes of committed writes (benchmarks compare badger's raw rate)
 }
 
 // WriteMetrics writes the node's metrics in Prometheus text format.
