@@ -37,6 +37,9 @@ type Node interface {
 	WriteMetrics(w io.Writer)
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
 	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
+	SubjectOf(t hcx.DocType, number string) (hcx.Subject, error)
+	IngestBatch(ctx context.Context, recs []node.BatchRecord) ([]error, error)
+	RegisterBatch(ctx context.Context, reqs []node.RegisterRequest) ([]error, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -137,6 +140,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.oidcRules()...)
 	rules = append(rules, h.identityRules()...)
 	rules = append(rules, h.devicesRules()...)
+	rules = append(rules, h.feedsRules()...)
 	return rules
 }
 

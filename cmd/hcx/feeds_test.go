@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
+)
+
+// postFeed posts an NDJSON feed as who and returns the status, the result
+// (on 200) and the error code (otherwise).
+func postFeed(t *testing.T, f *federation, who caller, kind string, body []byte) (int, api.FeedResult, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", f.NodeURLs["440000"]+"/v1/feeds/"+kind, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	who.sign(t, req, body)
+	resp, err := f.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	var res api.FeedResult
+	var e apiError
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(rb, &res); err != nil {
+			t.Fatalf("feed answer %q: %v", rb, err)
+		}
+	} else {
+		_ = json.Unmarshal(rb, &e)
+	}
+	return resp.StatusCode, res, e.Error.Code
+}
+
+func ndjson(lines ...string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
+
+func lineErrors(res api.FeedResult) string {
+	var parts []string
+	for _, e := range res.Errors {
+		parts = append(parts, fmt.Sprintf("%d:%s:%s", e.Line, e.Field, e.Code))
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestBulkFeedsKeepGoodLinesNameBadOnesAndCountResentOnce: an operator
+// registers residents in bulk, the province's lab feed posts results by
+// document; each bad line is named by number, field and code and the good
+// ones are kept, decided and durable; the same feed sent again counts once
+// and writes nothing.
+func TestBulkFeedsKeepGoodLinesNameBadOnesAndCountResentOnce(t *testing.T) {
+	f := startTestFederation(t, 1)
+	n := f.Nodes["440000"]
+	op, feed := f.asOperator(t, "440000"), f.asFeed("440000")
+	waitReady(t, f.NodeURLs["440000"]) // the feed's certificate is known once the node has the trust list
+	a, b := hcxID("44010619800101123"), hcxID("44010619800202123")
+	bad := a[:17] + map[bool]string{true: "1", false: "2"}[a[17] != '1'] // wrong check digit
+	stranger := hcxID("51010719750303123") // a Sichuan resident, not registered here
+	st, res, code := postFeed(t, f, op, "residents", ndjson(
+		`{"doc_type":"CN-ID","doc_number":"`+a+`","name":"张三"}`,
+		`{"doc_type":"CN-ID","doc_number":"`+b+`","name":"李四"}`,
+		``,
+		`{"doc_type":"CN-ID","doc_number":"`+bad+`","name":"王五"}`,
+		`{"doc_type":"CN-ID","doc_number":"`+a+`","name":"张三"}`,
+	))
+	if st != 200 || res.Accepted != 2 || res.Duplicates != 1 || res.Failed != 1 || res.Lines != 5 || len(res.Errors) != 1 || res.Errors[0].Line != 4 || res.Errors[0].Field != "doc_number" {
+		t.Fatalf("bulk registration: %d %s %+v", st, code, res)
+	}
+	now := f.Now().UTC()
+	at := now.Add(-time.Hour).Format(time.RFC3339)
+	labs := ndjson(
+		`{"id":"S-1","doc_type":"CN-ID","doc_number":"`+a+`","at":"`+at+`","result":"positive","kind":"pcr"}`,
+		`{"id":"S-2","doc_type":"CN-ID","doc_number":"`+b+`","at":"`+at+`","result":"negative"}`,
+		`{"id":"S-3","doc_type":"CN-ID","doc_number":"`+b+`","at":"`+now.Add(48*time.Hour).Format(time.RFC3339)+`","result":"negative"}`,
+		`{"id":"S-4","doc_type":"CN-ID","doc_number":"`+b+`","at":"`+now.AddDate(-2, 0, 0).Format(time.RFC3339)+`","result":"negative"}`,
+		`{"id":"S-5","doc_type":"CN-ID","doc_number":"`+stranger+`","at":"`+at+`","result":"positive"}`,
+		`{"id":"S-6","doc_type":"CN-ID","doc_number":"`+b+`","at":"`+at+`","result":"maybe"}`,
+		`{"id":"S-7","doc_type":"CN-ID","doc_number":"`+b+`","at":"`+at+`","result":"negative","loinc":"1"}`,
+		`{"doc_type":"CN-ID","doc_number":"`+b+`","at":"`+at+`","result":"negative"}`,
+		`not json`,
+	)
+	st, res, code = postFeed(t, f, feed, "labs", labs)
+	want := "3:at:invalid_at 4:at:invalid_at 5:sub:unknown_resident 6:result:invalid_result 7:loinc:bad_json 8:id:invalid_id 9:line:bad_json"
+	if st != 200 || res.Accepted != 2 || res.Failed != 7 || lineErrors(res) != want {
+		t.Fatalf("lab feed: %d %s accepted %d failed %d\n got %s\nwant %s", st, code, res.Accepted, res.Failed, lineErrors(res), want)
+	}
+	var r struct {
+		Status struct{ Colour hcx.Colour } `json:"status"`
+	}
+	subA, err := n.SubjectOf(hcx.DocCNID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := callAs(t, f.client(), op, "GET", f.NodeURLs["440000"]+"/v1/residents/"+string(subA), nil, &r); st != 200 || r.Status.Colour != hcx.Red {
+		t.Fatalf("resident with a positive result from the feed: %d %s", st, r.Status.Colour)
+	}
+	v := n.StoreVersion()
+	st, res, _ = postFeed(t, f, feed, "labs", labs)
+	if st != 200 || res.Accepted != 0 || res.Duplicates != 2 || res.Failed != 7 {
+		t.Fatalf("lab feed sent again: %d %+v", st, res)
+	}
+	if n.StoreVersion() != v {
+		t.Error("a feed sent again wrote to the store")
+	}
+	// Another record under a used id is a conflict, not a silent overwrite.
+	st, res, _ = postFeed(t, f, feed, "labs", ndjson(`{"id":"S-1","doc_type":"CN-ID","doc_number":"`+a+`","at":"`+at+`","result":"negative"}`))
+	if st != 200 || lineErrors(res) != "1:id:record_conflict" {
+		t.Fatalf("record id reused: %d %+v", st, res)
+	}
+	// The wrong media type, an empty feed: 4xx for the request, nothing written.
+	v = n.StoreVersion()
+	req, _ := http.NewRequest("POST", f.NodeURLs["440000"]+"/v1/feeds/labs", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	feed.sign(t, req, []byte("{}"))
+	resp, err := f.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("feed as application/json: %d", resp.StatusCode)
+	}
+	if st, _, code := postFeed(t, f, feed, "labs", nil); st != 400 || code != "invalid_body" {
+		t.Errorf("empty feed: %d %s", st, code)
+	}
+	if n.StoreVersion() != v {
+		t.Error("a refused feed wrote to the store")
+	}
+}
+
+// endless is a feed body of size bytes of valid lab lines, generated as it
+// is read.
+type endless struct {
+	left int64
+	line []byte
+	off  int
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && e.left > 0 {
+		c := copy(p[n:], e.line[e.off:])
+		c = int(min(int64(c), e.left))
+		n, e.off, e.left = n+c, (e.off+c)%len(e.line), e.left-int64(c)
+	}
+	return n, nil
+}
+
+// TestBulkFeedOf2GBIsRefusedWithBoundedMemory streams a 2 GB feed, as an
+// operator (the handler's limit) and as a signed feed (the request token's
+// body limit, checked before the handler), and checks each is refused with
+// 413 naming the limit, that nothing was written, and that the process's
+// heap stayed bounded while it was read.
+func TestBulkFeedOf2GBIsRefusedWithBoundedMemory(t *testing.T) {
+	f := startTestFederation(t, 1)
+	n := f.Nodes["440000"]
+	waitReady(t, f.NodeURLs["440000"])
+	// Lines of 512 bytes (padded with blanks): the byte limit comes before
+	// the line limit.
+	line := []byte(`{"id":"X","doc_type":"CN-ID","doc_number":"` + hcxID("44010619800101123") + `","at":"2026-01-01T00:00:00Z","result":"negative"}` + strings.Repeat(" ", 400))
+	line = append(line[:511], '\n')
+	for _, who := range []caller{f.asOperator(t, "440000"), f.asFeed("440000")} {
+		v := n.StoreVersion()
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapInuse
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+			}
+		}()
+		body := &endless{left: 2 << 30, line: line}
+		req, _ := http.NewRequest("POST", f.NodeURLs["440000"]+"/v1/feeds/labs", body)
+		req.ContentLength = -1 // streamed: the server cannot know the size before reading
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		who.sign(t, req, nil) // a token cannot hash 2 GB it does not hold; the size refusal comes first
+		resp, err := f.client().Do(req)
+		close(stop)
+		<-done
+		if err != nil {
+			t.Fatalf("%s: %v", who.name, err)
+		}
+		rb, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(rb), fmt.Sprint(auth.DefaultTokenBody)) {
+			t.Errorf("%s: 2 GB feed answered %d %s", who.name, resp.StatusCode, rb)
+		}
+		if body.left == 0 {
+			t.Errorf("%s: the server read the whole 2 GB before refusing it", who.name)
+		}
+		grew := int64(peak.Load()) - int64(base)
+		t.Logf("%s: refused after %d MiB sent; heap in use grew by at most %d MiB", who.name, (2<<30-body.left)>>20, grew>>20)
+		if grew > 64<<20 {
+			t.Errorf("%s: heap grew by %d MiB reading a refused feed", who.name, grew>>20)
+		}
+		if n.StoreVersion() != v {
+			t.Errorf("%s: a refused feed wrote to the store", who.name)
+		}
+	}
+}
