@@ -67,7 +67,7 @@ func TestBulkFeedsKeepGoodLinesNameBadOnesAndCountResentOnce(t *testing.T) {
 	waitReady(t, f.NodeURLs["440000"]) // the feed's certificate is known once the node has the trust list
 	a, b := hcxID("44010619800101123"), hcxID("44010619800202123")
 	bad := a[:17] + map[bool]string{true: "1", false: "2"}[a[17] != '1'] // wrong check digit
-	stranger := hcxID("51010719750303123") // a Sichuan resident, not registered here
+	stranger := hcxID("51010719750303123")                               // a Sichuan resident, not registered here
 	st, res, code := postFeed(t, f, op, "residents", ndjson(
 		`{"doc_type":"CN-ID","doc_number":"`+a+`","name":"张三"}`,
 		`{"doc_type":"CN-ID","doc_number":"`+b+`","name":"李四"}`,
