@@ -42,6 +42,48 @@ const (
 	MaxFeedErrors = 100                   // line errors shown in one answer; the rest are counted
 )
 
+// Media types of feeds.
+const (
+	mediaNDJSON     = "application/x-ndjson"
+	mediaFHIRNDJSON = "application/fhir+ndjson"
+	mediaFHIRJSON   = "application/fhir+json"
+)
+
+// eachLine calls f with the number and bytes of every non-blank line of
+// the body, within the feed's limits (413 past them).
+func eachLine(w http.ResponseWriter, r *http.Request, f func(n int, line []byte)) error {
+	sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, MaxFeedBody))
+	sc.Buffer(make([]byte, 0, 64<<10), MaxFeedLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		if n > MaxFeedLines {
+			return hcx.Errorf(hcx.ETooLarge, "too_many_lines", "a feed request has at most %d lines; send the rest in another request (hcx feed push splits files)", MaxFeedLines)
+		}
+		if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
+			f(n, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return errFeedTooLarge()
+		case errors.Is(err, bufio.ErrTooLong):
+			return hcx.Errorf(hcx.ETooLarge, "line_too_long", "line %d is over %d bytes", n+1, MaxFeedLine)
+		}
+		return hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
+	}
+	if n == 0 {
+		return hcx.Invalidf("body", "the feed is empty: send one JSON object per line")
+	}
+	return nil
+}
+
+func errFeedTooLarge() error {
+	return hcx.Errorf(hcx.ETooLarge, "too_large", "a feed request has at most %d bytes; send the rest in another request (hcx feed push splits files)", int64(MaxFeedBody))
+}
+
 // Feed kinds: the last element of the route.
 const (
 	FeedLabs         = "labs"
@@ -218,9 +260,22 @@ func (h *nodeHandler) feedHandler(kind string) http.HandlerFunc {
 // lines in batches.
 func (h *nodeHandler) feed(w http.ResponseWriter, r *http.Request, kind string) (*FeedResult, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-ndjson" {
+	if err != nil {
+		mt = r.Header.Get("Content-Type")
+	}
+	fhirKind := kind == FeedLabs || kind == FeedVaccinations
+	parse := h.parseFeedLine
+	switch {
+	case mt == mediaNDJSON:
+	case (mt == mediaFHIRNDJSON || mt == mediaFHIRJSON) && fhirKind:
+		parse = h.parseFHIR
+	default:
+		want := mediaNDJSON + " (one JSON object per line)"
+		if fhirKind {
+			want += ", " + mediaFHIRNDJSON + " or a Bundle as " + mediaFHIRJSON
+		}
 		return nil, &hcx.Error{Class: hcx.EInvalid, Code: "unsupported_media_type", Field: "Content-Type",
-			Message: fmt.Sprintf("a feed is application/x-ndjson (one JSON object per line), not %q", r.Header.Get("Content-Type"))}
+			Message: fmt.Sprintf("a %s feed is %s, not %q", kind, want, r.Header.Get("Content-Type"))}
 	}
 	res := &FeedResult{Errors: []LineError{}}
 	type pending struct {
@@ -229,49 +284,34 @@ func (h *nodeHandler) feed(w http.ResponseWriter, r *http.Request, kind string) 
 		reg  node.RegisterRequest
 	}
 	var good []pending
-	sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, MaxFeedBody))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxFeedLine)
-	for sc.Scan() {
-		res.Lines++
-		if res.Lines > MaxFeedLines {
-			return nil, hcx.Errorf(hcx.ETooLarge, "too_many_lines", "a feed request has at most %d lines; send the rest in another request (hcx feed push splits files)", MaxFeedLines)
-		}
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
+	each := eachLine
+	if mt == mediaFHIRJSON {
+		each = eachBundleEntry
+	}
+	err = each(w, r, func(n int, line []byte) {
+		res.Lines = n
 		if kind == FeedResidents {
 			var req node.RegisterRequest
 			if err := decodeObject(line, &req); err != nil {
-				res.fail(res.Lines, err)
-				continue
+				res.fail(n, err)
+				return
 			}
-			good = append(good, pending{line: res.Lines, reg: req})
-			continue
+			good = append(good, pending{line: n, reg: req})
+			return
 		}
-		p, ev, err := h.parseFeedLine(kind, line)
+		p, ev, err := parse(kind, line)
 		var sub hcx.Subject
 		if err == nil {
 			sub, err = h.subjectOf(p)
 		}
 		if err != nil {
-			res.fail(res.Lines, err)
-			continue
+			res.fail(n, err)
+			return
 		}
-		good = append(good, pending{line: res.Lines, rec: node.BatchRecord{Sub: sub, Event: ev}})
-	}
-	if err := sc.Err(); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return nil, hcx.Errorf(hcx.ETooLarge, "too_large", "a feed request has at most %d bytes; send the rest in another request (hcx feed push splits files)", int64(MaxFeedBody))
-		case errors.Is(err, bufio.ErrTooLong):
-			return nil, hcx.Errorf(hcx.ETooLarge, "line_too_long", "line %d is over %d bytes", res.Lines+1, MaxFeedLine)
-		}
-		return nil, hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
-	}
-	if res.Lines == 0 {
-		return nil, hcx.Invalidf("body", "the feed is empty: send one JSON object per line")
+		good = append(good, pending{line: n, rec: node.BatchRecord{Sub: sub, Event: ev}})
+	})
+	if err != nil {
+		return nil, err
 	}
 	const batch = 1000
 	for start := 0; start < len(good); start += batch {
