@@ -18,32 +18,12 @@ import (
 	"github.com/hcxfed/hcx/node"
 )
 
-// postFeed posts an NDJSON feed as who and returns the status, the result
-// (on 200) and the error code (otherwise).
+// postFeed posts an NDJSON feed as who; postFeedAs, a body of type ctype.
+// Both return the status, the result (on 200) and the error code
+// (otherwise).
 func postFeed(t *testing.T, f *federation, who caller, kind string, body []byte) (int, api.FeedResult, string) {
 	t.Helper()
-	req, err := http.NewRequest("POST", f.NodeURLs["440000"]+"/v1/feeds/"+kind, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	who.sign(t, req, body)
-	resp, err := f.client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
-	var res api.FeedResult
-	var e apiError
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(rb, &res); err != nil {
-			t.Fatalf("feed answer %q: %v", rb, err)
-		}
-	} else {
-		_ = json.Unmarshal(rb, &e)
-	}
-	return resp.StatusCode, res, e.Error.Code
+	return postFeedAs(t, f, who, kind, "application/x-ndjson", body)
 }
 
 // auditSeq is the node's last audit entry: every write for a caller adds
