@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +182,20 @@ func BenchmarkRegisterMillion(b *testing.B) {
 	registerBulk(b, n, residents)
 	el, used := time.Since(start), cpuTime()-cpu
 	rss := peakRSS()
+	anon, file := procStatus("RssAnon:"), procStatus("RssFile:")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	runtime.GC()
+	var live runtime.MemStats
+	runtime.ReadMemStats(&live)
+	if p := os.Getenv("HCX_BENCH_HEAPPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 	if err := n.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -195,19 +211,27 @@ func BenchmarkRegisterMillion(b *testing.B) {
 	b.ReportMetric(float64(residents)/el.Seconds(), "residents/s")
 	b.ReportMetric(used.Seconds()*1e6/float64(residents), "cpu-µs/resident")
 	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(anon)/(1<<20), "RSS-anon-MiB")
+	b.ReportMetric(float64(file)/(1<<20), "RSS-file-MiB")
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "go-heap-MiB")
+	b.ReportMetric(float64(live.HeapInuse)/(1<<20), "go-heap-live-MiB")
 	b.ReportMetric(float64(disk)/float64(residents), "disk-bytes/resident")
 	b.ReportMetric(float64(disk)*1e7/float64(residents)/1e9, "disk-GB-at-10M")
 	b.ReportMetric(restart.Seconds(), "restart-s")
 }
 
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
-func peakRSS() int64 {
+func peakRSS() int64 { return procStatus("VmHWM:") }
+
+// procStatus is a size line of /proc/self/status (such as "RssAnon:"), in
+// bytes.
+func procStatus(name string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == name {
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10
 		}
