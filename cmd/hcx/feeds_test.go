@@ -303,3 +303,59 @@ func TestFHIRFeedsTakeTheAcceptedProfileOnly(t *testing.T) {
 		t.Errorf("FHIR itineraries: %d %s", st, code)
 	}
 }
+
+// TestEveryFeedKindRecordsItsEvents: vaccinations, itineraries and close
+// contacts in our own NDJSON, each with a bad line naming its field; the
+// good lines reach the resident (vaccination mark, yellow for a contact)
+// and sub names a person as well as a document does.
+func TestEveryFeedKindRecordsItsEvents(t *testing.T) {
+	f := startTestFederation(t, 1)
+	op, feed := f.asOperator(t, "440000"), f.asFeed("440000")
+	waitReady(t, f.NodeURLs["440000"])
+	a := hcxID("44010619900606123")
+	if st, res, _ := postFeed(t, f, op, "residents", ndjson(`{"doc_type":"CN-ID","doc_number":"`+a+`","name":"孙七"}`)); st != 200 || res.Accepted != 1 {
+		t.Fatalf("registration: %d %+v", st, res)
+	}
+	sub, _ := f.Nodes["440000"].SubjectOf(hcx.DocCNID, a)
+	day := func(d int) string { return f.Now().UTC().AddDate(0, 0, d).Format(time.RFC3339) }
+	person := `"doc_type":"CN-ID","doc_number":"` + a + `"`
+	cases := []struct {
+		kind  string
+		body  []byte
+		want  string
+		count int
+	}{
+		{"vaccinations", ndjson(
+			`{"id":"D-1",`+person+`,"at":"`+day(-60)+`","dose":1,"course_doses":2,"product":"CoronaVac"}`,
+			`{"id":"D-2","sub":"`+string(sub)+`","at":"`+day(-30)+`","dose":2,"course_doses":2}`,
+			`{"id":"D-3",`+person+`,"at":"`+day(-20)+`","dose":0,"course_doses":2}`,
+		), "3:dose:invalid_dose", 2},
+		{"itineraries", ndjson(
+			`{"id":"T-1",`+person+`,"at":"`+day(-3)+`","div":"440106"}`,
+			`{"id":"T-2",`+person+`,"at":"`+day(-2)+`","div":"999999"}`,
+		), "2:div:invalid_div", 1},
+		{"contacts", ndjson(
+			`{"id":"C-1",`+person+`,"at":"`+day(-1)+`"}`,
+			`{"id":"C-2","sub":"`+string(sub)+`",`+person+`,"at":"`+day(-1)+`"}`,
+		), "2:sub:invalid_sub", 1},
+	}
+	for _, c := range cases {
+		st, res, code := postFeed(t, f, feed, c.kind, c.body)
+		if st != 200 || res.Accepted != c.count || lineErrors(res) != c.want {
+			t.Errorf("%s: %d %s accepted %d, errors %s (want %d, %s)", c.kind, st, code, res.Accepted, lineErrors(res), c.count, c.want)
+		}
+	}
+	var r struct {
+		Status struct {
+			Colour     hcx.Colour
+			Vaccinated bool
+		} `json:"status"`
+	}
+	if st := callAs(t, f.client(), op, "GET", f.NodeURLs["440000"]+"/v1/residents/"+string(sub), nil, &r); st != 200 || !r.Status.Vaccinated || r.Status.Colour == hcx.Green {
+		t.Errorf("resident after the feeds: %d %+v, want vaccinated and not green (a close contact)", st, r.Status)
+	}
+	// The stay was recorded: sent again, it is a duplicate.
+	if st, res, _ := postFeed(t, f, feed, "itineraries", cases[1].body); st != 200 || res.Duplicates != 1 {
+		t.Errorf("itinerary sent again: %d %+v", st, res)
+	}
+}
