@@ -95,13 +95,20 @@ func (n *Node) IngestBatch(ctx context.Context, recs []BatchRecord) ([]error, er
 	}
 	// Records about people this node does not hold go to nonResident once
 	// the stripes are free: it may write, and take a resident's lock.
-	for _, i := range foreign {
-		out[i] = n.nonResident(ctx, recs[i].Sub, &recs[i].Event, entries[i])
+	for _, f := range foreign {
+		out[f.i] = n.nonResident(ctx, recs[f.i].Sub, &recs[f.i].Event, f.entry)
 	}
 	if attested {
 		n.pokePublisher()
 	}
 	return out, nil
+}
+
+// foreignRecord is a batch's record about someone this node does not hold,
+// with its audit entry, for nonResident.
+type foreignRecord struct {
+	i     int
+	entry *AuditEntry
 }
 
 // batchResident is what a batch reads and changes about one resident.
@@ -116,12 +123,12 @@ type batchResident struct {
 // ingestLocked is IngestBatch's work under the residents' locks: it fills
 // out and returns whether an attestation was written and the records about
 // people this node does not hold.
-func (n *Node) ingestLocked(recs []BatchRecord, entries []*AuditEntry, out []error, now time.Time) (bool, []int, error) {
+func (n *Node) ingestLocked(recs []BatchRecord, entries []*AuditEntry, out []error, now time.Time) (bool, []foreignRecord, error) {
 	rules := n.rules.Load()
 	res := map[hcx.Subject]*batchResident{}
 	var order []hcx.Subject  // residents in first-seen order, for stable writes
 	seen := map[string]int{} // record key -> first record of the batch with it
-	var foreign []int
+	var foreign []foreignRecord
 	err := n.db.View(func(txn *badger.Txn) error {
 		for i := range recs {
 			if entries[i] == nil {
@@ -147,8 +154,8 @@ func (n *Node) ingestLocked(recs []BatchRecord, entries []*AuditEntry, out []err
 				}
 			}
 			if !r.found {
-				foreign = append(foreign, i)
-				entries[i] = nil
+				foreign = append(foreign, foreignRecord{i, entries[i]})
+				entries[i] = nil // not this batch's to write
 				continue
 			}
 			rid := recordKey(ev)
