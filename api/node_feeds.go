@@ -127,10 +127,6 @@ type LineError struct {
 
 func (res *FeedResult) fail(line int, err error) {
 	res.Failed++
-	if len(res.Errors) >= MaxFeedErrors {
-		res.ErrorsOmitted++
-		return
-	}
 	le := LineError{Line: line, Code: "invalid", Message: err.Error()}
 	var he *hcx.Error
 	if errors.As(err, &he) {
@@ -346,6 +342,12 @@ func (h *nodeHandler) feed(w http.ResponseWriter, r *http.Request, kind string) 
 			}
 		}
 	}
+	// Errors of all lines are kept until here (at most MaxFeedLines), so
+	// that the answer shows the first MaxFeedErrors by line number.
 	slices.SortStableFunc(res.Errors, func(a, b LineError) int { return a.Line - b.Line })
+	if len(res.Errors) > MaxFeedErrors {
+		res.ErrorsOmitted = len(res.Errors) - MaxFeedErrors
+		res.Errors = res.Errors[:MaxFeedErrors:MaxFeedErrors]
+	}
 	return res, nil
 }

@@ -359,3 +359,28 @@ func TestEveryFeedKindRecordsItsEvents(t *testing.T) {
 		t.Errorf("itinerary sent again: %d %+v", st, res)
 	}
 }
+
+// TestFeedAnswerListsTheFirstErrorsByLine: 150 lines refused at parsing
+// (after line 100) and 150 refused by the node (before it): the answer
+// lists the first 100 by line number and counts the rest.
+func TestFeedAnswerListsTheFirstErrorsByLine(t *testing.T) {
+	f := startTestFederation(t, 1)
+	waitReady(t, f.NodeURLs["440000"])
+	at := f.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	var lines []string
+	for i := range 150 { // valid lines about people not registered here
+		lines = append(lines, fmt.Sprintf(`{"id":"U-%d","doc_type":"CN-ID","doc_number":"%s","at":"%s","result":"negative"}`, i, hcxID(fmt.Sprintf("440106198001%02d%03d", 1+i%28, 100+i)), at))
+	}
+	for range 150 {
+		lines = append(lines, "not json")
+	}
+	st, res, code := postFeed(t, f, f.asFeed("440000"), "labs", ndjson(lines...))
+	if st != 200 || res.Failed != 300 || len(res.Errors) != api.MaxFeedErrors || res.ErrorsOmitted != 200 {
+		t.Fatalf("%d %s failed %d listed %d omitted %d", st, code, res.Failed, len(res.Errors), res.ErrorsOmitted)
+	}
+	for i, e := range res.Errors {
+		if e.Line != i+1 || e.Code != "unknown_resident" {
+			t.Fatalf("error %d: %+v, want line %d unknown_resident", i, e, i+1)
+		}
+	}
+}
