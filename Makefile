@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image fuzz
+.PHONY: dev test check build image fuzz bench-bulk
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -20,3 +20,10 @@ build:
 FUZZTIME ?= 10s
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+# Issue 10's bulk benchmarks (minutes; not part of make test): bulk ingest against badger's raw
+# synced rate, and the registration of BULK_RESIDENTS residents (docs/benchmarks.md).
+BULK_RESIDENTS ?= 1000000
+bench-bulk:
+	$(GO) test ./node -run '^$$' -bench BulkIngest -benchtime 200000x -count 3
+	HCX_BENCH_RESIDENTS=$(BULK_RESIDENTS) $(GO) test ./node -run '^$$' -bench RegisterMillion -benchtime 1x -timeout 60m

@@ -60,6 +60,8 @@ type Node interface {
 	DesignateRiskAreas(ctx context.Context, areas []node.RiskAreaInput) ([]node.RiskArea, error)
 	EndRiskArea(ctx context.Context, div hcx.DivisionCode, from, to time.Time) (*node.RiskArea, error)
 	RiskAreas(iss hcx.ProvinceCode, inForce bool) []node.RiskArea
+	IngestBatch(ctx context.Context, recs []node.BatchRecord) ([]error, error)
+	RegisterBatch(ctx context.Context, reqs []node.RegisterRequest) ([]error, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -166,6 +168,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.appealsRules()...)
 	rules = append(rules, h.peopleRules()...)
 	rules = append(rules, h.travelRules()...)
+	rules = append(rules, h.feedsRules()...)
 	return rules
 }
 

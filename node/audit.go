@@ -174,6 +174,16 @@ func (w *write) record(e *AuditEntry) {
 	w.bytes += 512
 }
 
+// recordMore adds e to w's entries: a write of a batch carries one entry
+// per record, stored in order.
+func (w *write) recordMore(e *AuditEntry) {
+	if w.entry == nil {
+		w.record(e)
+		return
+	}
+	w.also(e)
+}
+
 // also adds a further entry to w, for an act that has more than one step
 // recorded in the same write (an appeal decided and the records it voids):
 // the committer stores them after w's entry, in order.

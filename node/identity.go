@@ -163,12 +163,7 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 			return "", false, err
 		}
 	} else {
-		rec = &residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
-		rec.Doc = n.fields.Seal([]byte(req.DocNumber), aad(sub, "doc"))
-		rec.Name = n.fields.Seal([]byte(req.Name), aad(sub, "name"))
-		if req.Phone != "" {
-			rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
-		}
+		rec = n.newResidentRecord(sub, &req, now)
 		if err := n.adoptForeignDoses(w, rec, now); err != nil {
 			return "", false, err
 		}
@@ -192,6 +187,18 @@ func (n *Node) ensureResident(ctx context.Context, req RegisterRequest, entry *A
 		n.metrics.registrations.Add(1)
 	}
 	return sub, !found, nil
+}
+
+// newResidentRecord is the record of a new resident of the validated req,
+// its identity fields sealed.
+func (n *Node) newResidentRecord(sub hcx.Subject, req *RegisterRequest, now time.Time) *residentRecord {
+	rec := residentRecord{Sub: sub, DocType: req.DocType, SKV: n.cfg.SubjectKey.Version, Registered: now}
+	rec.Doc = n.fields.Seal([]byte(req.DocNumber), aad(sub, "doc"))
+	rec.Name = n.fields.Seal([]byte(req.Name), aad(sub, "name"))
+	if req.Phone != "" {
+		rec.Phone = n.fields.Seal([]byte(req.Phone), aad(sub, "phone"))
+	}
+	return &rec
 }
 
 // IssueEnrolment is an operator's in-person check: it registers the

@@ -17,6 +17,7 @@ type metrics struct {
 	verified, verifyRejected              atomic.Uint64
 	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
 	vaxForwarded, vaxReceived, vaxDropped atomic.Uint64 // doses sent to and recorded from the hub (vaccinations.go)
+	written                               atomic.Uint64 // key and value bytes of committed writes (benchmarks compare badger's raw rate)
 }
 
 // WriteMetrics writes the node's metrics in Prometheus text format.

@@ -197,3 +197,36 @@ func TestForwardedDoseSurvivesAFailedSubmissionAndARestart(t *testing.T) {
 		t.Errorf("the envelope: %v %+v, want the one dose with the product's course", err, v)
 	}
 }
+
+// TestBulkRegistrationAdoptsKeptDoses: a resident registered through the
+// bulk path gets the doses other provinces reported before, as one
+// registered alone does (RegisterBatch skipped them).
+func TestBulkRegistrationAdoptsKeptDoses(t *testing.T) {
+	pki := newTestPKI(t, "440000", "510000")
+	n := openTestNode(t, pki, "440000", t.TempDir(), time.Now)
+	defer n.Close()
+	doc := testIDNumber(3)
+	sub, err := n.SubjectOf(hcx.DocCNID, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	env := sealVax(t, pki, "510000", "510000", exchange.VaxDose{Sub: sub, Dose: 1, Course: 1, Prod: "Ad5-nCoV", At: now - 86400, ID: "sc-bulk-1"})
+	if err := n.apply(0, exchange.Entries{Entries: []string{pki.trustList(t, 1), env}}); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := n.RegisterBatch(testCtx, []RegisterRequest{{DocType: hcx.DocCNID, DocNumber: doc, Name: "王五"}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("bulk registration: %v %v", err, errs)
+	}
+	r, err := n.Resident(testCtx, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Status.Vaccinated {
+		t.Errorf("a resident registered in bulk lacks the mark of the dose kept for them")
+	}
+	if got := countKeys(t, n, pForeignVax); got != 0 {
+		t.Errorf("%d kept doses left after bulk registration", got)
+	}
+}

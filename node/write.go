@@ -129,7 +129,7 @@ type write struct {
 	sets   []kv
 	atts   []*hcx.Attestation
 	entry  *AuditEntry
-	more   []*AuditEntry // further entries of the same act (also)
+	more   []*AuditEntry // further entries of the same act (also) or of a batch (recordMore)
 	system string
 	bytes  int
 	done   chan error
@@ -310,7 +310,30 @@ func (n *Node) commitOnce(group []*write) error {
 		return fmt.Errorf("commit %d writes: %w", len(group), err)
 	}
 	n.outboxNext = next
+	n.metrics.written.Add(uint64(bytesOf(group) + int(auditNext-n.auditNext)*auditEntryBytes))
 	n.auditNext, n.auditHead = auditNext, auditHead
 	n.metrics.auditSeq.Store(auditNext - 1)
 	return nil
+}
+
+// auditEntryBytes is about the stored size of one audit entry, and
+// attestationBytes of one outbox entry: what bytesOf counts for them.
+const (
+	auditEntryBytes  = 300
+	attestationBytes = 350
+)
+
+// bytesOf is the key and value bytes group writes (audit entries apart).
+func bytesOf(group []*write) int {
+	b := 0
+	for _, w := range group {
+		for _, e := range w.sets {
+			b += len(e.k) + len(e.v)
+		}
+		for _, k := range w.dels {
+			b += len(k)
+		}
+		b += len(w.atts) * attestationBytes
+	}
+	return b
 }
