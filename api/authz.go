@@ -50,8 +50,12 @@ const (
 	PriorityCheckpoint Priority = iota // verifying codes at checkpoints
 	PriorityResident                   // residents' own requests, declarations
 	PriorityOperator                   // operators' single writes and reads
-	PriorityBulk                       // bulk feeds, long reads
-	PriorityOps                        // health checks and metrics: never shed
+	PriorityBulk                       // single feed records, long reads
+	// PriorityFeed is the bulk feeds' own class: each request may hold up
+	// to MaxFeedBody of body while its token is checked and its lines
+	// parsed, so few run at once (memory is bounded by the class).
+	PriorityFeed
+	PriorityOps // health checks and metrics: never shed
 )
 
 // Rule is one route and who may call it.

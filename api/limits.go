@@ -64,7 +64,8 @@ type LimitsConfig struct {
 // (burst 20), checkpoints 50 (100), feeds 500 (1000), operators 20 (50), the
 // auditor 50 (100), province signers and hub members at the hub 200 (400),
 // anonymous callers 2 per address (10); in flight 512 checkpoint, 256
-// resident, 128 operator and 64 bulk requests.
+// resident, 128 operator and 64 bulk requests, and 4 bulk feeds (each may
+// hold 8 MiB of body: 32 MiB at most).
 func DefaultLimitsConfig() LimitsConfig {
 	return LimitsConfig{
 		PerRole: map[auth.Role]RoleLimit{
@@ -84,6 +85,7 @@ func DefaultLimitsConfig() LimitsConfig {
 			PriorityResident:   256,
 			PriorityOperator:   128,
 			PriorityBulk:       64,
+			PriorityFeed:       4,
 		},
 		RetryOverloaded: time.Second,
 		Now:             time.Now,
@@ -259,6 +261,8 @@ func (p Priority) String() string {
 		return "operator"
 	case PriorityBulk:
 		return "bulk"
+	case PriorityFeed:
+		return "feed"
 	case PriorityOps:
 		return "ops"
 	}

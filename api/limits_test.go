@@ -401,3 +401,24 @@ func BenchmarkLimiter(b *testing.B) {
 	b.ReportMetric(float64(limited.Nanoseconds())/float64(b.N), "ns/req-with")
 	b.ReportMetric(float64(limited)/float64(base), "ratio")
 }
+
+// TestBulkFeedsHaveTheirOwnSmallClass: a bulk feed request may hold
+// MaxFeedBody while its token is checked, so feeds have their own class
+// whose bound keeps the bodies held at once to a few tens of MiB (in the
+// bulk class, shared with single records, 64 of them could hold 512 MiB).
+func TestBulkFeedsHaveTheirOwnSmallClass(t *testing.T) {
+	h := &nodeHandler{}
+	rules := h.feedsRules()
+	if len(rules) == 0 {
+		t.Fatal("no feed routes")
+	}
+	for _, r := range rules {
+		if r.Priority != PriorityFeed {
+			t.Errorf("%s %s is in class %s, want %s", r.Method, r.Path, r.Priority, PriorityFeed)
+		}
+	}
+	n := DefaultLimitsConfig().InFlight[PriorityFeed]
+	if n < 1 || int64(n)*MaxFeedBody > 64<<20 {
+		t.Errorf("%d feeds in flight may hold %d MiB of bodies, want 1 to 64 MiB", n, int64(n)*MaxFeedBody>>20)
+	}
+}

@@ -98,11 +98,11 @@ func (h *nodeHandler) feedsRules() []Rule {
 	feed := Grant{Role: auth.RoleFeed, Scope: ScopeProvince}
 	var rules []Rule
 	for _, kind := range []string{FeedLabs, FeedVaccinations, FeedItineraries, FeedContacts} {
-		rules = append(rules, Rule{Method: http.MethodPost, Path: "/v1/feeds/" + kind, Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.feedHandler(kind)})
+		rules = append(rules, Rule{Method: http.MethodPost, Path: "/v1/feeds/" + kind, Priority: PriorityFeed, Allow: []Grant{feed, operator}, Audited: true, Handler: h.feedHandler(kind)})
 	}
 	// Registration needs an operator's in-person check of every document:
 	// no machine registers residents.
-	rules = append(rules, Rule{Method: http.MethodPost, Path: "/v1/feeds/" + FeedResidents, Priority: PriorityBulk, Allow: []Grant{operator}, Audited: true, Handler: h.feedHandler(FeedResidents)})
+	rules = append(rules, Rule{Method: http.MethodPost, Path: "/v1/feeds/" + FeedResidents, Priority: PriorityFeed, Allow: []Grant{operator}, Audited: true, Handler: h.feedHandler(FeedResidents)})
 	return rules
 }
 

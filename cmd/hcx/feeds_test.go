@@ -327,7 +327,7 @@ func TestEveryFeedKindRecordsItsEvents(t *testing.T) {
 	}{
 		{"vaccinations", ndjson(
 			`{"id":"D-1",`+person+`,"at":"`+day(-60)+`","dose":1,"course_doses":2,"product":"CoronaVac"}`,
-			`{"id":"D-2","sub":"`+string(sub)+`","at":"`+day(-30)+`","dose":2,"course_doses":2}`,
+			`{"id":"D-2","sub":"`+string(sub)+`","at":"`+day(-30)+`","dose":2,"course_doses":2,"product":"CoronaVac"}`,
 			`{"id":"D-3",`+person+`,"at":"`+day(-20)+`","dose":0,"course_doses":2}`,
 		), "3:dose:invalid_dose", 2},
 		{"itineraries", ndjson(
