@@ -304,31 +304,15 @@ func (n *Node) recordOwn(ctx context.Context, sub hcx.Subject, entry *AuditEntry
 	if len(evs) == 0 {
 		return n.withOthers(sub, n.status(&st, rec.Registered))
 	}
-	w := &write{}
-	w.record(entry)
 	for i := range evs {
 		if err := evs[i].validate(now); err != nil {
 			return nil, err
 		}
-		h.add(&evs[i])
-		n.indexEvent(w, sub, &evs[i])
 	}
-	h.expire(now)
-	hb, err := h.MarshalBinary()
-	if err != nil {
+	w := &write{}
+	w.record(entry)
+	if err := n.recordEvents(w, sub, &rec, &st, h, evs, rules, now); err != nil {
 		return nil, err
-	}
-	w.set(histKey(sub), hb)
-	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.write(w); err != nil {
-		return nil, err
-	}
-	n.metrics.events.Add(uint64(len(evs)))
-	if attested {
-		n.pokePublisher()
 	}
 	return n.withOthers(sub, n.status(&st, rec.Registered))
 }

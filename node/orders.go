@@ -347,16 +347,9 @@ func (n *Node) orderStep(ctx context.Context, sub hcx.Subject, id string, entry 
 		return nil, err
 	}
 	o.State = o.state()
-	h.add(&Event{Order: o.policyOrder()})
-	h.expire(now)
 	w := &write{}
 	entry.Note = "order " + o.ID + " " + string(o.Colour) + " " + o.State
 	w.record(entry)
-	hb, err := h.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	w.set(histKey(sub), hb)
 	stored := orderRecord{CDCOrder: *o}
 	stored.CDCOrder.Note = ""
 	if o.Note != "" {
@@ -371,16 +364,8 @@ func (n *Node) orderStep(ctx context.Context, sub hcx.Subject, id string, entry 
 	case o.State != OrderPending && wasPending != "":
 		w.del([]byte(wasPending))
 	}
-	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
-	if err != nil {
+	if err := n.recordEvents(w, sub, &rec, &st, h, []Event{{Order: o.policyOrder()}}, rules, now); err != nil {
 		return nil, err
-	}
-	if err := n.write(w); err != nil {
-		return nil, err
-	}
-	n.metrics.events.Add(1)
-	if attested {
-		n.pokePublisher()
 	}
 	status, err := n.withOthers(sub, n.status(&st, rec.Registered))
 	if err != nil {

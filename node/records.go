@@ -127,3 +127,35 @@ func (n *Node) indexEvent(w *write, sub hcx.Subject, ev *Event) {
 		indexStay(w, sub, ev.Travel)
 	}
 }
+
+// recordEvents adds evs to the resident's history h (stays past retention
+// dropped) and their indexes to w, decides the resident again under rules
+// and commits w, in one synced write. The caller holds the resident's lock
+// from reading rec, st and h until now, and has put into w the act's audit
+// entry and any keys of its own (record ids, an order's record). It is the
+// one tail of every path that records events about one resident: a single
+// record, a declaration, an itinerary, an order's step.
+func (n *Node) recordEvents(w *write, sub hcx.Subject, rec *residentRecord, st *colourState, h *history, evs []Event, rules *ruleSet, now time.Time) error {
+	for i := range evs {
+		h.add(&evs[i])
+		n.indexEvent(w, sub, &evs[i])
+	}
+	h.expire(now)
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	w.set(histKey(sub), hb)
+	attested, err := n.decide(w, sub, rec, st, h.facts(), rules, now)
+	if err != nil {
+		return err
+	}
+	if err := n.write(w); err != nil {
+		return err
+	}
+	n.metrics.events.Add(uint64(len(evs)))
+	if attested {
+		n.pokePublisher()
+	}
+	return nil
+}

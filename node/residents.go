@@ -529,29 +529,13 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 			return nil, err
 		}
 	}
-	h.add(&ev)
-	h.expire(now)
 	w := &write{}
 	w.record(entry)
-	hb, err := h.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	w.set(histKey(sub), hb)
 	if rid != "" {
 		w.setTTL(rid, recordValue(sub, &ev), recordTTL(&ev))
 	}
-	n.indexEvent(w, sub, &ev)
-	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
-	if err != nil {
+	if err := n.recordEvents(w, sub, &rec, &st, h, []Event{ev}, rules, now); err != nil {
 		return nil, err
-	}
-	if err := n.write(w); err != nil {
-		return nil, err
-	}
-	n.metrics.events.Add(1)
-	if attested {
-		n.pokePublisher()
 	}
 	return n.withOthers(sub, n.status(&st, rec.Registered))
 }

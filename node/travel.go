@@ -182,26 +182,10 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 	w.record(entry)
 	for i := range fresh {
 		ev := &fresh[i]
-		h.add(ev)
 		w.setTTL(stayRecordKey(sub, ev), recordValue(sub, ev), recordTTL(ev))
-		n.indexEvent(w, sub, ev)
 	}
-	h.expire(now)
-	hb, err := h.MarshalBinary()
-	if err != nil {
+	if err := n.recordEvents(w, sub, &rec, &st, h, fresh, rules, now); err != nil {
 		return nil, err
-	}
-	w.set(histKey(sub), hb)
-	attested, err := n.decide(w, sub, &rec, &st, h.facts(), rules, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.write(w); err != nil {
-		return nil, err
-	}
-	n.metrics.events.Add(uint64(len(fresh)))
-	if attested {
-		n.pokePublisher()
 	}
 	if res.Status, err = n.withOthers(sub, n.status(&st, rec.Registered)); err != nil {
 		return nil, err
