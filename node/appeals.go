@@ -836,10 +836,7 @@ func (n *Node) DecideAppeal(ctx context.Context, id string, req DecisionRequest)
 		if _, err := getJSON(txn, pResident+string(sub), &rec); err != nil {
 			return err
 		}
-		if h, err = loadHistory(txn, sub); err != nil {
-			return err
-		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		h, err = loadHistoryAndState(txn, sub, &st)
 		return err
 	})
 	if err != nil {

@@ -329,10 +329,7 @@ func (n *Node) orderStep(ctx context.Context, sub hcx.Subject, id string, entry 
 		if prev, err = n.loadOrder(txn, id); err != nil {
 			return err
 		}
-		if h, err = loadHistory(txn, sub); err != nil {
-			return err
-		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		h, err = loadHistoryAndState(txn, sub, &st)
 		return err
 	})
 	if err != nil {

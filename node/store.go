@@ -39,7 +39,8 @@ func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(16 << 20).
 		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithIndexCacheSize(128 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open node store %s: %w", dir, err)

@@ -155,10 +155,7 @@ func (n *Node) IngestItinerary(ctx context.Context, sub hcx.Subject, it *Itinera
 				fresh = append(fresh, evs[i])
 			}
 		}
-		if h, err = loadHistory(txn, sub); err != nil {
-			return err
-		}
-		_, err = getJSON(txn, pState+string(sub), &st)
+		h, err = loadHistoryAndState(txn, sub, &st)
 		return err
 	})
 	if err != nil {
