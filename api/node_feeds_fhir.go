@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ const (
 
 // parseFHIR reads one FHIR resource of a labs or vaccinations feed.
 func (h *nodeHandler) parseFHIR(kind string, b []byte) (person, node.Event, error) {
+	if err := fhirNames(b); err != nil {
+		return person{}, node.Event{}, err
+	}
 	var head struct {
 		ResourceType string `json:"resourceType"`
 	}
@@ -71,10 +75,18 @@ func (h *nodeHandler) parseFHIR(kind string, b []byte) (person, node.Event, erro
 		return person{}, node.Event{}, &hcx.Error{Class: hcx.EInvalid, Code: "unsupported_resource", Field: "resourceType",
 			Message: fmt.Sprintf("the %s feed takes %s resources, not %q", kind, want, head.ResourceType)}
 	}
+	var p person
+	var ev node.Event
+	var err error
 	if kind == FeedVaccinations {
-		return fhirImmunization(b)
+		p, ev, err = fhirImmunization(b)
+	} else {
+		p, ev, err = fhirObservation(b)
 	}
-	return fhirObservation(b)
+	if err == nil && ev.RecordID() == "" {
+		err = hcx.Invalidf("id", "every resource of a feed has an id, its record id: a feed sent twice then counts once")
+	}
+	return p, ev, err
 }
 
 func fhirObservation(b []byte) (person, node.Event, error) {
@@ -166,6 +178,9 @@ func eachBundleEntry(w http.ResponseWriter, r *http.Request, f func(n int, resou
 		}
 		return hcx.Errorf(hcx.EInvalid, "bad_body", "could not read the request body: %v", err)
 	}
+	if err := fhirNames(b); err != nil {
+		return err
+	}
 	var bundle struct {
 		ResourceType string `json:"resourceType"`
 		Entry        []struct {
@@ -195,3 +210,65 @@ func deref(s *string) string {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// fhirElements are the element names the feeds read. FHIR JSON is
+// case-sensitive, but the models decode with encoding/json, which also
+// takes "STATUS" for status: fhirNames refuses a key that differs from one
+// of these only in case, and a key twice in one object, so that what the
+// node reads is what a FHIR reader reads.
+var fhirElements = []string{"resourceType", "id", "status", "code", "coding", "system", "subject", "patient",
+	"identifier", "value", "effectiveDateTime", "valueCodeableConcept", "vaccineCode", "occurrenceDateTime",
+	"protocolApplied", "doseNumberPositiveInt", "seriesDosesPositiveInt", "entry", "resource"}
+
+// fhirNames walks a resource's JSON and refuses duplicate keys and keys
+// that are a case variant of an element the feeds read, naming the key.
+func fhirNames(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var keys []map[string]bool // one set per open object
+	var inObject []bool        // per open container: an object (true) or an array
+	expectKey := func() bool { return len(inObject) > 0 && inObject[len(inObject)-1] }
+	wantKey := true
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return hcx.Errorf(hcx.EInvalid, "bad_json", "not a FHIR resource: %v", err)
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				inObject = append(inObject, true)
+				keys = append(keys, map[string]bool{})
+				wantKey = true
+				continue
+			case '[':
+				inObject = append(inObject, false)
+			case '}':
+				inObject = inObject[:len(inObject)-1]
+				keys = keys[:len(keys)-1]
+			case ']':
+				inObject = inObject[:len(inObject)-1]
+			}
+			wantKey = expectKey()
+			continue
+		case string:
+			if expectKey() && wantKey {
+				if keys[len(keys)-1][t] {
+					return hcx.Invalidf(t, "the element %q appears twice in one object", t)
+				}
+				keys[len(keys)-1][t] = true
+				for _, e := range fhirElements {
+					if t != e && strings.EqualFold(t, e) {
+						return hcx.Invalidf(t, "FHIR element names are case-sensitive: %q is not %q", t, e)
+					}
+				}
+				wantKey = false
+				continue
+			}
+		}
+		wantKey = expectKey()
+	}
+}
