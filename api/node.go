@@ -47,6 +47,15 @@ type Node interface {
 	LiftOrder(ctx context.Context, sub hcx.Subject, id string) (*node.OrderResult, error)
 	Orders(ctx context.Context, sub hcx.Subject) ([]node.CDCOrder, error)
 	PendingOrders(ctx context.Context, after string, limit int) (*node.OrderPage, error)
+	// Venue codes (node_venues.go).
+	VenueCategories(ctx context.Context) ([]node.VenueCategory, error)
+	AddVenueCategory(ctx context.Context, c node.VenueCategory) (*node.VenueCategory, bool, error)
+	ApplyVenue(ctx context.Context, sub hcx.Subject, a node.VenueApplication) (*node.Venue, error)
+	Venues(ctx context.Context, sub hcx.Subject) ([]node.Venue, error)
+	Venue(ctx context.Context, sub hcx.Subject, vid string) (*node.Venue, error)
+	VenuesUnderReview(ctx context.Context, after string, limit int) (*node.VenuePage, error)
+	ReviewVenue(ctx context.Context, vid string, r node.VenueReview) (*node.Venue, error)
+	RetireVenue(ctx context.Context, vid, reason string) (*node.Venue, error)
 	FileAppeal(ctx context.Context, sub hcx.Subject, req node.AppealRequest) (*node.Appeal, error)
 	Appeals(ctx context.Context, sub hcx.Subject) ([]*node.Appeal, error)
 	AppealOf(ctx context.Context, sub hcx.Subject, id string) (*node.Appeal, error)
@@ -169,6 +178,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.peopleRules()...)
 	rules = append(rules, h.travelRules()...)
 	rules = append(rules, h.feedsRules()...)
+	rules = append(rules, h.venuesRules()...)
 	return rules
 }
 

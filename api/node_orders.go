@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/gorilla/mux"
 	"github.com/hcxfed/hcx"
@@ -103,10 +102,8 @@ func (h *nodeHandler) pendingOrders(w http.ResponseWriter, r *http.Request) {
 		err = hcx.Invalidf("state", "%q: want state=pending (the red orders awaiting national confirmation); a resident's orders are at GET /v1/residents/{sub}/orders", clip(q["state"]))
 	}
 	limit := node.DefaultOrderPage
-	if v, ok := q["limit"]; ok && err == nil {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > node.MaxOrderPage {
-			err = hcx.Invalidf("limit", "%q: want a whole number from 1 to %d", clip(v), node.MaxOrderPage)
-		}
+	if err == nil {
+		limit, err = queryLimit(q, node.DefaultOrderPage, node.MaxOrderPage)
 	}
 	var page *node.OrderPage
 	if err == nil {

@@ -106,6 +106,16 @@ var authzWant = []struct {
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/checkins"},
 	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/dependants"},
 	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/dependants/{dependant}"},
+	// Venue codes (issue 11): the manager applies in their own name only.
+	{"node", "401  ok   ok    ok    ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/venue-categories"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venue-categories"},
+	{"node", "401  ok   403   403   403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/venues"},
+	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/venues"},
+	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/venues/{vid}"},
+	{"node", "401  ok   403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/residents/{sub}/venues/{vid}/code"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/venues"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venues/{vid}/review"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venues/{vid}/retire"},
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/itinerary"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/risk-areas"},
