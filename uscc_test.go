@@ -13,7 +13,8 @@ func validUSCC(first16 string) string {
 }
 
 func TestUSCCKnownCodes(t *testing.T) {
-	// Published codes of real entities (on their licences and websites).
+	// Codes of real companies as quoted publicly (names from memory, not
+	// checked against the licences here); each passes both checks.
 	for _, code := range []string{
 		"91110000802100433B", // China Petroleum & Chemical Corporation (Sinopec)
 		"91440300708461136T", // Tencent Technology (Shenzhen)
