@@ -34,6 +34,7 @@ func TestCheckHistoryThroughTheAPI(t *testing.T) {
 	other, them := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": cnID("44010619860606123"), "name": "赵六"})
 	child := f.dependantOf(t, gd, sub, me, map[string]string{"doc_type": "CN-ID", "doc_number": cnID("44010620190909123"), "name": "李小"})
 	gate := f.asCheckpoint(gd)
+	waitKnown(t, f, gate, url+"/readyz") // the device's certificate is in the trust list the node follows
 	unit := f.PKI.Checkpoints[gd].Cert.Subject.CommonName
 
 	verify := func(whose hcx.Subject) time.Time {
@@ -47,6 +48,7 @@ func TestCheckHistoryThroughTheAPI(t *testing.T) {
 		var v struct {
 			Valid     bool  `json:"valid"`
 			CheckedAt int64 `json:"checked_at"`
+			Error     any   `json:"error"`
 		}
 		if st := callAs(t, hc, gate, "POST", url+"/v1/verify", map[string]string{"code": code.QR}, &v); st != http.StatusOK || !v.Valid {
 			t.Fatalf("verify: %d %+v", st, v)
