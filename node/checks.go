@@ -78,10 +78,12 @@ type pendingCheck struct {
 }
 
 func (q *checkQueue) start(n *Node) {
-	q.ch = make(chan pendingCheck, checkQueueLen)
+	if q.ch == nil { // kept across a stop and start: what is queued stays queued
+		q.ch = make(chan pendingCheck, checkQueueLen)
+		q.seq.Store(rand.Uint32())
+	}
 	q.quit = make(chan struct{})
 	q.done = make(chan struct{})
-	q.seq.Store(rand.Uint32())
 	go n.checkLoop()
 }
 

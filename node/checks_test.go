@@ -255,3 +255,30 @@ func TestChecksAreGoneAtRestAfter30Days(t *testing.T) {
 		return nil
 	})
 }
+
+// A full queue drops receipts and counts them; the verification is not
+// held up, and the queued ones are written once the writer runs again.
+func TestChecksBeyondTheQueueAreDroppedAndCounted(t *testing.T) {
+	clock := newClock(time.Now())
+	n := checksNode(t, newTestPKI(t, "440000"), "440000", t.TempDir(), clock)
+	sub := registerN(t, n, 1)[0]
+	n.checks.stop() // the writer is away: nothing drains the queue
+	ctx := checkpointCtx("440000", "gate")
+	for range checkQueueLen + 5 {
+		n.recordCheck(ctx, sub, clock.now(), hcx.Green)
+	}
+	if got := n.checks.dropped.Load(); got != 5 {
+		t.Fatalf("dropped %d, want 5", got)
+	}
+	var m bytes.Buffer
+	n.WriteMetrics(&m)
+	if !bytes.Contains(m.Bytes(), []byte(`hcx_node_checks_dropped_total{province="440000"} 5`)) {
+		t.Errorf("metrics do not count the drops:\n%s", m.String())
+	}
+	n.checks.start(n)
+	waitStored(t, n, checkQueueLen)
+	p, err := n.Checks(testCtx, sub, "", MaxChecksPage)
+	if err != nil || len(p.Checks) != MaxChecksPage || p.Next == "" {
+		t.Fatalf("%d checks, next %q, %v", len(p.Checks), p.Next, err)
+	}
+}
