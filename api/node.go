@@ -36,6 +36,7 @@ type Node interface {
 	Vaccinations(ctx context.Context, sub hcx.Subject) (*node.Vaccinations, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
+	Checks(ctx context.Context, sub hcx.Subject, after string, limit int) (*node.ChecksPage, error)
 	Ready() error
 	Applied() uint64
 	PolicyVersion() string
@@ -179,6 +180,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.travelRules()...)
 	rules = append(rules, h.feedsRules()...)
 	rules = append(rules, h.venuesRules()...)
+	rules = append(rules, h.checksRules()...)
 	return rules
 }
 

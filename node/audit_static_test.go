@@ -29,6 +29,8 @@ var backgroundWriters = map[string]string{
 	"Node.publishVax":    "the publisher seals vaccination envelopes from their outbox and records the hub's acknowledgement",
 	"followTxn.commit":   "the follower's transaction, committed early under subjects' locks (applyVax)",
 	"Node.updateAside":   "sessions and passkeys: a resident's own login credentials, not an operator or feed action, and no resident state",
+	"Node.storeChecks":   "the check history's background writer: receipts of verifications (a read; the resident's own data), batched off the verify path",
+	"Node.PruneChecks":   "deletes checks past their 30-day retention",
 }
 
 // TestOnlyTheCommitterAndBackgroundWorkWriteTheStore reads the node's source

@@ -95,6 +95,9 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	}
 	rec := exchange.Recognise(claims.Col, atts, now)
 	n.metrics.verified.Add(1)
+	if claims.Iss == n.cfg.Province {
+		n.recordCheck(ctx, claims.Sub, now, rec.Colour)
+	}
 	reasons := rec.Reasons
 	if reasons == nil {
 		reasons = []hcx.Reason{}

@@ -44,6 +44,8 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		{"hcx_node_log_forks_total", "Hub members caught serving a log that contradicts their signed checkpoint or this node's tree.", m.forks.Load()},
 		{"hcx_node_verifications_total", "Codes verified.", m.verified.Load()},
 		{"hcx_node_verifications_rejected_total", "Codes rejected.", m.verifyRejected.Load()},
+		{"hcx_node_checks_stored_total", "Checks of this province's codes stored in residents' check histories.", n.checks.stored.Load()},
+		{"hcx_node_checks_dropped_total", "Checks not stored in residents' check histories because the background writer's queue was full or its write failed.", n.checks.dropped.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
 	}

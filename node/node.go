@@ -166,6 +166,8 @@ type Node struct {
 	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
 
 	metrics metrics
+
+	checks checkQueue // the check history's background writer (checks.go)
 }
 
 type ruleSet struct {
@@ -236,6 +238,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	go n.commitLoop()
+	n.checks.start(n)
 	return n, nil
 }
 
@@ -352,6 +355,7 @@ func (n *Node) Close() error {
 		}
 		close(n.quit)
 		<-n.committed
+		n.checks.stop()
 	})
 	return n.db.Close()
 }

@@ -41,7 +41,7 @@ func newTestPKI(t testing.TB, provinces ...hcx.ProvinceCode) *testPKI {
 	return p
 }
 
-func (p *testPKI) trustList(t *testing.T, ver uint64) string {
+func (p *testPKI) trustList(t testing.TB, ver uint64) string {
 	t.Helper()
 	tl := exchange.TrustList{At: time.Now().Unix(), Ver: ver}
 	for _, s := range p.provs {

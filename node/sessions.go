@@ -359,10 +359,18 @@ func deleteSessions(txn *badger.Txn, ids []string, keys [][]byte, except string)
 func (n *Node) sessionLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-prune.C:
+			if k, err := n.PruneChecks(); err != nil {
+				n.log.Warn("prune check history", "err", err)
+			} else if k > 0 {
+				n.log.Debug("old checks pruned", "checks", k)
+			}
 		case <-t.C:
 			if k, err := n.PurgeSessions(); err != nil {
 				n.log.Warn("purge expired sessions", "err", err)
