@@ -15,6 +15,7 @@ type metrics struct {
 	followApplied, followRejected         atomic.Uint64
 	forks                                 atomic.Uint64
 	verified, verifyRejected              atomic.Uint64
+	scans                                 atomic.Uint64 // venue scans recorded (scans.go)
 	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
 	vaxForwarded, vaxReceived, vaxDropped atomic.Uint64 // doses sent to and recorded from the hub (vaccinations.go)
 	written                               atomic.Uint64 // key and value bytes of committed writes (benchmarks compare badger's raw rate)
@@ -44,6 +45,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		{"hcx_node_log_forks_total", "Hub members caught serving a log that contradicts their signed checkpoint or this node's tree.", m.forks.Load()},
 		{"hcx_node_verifications_total", "Codes verified.", m.verified.Load()},
 		{"hcx_node_verifications_rejected_total", "Codes rejected.", m.verifyRejected.Load()},
+		{"hcx_node_scans_total", "Venue scans recorded.", m.scans.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
 	}
