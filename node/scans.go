@@ -2,16 +2,19 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 )
 
@@ -167,7 +170,7 @@ func (n *Node) Scan(ctx context.Context, sub hcx.Subject, req *ScanRequest) (*Sc
 	if err != nil {
 		return nil, err
 	}
-	vc, _, err := exchange.VerifyVenueCode(n.trust, req.Code, now)
+	vc, err := n.venueCodes.verify(n.trust, req.Code, now)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +213,56 @@ func (n *Node) Scan(ctx context.Context, sub hcx.Subject, req *ScanRequest) (*Sc
 	}
 	return &ScanResult{Venue: venueOf(vc), EnteredAt: at, Subject: sub, Name: r.MaskedName,
 		Colour: r.Status.Colour, Vaccinated: r.Status.Vaccinated}, nil
+}
+
+// venueCache remembers venue codes verified recently. A venue's code is
+// printed at its entrance and scanned by everyone who enters, so the same
+// text is verified thousands of times an hour; an SM2 verification is most
+// of a scan's CPU. An entry is used for at most venueCacheFor, only under
+// the trust list it was verified with (a new list, such as one revoking
+// the key, empties the cache), and its key's revocation is checked again at
+// every use. At most venueCacheSize entries; a full cache is emptied.
+type venueCache struct {
+	mu  sync.RWMutex
+	ver uint64
+	m   map[[32]byte]venueCached
+}
+
+type venueCached struct {
+	claims *exchange.VenueClaims
+	entry  *certs.Entry
+	until  time.Time
+}
+
+const (
+	venueCacheSize = 1 << 16
+	venueCacheFor  = 10 * time.Minute
+)
+
+func (c *venueCache) verify(ts *certs.TrustStore, qr string, now time.Time) (*exchange.VenueClaims, error) {
+	key := sha256.Sum256([]byte(strings.TrimSpace(qr)))
+	ver := ts.Version()
+	c.mu.RLock()
+	hit, ok := c.m[key]
+	ok = ok && c.ver == ver && now.Before(hit.until)
+	c.mu.RUnlock()
+	if ok && ts.CheckRevokedAt(hit.entry, now) == nil {
+		return hit.claims, nil
+	}
+	claims, entry, err := exchange.VerifyVenueCode(ts, qr, now)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.ver != ver || len(c.m) >= venueCacheSize {
+		c.ver, c.m = ver, nil
+	}
+	if c.m == nil {
+		c.m = make(map[[32]byte]venueCached)
+	}
+	c.m[key] = venueCached{claims: claims, entry: entry, until: now.Add(venueCacheFor)}
+	c.mu.Unlock()
+	return claims, nil
 }
 
 func venueOf(vc *exchange.VenueClaims) Venue {
