@@ -177,20 +177,13 @@ func (n *Node) Scan(ctx context.Context, sub hcx.Subject, req *ScanRequest) (*Sc
 	if n.venueRetired(vc.Iss, vc.VID) {
 		return nil, ErrVenueRetired
 	}
-	var found bool
-	err = n.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(pResident + string(sub)))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		found = err == nil
-		return err
-	})
+	// The answer is read before the write: a scan changes no colour.
+	r, err := n.Resident(ctx, sub)
+	if errors.Is(err, ErrUnknownResident) {
+		return nil, notResidentHere(n.cfg.Province)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, notResidentHere(n.cfg.Province)
 	}
 	release, err := n.admit(ctx)
 	if err != nil {
@@ -207,10 +200,6 @@ func (n *Node) Scan(ctx context.Context, sub hcx.Subject, req *ScanRequest) (*Sc
 		return nil, err
 	}
 	n.metrics.scans.Add(1)
-	r, err := n.Resident(ctx, sub)
-	if err != nil {
-		return nil, err
-	}
 	return &ScanResult{Venue: venueOf(vc), EnteredAt: at, Subject: sub, Name: r.MaskedName,
 		Colour: r.Status.Colour, Vaccinated: r.Status.Vaccinated}, nil
 }
