@@ -381,3 +381,55 @@ func TestScanVenueCacheFollowsTheTrustList(t *testing.T) {
 		t.Fatalf("scan after 510000's key was revoked: %v", err)
 	}
 }
+
+// BenchmarkScanVenueWindow stores HCX_BENCH_SCANS scans (default
+// 1,000,000) over 1,000 venues spread across 59 days, then measures finding
+// the residents who scanned one venue in a one-day window (the exposure
+// query of issue 11 item 3) — one range read of the venue index. Run:
+//
+//	go test ./node -run '^$' -bench ScanVenueWindow -benchtime 200x
+func BenchmarkScanVenueWindow(b *testing.B) {
+	total := benchEnv(b, "HCX_BENCH_SCANS", 1_000_000)
+	const venues = 1000
+	clock := newClock(time.Now())
+	p := newScanPKI(b, clock.now().Add(-time.Hour))
+	n := p.node(b, clock, b.TempDir())
+	defer n.Close()
+	now := clock.now()
+	span := 59 * 24 * time.Hour
+	claims := make([]*exchange.VenueClaims, venues)
+	for i := range claims {
+		claims[i] = &exchange.VenueClaims{Iss: "510000", VID: fmt.Sprintf("venue-%04d", i), Div: "510104", Name: "场所", Cat: "mall"}
+	}
+	const per = 5000
+	var wg sync.WaitGroup
+	for start := 0; start < total; start += per {
+		w := &write{system: "bench"}
+		for i := start; i < min(start+per, total); i++ {
+			at := now.Add(-span + time.Duration(int64(span)/int64(total)*int64(i)))
+			n.addScan(w, subjectOf(i), claims[(i*7919)%venues], at)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.write(w); err != nil {
+				b.Error(err)
+			}
+		}()
+		if start/per%8 == 7 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	from := now.Add(-30 * 24 * time.Hour)
+	b.ResetTimer()
+	found := 0
+	for i := range b.N {
+		subs, err := n.scannedAt("510000", claims[i%venues].VID, from, from.Add(24*time.Hour), now, 100_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		found += len(subs)
+	}
+	b.ReportMetric(float64(found)/float64(b.N), "residents/window")
+}
