@@ -67,6 +67,8 @@ type Node interface {
 	Reclaim(ctx context.Context, id string, sub hcx.Subject) (*node.Appeal, error)
 	SubjectOf(t hcx.DocType, number string) (hcx.Subject, error)
 	IngestItinerary(ctx context.Context, sub hcx.Subject, it *node.Itinerary) (*node.ItineraryResult, error)
+	Scan(ctx context.Context, sub hcx.Subject, req *node.ScanRequest) (*node.ScanResult, error)
+	Scans(ctx context.Context, sub hcx.Subject, limit int) ([]node.ScanRecord, error)
 	DesignateRiskAreas(ctx context.Context, areas []node.RiskAreaInput) ([]node.RiskArea, error)
 	EndRiskArea(ctx context.Context, div hcx.DivisionCode, from, to time.Time) (*node.RiskArea, error)
 	RiskAreas(iss hcx.ProvinceCode, inForce bool) []node.RiskArea
@@ -181,6 +183,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.feedsRules()...)
 	rules = append(rules, h.venuesRules()...)
 	rules = append(rules, h.checksRules()...)
+	rules = append(rules, h.scansRules()...)
 	return rules
 }
 

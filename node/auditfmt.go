@@ -66,7 +66,9 @@ var (
 		// decodes only if it encodes back to the same bytes.
 		ActionOrderConfirm, ActionOrderLift, ActionOrderRead, ActionOrderReadPending, ActionDeclarationRead,
 		ActionDependantRegister, ActionRiskDesignate, ActionRiskEnd, ActionVaccinationRead,
-		ActionAppealFile, ActionAppealOpen, ActionAppealDecide, ActionRecordVoid, ActionIdentityReclaim}
+		ActionAppealFile, ActionAppealOpen, ActionAppealDecide, ActionRecordVoid, ActionIdentityReclaim,
+		// Issue 11.
+		ActionScanPost, ActionVenueApply, ActionVenueReview, ActionVenueRetire, ActionVenueCategoryAdd}
 )
 
 var subjectBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

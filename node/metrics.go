@@ -15,6 +15,7 @@ type metrics struct {
 	followApplied, followRejected         atomic.Uint64
 	forks                                 atomic.Uint64
 	verified, verifyRejected              atomic.Uint64
+	scans                                 atomic.Uint64 // venue scans recorded (scans.go)
 	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
 	vaxForwarded, vaxReceived, vaxDropped atomic.Uint64 // doses sent to and recorded from the hub (vaccinations.go)
 	written                               atomic.Uint64 // key and value bytes of committed writes (benchmarks compare badger's raw rate)
@@ -46,6 +47,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		{"hcx_node_verifications_rejected_total", "Codes rejected.", m.verifyRejected.Load()},
 		{"hcx_node_checks_stored_total", "Checks of this province's codes stored in residents' check histories.", n.checks.stored.Load()},
 		{"hcx_node_checks_dropped_total", "Checks not stored in residents' check histories because the background writer's queue was full or its write failed.", n.checks.dropped.Load()},
+		{"hcx_node_scans_total", "Venue scans recorded.", m.scans.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
 	}

@@ -127,6 +127,10 @@ type Node struct {
 	db     *badger.DB
 	trust  *certs.TrustStore
 	fields *certs.FieldCipher
+	// retiredVenue says whether this province retired a venue (scans.go's
+	// seam until venues are built; nil: none is).
+	retiredVenue func(iss hcx.ProvinceCode, vid string) bool
+	venueCodes   venueCache // venue codes verified recently (scans.go)
 
 	rules    atomic.Pointer[ruleSet]
 	reloadMu sync.Mutex // one reload at a time, so each trail entry names the change it made

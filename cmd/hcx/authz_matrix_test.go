@@ -119,6 +119,8 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venues/{vid}/retire"},
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/itinerary"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/scans"},
+	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/residents/{sub}/scans"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/risk-areas"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/risk-areas/end"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /v1/risk-areas"},
