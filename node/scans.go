@@ -95,7 +95,7 @@ type ScanVenue struct {
 // ScanResult is the unveiled code: the venue, the time of entry, and the
 // resident's masked name, colour and vaccination mark.
 type ScanResult struct {
-	Venue      ScanVenue       `json:"venue"`
+	Venue      ScanVenue   `json:"venue"`
 	EnteredAt  time.Time   `json:"entered_at"`
 	Subject    hcx.Subject `json:"subject"`
 	Name       string      `json:"name"`
@@ -105,7 +105,7 @@ type ScanResult struct {
 
 // ScanRecord is one scan of a resident's trajectory list.
 type ScanRecord struct {
-	Venue     ScanVenue     `json:"venue"`
+	Venue     ScanVenue `json:"venue"`
 	EnteredAt time.Time `json:"entered_at"`
 }
 
