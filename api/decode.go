@@ -73,6 +73,10 @@ func decodeObject(b []byte, v any) error {
 		}
 		name := clip(key)
 		i, ok := members.index[key]
+		if !ok && key == "" {
+			// An empty name names no field: say so of the body.
+			return badJSON("body", "a member with an empty name: this request takes %s", members.list)
+		}
 		if !ok {
 			return badJSON(name, "unknown member %q: this request takes %s (names are case-sensitive)", name, members.list)
 		}
