@@ -86,20 +86,9 @@ func codeError(base *hcx.Error, format string, args ...any) error {
 // key_not_valid, token_lifetime, token_not_yet_valid, token_expired,
 // wrong_issuer.
 func VerifyCode(ts *certs.TrustStore, qr string, now time.Time) (*CodeClaims, *certs.Entry, error) {
-	qr = strings.TrimSpace(qr)
-	if !strings.HasPrefix(qr, CodePrefix) {
-		return nil, nil, codeError(ErrTokenMalformed, "it must start with %q", CodePrefix)
-	}
-	tok := qr[len(CodePrefix):]
-	if len(tok) > 4096 {
-		return nil, nil, codeError(ErrTokenMalformed, "%d bytes is too long for a code", len(tok))
-	}
-	h, err := certs.ParseHeader(tok)
+	tok, h, err := qrToken(qr, CodePrefix, HdrCode, ErrTokenMalformed)
 	if err != nil {
-		return nil, nil, codeError(ErrTokenMalformed, "%v", err)
-	}
-	if h.Typ != HdrCode {
-		return nil, nil, codeError(ErrTokenMalformed, "header typ is %q, want %q", h.Typ, HdrCode)
+		return nil, nil, err
 	}
 	v, err := ts.VerifyJWS(tok)
 	switch {
@@ -158,4 +147,25 @@ func checkCodeTimes(ts *certs.TrustStore, e *certs.Entry, c *CodeClaims, now tim
 		return codeError(ErrTokenExpired, "expired at %s", stamp(c.Expires))
 	}
 	return nil
+}
+
+// qrToken takes the compact JWS out of a QR text that starts with prefix
+// and checks its size and header typ; a refusal is base with the detail.
+func qrToken(qr, prefix, typ string, base *hcx.Error) (string, certs.Header, error) {
+	qr = strings.TrimSpace(qr)
+	if !strings.HasPrefix(qr, prefix) {
+		return "", certs.Header{}, codeError(base, "it must start with %q", prefix)
+	}
+	tok := qr[len(prefix):]
+	if len(tok) > 4096 {
+		return "", certs.Header{}, codeError(base, "%d bytes is too long for a code", len(tok))
+	}
+	h, err := certs.ParseHeader(tok)
+	if err != nil {
+		return "", certs.Header{}, codeError(base, "%v", err)
+	}
+	if h.Typ != typ {
+		return "", certs.Header{}, codeError(base, "header typ is %q, want %q", h.Typ, typ)
+	}
+	return tok, h, nil
 }

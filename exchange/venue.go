@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -100,20 +99,9 @@ var ErrNotVenueCode = &hcx.Error{Class: hcx.EUnprocessable, Code: "not_a_venue_c
 // Every refusal is ErrNotVenueCode with a detail. Whether the venue is
 // retired is its province's node's to say.
 func VerifyVenueCode(ts *certs.TrustStore, qr string, now time.Time) (*VenueClaims, *certs.Entry, error) {
-	qr = strings.TrimSpace(qr)
-	if !strings.HasPrefix(qr, VenuePrefix) {
-		return nil, nil, codeError(ErrNotVenueCode, "it must start with %q", VenuePrefix)
-	}
-	tok := qr[len(VenuePrefix):]
-	if len(tok) > 4096 {
-		return nil, nil, codeError(ErrNotVenueCode, "%d bytes is too long for a venue code", len(tok))
-	}
-	h, err := certs.ParseHeader(tok)
+	tok, _, err := qrToken(qr, VenuePrefix, HdrVenue, ErrNotVenueCode)
 	if err != nil {
-		return nil, nil, codeError(ErrNotVenueCode, "%v", err)
-	}
-	if h.Typ != HdrVenue {
-		return nil, nil, codeError(ErrNotVenueCode, "header typ is %q, want %q", h.Typ, HdrVenue)
+		return nil, nil, err
 	}
 	v, err := ts.VerifyJWS(tok)
 	if err != nil {
