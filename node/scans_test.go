@@ -345,15 +345,7 @@ func BenchmarkScan(b *testing.B) {
 	wg.Wait()
 	el, used := time.Since(start), cpuTime()-cpu
 	b.StopTimer()
-	commits, written := n.metrics.commits.Load()-commits0, n.metrics.written.Load()-bytes0
-	rate := float64(b.N) / el.Seconds()
-	b.ReportMetric(rate, "scans/s")
-	b.ReportMetric(float64(b.N)/float64(commits), "scans/commit")
-	b.ReportMetric(float64(written)/float64(b.N), "bytes/scan")
-	b.ReportMetric(used.Seconds()*1e6/float64(b.N), "cpu-µs/scan")
-	raw := rawSyncedWrites(b, int(written), int(commits))
-	b.ReportMetric(float64(b.N)/raw.Seconds(), "raw-scans/s")
-	b.ReportMetric(rate/(float64(b.N)/raw.Seconds()), "ratio-to-raw")
+	reportWriteRate(b, n, "scan", el, used, commits0, bytes0)
 }
 
 // A venue code verified once is remembered, but only under the trust list
