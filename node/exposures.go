@@ -613,3 +613,17 @@ func (n *Node) PendingExposures() int {
 	})
 	return c
 }
+
+// PendingExposureJobs is how many matching jobs wait to run.
+func (n *Node) PendingExposureJobs() int {
+	c := 0
+	_ = n.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpoJob)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			c++
+		}
+		return nil
+	})
+	return c
+}
