@@ -395,7 +395,11 @@ func (n *Node) RunExposureJobs(ctx context.Context) (int, error) {
 		if err != nil || key == nil {
 			return total, err
 		}
-		got, err := n.runExposureJob(ctx, key, &job, exposureChunk)
+		chunk := n.expoChunk
+		if chunk <= 0 {
+			chunk = exposureChunk
+		}
+		got, err := n.runExposureJob(ctx, key, &job, chunk)
 		total += got
 		if err != nil {
 			return total, err

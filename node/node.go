@@ -175,6 +175,7 @@ type Node struct {
 	expoMu             sync.Mutex
 	expoRun            sync.Mutex
 	afterExposureChunk func() error
+	expoChunk          int // scans per commit of a matching job; 0: exposureChunk
 
 	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
 
