@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
 	"sync/atomic"
@@ -137,24 +138,24 @@ func (n *Node) pokeExposures() {
 // checkWindow checks an operator's window at now, naming the field.
 func checkWindow(in *ExposureInput, now time.Time) error {
 	if in.From.IsZero() {
-		return hcx.Invalidf("from", "from is required (RFC 3339): when the exposure began")
+		return hcx.Invalidf("from", "required (RFC 3339): when the exposure began")
 	}
 	if in.To.IsZero() {
-		return hcx.Invalidf("to", "to is required (RFC 3339): when the exposure ended")
+		return hcx.Invalidf("to", "required (RFC 3339): when the exposure ended")
 	}
 	if in.To.After(now.Add(exposureSkew)) {
-		return hcx.Invalidf("to", "to %s is in the future (the node's clock says %s): mark an exposure once its window has passed",
+		return hcx.Invalidf("to", "the window ends at %s, in the future (the node's clock says %s): mark an exposure once its window has passed",
 			in.To.UTC().Format(time.RFC3339), now.Format(time.RFC3339))
 	}
 	if !in.To.After(in.From) {
-		return hcx.Invalidf("to", "to %s is not after from %s", in.To.UTC().Format(time.RFC3339), in.From.UTC().Format(time.RFC3339))
+		return hcx.Invalidf("to", "the window ends at %s, not after it begins (from %s)", in.To.UTC().Format(time.RFC3339), in.From.UTC().Format(time.RFC3339))
 	}
 	if in.To.Sub(in.From) > exchange.MaxExposureWindow {
 		return hcx.Invalidf("to", "the window from %s to %s is longer than %s (the longest incubation period traced back)",
 			in.From.UTC().Format(time.RFC3339), in.To.UTC().Format(time.RFC3339), exchange.MaxExposureWindow)
 	}
 	if in.From.Before(now.Add(-TrajectoryRetention)) {
-		return hcx.Invalidf("from", "from %s is more than %s ago: no scans are kept that long", in.From.UTC().Format(time.RFC3339), TrajectoryRetention)
+		return hcx.Invalidf("from", "the window begins at %s, more than %s ago: no scans are kept that long", in.From.UTC().Format(time.RFC3339), TrajectoryRetention)
 	}
 	return nil
 }
@@ -173,7 +174,7 @@ func (n *Node) MarkExposure(ctx context.Context, in ExposureInput) (*Exposure, e
 	// The envelope carries Unix seconds.
 	in.From, in.To = in.From.Truncate(time.Second), in.To.Truncate(time.Second)
 	if in.Vid == "" {
-		return nil, hcx.Invalidf("vid", "vid is required: the venue's id, as its code and GET /v1/venues name it")
+		return nil, hcx.Invalidf("vid", "required: the venue's id, as its code and GET /v1/venues name it")
 	}
 	if !exchange.ValidExposureLevel(in.Level) {
 		return nil, hcx.Invalidf("level", "level %q is not an exposure level; want high, medium or low", in.Level)
@@ -212,7 +213,7 @@ func (n *Node) WithdrawExposure(ctx context.Context, in ExposureInput) (*Exposur
 		return nil, err
 	}
 	if in.Vid == "" {
-		return nil, hcx.Invalidf("vid", "vid is required")
+		return nil, hcx.Invalidf("vid", "required: the venue's id, as it was marked")
 	}
 	if in.From.IsZero() || in.To.IsZero() {
 		return nil, hcx.Invalidf("from", "from and to are required (RFC 3339): the window as it was marked")
@@ -616,6 +617,14 @@ func (n *Node) PendingExposures() int {
 		return nil
 	})
 	return c
+}
+
+// writeExposureMetrics adds the exposure gauges to /metrics: envelopes
+// waiting for the hub (above 0 for long: this province's markings are not
+// reaching the others) and matching jobs waiting to run.
+func (n *Node) writeExposureMetrics(w io.Writer, p string) {
+	fmt.Fprintf(w, "# HELP hcx_node_exposure_envelopes_pending Exposure envelopes signed and not yet acknowledged by the hub.\n# TYPE hcx_node_exposure_envelopes_pending gauge\nhcx_node_exposure_envelopes_pending{province=%q} %d\n", p, n.PendingExposures())
+	fmt.Fprintf(w, "# HELP hcx_node_exposure_jobs_pending Exposure matching jobs not yet run to their end.\n# TYPE hcx_node_exposure_jobs_pending gauge\nhcx_node_exposure_jobs_pending{province=%q} %d\n", p, n.PendingExposureJobs())
 }
 
 // PendingExposureJobs is how many matching jobs wait to run.
