@@ -208,3 +208,75 @@ func TestVenueExposuresAreBounded(t *testing.T) {
 	}
 	var _ policy.VenueExposure
 }
+
+// TestMarkExposureFollowsTheVenueState: only a venue of this province that
+// passed can be marked; a retired one for a window that ended by its
+// retirement; one under review, failed or unknown is refused naming vid,
+// writing nothing. A marking waits in the outbox for the hub, and its
+// withdrawal gets a later at even within the same second.
+func TestMarkExposureFollowsTheVenueState(t *testing.T) {
+	pki := newTestPKI(t, "440000")
+	clock := newClock(time.Now().Add(-time.Hour))
+	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
+	defer n.Close()
+	manager := registerN(t, n, 1)[0]
+	apply := func(name string) *Venue {
+		v, err := n.ApplyVenue(managerCtx(manager), manager, VenueApplication{Name: name, Division: "440106", Category: "mall", USCC: testUSCC("9144010600000000")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	review := func(v *Venue, decision string) {
+		if _, err := n.ReviewVenue(testCtx, v.ID, VenueReview{Decision: decision, Reason: "checked"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	passed, retired, failed, pending := apply("天河城"), apply("正佳广场"), apply("太古汇"), apply("万菱汇")
+	review(passed, VenuePassed)
+	review(retired, VenuePassed)
+	review(failed, VenueFailed)
+	t0 := clock.now().Truncate(time.Second)
+	clock.add(time.Hour)
+	if _, err := n.RetireVenue(testCtx, retired.ID, "closed"); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Hour)
+	before := n.PendingExposures()
+	for _, c := range []struct {
+		name string
+		in   ExposureInput
+		code string
+	}{
+		{"unknown", ExposureInput{Vid: "V440000-0000000000000000", Level: "high", From: t0, To: t0.Add(time.Minute)}, "unknown_venue"},
+		{"under review", ExposureInput{Vid: pending.ID, Level: "high", From: t0, To: t0.Add(time.Minute)}, "venue_not_passed"},
+		{"failed", ExposureInput{Vid: failed.ID, Level: "high", From: t0, To: t0.Add(time.Minute)}, "venue_not_passed"},
+		{"retired before the window ended", ExposureInput{Vid: retired.ID, Level: "high", From: t0, To: t0.Add(90 * time.Minute)}, "venue_retired"},
+	} {
+		_, err := n.MarkExposure(testCtx, c.in)
+		var he *hcx.Error
+		if !errors.As(err, &he) || he.Code != c.code || he.Field != "vid" {
+			t.Errorf("%s: %v, want %s naming vid", c.name, err, c.code)
+		}
+	}
+	if got, _ := n.Exposures(testCtx, ""); len(got) != 0 || n.PendingExposures() != before {
+		t.Fatalf("refused markings wrote %+v", got)
+	}
+	x, err := n.MarkExposure(testCtx, ExposureInput{Vid: retired.ID, Level: "low", From: t0, To: t0.Add(30 * time.Minute)})
+	if err != nil {
+		t.Fatalf("a retired venue, window before its retirement: %v", err)
+	}
+	if _, err := n.MarkExposure(testCtx, ExposureInput{Vid: passed.ID, Level: "high", From: t0, To: t0.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := n.WithdrawExposure(testCtx, ExposureInput{Vid: retired.ID, From: t0, To: t0.Add(30 * time.Minute)})
+	if err != nil || !w.Withdrawn || w.At <= x.At {
+		t.Fatalf("withdrawal in the same second: %+v %v, want withdrawn with at > %d", w, err, x.At)
+	}
+	if got := n.PendingExposures(); got != before+3 {
+		t.Errorf("%d envelopes wait for the hub, want %d", got, before+3)
+	}
+	if got, _ := n.Exposures(testCtx, "440000"); len(got) != 2 {
+		t.Errorf("exposures: %+v", got)
+	}
+}
