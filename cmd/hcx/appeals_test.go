@@ -149,7 +149,7 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 	// the gate refuses (403); on one's own route, naming the other's record
 	// id, the record is not found (404 naming record.id). Nothing is written.
 	waitSettled(t, f)
-	before := f.Nodes[gd].StoreVersion()
+	before := auditSeq(t, f.Nodes[gd])
 	appeal := map[string]any{"kind": "record", "record": map[string]string{"kind": "lab", "id": "S-0001"}, "text": "我没有做过这次核酸检测 / I was not tested that day"}
 	var e errorAnswer
 	if st := callAs(t, f.client(), other, "POST", url+"/v1/residents/"+string(sub)+"/appeals", appeal, &e); st != http.StatusForbidden {
@@ -169,8 +169,8 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 			t.Errorf("appeal %v: status %d %+v, want 400 naming the field", bad, st, e)
 		}
 	}
-	if after := f.Nodes[gd].StoreVersion(); after != before {
-		t.Errorf("refused appeals wrote to the store: version %d -> %d", before, after)
+	if after := auditSeq(t, f.Nodes[gd]); after != before {
+		t.Errorf("refused appeals wrote to the store: audit trail head %d -> %d", before, after)
 	}
 
 	// 张三 appeals the record.
@@ -203,11 +203,11 @@ func TestAppealVoidsAWrongPositiveAndGreenReachesAnotherProvince(t *testing.T) {
 	}
 
 	// A decision without a reason is refused and writes nothing.
-	before = f.Nodes[gd].StoreVersion()
+	before = auditSeq(t, f.Nodes[gd])
 	if st := callAs(t, f.client(), op, "POST", url+"/v1/appeals/"+filed.ID+"/decision", map[string]string{"decision": "accept"}, &e); st != http.StatusBadRequest || e.Error.Field != "reason" {
 		t.Errorf("decision without a reason: status %d %+v", st, e)
 	}
-	if after := f.Nodes[gd].StoreVersion(); after != before {
+	if after := auditSeq(t, f.Nodes[gd]); after != before {
 		t.Errorf("a refused decision wrote to the store")
 	}
 	var d node.AppealDecision
@@ -337,7 +337,7 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 	// The squatter, logged in, cannot file a reclaim: a session proves
 	// nothing about the document.
 	var e errorAnswer
-	before := f.Nodes[gd].StoreVersion()
+	before := auditSeq(t, f.Nodes[gd])
 	if st := callAs(t, f.client(), squatter, "POST", url+"/v1/reclaims", map[string]string{"text": "mine"}, &e); st != http.StatusBadRequest || e.Error.Field != "Authorization" {
 		t.Errorf("the squatter files a reclaim: status %d %+v, want 400", st, e)
 	}
@@ -346,7 +346,7 @@ func TestReclaimEndsTheSquatterAndTheOwnerLogsIn(t *testing.T) {
 	if st := callAs(t, f.client(), f.asPerson(t, "han-meimei"), "POST", url+"/v1/reclaims", map[string]string{"doc_type": "CN-ID", "doc_number": owner.DocNumber, "name": "韩梅梅", "text": "mine"}, &e); st != http.StatusBadRequest {
 		t.Errorf("han-meimei names li-lei's document: status %d %+v, want 400", st, e)
 	}
-	if after := f.Nodes[gd].StoreVersion(); after != before {
+	if after := auditSeq(t, f.Nodes[gd]); after != before {
 		t.Errorf("refused reclaims wrote to the store")
 	}
 

@@ -190,7 +190,7 @@ func TestBadDeclarationsOverHTTP(t *testing.T) {
 		{"nothing declared", `{}`, "declaration"},
 	}
 	waitSettled(t, f)
-	before := f.Nodes["440000"].StoreVersion()
+	before := auditSeq(t, f.Nodes["440000"])
 	for _, c := range cases {
 		a := send(t, f.client(), resident, "POST", url, c.body, nil)
 		if a.status != http.StatusBadRequest || a.field != c.field {
@@ -202,7 +202,7 @@ func TestBadDeclarationsOverHTTP(t *testing.T) {
 	if a := send(t, f.client(), resident, "POST", other, `{"temp_c":38.5}`, nil); a.status != http.StatusForbidden || a.code != "not_yours" {
 		t.Errorf("declaring for another resident: %d %s, want 403 not_yours", a.status, a.code)
 	}
-	if after := f.Nodes["440000"].StoreVersion(); after != before {
-		t.Errorf("refused declarations wrote to the store: version %d -> %d", before, after)
+	if after := auditSeq(t, f.Nodes["440000"]); after != before {
+		t.Errorf("refused declarations wrote to the store: audit trail head %d -> %d", before, after)
 	}
 }

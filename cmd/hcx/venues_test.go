@@ -46,7 +46,7 @@ func TestVenueCodesApplyReviewDownloadRetire(t *testing.T) {
 
 	// Who may not apply: the guardian for their dependant (a proxy cannot
 	// apply), another resident for the manager, an operator.
-	before := n.StoreVersion()
+	before := auditSeq(t, n)
 	if a := sendJSON(t, hc, manager, "POST", url+"/v1/residents/"+string(child)+"/venues", shop); a.status != http.StatusForbidden {
 		t.Errorf("a guardian applies for their dependant: %d %s, want 403", a.status, a.code)
 	}
@@ -88,8 +88,8 @@ func TestVenueCodesApplyReviewDownloadRetire(t *testing.T) {
 	if a := send(t, hc, manager, "POST", venues, `{"name":"x","division":"440106","category":"mall","uscc":"`+uscc+`","owner":"me"}`, nil); a.status != http.StatusBadRequest {
 		t.Errorf("an unknown member: %d", a.status)
 	}
-	if after := n.StoreVersion(); after != before {
-		t.Errorf("refused applications wrote to the store: version %d -> %d", before, after)
+	if after := auditSeq(t, n); after != before {
+		t.Errorf("refused applications wrote to the store: audit trail head %d -> %d", before, after)
 	}
 
 	// The manager applies for a shop and a taxi; one code per venue.
@@ -154,7 +154,7 @@ func TestVenueCodesApplyReviewDownloadRetire(t *testing.T) {
 	}
 
 	// Review: a reason is required; pass the shop, fail the cinema.
-	before = n.StoreVersion()
+	before = auditSeq(t, n)
 	for _, body := range []map[string]string{{"decision": "passed"}, {"decision": "approve", "reason": "ok"}} {
 		if a := sendJSON(t, hc, op, "POST", url+"/v1/venues/"+v.ID+"/review", body); a.status != http.StatusBadRequest {
 			t.Errorf("review %v: %d, want 400", body, a.status)
@@ -163,8 +163,8 @@ func TestVenueCodesApplyReviewDownloadRetire(t *testing.T) {
 	if a := sendJSON(t, hc, op, "POST", url+"/v1/venues/nope/review", map[string]string{"decision": "passed", "reason": "x"}); a.status != http.StatusNotFound || a.field != "vid" {
 		t.Errorf("review an unknown venue: %d %s", a.status, a.field)
 	}
-	if after := n.StoreVersion(); after != before {
-		t.Errorf("refused reviews wrote to the store: version %d -> %d", before, after)
+	if after := auditSeq(t, n); after != before {
+		t.Errorf("refused reviews wrote to the store: audit trail head %d -> %d", before, after)
 	}
 	head := trailHead(t, n)
 	var passed node.Venue
