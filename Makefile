@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image fuzz bench-bulk
+.PHONY: dev test check build image fuzz bench-bulk bench-scans
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -27,3 +27,8 @@ BULK_RESIDENTS ?= 1000000
 bench-bulk:
 	$(GO) test ./node -run '^$$' -bench BulkIngest -benchtime 200000x -count 3
 	HCX_BENCH_RESIDENTS=$(BULK_RESIDENTS) $(GO) test ./node -run '^$$' -bench RegisterMillion -benchtime 1x -timeout 60m
+
+# Issue 11's exposure matching (minutes; not part of make test): one venue-window, 1,000 exposed
+# residents, against 10 M stored scans (docs/benchmarks.md).
+bench-scans:
+	HCX_BENCH_SCANS=10000000 $(GO) test ./node -run '^$$' -bench ExposureMatch -benchtime 20x -timeout 60m

@@ -57,6 +57,9 @@ type Node interface {
 	VenuesUnderReview(ctx context.Context, after string, limit int) (*node.VenuePage, error)
 	ReviewVenue(ctx context.Context, vid string, r node.VenueReview) (*node.Venue, error)
 	RetireVenue(ctx context.Context, vid, reason string) (*node.Venue, error)
+	MarkExposure(ctx context.Context, in node.ExposureInput) (*node.Exposure, error)
+	WithdrawExposure(ctx context.Context, in node.ExposureInput) (*node.Exposure, error)
+	Exposures(ctx context.Context, iss hcx.ProvinceCode) ([]node.Exposure, error)
 	FileAppeal(ctx context.Context, sub hcx.Subject, req node.AppealRequest) (*node.Appeal, error)
 	Appeals(ctx context.Context, sub hcx.Subject) ([]*node.Appeal, error)
 	AppealOf(ctx context.Context, sub hcx.Subject, id string) (*node.Appeal, error)
@@ -182,6 +185,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.travelRules()...)
 	rules = append(rules, h.feedsRules()...)
 	rules = append(rules, h.venuesRules()...)
+	rules = append(rules, h.exposuresRules()...)
 	rules = append(rules, h.checksRules()...)
 	rules = append(rules, h.scansRules()...)
 	return rules

@@ -22,12 +22,14 @@ const (
 	TypRiskAreas = "hcx.riskareas.v1"
 	TypPolicy    = "hcx.policy.v1"
 	TypVax       = "hcx.vax.v1"
+	TypExposures = "hcx.exposures.v1"
 
 	HdrBatch     = "hcx-batch+jws"
 	HdrTrust     = "hcx-trust+jws"
 	HdrRiskAreas = "hcx-riskareas+jws"
 	HdrPolicy    = "hcx-policy+jws"
 	HdrVax       = "hcx-vax+jws"
+	HdrExposures = "hcx-exposures+jws"
 	HdrCode      = "hcx-code+jws"
 	HdrVenue     = "hcx-venue+jws"
 )
@@ -43,6 +45,7 @@ var headerFor = map[string]struct {
 	TypRiskAreas: {HdrRiskAreas, certs.RoleProvince},
 	TypPolicy:    {HdrPolicy, certs.RoleProvince},
 	TypVax:       {HdrVax, certs.RoleProvince},
+	TypExposures: {HdrExposures, certs.RoleProvince},
 }
 
 // Limits on a colour batch (PROTOCOL.md §3).
@@ -164,6 +167,11 @@ func decodeBody(hdr string, payload []byte) (any, common, error) {
 		var v Vax
 		if err = DecodeStrict(payload, &v); err == nil {
 			body, c = &v, common{v.Typ, string(v.Iss), v.At}
+		}
+	case HdrExposures:
+		var x Exposures
+		if err = DecodeStrict(payload, &x); err == nil {
+			body, c = &x, common{x.Typ, string(x.Iss), x.At}
 		}
 	default:
 		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
@@ -329,6 +337,8 @@ func CheckContent(env *Envelope) error {
 		_, err = DecodePolicy(env)
 	case TypVax:
 		_, err = DecodeVax(env)
+	case TypExposures:
+		_, err = DecodeExposures(env)
 	default:
 		err = malformed("typ", "unknown envelope typ %q", env.Typ)
 	}

@@ -191,6 +191,9 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 		}
 		n.pokeRisk()
 	}
+	if w.expo {
+		n.pokeExposures()
+	}
 	n.treeMu.Lock()
 	n.tree = tree
 	n.treeMu.Unlock()
@@ -212,6 +215,7 @@ type followTxn struct {
 	db   *badger.DB
 	txn  *badger.Txn
 	risk bool // risk areas changed (riskareas.go)
+	expo bool // exposures changed: matching jobs stored (exposures.go)
 }
 
 func (w *followTxn) set(key, val []byte) error {
@@ -284,6 +288,11 @@ func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.T
 	if env.Typ == exchange.TypRiskAreas {
 		changed, err := n.applyRiskAreas(w, env)
 		w.risk = w.risk || changed
+		return err
+	}
+	if env.Typ == exchange.TypExposures {
+		changed, err := n.applyExposures(w, env)
+		w.expo = w.expo || changed
 		return err
 	}
 	if env.Typ != exchange.TypBatch {

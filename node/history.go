@@ -45,6 +45,9 @@ type history struct {
 	Travel       []policy.TravelRecord
 	Orders       []policy.Order
 	CheckIns     []policy.CheckIn
+	// Venues are venue exposures (exposures.go), one per exposure the
+	// resident scanned into, at most maxVenueExposures.
+	Venues []policy.VenueExposure
 	// Recorded counts every event ever recorded, Dropped those the bound
 	// has dropped since.
 	Recorded, Dropped uint64
@@ -145,7 +148,12 @@ func (h *history) expire(now time.Time) bool {
 		i++
 	}
 	h.Travel = h.Travel[i:]
-	return i > 0
+	j := 0
+	for j < len(h.Venues) && h.Venues[j].At.Before(cut) {
+		j++
+	}
+	h.Venues = h.Venues[j:]
+	return i > 0 || j > 0
 }
 
 // insertByTime inserts v into s, which is oldest first, after every element
@@ -204,7 +212,7 @@ func factsFrom(it *badger.Iterator, sub hcx.Subject) (*policy.Facts, error) {
 
 func (h *history) facts() *policy.Facts {
 	return &policy.Facts{Labs: h.Labs, Contacts: h.Contacts, Declarations: h.Declarations, Vaccinations: h.Vaccinations,
-		Travel: h.Travel, Orders: h.Orders, CheckIns: h.CheckIns}
+		Travel: h.Travel, Orders: h.Orders, CheckIns: h.CheckIns, Venues: h.Venues}
 }
 
 // migrateEvents folds the per-event keys older versions wrote (ev/<sub>/...,

@@ -29,12 +29,15 @@ import (
 //	orders:       count, then per order: time, id, colour, flags (1 byte:
 //	              1 local, 2 national confirmation, 4 lifted)
 //	check-ins:    count, then per check-in: time, temperature, symptoms, id
+//	venues:       (version 3) count, then per venue exposure: time, venue
+//	              id, division, level, issuer, id
 //
-// Version 1 (issue 8) had labs and contacts only, without ids; it is read
-// and written back as version 2.
+// Version 1 (issue 8) had labs and contacts only, without ids; version 2
+// (issue 10) had no venues. Both are read and written back as version 3.
 const (
 	historyV1      = 1
-	historyVersion = 2
+	historyV2      = 2
+	historyVersion = 3
 )
 
 const (
@@ -141,6 +144,15 @@ func (h *history) MarshalBinary() ([]byte, error) {
 		w.strs(c.Symptoms)
 		w.str(c.ID)
 	}
+	w.uv(uint64(len(h.Venues)))
+	for _, v := range h.Venues {
+		w.at(v.At)
+		w.str(v.VenueID)
+		w.str(string(v.Div))
+		w.str(v.Level)
+		w.str(string(v.Issuer))
+		w.str(v.ID)
+	}
 	return w.b, nil
 }
 
@@ -222,10 +234,10 @@ func (r *histReader) strs() []string {
 }
 
 func (h *history) UnmarshalBinary(b []byte) error {
-	if len(b) == 0 || (b[0] != historyVersion && b[0] != historyV1) {
-		return fmt.Errorf("history value of unknown version; this node reads versions %d and %d", historyV1, historyVersion)
+	if len(b) == 0 || b[0] < historyV1 || b[0] > historyVersion {
+		return fmt.Errorf("history value of unknown version; this node reads versions %d to %d", historyV1, historyVersion)
 	}
-	v2 := b[0] == historyVersion
+	v2, v3 := b[0] >= historyV2, b[0] >= historyVersion
 	r := &histReader{b: b[1:]}
 	*h = history{Recorded: r.uv(), Dropped: r.uv()}
 	lab := func(l *policy.LabResult) {
@@ -294,6 +306,16 @@ func (h *history) UnmarshalBinary(b []byte) error {
 			for i := range h.CheckIns {
 				c := &h.CheckIns[i]
 				c.At, c.TempC, c.Symptoms, c.ID = r.at(), r.f64(), r.strs(), r.str()
+			}
+		}
+	}
+	if v3 {
+		if n := r.count(13); n > 0 {
+			h.Venues = make([]policy.VenueExposure, n)
+			for i := range h.Venues {
+				v := &h.Venues[i]
+				v.At, v.VenueID, v.Div = r.at(), r.str(), hcx.DivisionCode(r.str())
+				v.Level, v.Issuer, v.ID = r.str(), hcx.ProvinceCode(r.str()), r.str()
 			}
 		}
 	}

@@ -24,6 +24,10 @@ func TestHistoryV2HoldsEveryKind(t *testing.T) {
 		h.add(&Event{Travel: &policy.TravelRecord{At: at, Div: "440106", ID: id}})
 		h.add(&Event{CheckIn: &policy.CheckIn{At: at, TempC: 36.6}})
 		h.add(&Event{Order: &policy.Order{ID: fmt.Sprintf("o-%d", i%20), Colour: hcx.Red, At: at, LocalConfirmed: true, NationalConfirmed: i%2 == 0, Lifted: i%3 == 0}})
+		h.expose(&Exposure{Iss: "110000", Vid: fmt.Sprintf("bj/%d", i), Div: "110105", Level: "medium", From: at.Add(-time.Hour).Truncate(time.Second), To: at.Add(time.Hour).Truncate(time.Second)}, at)
+	}
+	if len(h.Venues) != maxVenueExposures || h.Venues[0].ID == "" || h.Venues[0].Issuer != "110000" {
+		t.Errorf("venue exposures kept: %d (%+v), want %d", len(h.Venues), h.Venues[0], maxVenueExposures)
 	}
 	if len(h.Orders) != maxOrders {
 		t.Errorf("orders kept: %d, want %d", len(h.Orders), maxOrders)
@@ -52,6 +56,38 @@ func TestHistoryV2HoldsEveryKind(t *testing.T) {
 		if err := x.UnmarshalBinary(b[:cut]); err == nil {
 			t.Fatalf("a history cut to %d of %d bytes decoded", cut, len(b))
 		}
+	}
+}
+
+// TestHistoryReadsVersion2: a value stored before venue exposures (version
+// 2: the version 3 layout without its last section) reads as the same
+// history, and is written back as version 3.
+func TestHistoryReadsVersion2(t *testing.T) {
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	h := &history{}
+	h.add(&Event{Lab: &policy.LabResult{Positive: true, Kind: "pcr", At: at, ID: "l1"}})
+	h.add(&Event{Travel: &policy.TravelRecord{At: at, Div: "440106", ID: "t1"}})
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != historyVersion || b[len(b)-1] != 0 {
+		t.Fatalf("version 3 value %x does not end with an empty venues section", b)
+	}
+	v2 := append([]byte{historyV2}, b[1:len(b)-1]...)
+	var got history
+	if err := got.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(*h) {
+		t.Errorf("version 2 read as %v, want %v", got, *h)
+	}
+	if again, _ := got.MarshalBinary(); string(again) != string(b) {
+		t.Errorf("version 2 is not written back as version 3")
+	}
+	// Version 2 bytes followed by a venues section are not version 2.
+	if err := got.UnmarshalBinary(append([]byte{historyV2}, b[1:]...)); err == nil {
+		t.Error("a version 2 value with bytes after its end decoded")
 	}
 }
 
@@ -106,4 +142,34 @@ func TestStaysOfFourteenBusyDaysAreKept(t *testing.T) {
 	if len(h.Travel) != maxStays {
 		t.Errorf("kept %d stays, want the bound %d", len(h.Travel), maxStays)
 	}
+}
+
+// FuzzHistoryDecode: any bytes either fail to decode with an error or
+// decode to a history whose stored form (version 3) decodes to the same.
+func FuzzHistoryDecode(f *testing.F) {
+	h := &history{}
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	h.add(&Event{Lab: &policy.LabResult{Positive: true, Kind: "pcr", At: at, ID: "l1"}})
+	h.expose(&Exposure{Iss: "110000", Vid: "bj/1", Div: "110105", Level: "high", From: at.Add(-time.Hour), To: at}, at.Add(-time.Minute))
+	b, _ := h.MarshalBinary()
+	f.Add(b)
+	f.Add(append([]byte{historyV2}, b[1:len(b)-1]...))
+	f.Add([]byte{historyV1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h history
+		if h.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := h.MarshalBinary()
+		if err != nil {
+			return // a lab kind the codec cannot write cannot be read either
+		}
+		var h2 history
+		if err := h2.UnmarshalBinary(again); err != nil {
+			t.Fatalf("re-encoding of %x does not decode: %v", b, err)
+		}
+		if fmt.Sprint(h) != fmt.Sprint(h2) {
+			t.Fatalf("%x read as %v, its re-encoding as %v", b, h, h2)
+		}
+	})
 }

@@ -167,6 +167,16 @@ type Node struct {
 
 	risk riskState // every province's risk areas (riskareas.go)
 
+	// Venue exposures (exposures.go): expoRedo pokes the matching loop,
+	// expoMu serialises markings, expoRun runs of the jobs;
+	// afterExposureChunk, when a test sets it, runs after each chunk's
+	// commit (an error stops the job there, as a crash would).
+	expoRedo           chan struct{}
+	expoMu             sync.Mutex
+	expoRun            sync.Mutex
+	afterExposureChunk func() error
+	expoChunk          int // scans per commit of a matching job; 0: exposureChunk
+
 	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
 
 	metrics metrics
@@ -199,6 +209,7 @@ func New(cfg Config) (*Node, error) {
 		writes: make(chan *write, cfg.MaxPendingWrites), quit: make(chan struct{}), committed: make(chan struct{}),
 		redecide: make(chan struct{}, 1), vaxKick: make(chan struct{}, 1)}
 	n.risk.redo = make(chan struct{}, 1)
+	n.expoRedo = make(chan struct{}, 1)
 	if err := n.ReloadRules(); err != nil {
 		return nil, err
 	}
@@ -337,8 +348,9 @@ func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 // when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(7)
+	wg.Add(8)
 	go func() { defer wg.Done(); n.riskLoop(ctx) }()
+	go func() { defer wg.Done(); n.exposureLoop(ctx) }()
 	go func() { defer wg.Done(); n.publishLoop(ctx) }()
 	go func() { defer wg.Done(); n.followLoop(ctx) }()
 	go func() { defer wg.Done(); n.dueLoop(ctx) }()

@@ -325,25 +325,60 @@ func (n *Node) Scans(ctx context.Context, sub hcx.Subject, limit int) ([]ScanRec
 // range read of the venue index, for exposures (issue 11, item 3). A
 // resident who scanned twice is listed once per scan.
 func (n *Node) scannedAt(iss hcx.ProvinceCode, vid string, from, to, now time.Time, limit int) ([]hcx.Subject, error) {
+	scans, _, err := n.venueScans(iss, vid, from, to, now, "", limit)
+	subs := make([]hcx.Subject, len(scans))
+	for i := range scans {
+		subs[i] = scans[i].Sub
+	}
+	return subs, err
+}
+
+// venueScan is one scan as the venue index holds it.
+type venueScan struct {
+	Sub hcx.Subject
+	At  time.Time
+	key string // the key after the venue's prefix: a chunk's cursor
+}
+
+// venueScans is one chunk of the scans of venue (iss, vid) at or after from
+// and before to (and within TrajectoryRetention of now), oldest first, each
+// with its time: at most limit, starting after the key suffix after ("" for
+// the first chunk). next is the suffix to pass for the following chunk, ""
+// when the window has no more scans.
+func (n *Node) venueScans(iss hcx.ProvinceCode, vid string, from, to, now time.Time, after string, limit int) (scans []venueScan, next string, err error) {
 	from = maxTime(from, now.Add(-TrajectoryRetention))
 	prefix := scanVenuePrefix(iss, vid)
 	lo, hi := []byte(prefix+scanTime(from)), []byte(prefix+scanTime(to))
-	var subs []hcx.Subject
-	err := n.db.View(func(txn *badger.Txn) error {
+	if after != "" {
+		if a := []byte(prefix + after + "\x00"); string(a) > string(lo) {
+			lo = a
+		}
+	}
+	err = n.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 		defer it.Close()
-		for it.Seek(lo); it.Valid() && len(subs) < limit; it.Next() {
+		for it.Seek(lo); it.Valid(); it.Next() {
 			k := it.Item().Key()
 			if string(k) >= string(hi) {
-				break
+				return nil
 			}
-			if i := strings.LastIndexByte(string(k), '/'); i > 0 {
-				subs = append(subs, hcx.Subject(k[i+1:]))
+			if len(scans) == limit {
+				next = scans[len(scans)-1].key
+				return nil
 			}
+			rest := k[len(prefix):] // <19 digits>/<sub>
+			if len(rest) < 21 || rest[19] != '/' {
+				continue
+			}
+			nanos, perr := strconv.ParseInt(string(rest[:19]), 10, 64)
+			if perr != nil {
+				continue
+			}
+			scans = append(scans, venueScan{Sub: hcx.Subject(rest[20:]), At: time.Unix(0, nanos).UTC(), key: string(rest)})
 		}
 		return nil
 	})
-	return subs, err
+	return scans, next, err
 }
 
 func maxTime(a, b time.Time) time.Time {

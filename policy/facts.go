@@ -91,6 +91,10 @@ type VenueExposure struct {
 	Div     hcx.DivisionCode `json:"div,omitempty"`
 	At      time.Time        `json:"at"`
 	Level   string           `json:"level,omitempty"`
+	// Issuer is the province that marked the exposure; ID the exposure's
+	// key (iss/vid/from/to), for withdrawal; rules never read them.
+	Issuer hcx.ProvinceCode `json:"issuer,omitempty"`
+	ID     string           `json:"id,omitempty"`
 }
 
 // Order is a manual colour order from the disease-control authority. A red

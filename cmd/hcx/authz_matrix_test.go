@@ -117,6 +117,9 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/venues"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venues/{vid}/review"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/venues/{vid}/retire"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/exposures"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/exposures/withdraw"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/exposures"},
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/itinerary"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/scans"},
