@@ -72,6 +72,29 @@ type Exposure struct {
 	At        int64            `json:"at"`
 }
 
+// expires is when badger drops the stored exposure: TrajectoryRetention
+// after its window ends, when no scan it could match is left. So the
+// exposures a node holds stay bounded by those of the last 60 days (plus
+// the 14-day window), whichever province marked them.
+func (x *Exposure) expires() time.Time { return x.To.Add(TrajectoryRetention) }
+
+// setExpires is set, for a key that badger drops at the given time.
+func (w *followTxn) setExpires(key, val []byte, at time.Time) error {
+	e := func() *badger.Entry {
+		e := badger.NewEntry(key, val)
+		e.ExpiresAt = uint64(max(at.Unix(), 1))
+		return e
+	}
+	err := w.txn.SetEntry(e())
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err := w.commit(); err != nil {
+			return err
+		}
+		err = w.txn.SetEntry(e())
+	}
+	return err
+}
+
 // ID is the exposure's key, as residents' histories name it.
 func (x *Exposure) ID() string {
 	return fmt.Sprintf("%s/%s/%020d/%020d", x.Iss, url.PathEscape(x.Vid), x.From.Unix(), x.To.Unix())
@@ -274,9 +297,11 @@ func (n *Node) publishExposure(ctx context.Context, entry *AuditEntry, x Exposur
 	if err := w.setJSON(fmt.Sprintf("%s%020d", pExpoPub, time.Now().UnixNano()), &pendingExposurePub{JWS: jws, Exps: env.Exps}); err != nil {
 		return nil, err
 	}
-	if err := w.setJSON(pExpo+x.ID(), &x); err != nil {
+	val, err := jsonMarshal(&x)
+	if err != nil {
 		return nil, err
 	}
+	w.setExpires(pExpo+x.ID(), val, x.expires())
 	if err := w.setJSON(exposureJobKey(), &exposureJob{Exp: x}); err != nil {
 		return nil, err
 	}
@@ -340,7 +365,7 @@ func (n *Node) applyExposures(w *followTxn, env *exchange.Envelope) (bool, error
 		if err != nil {
 			return changed, stored(err)
 		}
-		if err := w.set([]byte(pExpo+x.ID()), val); err != nil {
+		if err := w.setExpires([]byte(pExpo+x.ID()), val, x.expires()); err != nil {
 			return changed, stored(err)
 		}
 		job, err := jsonMarshal(&exposureJob{Exp: x})

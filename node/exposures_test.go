@@ -280,3 +280,60 @@ func TestMarkExposureFollowsTheVenueState(t *testing.T) {
 		t.Errorf("exposures: %+v", got)
 	}
 }
+
+// TestExposuresExpire60DaysAfterTheirWindow: an exposure, marked here or
+// read from the log, is kept until no scan it could match is left — 60
+// days after its window ends — and then is gone from the store, so the
+// exposures a node holds stay bounded. The node's clock runs 61 days behind
+// the wall clock badger expires keys by.
+func TestExposuresExpire60DaysAfterTheirWindow(t *testing.T) {
+	pki := newTestPKI(t, "440000", "510000")
+	clock := newClock(time.Now().Add(-61 * 24 * time.Hour))
+	n := openTestNode(t, pki, "440000", t.TempDir(), clock.now)
+	defer n.Close()
+	if err := n.apply(0, exchange.Entries{Entries: []string{pki.trustList(t, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	manager := registerN(t, n, 1)[0]
+	v, err := n.ApplyVenue(managerCtx(manager), manager, VenueApplication{Name: "天河城", Division: "440106", Category: "mall", USCC: testUSCC("9144010600000000")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.ReviewVenue(testCtx, v.ID, VenueReview{Decision: VenuePassed, Reason: "checked"}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := clock.now().Truncate(time.Second)
+	clock.add(time.Hour)
+	if _, err := n.MarkExposure(testCtx, ExposureInput{Vid: v.ID, Level: "high", From: t0, To: t0.Add(30 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	theirs := exchange.Exposure{Vid: "cd-001", Div: "510104", Level: exchange.ExposureHigh, From: t0.Unix(), To: t0.Add(time.Hour).Unix()}
+	if err := n.apply(1, exchange.Entries{Entries: []string{pki.exposureEnvelope(t, "510000", time.Now(), theirs)}}); err != nil {
+		t.Fatal(err)
+	}
+	// Today, by the node's clock, both are recent; by the wall clock both
+	// windows ended more than 60 days ago.
+	var left []string
+	expired := 0
+	err = n.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpo), AllVersions: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if it.Item().IsDeletedOrExpired() {
+				expired++
+			} else {
+				left = append(left, string(it.Item().KeyCopy(nil)))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 || expired != 2 {
+		t.Errorf("exposures kept past 60 days after their window: %q (%d expired, want both, ours and the log's)", left, expired)
+	}
+	if got, err := n.Exposures(testCtx, ""); err != nil || len(got) != 0 {
+		t.Errorf("listed: %+v %v", got, err)
+	}
+}
