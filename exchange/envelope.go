@@ -22,6 +22,8 @@ const (
 	TypRiskAreas = "hcx.riskareas.v1"
 	TypPolicy    = "hcx.policy.v1"
 	TypVax       = "hcx.vax.v1"
+	TypBoxKey    = "hcx.boxkey.v1"
+	TypReceipts  = "hcx.receipts.v1"
 
 	HdrBatch     = "hcx-batch+jws"
 	HdrTrust     = "hcx-trust+jws"
@@ -30,6 +32,8 @@ const (
 	HdrVax       = "hcx-vax+jws"
 	HdrCode      = "hcx-code+jws"
 	HdrVenue     = "hcx-venue+jws"
+	HdrBoxKey    = "hcx-boxkey+jws"
+	HdrReceipts  = "hcx-receipts+jws"
 )
 
 // headerFor maps a payload type to its JWS header type and the role that may
@@ -43,6 +47,8 @@ var headerFor = map[string]struct {
 	TypRiskAreas: {HdrRiskAreas, certs.RoleProvince},
 	TypPolicy:    {HdrPolicy, certs.RoleProvince},
 	TypVax:       {HdrVax, certs.RoleProvince},
+	TypBoxKey:    {HdrBoxKey, certs.RoleProvince},
+	TypReceipts:  {HdrReceipts, certs.RoleProvince},
 }
 
 // Limits on a colour batch (PROTOCOL.md §3).
@@ -164,6 +170,16 @@ func decodeBody(hdr string, payload []byte) (any, common, error) {
 		var v Vax
 		if err = DecodeStrict(payload, &v); err == nil {
 			body, c = &v, common{v.Typ, string(v.Iss), v.At}
+		}
+	case HdrBoxKey:
+		var k BoxKeyEnvelope
+		if err = DecodeStrict(payload, &k); err == nil {
+			body, c = &k, common{k.Typ, string(k.Iss), k.At}
+		}
+	case HdrReceipts:
+		var r Receipts
+		if err = DecodeStrict(payload, &r); err == nil {
+			body, c = &r, common{r.Typ, string(r.Iss), r.At}
 		}
 	default:
 		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
@@ -329,6 +345,10 @@ func CheckContent(env *Envelope) error {
 		_, err = DecodePolicy(env)
 	case TypVax:
 		_, err = DecodeVax(env)
+	case TypBoxKey:
+		_, err = DecodeBoxKey(env)
+	case TypReceipts:
+		_, err = DecodeReceipts(env)
 	default:
 		err = malformed("typ", "unknown envelope typ %q", env.Typ)
 	}
