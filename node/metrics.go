@@ -59,4 +59,5 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP hcx_node_audit_seq Seq of the last entry of the operator audit trail.\n# TYPE hcx_node_audit_seq gauge\nhcx_node_audit_seq{province=%q} %d\n", p, m.auditSeq.Load())
 	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
 	n.writeRiskMetrics(w, p)
+	n.writeReceiptMetrics(w, p)
 }
