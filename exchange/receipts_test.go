@@ -171,7 +171,7 @@ func fieldOf(err error) string {
 	return "<" + fmt.Sprint(err) + ">"
 }
 
-func mustPayload(t *testing.T, jws string) []byte {
+func mustPayload(t testing.TB, jws string) []byte {
 	t.Helper()
 	parts := strings.Split(jws, ".")
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
