@@ -323,6 +323,8 @@ var jwsRoles = map[string]Role{
 	"hcx-vax+jws":       RoleProvince,
 	"hcx-code+jws":      RoleProvince,
 	"hcx-venue+jws":     RoleProvince,
+	"hcx-boxkey+jws":    RoleProvince,
+	"hcx-receipts+jws":  RoleProvince,
 }
 
 // VerifyJWS checks a compact JWS's signature against the trusted key its kid

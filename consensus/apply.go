@@ -155,7 +155,7 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 		case f.trustKick <- struct{}{}:
 		default:
 		}
-	case exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures:
+	case exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts:
 	default:
 		return applyResult{Err: classify(fmt.Errorf("%w: unknown envelope typ %q", certs.ErrMalformed, li.typ))}
 	}

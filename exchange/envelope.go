@@ -23,6 +23,8 @@ const (
 	TypPolicy    = "hcx.policy.v1"
 	TypVax       = "hcx.vax.v1"
 	TypExposures = "hcx.exposures.v1"
+	TypBoxKey    = "hcx.boxkey.v1"
+	TypReceipts  = "hcx.receipts.v1"
 
 	HdrBatch     = "hcx-batch+jws"
 	HdrTrust     = "hcx-trust+jws"
@@ -32,6 +34,8 @@ const (
 	HdrExposures = "hcx-exposures+jws"
 	HdrCode      = "hcx-code+jws"
 	HdrVenue     = "hcx-venue+jws"
+	HdrBoxKey    = "hcx-boxkey+jws"
+	HdrReceipts  = "hcx-receipts+jws"
 )
 
 // headerFor maps a payload type to its JWS header type and the role that may
@@ -46,6 +50,8 @@ var headerFor = map[string]struct {
 	TypPolicy:    {HdrPolicy, certs.RoleProvince},
 	TypVax:       {HdrVax, certs.RoleProvince},
 	TypExposures: {HdrExposures, certs.RoleProvince},
+	TypBoxKey:    {HdrBoxKey, certs.RoleProvince},
+	TypReceipts:  {HdrReceipts, certs.RoleProvince},
 }
 
 // Limits on a colour batch (PROTOCOL.md §3).
@@ -172,6 +178,16 @@ func decodeBody(hdr string, payload []byte) (any, common, error) {
 		var x Exposures
 		if err = DecodeStrict(payload, &x); err == nil {
 			body, c = &x, common{x.Typ, string(x.Iss), x.At}
+		}
+	case HdrBoxKey:
+		var k BoxKeyEnvelope
+		if err = DecodeStrict(payload, &k); err == nil {
+			body, c = &k, common{k.Typ, string(k.Iss), k.At}
+		}
+	case HdrReceipts:
+		var r Receipts
+		if err = DecodeStrict(payload, &r); err == nil {
+			body, c = &r, common{r.Typ, string(r.Iss), r.At}
 		}
 	default:
 		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
@@ -339,6 +355,10 @@ func CheckContent(env *Envelope) error {
 		_, err = DecodeVax(env)
 	case TypExposures:
 		_, err = DecodeExposures(env)
+	case TypBoxKey:
+		_, err = DecodeBoxKey(env)
+	case TypReceipts:
+		_, err = DecodeReceipts(env)
 	default:
 		err = malformed("typ", "unknown envelope typ %q", env.Typ)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
-	"github.com/hcxfed/hcx/auth"
 )
 
 // The resident's check history (issue 11 item 4, docs/decisions.md "Issue
@@ -96,17 +95,11 @@ func (q *checkQueue) stop() {
 // recordCheck queues a receipt for a verification of sub's code by the
 // caller in ctx, without waiting; a full queue drops it and counts it.
 func (n *Node) recordCheck(ctx context.Context, sub hcx.Subject, at time.Time, col hcx.Colour) {
-	if !auth.InContext(ctx) || n.closing.Load() {
+	if n.closing.Load() {
 		return
 	}
-	p := auth.FromContext(ctx)
-	c := Check{At: at.UTC(), Province: p.Province, Role: string(p.Role), Colour: col}
-	switch p.Role {
-	case auth.RoleCheckpoint:
-		c.Unit = p.Name
-	case auth.RoleOperator:
-		c.Unit = "operator"
-	default:
+	c, ok := checkOf(ctx, at, col)
+	if !ok {
 		return
 	}
 	select {

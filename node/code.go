@@ -97,6 +97,8 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	n.metrics.verified.Add(1)
 	if claims.Iss == n.cfg.Province {
 		n.recordCheck(ctx, claims.Sub, now, rec.Colour)
+	} else {
+		n.queueReceipt(ctx, claims.Iss, claims.Sub, now, rec.Colour) // receipts.go: sent home sealed
 	}
 	reasons := rec.Reasons
 	if reasons == nil {

@@ -285,6 +285,12 @@ func (n *Node) applyEntry(w *followTxn, idx uint64, raw string, committed time.T
 	if env.Typ == exchange.TypVax {
 		return n.applyVax(w, env)
 	}
+	if env.Typ == exchange.TypBoxKey {
+		return n.applyBoxKey(w, env)
+	}
+	if env.Typ == exchange.TypReceipts {
+		return n.applyReceipts(w, idx, env)
+	}
 	if env.Typ == exchange.TypRiskAreas {
 		changed, err := n.applyRiskAreas(w, env)
 		w.risk = w.risk || changed

@@ -60,4 +60,5 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
 	n.writeRiskMetrics(w, p)
 	n.writeExposureMetrics(w, p)
+	n.writeReceiptMetrics(w, p)
 }

@@ -51,6 +51,9 @@ type Config struct {
 	// DueTick is how often the scheduler re-decides residents that are due,
 	// default 1 minute.
 	DueTick time.Duration
+	// ReceiptInterval is how often receipts of checks of other provinces'
+	// codes are sealed and sent home (receipts.go), default 1 minute.
+	ReceiptInterval time.Duration
 	// RedecideChunk is how many residents one transaction of a bulk
 	// re-decision covers, default 256; RedecideWorkers how many run at
 	// once, default GOMAXPROCS.
@@ -103,6 +106,9 @@ func (c *Config) defaults() error {
 	}
 	if c.DueTick <= 0 {
 		c.DueTick = time.Minute
+	}
+	if c.ReceiptInterval <= 0 {
+		c.ReceiptInterval = time.Minute
 	}
 	if c.RedecideChunk <= 0 {
 		c.RedecideChunk = 256
@@ -182,6 +188,8 @@ type Node struct {
 	metrics metrics
 
 	checks checkQueue // the check history's background writer (checks.go)
+
+	rcpt receiptState // check receipts to and from other provinces (receipts.go)
 }
 
 type ruleSet struct {
@@ -223,6 +231,10 @@ func New(cfg Config) (*Node, error) {
 	if err := n.loadRiskSet(); err != nil {
 		n.db.Close()
 		return nil, fmt.Errorf("load risk areas: %w", err)
+	}
+	if err := n.loadBoxKeys(); err != nil {
+		n.db.Close()
+		return nil, fmt.Errorf("load box keys: %w", err)
 	}
 	if moved, err := migrateEvents(n.db); err != nil {
 		n.db.Close()
@@ -357,6 +369,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); n.redecideLoop(ctx) }()
 	go func() { defer wg.Done(); n.sessionLoop(ctx) }()
 	go func() { defer wg.Done(); n.vaxLoop(ctx) }()
+	go func() { defer wg.Done(); n.receiptLoop(ctx) }()
 	wg.Wait()
 	return nil
 }

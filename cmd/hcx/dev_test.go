@@ -40,6 +40,8 @@ func startTestFederationIn(t *testing.T, dir string, hubMembers int, raftAddrs .
 		HubMembers: hubMembers,
 		HubRaft:    raftAddrs,
 		Logger:     slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		// Receipts of checks across provinces travel within a second.
+		ReceiptInterval: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,9 @@ type federationConfig struct {
 	Limits func() *api.Limits
 	Now    func() time.Time
 	Logger *slog.Logger
+	// ReceiptInterval is the nodes' node.Config.ReceiptInterval (0: the
+	// default, a minute); tests shorten it.
+	ReceiptInterval time.Duration
 	// TLS serves the hub's and the nodes' public APIs over TLS, with server
 	// certificates from the dev CA's TLS root (`hcx dev --tls`); the nodes'
 	// hub clients verify the hub against that root and the trust list.
@@ -216,6 +219,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			Hub:             exchange.NewHubClient(f.HubURLs, hubHTTP).SignWith(pki.Provinces[p], cfg.Now),
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
+			ReceiptInterval: cfg.ReceiptInterval,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
