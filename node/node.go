@@ -359,17 +359,22 @@ func (n *Node) PolicyVersion() string { return n.rules.Load().version }
 // ctx ends. Errors talking to the hub are logged and retried; Run returns
 // when ctx is done.
 func (n *Node) Run(ctx context.Context) error {
+	// One goroutine per loop, counted by the WaitGroup itself (two changes
+	// that each added a loop once left a hand-kept count one short).
 	var wg sync.WaitGroup
-	wg.Add(8)
-	go func() { defer wg.Done(); n.riskLoop(ctx) }()
-	go func() { defer wg.Done(); n.exposureLoop(ctx) }()
-	go func() { defer wg.Done(); n.publishLoop(ctx) }()
-	go func() { defer wg.Done(); n.followLoop(ctx) }()
-	go func() { defer wg.Done(); n.dueLoop(ctx) }()
-	go func() { defer wg.Done(); n.redecideLoop(ctx) }()
-	go func() { defer wg.Done(); n.sessionLoop(ctx) }()
-	go func() { defer wg.Done(); n.vaxLoop(ctx) }()
-	go func() { defer wg.Done(); n.receiptLoop(ctx) }()
+	for _, loop := range []func(context.Context){
+		n.riskLoop,
+		n.exposureLoop,
+		n.publishLoop,
+		n.followLoop,
+		n.dueLoop,
+		n.redecideLoop,
+		n.sessionLoop,
+		n.vaxLoop,
+		n.receiptLoop,
+	} {
+		wg.Go(func() { loop(ctx) })
+	}
 	wg.Wait()
 	return nil
 }
