@@ -585,64 +585,19 @@ func (h *history) expose(x *Exposure, at time.Time) bool {
 // each removed once the hub acknowledges it. One refused for its time
 // (clock_skew) is signed again with the clock as it is now.
 func (n *Node) publishPendingExposures(ctx context.Context) error {
-	for ctx.Err() == nil {
-		var key []byte
-		var p pendingExposurePub
-		err := n.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpoPub), PrefetchValues: true})
-			defer it.Close()
-			it.Rewind()
-			if !it.Valid() {
-				return nil
-			}
-			key = it.Item().KeyCopy(nil)
-			return it.Item().Value(func(v []byte) error { return jsonUnmarshal(v, &p) })
-		})
-		if err != nil || key == nil {
-			return err
-		}
-		_, err = n.cfg.Hub.Submit(ctx, p.JWS)
-		var apiErr *exchange.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == "clock_skew" {
-			env := exchange.Exposures{Iss: n.cfg.Province, At: n.cfg.Now().Unix(), Exps: p.Exps}
-			jws, serr := exchange.SealExposures(n.cfg.Signer, &env)
-			if serr != nil {
-				return serr
-			}
-			p.JWS = jws
-			w := &write{system: "exposure"}
-			if serr := w.setJSON(string(key), &p); serr != nil {
-				return serr
-			}
-			if serr := n.write(w); serr != nil {
-				return serr
-			}
-			return fmt.Errorf("exposure envelope refused for its time (check this node's clock); signed again: %w", err)
-		}
-		if err != nil {
-			return fmt.Errorf("publish exposures: %w", err)
-		}
-		if err := n.write(&write{system: "exposure", dels: [][]byte{key}}); err != nil {
-			return err
-		}
+	return publishOutbox(ctx, n, pExpoPub, "exposure", "exposures", func(p *pendingExposurePub) {
 		n.log.Info("exposures published", "exposures", len(p.Exps))
-	}
-	return ctx.Err()
+	})
+}
+
+func (p *pendingExposurePub) envelope() string { return p.JWS }
+func (p *pendingExposurePub) resign(n *Node, at int64) (err error) {
+	p.JWS, err = exchange.SealExposures(n.cfg.Signer, &exchange.Exposures{Iss: n.cfg.Province, At: at, Exps: p.Exps})
+	return err
 }
 
 // PendingExposures is how many exposure envelopes wait for the hub.
-func (n *Node) PendingExposures() int {
-	c := 0
-	_ = n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpoPub)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			c++
-		}
-		return nil
-	})
-	return c
-}
+func (n *Node) PendingExposures() int { return n.countPrefix(pExpoPub) }
 
 // writeExposureMetrics adds the exposure gauges to /metrics: envelopes
 // waiting for the hub (above 0 for long: this province's markings are not
@@ -653,15 +608,4 @@ func (n *Node) writeExposureMetrics(w io.Writer, p string) {
 }
 
 // PendingExposureJobs is how many matching jobs wait to run.
-func (n *Node) PendingExposureJobs() int {
-	c := 0
-	_ = n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpoJob)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			c++
-		}
-		return nil
-	})
-	return c
-}
+func (n *Node) PendingExposureJobs() int { return n.countPrefix(pExpoJob) }

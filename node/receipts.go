@@ -426,103 +426,31 @@ func (n *Node) PendingReceipts() int {
 	return n.receiptOutboxLen() + n.countPrefix(pBoxPub)
 }
 
-func (n *Node) countPrefix(p string) int {
-	c := 0
-	_ = n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			c++
-		}
-		return nil
-	})
-	return c
-}
-
 // publishPendingReceipts submits the stored box-key and receipts envelopes
 // in order, each removed once the hub acknowledges it. One the hub refuses
 // for its time (clock_skew, after a long outage) is sealed again with the
 // clock as it is now.
 func (n *Node) publishPendingReceipts(ctx context.Context) error {
-	for _, p := range []string{pBoxPub, pRcptPub} {
-		if err := n.publishPrefix(ctx, p); err != nil {
-			return err
-		}
+	err := publishOutbox(ctx, n, pBoxPub, "receipts", "box key", func(*pendingBoxKey) { n.log.Info("box key published") })
+	if err != nil {
+		return err
 	}
-	return nil
+	return publishOutbox(ctx, n, pRcptPub, "receipts", "receipts", func(p *pendingReceipts) {
+		n.rcpt.sent.Add(uint64(len(p.Receipts)))
+		n.log.Info("receipts published", "to", p.To, "receipts", len(p.Receipts))
+	})
 }
 
-func (n *Node) publishPrefix(ctx context.Context, prefix string) error {
-	for ctx.Err() == nil {
-		var key, val []byte
-		err := n.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
-			defer it.Close()
-			it.Rewind()
-			if !it.Valid() {
-				return nil
-			}
-			key = it.Item().KeyCopy(nil)
-			var err error
-			val, err = it.Item().ValueCopy(nil)
-			return err
-		})
-		if err != nil || key == nil {
-			return err
-		}
-		var (
-			bk  pendingBoxKey
-			rp  pendingReceipts
-			jws string
-		)
-		if prefix == pBoxPub {
-			err = jsonUnmarshal(val, &bk)
-			jws = bk.JWS
-		} else {
-			err = jsonUnmarshal(val, &rp)
-			jws = rp.JWS
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", key, err)
-		}
-		_, err = n.cfg.Hub.Submit(ctx, jws)
-		var apiErr *exchange.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == "clock_skew" {
-			at := n.cfg.Now().Unix()
-			var v any
-			if prefix == pBoxPub {
-				bk.JWS, err = exchange.SealBoxKey(n.cfg.Signer, at, bk.Pub)
-				v = &bk
-			} else {
-				rp.JWS, err = exchange.SealReceipts(n.cfg.Signer, rp.To, at, rp.KID, rp.Pub, rp.Receipts)
-				v = &rp
-			}
-			if err != nil {
-				return err
-			}
-			w := &write{system: "receipts"}
-			if err := w.setJSON(string(key), v); err != nil {
-				return err
-			}
-			if err := n.write(w); err != nil {
-				return err
-			}
-			return fmt.Errorf("%s envelope refused for its time (check this node's clock); sealed again: %w", prefix, apiErr)
-		}
-		if err != nil {
-			return fmt.Errorf("publish %s envelope: %w", prefix, err)
-		}
-		if err := n.write(&write{system: "receipts", dels: [][]byte{key}}); err != nil {
-			return err
-		}
-		if prefix == pRcptPub {
-			n.rcpt.sent.Add(uint64(len(rp.Receipts)))
-			n.log.Info("receipts published", "to", rp.To, "receipts", len(rp.Receipts))
-		} else {
-			n.log.Info("box key published")
-		}
-	}
-	return ctx.Err()
+func (p *pendingBoxKey) envelope() string { return p.JWS }
+func (p *pendingBoxKey) resign(n *Node, at int64) (err error) {
+	p.JWS, err = exchange.SealBoxKey(n.cfg.Signer, at, p.Pub)
+	return err
+}
+
+func (p *pendingReceipts) envelope() string { return p.JWS }
+func (p *pendingReceipts) resign(n *Node, at int64) (err error) {
+	p.JWS, err = exchange.SealReceipts(n.cfg.Signer, p.To, at, p.KID, p.Pub, p.Receipts)
+	return err
 }
 
 // applyBoxKey keeps another province's box key from the log if it is newer

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -527,64 +526,19 @@ func (n *Node) RunRiskJobs(ctx context.Context) (int, error) {
 // refuses (clock_skew, after a long outage) is signed again with the clock
 // as it is now: same areas, a later at, which wins over the first anyway.
 func (n *Node) publishPendingRiskAreas(ctx context.Context) error {
-	for ctx.Err() == nil {
-		var key []byte
-		var p pendingRiskPub
-		err := n.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pRiskPub), PrefetchValues: true})
-			defer it.Close()
-			it.Rewind()
-			if !it.Valid() {
-				return nil
-			}
-			key = it.Item().KeyCopy(nil)
-			return it.Item().Value(func(v []byte) error { return jsonUnmarshal(v, &p) })
-		})
-		if err != nil || key == nil {
-			return err
-		}
-		_, err = n.cfg.Hub.Submit(ctx, p.JWS)
-		var apiErr *exchange.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == "clock_skew" {
-			env := exchange.RiskAreas{Iss: n.cfg.Province, At: n.cfg.Now().Unix(), Areas: p.Areas}
-			jws, serr := exchange.SealRiskAreas(n.cfg.Signer, &env)
-			if serr != nil {
-				return serr
-			}
-			p.JWS = jws
-			w := &write{system: "riskarea"}
-			if serr := w.setJSON(string(key), &p); serr != nil {
-				return serr
-			}
-			if serr := n.write(w); serr != nil {
-				return serr
-			}
-			return fmt.Errorf("risk-area envelope refused for its time (check this node's clock); signed again: %w", err)
-		}
-		if err != nil {
-			return fmt.Errorf("publish risk areas: %w", err)
-		}
-		if err := n.write(&write{system: "riskarea", dels: [][]byte{key}}); err != nil {
-			return err
-		}
+	return publishOutbox(ctx, n, pRiskPub, "riskarea", "risk areas", func(p *pendingRiskPub) {
 		n.log.Info("risk areas published", "areas", len(p.Areas))
-	}
-	return ctx.Err()
+	})
+}
+
+func (p *pendingRiskPub) envelope() string { return p.JWS }
+func (p *pendingRiskPub) resign(n *Node, at int64) (err error) {
+	p.JWS, err = exchange.SealRiskAreas(n.cfg.Signer, &exchange.RiskAreas{Iss: n.cfg.Province, At: at, Areas: p.Areas})
+	return err
 }
 
 // PendingRiskAreas is how many risk-area envelopes wait for the hub.
-func (n *Node) PendingRiskAreas() int {
-	c := 0
-	_ = n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pRiskPub)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			c++
-		}
-		return nil
-	})
-	return c
-}
+func (n *Node) PendingRiskAreas() int { return n.countPrefix(pRiskPub) }
 
 // writeRiskMetrics adds the risk-area gauges to /metrics: areas known (of
 // every province) and envelopes waiting for the hub (a number that stays
