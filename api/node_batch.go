@@ -89,6 +89,9 @@ func (p *batchPool) admit() (release func(), err error) {
 
 // core waits for a core token; false when ctx is done first.
 func (p *batchPool) core(ctx context.Context) bool {
+	if ctx.Err() != nil { // select would pick at random between the two
+		return false
+	}
 	select {
 	case p.cores <- struct{}{}:
 		return true
