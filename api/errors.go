@@ -58,6 +58,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // "retry_after" (whole seconds, an int) also sets the Retry-After header:
 // rate limits, load shedding and the node's back-pressure all answer so.
 func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
+	e, body := errorMember(log, err)
+	if s, ok := e.Detail[RetryAfterDetail].(int); ok && s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
+	WriteJSON(w, statusOf(e.Class), map[string]any{"error": body})
+}
+
+// errorMember is the member "error" of WriteError's answer to err, and err
+// as an *hcx.Error (internal errors logged once and hidden). Batch answers
+// use it for their per-item errors.
+func errorMember(log *slog.Logger, err error) (*hcx.Error, map[string]any) {
 	var e *hcx.Error
 	if !errors.As(err, &e) {
 		if log != nil {
@@ -72,10 +83,7 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	for k, v := range e.Detail {
 		body[k] = v
 	}
-	if s, ok := e.Detail[RetryAfterDetail].(int); ok && s > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(s))
-	}
-	WriteJSON(w, statusOf(e.Class), map[string]any{"error": body})
+	return e, body
 }
 
 // ReadBody reads a request body of at most limit bytes. A larger body is an

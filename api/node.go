@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -125,7 +126,8 @@ type NodeOptions struct {
 // NewNodeHandler serves a province node's API. Who may call each route is
 // declared in nodeRules.
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
-	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts}
+	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts,
+		batch: newBatchPool(runtime.GOMAXPROCS(0), MaxBatchesInFlight)}
 	r := mux.NewRouter()
 	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError, limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
@@ -158,7 +160,7 @@ func (h *nodeHandler) rules() []Rule {
 		{Method: http.MethodGet, Path: "/v1/residents/{sub}", Priority: PriorityResident, Allow: []Grant{resident, operator, auditor}, Handler: h.resident},
 		{Method: http.MethodPost, Path: "/v1/residents/{sub}/labs", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.lab},
 		{Method: http.MethodPost, Path: "/v1/residents/{sub}/contacts", Priority: PriorityBulk, Allow: []Grant{feed, operator}, Audited: true, Handler: h.contact},
-		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline"}, Priority: PriorityResident, Allow: []Grant{resident}, Handler: h.code},
+		{Method: http.MethodGet, Path: "/v1/residents/{sub}/code", Query: []string{"offline", "format"}, Priority: PriorityResident, Allow: []Grant{resident}, Handler: h.code},
 		{Method: http.MethodPost, Path: "/v1/verify", Priority: PriorityCheckpoint, Allow: []Grant{checkpoint, operator}, Handler: h.verify},
 		{Method: http.MethodGet, Path: "/healthz", Priority: PriorityOps, Allow: anyone, Handler: func(w http.ResponseWriter, r *http.Request) {
 			WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -188,6 +190,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.exposuresRules()...)
 	rules = append(rules, h.checksRules()...)
 	rules = append(rules, h.scansRules()...)
+	rules = append(rules, h.batchRules()...)
 	return rules
 }
 
@@ -226,6 +229,8 @@ type nodeHandler struct {
 	n    Node
 	log  *slog.Logger
 	opts NodeOptions
+	// batch is the verification pool of /v1/verify/batch (node_batch.go).
+	batch *batchPool
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {
@@ -339,12 +344,15 @@ func (h *nodeHandler) code(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
-	q, err := queryParams(r, "offline")
+	q, err := queryParams(r, "offline", "format")
 	if err != nil {
 		WriteError(w, h.log, err)
 		return
 	}
 	offline, err := parseBool(q, "offline")
+	if err == nil {
+		err = checkCodeFormat(q["format"])
+	}
 	if err != nil {
 		WriteError(w, h.log, err)
 		return
@@ -352,6 +360,10 @@ func (h *nodeHandler) code(w http.ResponseWriter, r *http.Request) {
 	c, err := h.n.IssueCode(r.Context(), sub, offline)
 	if err != nil {
 		WriteError(w, h.log, err)
+		return
+	}
+	if f := q["format"]; f == "png" || f == "svg" {
+		h.codeImage(w, c, f) // node_codeimage.go
 		return
 	}
 	WriteJSON(w, http.StatusOK, c)

@@ -127,6 +127,7 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/risk-areas"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/risk-areas/end"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /v1/risk-areas"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403  403", "POST /v1/verify/batch"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /healthz"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /readyz"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /metrics"},
