@@ -104,6 +104,7 @@ type receiptState struct {
 	rotateMu sync.Mutex // one rotation at a time
 	keysMu   sync.RWMutex
 	keys     map[string]*certs.BoxKey // this node's box keys by kid, old ones too
+	ats      map[string]int64         // each key's at
 	cur      string                   // kid of the newest
 	curAt    int64                    // its at: a new key's at is later
 
@@ -134,6 +135,7 @@ func (n *Node) loadBoxKeys() error {
 	r.ch = make(chan queuedReceipt, receiptQueueLen)
 	r.held = make(map[hcx.ProvinceCode][]queuedReceipt)
 	r.keys = make(map[string]*certs.BoxKey)
+	r.ats = make(map[string]int64)
 	var newest int64
 	err := n.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pBoxKey), PrefetchValues: true})
@@ -152,7 +154,7 @@ func (n *Node) loadBoxKeys() error {
 			if err != nil {
 				return err
 			}
-			r.keys[kid] = k
+			r.keys[kid], r.ats[kid] = k, o.At
 			if o.At > newest || (o.At == newest && kid > r.cur) {
 				newest, r.cur, r.curAt = o.At, kid, o.At
 			}
@@ -176,7 +178,7 @@ func (n *Node) loadBoxKeys() error {
 	}); err != nil {
 		return err
 	}
-	r.keys[k.KID()], r.cur, r.curAt = k, k.KID(), at
+	r.keys[k.KID()], r.ats[k.KID()], r.cur, r.curAt = k, at, k.KID(), at
 	n.log.Info("box key generated", "kid", k.KID())
 	return nil
 }
@@ -224,10 +226,79 @@ func (n *Node) RotateBoxKey() (string, error) {
 		return "", err
 	}
 	n.rcpt.keysMu.Lock()
-	n.rcpt.keys[k.KID()], n.rcpt.cur, n.rcpt.curAt = k, k.KID(), at
+	n.rcpt.keys[k.KID()], n.rcpt.ats[k.KID()], n.rcpt.cur, n.rcpt.curAt = k, at, k.KID(), at
 	n.rcpt.keysMu.Unlock()
 	n.pokePublisher()
 	return k.KID(), nil
+}
+
+// Box-key lifetimes (docs/decisions.md, "check receipts across
+// provinces": retention). Sealed receipts stay in the hub's log for good;
+// destroying the private key they were sealed to is what deletes them.
+const (
+	// BoxKeyLifetime is how long a box key is the one senders seal to
+	// before the node rotates it.
+	BoxKeyLifetime = 7 * 24 * time.Hour
+	// BoxKeyKeep is how long a superseded box key is kept: the 30 days a
+	// check is shown, plus a day for receipts sealed to it late (held for
+	// a province, or sealed before the sender read the new key).
+	BoxKeyKeep = CheckRetention + 24*time.Hour
+)
+
+// MaintainBoxKeys rotates the box key once it is BoxKeyLifetime old and
+// destroys each superseded key BoxKeyKeep after its successor's at, by the
+// node's clock: receipts sealed to a destroyed key can no longer be opened
+// by anyone, so a check's receipt in the log becomes unreadable at most
+// BoxKeyLifetime + BoxKeyKeep after it was sealed. It reports how many
+// keys it destroyed. receiptLoop calls it every ReceiptInterval.
+func (n *Node) MaintainBoxKeys() (int, error) {
+	now := n.cfg.Now().Unix()
+	n.rcpt.keysMu.RLock()
+	rotate := now-n.rcpt.curAt >= int64(BoxKeyLifetime/time.Second)
+	n.rcpt.keysMu.RUnlock()
+	if rotate {
+		if _, err := n.RotateBoxKey(); err != nil {
+			return 0, err
+		}
+	}
+	n.rcpt.rotateMu.Lock()
+	defer n.rcpt.rotateMu.Unlock()
+	n.rcpt.keysMu.RLock()
+	var doomed []string
+	for kid, at := range n.rcpt.ats {
+		if kid == n.rcpt.cur {
+			continue
+		}
+		// The key's successor: the earliest key with a later at.
+		next := int64(0)
+		for _, b := range n.rcpt.ats {
+			if b > at && (next == 0 || b < next) {
+				next = b
+			}
+		}
+		if next != 0 && now-next >= int64(BoxKeyKeep/time.Second) {
+			doomed = append(doomed, kid)
+		}
+	}
+	n.rcpt.keysMu.RUnlock()
+	if len(doomed) == 0 {
+		return 0, nil
+	}
+	w := &write{system: "boxkey"}
+	for _, kid := range doomed {
+		w.del([]byte(pBoxKey + kid))
+	}
+	if err := n.write(w); err != nil {
+		return 0, err
+	}
+	n.rcpt.keysMu.Lock()
+	for _, kid := range doomed {
+		delete(n.rcpt.keys, kid)
+		delete(n.rcpt.ats, kid)
+	}
+	n.rcpt.keysMu.Unlock()
+	n.log.Info("superseded box keys destroyed: receipts sealed to them can no longer be opened", "keys", len(doomed))
+	return len(doomed), nil
 }
 
 // BoxKID is the kid of this node's newest box key.
@@ -305,6 +376,9 @@ func (n *Node) receiptLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 			n.SendReceipts()
+			if _, err := n.MaintainBoxKeys(); err != nil && ctx.Err() == nil {
+				n.log.Error("rotating or destroying box keys failed; will retry", "err", err)
+			}
 		}
 	}
 }

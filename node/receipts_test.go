@@ -281,3 +281,55 @@ func TestBoxKeyIsSealedAtRestKeptAndRotated(t *testing.T) {
 		t.Fatalf("a receipt sealed to the old key: %v %+v", err, p)
 	}
 }
+
+// TestBoxKeysRotateWeeklyAndAreDestroyedAfterTheirChecks: sealed receipts
+// stay in the hub's log for good, so the check history's 30 days are kept
+// by destroying the keys they were sealed to. The node rotates its box key
+// after BoxKeyLifetime and destroys a superseded key BoxKeyKeep after its
+// successor appeared: a receipt sealed to it opens until then, and after
+// that it opens nowhere (counted undecryptable), and the key is gone from
+// the store.
+func TestBoxKeysRotateWeeklyAndAreDestroyedAfterTheirChecks(t *testing.T) {
+	clock := newClock(time.Now())
+	pki := newTestPKI(t, "440000", "510000")
+	gd := checksNode(t, pki, "440000", t.TempDir(), clock)
+	first := gd.BoxKID()
+	old := gd.boxKey(first)
+	if _, err := gd.MaintainBoxKeys(); err != nil || gd.BoxKID() != first {
+		t.Fatalf("a fresh key rotated: %v %s", err, gd.BoxKID())
+	}
+	clock.add(BoxKeyLifetime)
+	if n, err := gd.MaintainBoxKeys(); err != nil || n != 0 || gd.BoxKID() == first || gd.boxKey(first) == nil {
+		t.Fatalf("after a week: destroyed %d, %v; kid %s, old kept %v", n, err, gd.BoxKID(), gd.boxKey(first) != nil)
+	}
+	sub := registerN(t, gd, 1)[0]
+	late := func() string {
+		t.Helper()
+		env, err := exchange.SealReceipts(pki.provs["510000"], "440000", time.Now().Unix(), first, old.Public(),
+			[]exchange.Receipt{{Sub: sub, At: clock.now().Unix(), Unit: "late gate", Role: "checkpoint", Colour: hcx.Green}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	clock.add(BoxKeyKeep - time.Minute)
+	if n, err := gd.MaintainBoxKeys(); err != nil || n != 0 {
+		t.Fatalf("destroyed %d before its time: %v", n, err)
+	}
+	applyNext(t, gd, late())
+	if p, err := gd.Checks(testCtx, sub, "", 10); err != nil || len(p.Checks) != 1 {
+		t.Fatalf("a receipt sealed to the superseded key within its keep: %v %+v", err, p)
+	}
+	clock.add(time.Minute)
+	if n, err := gd.MaintainBoxKeys(); err != nil || n != 1 || gd.boxKey(first) != nil {
+		t.Fatalf("after the keep: destroyed %d, %v", n, err)
+	}
+	if found, err := gd.readJSON(pBoxKey+first, &ownBoxKey{}); err != nil || found {
+		t.Fatalf("the destroyed key is still stored: %v %v", found, err)
+	}
+	before := gd.ReceiptStats().Undecryptable
+	applyNext(t, gd, late())
+	if got := gd.ReceiptStats().Undecryptable; got != before+1 {
+		t.Errorf("a receipt sealed to a destroyed key: undecryptable %d -> %d, want one more", before, got)
+	}
+}
