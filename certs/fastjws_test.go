@@ -65,6 +65,13 @@ func sameVerdict(t testing.TB, ts *TrustStore, tok string) string {
 	if nerr == nil && (!bytes.Equal(nv.Payload, ov.Payload) || nv.Entry != ov.Entry || nv.Header != ov.Header) {
 		t.Fatalf("%q: both accept, but read it differently: %+v vs %+v", tok, nv, ov)
 	}
+	// VerifyParsedJWS (the header read once, by the caller) agrees.
+	if h, err := ParseHeader(tok); err == nil {
+		pv, perr := ts.VerifyParsedJWS(tok, h)
+		if pc := errClass(perr); pc != nc || (perr == nil && (!bytes.Equal(pv.Payload, nv.Payload) || pv.Entry != nv.Entry)) {
+			t.Fatalf("%q: VerifyParsedJWS says %s (%v), VerifyJWS %s", tok, pc, perr, nc)
+		}
+	}
 	// The exported one-key entry point agrees too.
 	if nerr == nil {
 		if _, err := VerifyJWSWithKey(tok, nv.Entry.PublicKey()); err != nil {

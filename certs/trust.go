@@ -343,6 +343,17 @@ func (t *TrustStore) verifyJWS(compact string, verify func(string, *ecdsa.Public
 	if err != nil {
 		return nil, err
 	}
+	return t.verifyParsed(compact, h, verify)
+}
+
+// VerifyParsedJWS is VerifyJWS for a caller that has already read the
+// header with ParseHeader (h must be what ParseHeader returned for
+// compact): the same checks, without reading the header twice.
+func (t *TrustStore) VerifyParsedJWS(compact string, h Header) (*Verified, error) {
+	return t.verifyParsed(compact, h, verifyCompact)
+}
+
+func (t *TrustStore) verifyParsed(compact string, h Header, verify func(string, *ecdsa.PublicKey) ([]byte, error)) (*Verified, error) {
 	e, err := t.Lookup(h.Kid)
 	if err != nil {
 		return nil, err
