@@ -23,7 +23,7 @@ type pki struct {
 	now   time.Time
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	now := time.Unix(1763780000, 0)
 	root, err := NewRoot("test national root", now.Add(-24*time.Hour), 365*24*time.Hour)

@@ -90,7 +90,8 @@ func VerifyCode(ts *certs.TrustStore, qr string, now time.Time) (*CodeClaims, *c
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := ts.VerifyJWS(tok)
+	// qrToken read the header with certs.ParseHeader; it is not read twice.
+	v, err := ts.VerifyParsedJWS(tok, h)
 	switch {
 	case errors.Is(err, certs.ErrUnknownKey):
 		return nil, nil, codeError(ErrUnknownIssuer, "kid %s", h.Kid)
