@@ -20,7 +20,6 @@ import (
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
-	"github.com/hcxfed/hcx/node"
 )
 
 // Issue 12's speed goals, each measured against its raw primitive in the
@@ -83,7 +82,7 @@ func rawVerifyRate(b *testing.B, ts *certs.TrustStore, code string) float64 {
 // verify of the same key.
 func BenchmarkBatchVerifyThroughHTTP(b *testing.B) {
 	const residents, per, clients = 500, 1000, 2
-	n, root, prov := batchBenchNode(b, b.TempDir())
+	n, root, prov := benchNodeRootSigner(b, b.TempDir())
 	defer n.Close()
 	// The node's own key, as a trust list from the hub would carry it.
 	if _, err := n.TrustStore().Add(prov.Cert.Raw); err != nil {
@@ -209,32 +208,4 @@ func BenchmarkCodeIssuance(b *testing.B) {
 	b.ReportMetric(rate, "tokens/s")
 	b.ReportMetric(raw, "raw-sm2-sign/s")
 	b.ReportMetric(rate/raw, "ratio")
-}
-
-// batchBenchNode is benchNodeAndRoot, and the province signer it gives the
-// node.
-func batchBenchNode(tb testing.TB, dir string) (*node.Node, *certs.Signer, *certs.Signer) {
-	tb.Helper()
-	now := time.Now()
-	root, err := certs.NewRoot("bench root", now, 24*time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleProvince, Province: "440000", Name: "province-440000",
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n, err := node.New(node.Config{
-		Province: "440000", Dir: dir, Signer: signer, RootDER: root.Cert.Raw,
-		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
-		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
-		RulesPath: "../configs/rules/440000.yaml",
-		Hub:       exchange.NewHubClient([]string{"http://127.0.0.1:1"}, nil),
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return n, root, signer
 }

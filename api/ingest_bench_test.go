@@ -40,6 +40,14 @@ func benchNode(tb testing.TB, dir string) *node.Node {
 // anchored in, to issue machine certificates from.
 func benchNodeAndRoot(tb testing.TB, dir string) (*node.Node, *certs.Signer) {
 	tb.Helper()
+	n, root, _ := benchNodeRootSigner(tb, dir)
+	return n, root
+}
+
+// benchNodeRootSigner is benchNodeAndRoot, and the province signer it gives
+// the node (to sign codes the node has not issued).
+func benchNodeRootSigner(tb testing.TB, dir string) (*node.Node, *certs.Signer, *certs.Signer) {
+	tb.Helper()
 	now := time.Now()
 	root, err := certs.NewRoot("bench root", now, 24*time.Hour)
 	if err != nil {
@@ -61,7 +69,7 @@ func benchNodeAndRoot(tb testing.TB, dir string) (*node.Node, *certs.Signer) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return n, root
+	return n, root, signer
 }
 
 // benchIDNumber is the i-th valid mainland ID number of people born in

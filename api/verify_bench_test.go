@@ -28,7 +28,7 @@ import (
 //	go test ./api -run '^$' -bench VerifyThroughHTTP -benchtime 5000x -count 3
 func BenchmarkVerifyThroughHTTP(b *testing.B) {
 	const residents, clients = 500, 8
-	n, root, prov := batchBenchNode(b, b.TempDir())
+	n, root, prov := benchNodeRootSigner(b, b.TempDir())
 	defer n.Close()
 	if _, err := n.TrustStore().Add(prov.Cert.Raw); err != nil {
 		b.Fatal(err)
