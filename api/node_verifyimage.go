@@ -4,6 +4,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hcxfed/hcx"
@@ -25,25 +26,24 @@ const (
 	MaxImageBody = qrimg.MaxBytes
 )
 
-// imageMediaType says whether r's body is an image (true) or JSON (false,
-// also when Content-Type is absent, as before images); any other type is
-// refused naming Content-Type.
+// imageMediaType says whether r's body is an image: image/jpeg or
+// image/png. Any other image/ type is refused naming Content-Type; every
+// other type (none, application/json, and the form type curl -d sends, as
+// the README's walkthrough does) is the JSON form, as before images.
 func imageMediaType(r *http.Request) (bool, error) {
 	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return false, nil
-	}
 	mt, _, err := mime.ParseMediaType(ct)
 	switch {
 	case err != nil:
-	case mt == "application/json":
 		return false, nil
 	case mt == "image/jpeg" || mt == "image/png":
 		return true, nil
+	case strings.HasPrefix(mt, "image/"):
+		e := hcx.Invalidf("Content-Type", "%q: an image must be image/jpeg or image/png (a photo of the code)", clip(ct))
+		e.Code = "invalid_content_type" // Invalidf would spell it invalid__ontent__ype
+		return false, e
 	}
-	e := hcx.Invalidf("Content-Type", "%q: want application/json ({\"code\":...}), image/jpeg or image/png (a photo of the code)", clip(ct))
-	e.Code = "invalid_content_type" // Invalidf would spell it invalid__ontent__ype
-	return false, e
+	return false, nil
 }
 
 // imageCode reads the code text from an image body, under a decode slot.
