@@ -127,7 +127,8 @@ type NodeOptions struct {
 // declared in nodeRules.
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts,
-		batch: newBatchPool(runtime.GOMAXPROCS(0), MaxBatchesInFlight)}
+		batch:   newBatchPool(runtime.GOMAXPROCS(0), MaxBatchesInFlight),
+		decodes: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	r := mux.NewRouter()
 	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError, limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
@@ -231,6 +232,9 @@ type nodeHandler struct {
 	opts NodeOptions
 	// batch is the verification pool of /v1/verify/batch (node_batch.go).
 	batch *batchPool
+	// decodes bounds the image decodes of /v1/verify at once, one per
+	// core (node_verifyimage.go).
+	decodes chan struct{}
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {
@@ -375,7 +379,13 @@ type verifyRequest struct {
 
 func (h *nodeHandler) verify(w http.ResponseWriter, r *http.Request) {
 	var req verifyRequest
-	if err := DecodeJSON(w, r, 8<<10, &req); err != nil {
+	img, err := imageMediaType(r)
+	if err == nil && img {
+		req.Code, err = h.imageCode(w, r) // node_verifyimage.go
+	} else if err == nil {
+		err = DecodeJSON(w, r, 8<<10, &req)
+	}
+	if err != nil {
 		WriteError(w, h.log, err)
 		return
 	}
