@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -63,12 +64,16 @@ func TestDecodePhotos(t *testing.T) {
 		t.Logf("zbarimg is not on PATH (Debian zbar-tools; scripts/apt-packages.sh installs it): the independent oracle is skipped, gozxing's answers are still checked against the drawn text")
 	}
 	dir := t.TempDir()
-	i := 0
-	for name, p := range photos() {
-		i++
+	// In a fixed order, so that each photo's seed and text are the same in
+	// every run.
+	all := photos()
+	names := slices.Sorted(maps.Keys(all))
+	zbarRead := 0
+	for i, name := range names {
+		p := all[name]
 		t.Run(name, func(t *testing.T) {
-			text := codeText(uint64(i))
-			p.Seed = uint64(i)
+			text := codeText(uint64(i + 1))
+			p.Seed = uint64(i + 1)
 			img, err := p.Code(text)
 			if err != nil {
 				t.Fatal(err)
@@ -91,12 +96,20 @@ func TestDecodePhotos(t *testing.T) {
 			}
 			out, err := exec.Command(zbar, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", file).Output()
 			if err != nil {
-				t.Fatalf("zbarimg could not read %s: %v", name, err)
+				// zbar reads fewer hard photos than gozxing (a 33° turn, small
+				// modules): where it reads nothing it cannot speak either way.
+				t.Logf("zbarimg could not read %s (%v): the oracle is silent on this photo", name, err)
+				return
 			}
 			if z := strings.TrimRight(string(out), "\n"); z != text {
 				t.Fatalf("zbarimg read %q, gozxing and the drawing %q", z, text)
 			}
+			zbarRead++
 		})
+	}
+	// An oracle that read nothing would prove nothing.
+	if zbar != "" && zbarRead < len(names)/2 {
+		t.Errorf("zbarimg read only %d of %d photos: the oracle comparison is too thin", zbarRead, len(names))
 	}
 }
 

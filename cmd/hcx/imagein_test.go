@@ -64,7 +64,7 @@ func TestVerifyImage(t *testing.T) {
 		{Angle: 180, Noise: 12, Quality: 50},                     // upside down, noisy
 		{Module: 4, Angle: -6, Quality: 65, AtX: 0.35, AtY: 0.6}, // small, off centre
 	}
-	n := 0
+	n, zbarRead := 0, 0
 	for kind, code := range codes {
 		want, wantBody := x.single(t, code)
 		for j, p := range shots {
@@ -90,10 +90,20 @@ func TestVerifyImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, err := exec.Command(zbar, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", file).Output()
-			if err != nil || strings.TrimRight(string(out), "\n") != code {
-				t.Fatalf("zbarimg on %s photo %d: %q %v, want %q", kind, j, out, err, code)
+			if err != nil {
+				// zbar reads fewer hard photos than gozxing; where it reads
+				// nothing it cannot speak either way.
+				t.Logf("zbarimg could not read %s photo %d (%v): the oracle is silent on it", kind, j, err)
+				continue
 			}
+			if z := strings.TrimRight(string(out), "\n"); z != code {
+				t.Fatalf("zbarimg on %s photo %d read %q, want %q", kind, j, z, code)
+			}
+			zbarRead++
 		}
+	}
+	if zbar != "" && zbarRead < n/2 {
+		t.Errorf("zbarimg read only %d of %d photos: the oracle comparison is too thin", zbarRead, n)
 	}
 	t.Logf("%d photos of %d codes answered as their text", n, len(codes))
 	// The operator may post a photo too; a resident may not verify.
