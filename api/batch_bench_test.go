@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hcxfed/hcx"
-	"github.com/hcxfed/hcx/api"
-	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 )
@@ -97,20 +92,7 @@ func BenchmarkBatchVerifyThroughHTTP(b *testing.B) {
 		}
 		codes[i] = c.QR
 	}
-	now := time.Now()
-	gate, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleCheckpoint, Province: "440000", Name: "gate-1",
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := n.TrustStore().Add(gate.Cert.Raw); err != nil {
-		b.Fatal(err)
-	}
-	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
-	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
-	defer srv.Close()
-	client := &http.Client{Timeout: time.Minute, Transport: &auth.SigningTransport{Signer: gate,
-		Base: &http.Transport{MaxIdleConnsPerHost: clients}}}
+	srv, client := benchDevice(b, n, root, clients)
 	bodies := make([][]byte, residents)
 	for i := range bodies { // each body starts at another resident
 		batch := make([]string, per)

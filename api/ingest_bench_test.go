@@ -251,3 +251,24 @@ func metricValue(b *testing.B, client *http.Client, url, name string) float64 {
 	}
 	return 0
 }
+
+// benchDevice serves n over HTTP with request-token authentication, and
+// a client signing as a new checkpoint device of the node's province,
+// keeping up to idle connections.
+func benchDevice(tb testing.TB, n *node.Node, root *certs.Signer, idle int) (*httptest.Server, *http.Client) {
+	tb.Helper()
+	now := time.Now()
+	gate, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleCheckpoint, Province: "440000", Name: "gate-1",
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := n.TrustStore().Add(gate.Cert.Raw); err != nil {
+		tb.Fatal(err)
+	}
+	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
+	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
+	tb.Cleanup(srv.Close)
+	return srv, &http.Client{Timeout: time.Minute, Transport: &auth.SigningTransport{Signer: gate,
+		Base: &http.Transport{MaxIdleConnsPerHost: idle}}}
+}

@@ -3,20 +3,13 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hcxfed/hcx/api"
-	"github.com/hcxfed/hcx/auth"
-	"github.com/hcxfed/hcx/certs"
 )
 
 // BenchmarkVerifyThroughHTTP: a checkpoint device posts one code per request
@@ -46,20 +39,7 @@ func BenchmarkVerifyThroughHTTP(b *testing.B) {
 		Code string `json:"code"`
 	}
 	_ = json.Unmarshal(bodies[0], &code)
-	now := time.Now()
-	gate, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleCheckpoint, Province: "440000", Name: "gate-1",
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := n.TrustStore().Add(gate.Cert.Raw); err != nil {
-		b.Fatal(err)
-	}
-	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
-	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
-	defer srv.Close()
-	client := &http.Client{Timeout: time.Minute, Transport: &auth.SigningTransport{Signer: gate,
-		Base: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	srv, client := benchDevice(b, n, root, 64)
 	var next atomic.Int64
 	verify := func() bool {
 		i := next.Add(1)
