@@ -92,7 +92,7 @@ func BenchmarkBatchVerifyThroughHTTP(b *testing.B) {
 		}
 		codes[i] = c.QR
 	}
-	srv, client := benchDevice(b, n, root, clients)
+	srv, client := benchMachine(b, n, root, certs.RoleCheckpoint, "gate-1", clients)
 	bodies := make([][]byte, residents)
 	for i := range bodies { // each body starts at another resident
 		batch := make([]string, per)

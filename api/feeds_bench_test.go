@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
-	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/node"
 )
@@ -46,18 +43,7 @@ func BenchmarkFeedThroughHTTP(b *testing.B) {
 		}
 	}
 	now := time.Now()
-	feed, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleFeed, Province: "440000", Name: "lab-gz-1",
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := n.TrustStore().Add(feed.Cert.Raw); err != nil {
-		b.Fatal(err)
-	}
-	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
-	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
-	defer srv.Close()
-	client := &http.Client{Timeout: 60 * time.Second, Transport: &auth.SigningTransport{Signer: feed}}
+	srv, client := benchMachine(b, n, root, certs.RoleFeed, "lab-gz-1", 0)
 	rawBefore := rawSyncedTxnRate(b, b.TempDir(), 300)
 	at := now.Add(-time.Hour).UTC().Format(time.RFC3339)
 	var next atomic.Int64

@@ -252,23 +252,27 @@ func metricValue(b *testing.B, client *http.Client, url, name string) float64 {
 	return 0
 }
 
-// benchDevice serves n over HTTP with request-token authentication, and
-// a client signing as a new checkpoint device of the node's province,
-// keeping up to idle connections.
-func benchDevice(tb testing.TB, n *node.Node, root *certs.Signer, idle int) (*httptest.Server, *http.Client) {
+// benchMachine serves n over HTTP with request-token authentication, and
+// a client signing as a new machine certificate of the node's province
+// (role: a checkpoint device, a feed), keeping up to idle connections (0:
+// the default transport).
+func benchMachine(tb testing.TB, n *node.Node, root *certs.Signer, role certs.Role, name string, idle int) (*httptest.Server, *http.Client) {
 	tb.Helper()
 	now := time.Now()
-	gate, err := certs.Issue(root, certs.IssueRequest{Role: certs.RoleCheckpoint, Province: "440000", Name: "gate-1",
+	machine, err := certs.Issue(root, certs.IssueRequest{Role: role, Province: "440000", Name: name,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := n.TrustStore().Add(gate.Cert.Raw); err != nil {
+	if _, err := n.TrustStore().Add(machine.Cert.Raw); err != nil {
 		tb.Fatal(err)
 	}
 	tokens := &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}
 	srv := httptest.NewServer(api.NewNodeHandler(n, slog.New(slog.NewTextHandler(io.Discard, nil)), api.NodeOptions{Authn: auth.Chain{tokens}}))
 	tb.Cleanup(srv.Close)
-	return srv, &http.Client{Timeout: time.Minute, Transport: &auth.SigningTransport{Signer: gate,
-		Base: &http.Transport{MaxIdleConnsPerHost: idle}}}
+	t := &auth.SigningTransport{Signer: machine}
+	if idle > 0 {
+		t.Base = &http.Transport{MaxIdleConnsPerHost: idle}
+	}
+	return srv, &http.Client{Timeout: time.Minute, Transport: t}
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hcxfed/hcx/certs"
 )
 
 // BenchmarkVerifyThroughHTTP: a checkpoint device posts one code per request
@@ -39,7 +41,7 @@ func BenchmarkVerifyThroughHTTP(b *testing.B) {
 		Code string `json:"code"`
 	}
 	_ = json.Unmarshal(bodies[0], &code)
-	srv, client := benchDevice(b, n, root, 64)
+	srv, client := benchMachine(b, n, root, certs.RoleCheckpoint, "gate-1", 64)
 	var next atomic.Int64
 	verify := func() bool {
 		i := next.Add(1)
