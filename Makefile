@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image fuzz bench-bulk bench-scans
+.PHONY: dev test check build image fuzz bench-bulk bench-scans diff-sm2
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -32,3 +32,9 @@ bench-bulk:
 # residents, against 10 M stored scans (docs/benchmarks.md).
 bench-scans:
 	HCX_BENCH_SCANS=10000000 $(GO) test ./node -run '^$$' -bench ExposureMatch -benchtime 20x -timeout 60m
+
+# Issue 12's fixed-key SM2 verification against gmsm's generic one, SM2_DIFF cases of each kind
+# (random, bit-flipped, other key, random r/s: 5 signatures a case; minutes per million).
+SM2_DIFF ?= 1000000
+diff-sm2:
+	HCX_SM2_DIFF=$(SM2_DIFF) $(GO) test ./certs -run 'TestFixedKeyVerifyMatchesGeneric|TestFieldArithmeticMatchesBigInt|TestFixedTableScalarMultMatchesCurve' -v -timeout 3h

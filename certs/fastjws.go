@@ -52,6 +52,29 @@ func VerifyJWSWithKey(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
 
 // verifyCompact is VerifyJWSWithKey after ParseHeader accepted the header.
 func verifyCompact(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
+	return verifyCompactWith(compact, func(msg, sig []byte) bool { return VerifySM2(pub, msg, sig) })
+}
+
+// verifyEntry is verifyCompact for a trusted certificate: the keys that
+// sign codes and envelopes (province and hub certificates, few and fixed)
+// are checked with their precomputed tables (sm2fixed.go), others
+// generically.
+func verifyEntry(compact string, e *Entry) ([]byte, error) {
+	if e.Role == RoleProvince || e.Role == RoleHub {
+		if k := fixedKeyFor(e.PublicKey()); k != nil {
+			return verifyCompactWith(compact, k.verify)
+		}
+	}
+	return verifyCompact(compact, e.PublicKey())
+}
+
+// byKey adapts a check by public key to verifyParsed's check by entry.
+func byKey(verify func(string, *ecdsa.PublicKey) ([]byte, error)) func(string, *Entry) ([]byte, error) {
+	return func(compact string, e *Entry) ([]byte, error) { return verify(compact, e.PublicKey()) }
+}
+
+// verifyCompactWith checks the compact JWS's SM2 signature with check.
+func verifyCompactWith(compact string, check func(msg, sig []byte) bool) ([]byte, error) {
 	d1, d2 := strings.IndexByte(compact, '.'), strings.LastIndexByte(compact, '.')
 	// The payload we hand on is the one canonical reading of the signed
 	// bytes.
@@ -84,7 +107,7 @@ func verifyCompact(compact string, pub *ecdsa.PublicKey) ([]byte, error) {
 		msg = make([]byte, 0, len(hseg)+1+d2-d1-1)
 		msg = append(append(append(msg, hseg...), '.'), compact[d1+1:d2]...)
 	}
-	if !VerifySM2(pub, msg, sig) {
+	if !check(msg, sig) {
 		return nil, fmt.Errorf("%w: could not verify message using any of the signatures or keys", ErrSignature)
 	}
 	return payload, nil

@@ -53,8 +53,8 @@ func errClass(err error) string {
 // returns the verdict.
 func sameVerdict(t testing.TB, ts *TrustStore, tok string) string {
 	t.Helper()
-	nv, nerr := ts.verifyJWS(tok, verifyCompact)
-	ov, oerr := ts.verifyJWS(tok, verifyJWSWithKeyJWX)
+	nv, nerr := ts.verifyJWS(tok, byKey(verifyCompact))
+	ov, oerr := ts.verifyJWS(tok, byKey(verifyJWSWithKeyJWX))
 	nc, oc := errClass(nerr), errClass(oerr)
 	if nc != oc {
 		t.Fatalf("%q: direct path says %s (%v), jwx path %s (%v)", tok, nc, nerr, oc, oerr)
@@ -261,14 +261,14 @@ func BenchmarkCodeJWSVerify(b *testing.B) {
 	pub := p.gd.Public()
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := p.ts.verifyJWS(tok, verifyCompact); err != nil {
+			if _, err := p.ts.verifyJWS(tok, byKey(verifyCompact)); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("jwx", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := p.ts.verifyJWS(tok, verifyJWSWithKeyJWX); err != nil {
+			if _, err := p.ts.verifyJWS(tok, byKey(verifyJWSWithKeyJWX)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -329,11 +329,11 @@ func BenchmarkCodeJWSInterleaved(b *testing.B) {
 	var direct, jwx, raw, sDirect, sJWX, sRaw time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		if _, err := p.ts.verifyJWS(tok, verifyCompact); err != nil {
+		if _, err := p.ts.verifyJWS(tok, byKey(verifyCompact)); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if _, err := p.ts.verifyJWS(tok, verifyJWSWithKeyJWX); err != nil {
+		if _, err := p.ts.verifyJWS(tok, byKey(verifyJWSWithKeyJWX)); err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()

@@ -333,12 +333,12 @@ var jwsRoles = map[string]Role{
 // payload, so callers follow with CheckAt. Errors wrap ErrMalformed,
 // ErrUnknownKey, ErrSignature or ErrWrongRole.
 func (t *TrustStore) VerifyJWS(compact string) (*Verified, error) {
-	return t.verifyJWS(compact, verifyCompact)
+	return t.verifyJWS(compact, verifyEntry)
 }
 
-// verifyJWS is VerifyJWS with the signature check given: verifyCompact, or
-// in the differential tests the jwx path it replaced.
-func (t *TrustStore) verifyJWS(compact string, verify func(string, *ecdsa.PublicKey) ([]byte, error)) (*Verified, error) {
+// verifyJWS is VerifyJWS with the signature check given: verifyEntry, or
+// in the differential tests the generic and jwx paths it replaced.
+func (t *TrustStore) verifyJWS(compact string, verify func(string, *Entry) ([]byte, error)) (*Verified, error) {
 	h, err := ParseHeader(compact)
 	if err != nil {
 		return nil, err
@@ -350,10 +350,10 @@ func (t *TrustStore) verifyJWS(compact string, verify func(string, *ecdsa.Public
 // header with ParseHeader (h must be what ParseHeader returned for
 // compact): the same checks, without reading the header twice.
 func (t *TrustStore) VerifyParsedJWS(compact string, h Header) (*Verified, error) {
-	return t.verifyParsed(compact, h, verifyCompact)
+	return t.verifyParsed(compact, h, verifyEntry)
 }
 
-func (t *TrustStore) verifyParsed(compact string, h Header, verify func(string, *ecdsa.PublicKey) ([]byte, error)) (*Verified, error) {
+func (t *TrustStore) verifyParsed(compact string, h Header, verify func(string, *Entry) ([]byte, error)) (*Verified, error) {
 	e, err := t.Lookup(h.Kid)
 	if err != nil {
 		return nil, err
@@ -361,7 +361,7 @@ func (t *TrustStore) verifyParsed(compact string, h Header, verify func(string, 
 	if want, ok := jwsRoles[h.Typ]; ok && e.Role != want {
 		return nil, fmt.Errorf("%w: %s is signed by a %s certificate (kid %s); only a %s certificate may sign it", ErrWrongRole, h.Typ, e.Role, e.KID, want)
 	}
-	payload, err := verify(compact, e.PublicKey())
+	payload, err := verify(compact, e)
 	if err != nil {
 		return nil, err
 	}
