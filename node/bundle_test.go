@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,4 +267,128 @@ func TestOfflineVerifierAnswersAsTheNodeOverRandomLogs(t *testing.T) {
 			t.Logf("kinds %v colours %v records %d", kinds, colours, b.Header.Count)
 		})
 	}
+}
+
+// splitBundle returns a bundle's header payload and its body.
+func splitBundle(t testing.TB, raw []byte) (exchange.BundleHeader, []byte) {
+	t.Helper()
+	line, body, ok := bytes.Cut(raw, []byte("\n"))
+	if !ok {
+		t.Fatal("bundle has no header line")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(string(line), ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h exchange.BundleHeader
+	if err := json.Unmarshal(payload, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h, body
+}
+
+func resealBundle(t testing.TB, s *certs.Signer, h exchange.BundleHeader, body []byte) []byte {
+	t.Helper()
+	hdr, err := exchange.SealBundleHeader(s, &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(hdr+"\n"), body...)
+}
+
+// Every bad bundle is refused with an error naming what is wrong, and the
+// device keeps the bundle it had.
+func TestDeviceRefusesBadBundles(t *testing.T) {
+	w := newBundleWorld(t, 99, 6)
+	b := w.waitApplied(t)
+	raw1 := bundleBytes(t, b)
+	h, body := splitBundle(t, raw1)
+	fakeHub := mustCheckpoint(t, w.f.provs["440000"], h)
+
+	// A second bundle after more of the log, a minute later.
+	submit(t, w.f, w.hub.URLs()[0], w.randomBatch(t, "440000"), w.randomBatch(t, "510000"))
+	w.entries += 2
+	w.clock.Add(int64(2 * time.Minute))
+	b2 := w.waitApplied(t)
+	raw2 := bundleBytes(t, b2)
+
+	d := w.device(t, raw1)
+	before := d.State()
+	cases := []struct {
+		name, want string
+		raw        []byte
+	}{
+		{"checkpoint signed by a province key, not a hub key", "checkpoint", resealBundle(t, w.f.provs["510000"], withCheckpoint(h, fakeHub), body)},
+		{"a body byte changed", "body: SM3", append(append([]byte(nil), raw1[:len(raw1)-3]...), raw1[len(raw1)-3]^1, raw1[len(raw1)-2], raw1[len(raw1)-1])},
+		{"header signed by another province's key", "iss", resealBundle(t, w.f.provs["440000"], h, body)},
+		{"a record short", "body", raw1[:len(raw1)-1]},
+		{"a record too many", "more than", append(append([]byte(nil), raw1...), body[:exchange.BundleRecordSize]...)},
+	}
+	for _, c := range cases {
+		err := d.Install(bytes.NewReader(c.raw), nil)
+		if !errors.Is(err, exchange.ErrBadBundle) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want a bad bundle naming %q", c.name, err, c.want)
+		}
+		if got := d.State(); got.Header.Body != before.Header.Body || got.CheckpointSize != before.CheckpointSize {
+			t.Errorf("%s: the device's bundle changed", c.name)
+		}
+	}
+
+	// Forward with the consistency proof from the hub: accepted.
+	p, err := exchange.NewHubClient(w.hub.URLs(), nil).SignWith(w.f.provs["510000"], nil).ConsistencyProof(context.Background(), b.Size, b2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Install(bytes.NewReader(raw2), nil); !errors.Is(err, offline.ErrRollback) {
+		t.Errorf("a newer bundle without the proof linking the old log: err = %v, want a rollback refusal", err)
+	}
+	if err := d.Install(bytes.NewReader(raw2), p); err != nil {
+		t.Fatalf("newer bundle with the proof: %v", err)
+	}
+	// Back to the older one: a rollback.
+	if err := d.Install(bytes.NewReader(raw1), nil); !errors.Is(err, offline.ErrRollback) {
+		t.Errorf("older bundle: err = %v, want a rollback refusal", err)
+	}
+	if d.State().Header.Size != b2.Size {
+		t.Errorf("device log size %d after the refused rollback, want %d", d.State().Header.Size, b2.Size)
+	}
+
+	// Clocks: before the newest checkpoint, and past the limit.
+	cpTime := time.Unix(d.State().CheckpointTime, 0)
+	qr, _ := exchange.IssueCode(w.f.provs["440000"], &exchange.CodeClaims{Iss: "440000", Sub: w.subs[0], SKV: 1, Col: hcx.Green, IssuedAt: cpTime.Unix(), Expires: cpTime.Unix() + 24*3600})
+	var he *hcx.Error
+	if _, err := d.Verify(qr, cpTime.Add(-time.Second)); !errors.As(err, &he) || he.Code != "clock_behind" {
+		t.Errorf("clock before the checkpoint: err = %v, want clock_behind", err)
+	}
+	if _, err := d.Verify(qr, cpTime.Add(6*time.Hour+time.Second)); !errors.As(err, &he) || he.Code != "bundle_stale" {
+		t.Errorf("bundle older than its max_age: err = %v, want bundle_stale", err)
+	}
+	if r, err := d.Verify(qr, cpTime.Add(time.Hour)); err != nil || r.Age != time.Hour {
+		t.Errorf("within the limit: %v, %v", r, err)
+	}
+	d.MaxAge = 30 * time.Minute // the device may only tighten the limit
+	if _, err := d.Verify(qr, cpTime.Add(time.Hour)); !errors.As(err, &he) || he.Code != "bundle_stale" {
+		t.Errorf("past the device's own limit: err = %v, want bundle_stale", err)
+	}
+	d.MaxAge = 24 * time.Hour
+	if _, err := d.Verify(qr, cpTime.Add(6*time.Hour+time.Second)); !errors.As(err, &he) || he.Code != "bundle_stale" {
+		t.Errorf("a device limit longer than the bundle's: err = %v, want bundle_stale", err)
+	}
+}
+
+// mustCheckpoint signs a checkpoint note for h's log with s, a key that is
+// not a hub key.
+func mustCheckpoint(t testing.TB, s *certs.Signer, h exchange.BundleHeader) string {
+	t.Helper()
+	root, _ := base64.StdEncoding.DecodeString(h.Root)
+	note, err := exchange.SignCheckpoint(s, h.Size, root, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(note)
+}
+
+func withCheckpoint(h exchange.BundleHeader, note string) exchange.BundleHeader {
+	h.Checkpoint, h.Proof = note, []string{}
+	return h
 }
