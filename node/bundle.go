@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -199,4 +200,11 @@ func reasonKey(rs []hcx.Reason) string {
 		s[i] = string(r)
 	}
 	return strings.Join(s, "\x00")
+}
+
+// ConsistencyProof fetches from the hub the consistency proof between the
+// log of size from and the log of size to, for a device that has a bundle
+// of size from and downloads one of size to.
+func (n *Node) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	return n.cfg.Hub.ConsistencyProof(ctx, from, to)
 }

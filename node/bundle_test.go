@@ -29,7 +29,7 @@ type bundleWorld struct {
 	f       *fed
 	hub     *consensus.Cluster
 	n       *node.Node
-	clock   atomic.Int64 // Unix nanoseconds
+	clock   atomic.Int64  // Unix nanoseconds
 	revoked *certs.Signer // a Guangdong key the second trust list revokes
 	subs    []hcx.Subject
 	seq     map[hcx.ProvinceCode]uint64

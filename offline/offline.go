@@ -51,6 +51,8 @@ type State struct {
 	CheckpointSize uint64 `json:"checkpoint_size"`
 	CheckpointRoot string `json:"checkpoint_root"`
 	CheckpointTime int64  `json:"checkpoint_time"`
+	// ETag is the node's tag of the bundle, sent back as If-None-Match.
+	ETag string `json:"etag,omitempty"`
 }
 
 // Device is a checkpoint device's bundle directory.
@@ -141,6 +143,10 @@ func (d *Device) State() *State {
 // rollback (checkpoint and log size not older, the old tree a prefix of
 // the new), the body's SM3.
 func (d *Device) Install(r io.Reader, fromProof [][]byte) error {
+	return d.install(r, fromProof, "")
+}
+
+func (d *Device) install(r io.Reader, fromProof [][]byte, etag string) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	line, err := readLine(br, exchange.MaxBundleHeaderBytes)
 	if err != nil {
@@ -155,7 +161,7 @@ func (d *Device) Install(r io.Reader, fromProof [][]byte) error {
 	old := d.state
 	d.mu.RUnlock()
 	st := &State{Header: h, Offset: int64(len(line) + 1), CheckpointSize: vb.Checkpoint.Size,
-		CheckpointRoot: base64.StdEncoding.EncodeToString(vb.Checkpoint.Root), CheckpointTime: vb.Checkpoint.Time.Unix()}
+		CheckpointRoot: base64.StdEncoding.EncodeToString(vb.Checkpoint.Root), CheckpointTime: vb.Checkpoint.Time.Unix(), ETag: etag}
 	if old != nil {
 		if err := checkNoRollback(old, st, vb, fromProof); err != nil {
 			return err
@@ -253,8 +259,17 @@ func (d *Device) Age(now time.Time) (time.Duration, error) {
 	return now.Sub(time.Unix(d.state.CheckpointTime, 0)), nil
 }
 
-// MaxAgeOf is the limit in force: the bundle's signed max_age, tightened by
-// the device's own MaxAge.
+// Limit is the age limit in force: the bundle's signed max_age, tightened
+// by the device's own MaxAge; 0 before the first sync.
+func (d *Device) Limit() time.Duration {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.state == nil {
+		return 0
+	}
+	return d.maxAge()
+}
+
 func (d *Device) maxAge() time.Duration {
 	m := time.Duration(d.state.Header.MaxAge) * time.Second
 	if d.MaxAge > 0 && d.MaxAge < m {
