@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image fuzz bench-bulk bench-scans
+.PHONY: dev test check build image fuzz bench-bulk bench-scans bench-bundle
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -30,5 +30,12 @@ bench-bulk:
 
 # Issue 11's exposure matching (minutes; not part of make test): one venue-window, 1,000 exposed
 # residents, against 10 M stored scans (docs/benchmarks.md).
+# Issue 12's offline verification bundle (minutes; not part of make test):
+# build, size, loopback sync and offline lookup for BUNDLE_SUBJECTS
+# non-green subjects (default 10 M; the benchmark's own default is 1 M).
+BUNDLE_SUBJECTS ?= 10000000
+bench-bundle:
+	HCX_BENCH_BUNDLE=$(BUNDLE_SUBJECTS) $(GO) test ./node -run '^$$' -bench VerificationBundle -benchtime 20000x -timeout 60m
+
 bench-scans:
 	HCX_BENCH_SCANS=10000000 $(GO) test ./node -run '^$$' -bench ExposureMatch -benchtime 20x -timeout 60m
