@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
 GO ?= go
 
-.PHONY: dev test check build image fuzz bench-bulk bench-scans diff-sm2
+.PHONY: dev test check build image fuzz bench-bulk bench-scans bench-bundle diff-sm2
 
 dev:
 	$(GO) run ./cmd/hcx dev
@@ -27,6 +27,13 @@ BULK_RESIDENTS ?= 1000000
 bench-bulk:
 	$(GO) test ./node -run '^$$' -bench BulkIngest -benchtime 200000x -count 3
 	HCX_BENCH_RESIDENTS=$(BULK_RESIDENTS) $(GO) test ./node -run '^$$' -bench RegisterMillion -benchtime 1x -timeout 60m
+
+# Issue 12's offline verification bundle (minutes; not part of make test):
+# build, size, loopback sync and offline lookup for BUNDLE_SUBJECTS
+# non-green subjects (default 10 M; the benchmark's own default is 1 M).
+BUNDLE_SUBJECTS ?= 10000000
+bench-bundle:
+	HCX_BENCH_BUNDLE=$(BUNDLE_SUBJECTS) $(GO) test ./node -run '^$$' -bench VerificationBundle -benchtime 20000x -timeout 60m
 
 # Issue 11's exposure matching (minutes; not part of make test): one venue-window, 1,000 exposed
 # residents, against 10 M stored scans (docs/benchmarks.md).

@@ -99,3 +99,10 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 	return b, nil
 }
+
+// ItemError is err as a batch answer's per-item error line ({"error":…},
+// no newline): what `hcx verify` prints for a code it refuses offline.
+func ItemError(err error) []byte {
+	_, body := errorMember(nil, err)
+	return marshalItem(map[string]any{"error": body})
+}

@@ -37,6 +37,8 @@ type Node interface {
 	Vaccinations(ctx context.Context, sub hcx.Subject) (*node.Vaccinations, error)
 	IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*node.Code, error)
 	Verify(ctx context.Context, qr string) (*node.Verification, error)
+	VerificationBundle() (*node.Bundle, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Checks(ctx context.Context, sub hcx.Subject, after string, limit int) (*node.ChecksPage, error)
 	Ready() error
 	Applied() uint64
@@ -128,7 +130,8 @@ type NodeOptions struct {
 func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 	h := &nodeHandler{n: n, log: log.With("component", "api", "province", string(n.Province())), opts: opts,
 		batch:   newBatchPool(runtime.GOMAXPROCS(0), MaxBatchesInFlight),
-		decodes: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		decodes: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		bundles: make(chan struct{}, MaxBundleDownloads)}
 	r := mux.NewRouter()
 	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError, limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
@@ -192,6 +195,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.checksRules()...)
 	rules = append(rules, h.scansRules()...)
 	rules = append(rules, h.batchRules()...)
+	rules = append(rules, h.bundleRules()...)
 	return rules
 }
 
@@ -235,6 +239,7 @@ type nodeHandler struct {
 	// decodes bounds the image decodes of /v1/verify at once, one per
 	// core (node_verifyimage.go).
 	decodes chan struct{}
+	bundles chan struct{} // bundle downloads in flight (node_bundle.go)
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {

@@ -325,6 +325,7 @@ var jwsRoles = map[string]Role{
 	"hcx-venue+jws":     RoleProvince,
 	"hcx-boxkey+jws":    RoleProvince,
 	"hcx-receipts+jws":  RoleProvince,
+	"hcx-bundle+jws":    RoleProvince,
 }
 
 // VerifyJWS checks a compact JWS's signature against the trusted key its kid

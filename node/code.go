@@ -57,18 +57,9 @@ func (n *Node) IssueCode(ctx context.Context, sub hcx.Subject, offline bool) (*C
 	return &Code{QR: qr, Colour: claims.Col, IssuedAt: now, ExpiresAt: now.Add(ttl), RefreshAt: now.Add(ttl / 2), Cities: cities}, nil
 }
 
-// Verification is the answer to a checkpoint's scan (PROTOCOL.md §6).
-type Verification struct {
-	Valid      bool             `json:"valid"`
-	Colour     hcx.Colour       `json:"colour"`
-	Issuer     hcx.ProvinceCode `json:"issuer"`
-	Name       string           `json:"name"`
-	IDTail     string           `json:"id_tail"`
-	Vaccinated bool             `json:"vaccinated"`
-	Reasons    []hcx.Reason     `json:"reasons"`
-	CheckedAt  int64            `json:"checked_at"`
-	LogIndex   uint64           `json:"log_index"`
-}
+// Verification is the answer to a checkpoint's scan (PROTOCOL.md §6),
+// built by exchange.Answer, the one place the offline verifier shares.
+type Verification = exchange.Verification
 
 // Verify checks a health code from any province and answers with the
 // national recognition rule over this node's view of the log. A rejected
@@ -93,19 +84,14 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := exchange.Recognise(claims.Col, atts, now)
+	v := exchange.Answer(claims, atts, now, size)
 	n.metrics.verified.Add(1)
 	if claims.Iss == n.cfg.Province {
-		n.recordCheck(ctx, claims.Sub, now, rec.Colour)
+		n.recordCheck(ctx, claims.Sub, now, v.Colour)
 	} else {
-		n.queueReceipt(ctx, claims.Iss, claims.Sub, now, rec.Colour) // receipts.go: sent home sealed
+		n.queueReceipt(ctx, claims.Iss, claims.Sub, now, v.Colour) // receipts.go: sent home sealed
 	}
-	reasons := rec.Reasons
-	if reasons == nil {
-		reasons = []hcx.Reason{}
-	}
-	return &Verification{Valid: true, Colour: rec.Colour, Issuer: claims.Iss, Name: claims.Name, IDTail: claims.IDTail,
-		Vaccinated: claims.Vaccinated, Reasons: reasons, CheckedAt: now.Unix(), LogIndex: size}, nil
+	return v, nil
 }
 
 // ParseSubject reads a subject from a URL path, with a clear error.

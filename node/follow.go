@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -178,6 +179,15 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	}
 	if err := w.set([]byte(kFollowTree), tree.encode()); err != nil {
 		return fmt.Errorf("apply log entries from %d: %w", start, err)
+	}
+	if tree.cp != nil {
+		b, err := json.Marshal(tree.cp)
+		if err != nil {
+			return err
+		}
+		if err := w.set([]byte(kFollowCheckpoint), b); err != nil {
+			return fmt.Errorf("apply log entries from %d: %w", start, err)
+		}
 	}
 	if err := w.set([]byte(kFollowNext), u64b(end)); err != nil {
 		return fmt.Errorf("apply log entries from %d: %w", start, err)

@@ -156,6 +156,12 @@ func checkpointOf(t testing.TB, member string, size uint64) *exchange.Checkpoint
 // runs it until the test ends or stop is called.
 func runNode(t testing.TB, f *fed, dir string, members ...string) (n *node.Node, stop func()) {
 	t.Helper()
+	return runNodeAt(t, f, dir, nil, members...)
+}
+
+// runNodeAt is runNode with the node's clock now (nil: the wall clock).
+func runNodeAt(t testing.TB, f *fed, dir string, now func() time.Time, members ...string) (n *node.Node, stop func()) {
+	t.Helper()
 	n, err := node.New(node.Config{
 		Province: "510000", Dir: dir, Signer: f.provs["510000"], RootDER: f.root.Cert.Raw,
 		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
@@ -163,6 +169,7 @@ func runNode(t testing.TB, f *fed, dir string, members ...string) (n *node.Node,
 		RulesPath: "../configs/rules/510000.yaml",
 		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
 		Logger:    quietLogger(),
+		Now:       now,
 	})
 	if err != nil {
 		t.Fatal(err)

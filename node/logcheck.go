@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,6 +68,18 @@ func (e *unverifiedError) Unwrap() error { return e.err }
 type logTree struct {
 	rng  *compact.Range
 	root []byte
+	// cp is the newest hub checkpoint verified against this tree, with the
+	// consistency proof between the two; nil until the follower checked one
+	// (a verification bundle carries it, bundle.go).
+	cp *treeCheckpoint
+}
+
+// treeCheckpoint is a verified checkpoint note and the consistency hashes
+// between the tree of Size leaves and the note's size (either direction).
+type treeCheckpoint struct {
+	Size  uint64   `json:"size"`
+	Note  string   `json:"note"`
+	Proof [][]byte `json:"proof"`
 }
 
 func newLogTree(rng *compact.Range) (*logTree, error) {
@@ -137,8 +150,24 @@ func loadLogTree(txn *badger.Txn) (*logTree, error) {
 		return nil, err
 	}
 	var t *logTree
-	err = item.Value(func(b []byte) error { t, err = decodeLogTree(b); return err })
-	return t, err
+	if err = item.Value(func(b []byte) error { t, err = decodeLogTree(b); return err }); err != nil {
+		return nil, err
+	}
+	item, err = txn.Get([]byte(kFollowCheckpoint))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return t, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cp treeCheckpoint
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &cp) }); err != nil {
+		return nil, fmt.Errorf("stored checkpoint: %w", err)
+	}
+	if cp.Size == t.rng.End() {
+		t.cp = &cp
+	}
+	return t, nil
 }
 
 // LogTree is the size and root of the log prefix the node has applied, as
@@ -202,13 +231,14 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 			return nil, forked("its checkpoint of size %d is not signed by a hub key of the trust list", cp.Size)
 		}
 	}
+	var p [][]byte
 	switch {
 	case cp.Size == size:
 		if !bytes.Equal(cp.Root, next.root) {
 			return nil, forked("its signed checkpoint has root %s, the entries it served have root %s", b64(cp.Root), b64(next.root))
 		}
 	case cp.Size < size:
-		p, err := hub.ConsistencyProof(ctx, cp.Size, size)
+		p, err = hub.ConsistencyProof(ctx, cp.Size, size)
 		if err != nil {
 			return nil, unverifiedOrFork(err, forked)
 		}
@@ -216,7 +246,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 			return nil, forked("the entries it served (root %s) are not an extension of its signed checkpoint of size %d (root %s)", b64(next.root), cp.Size, b64(cp.Root))
 		}
 	default:
-		p, err := hub.ConsistencyProof(ctx, size, cp.Size)
+		p, err = hub.ConsistencyProof(ctx, size, cp.Size)
 		if err != nil {
 			return nil, unverifiedOrFork(err, forked)
 		}
@@ -224,6 +254,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 			return nil, forked("its signed checkpoint of size %d (root %s) does not extend the entries it served (root %s)", cp.Size, b64(cp.Root), b64(next.root))
 		}
 	}
+	next.cp = &treeCheckpoint{Size: size, Note: string(note), Proof: p}
 	return next, nil
 }
 

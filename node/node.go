@@ -54,6 +54,11 @@ type Config struct {
 	// ReceiptInterval is how often receipts of checks of other provinces'
 	// codes are sealed and sent home (receipts.go), default 1 minute.
 	ReceiptInterval time.Duration
+	// BundleInterval is the least time between two builds of the offline
+	// verification bundle (bundle.go), default 1 minute; OfflineMaxAge the
+	// age past which a device refuses codes with it, default 6 hours.
+	BundleInterval time.Duration
+	OfflineMaxAge  time.Duration
 	// RedecideChunk is how many residents one transaction of a bulk
 	// re-decision covers, default 256; RedecideWorkers how many run at
 	// once, default GOMAXPROCS.
@@ -110,6 +115,12 @@ func (c *Config) defaults() error {
 	if c.ReceiptInterval <= 0 {
 		c.ReceiptInterval = time.Minute
 	}
+	if c.BundleInterval <= 0 {
+		c.BundleInterval = time.Minute
+	}
+	if c.OfflineMaxAge <= 0 {
+		c.OfflineMaxAge = 6 * time.Hour
+	}
 	if c.RedecideChunk <= 0 {
 		c.RedecideChunk = 256
 	}
@@ -164,6 +175,8 @@ type Node struct {
 	published chan struct{} // poked when the outbox gains entries
 	vaxKick   chan struct{} // poked when doses from the hub are queued (vaccinations.go)
 	applied   atomic.Uint64 // log size the foreign cache reflects
+
+	bundle bundleCache // the newest offline verification bundle (bundle.go)
 
 	treeMu sync.Mutex
 	tree   *logTree                  // the Merkle tree of the applied log prefix

@@ -25,7 +25,10 @@ const (
 	kFollowNext = "meta/follow-next"   // next log index to read
 	kFollowTree = "meta/follow-tree"   // size || compact range of the applied log prefix
 	kTrustList  = "meta/trust-list"    // newest trust-list envelope applied
-	kPolicyPub  = "meta/policy-published"
+	// kFollowCheckpoint is the newest hub checkpoint verified against the
+	// applied tree, with the consistency proof (treeCheckpoint).
+	kFollowCheckpoint = "meta/follow-checkpoint"
+	kPolicyPub        = "meta/policy-published"
 
 	// Written by versions before bounded histories; New folds them into
 	// histories and deletes them.

@@ -68,6 +68,7 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/guardians"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403  403", "POST /v1/verify"},
+	{"node", "401  403  403   403   403  403   403  403   403  403   ok   403   403  403  403", "GET /v1/verify/bundle"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/enrolments"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "POST /v1/auth/enrol"},
 	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/me"},

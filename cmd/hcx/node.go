@@ -54,6 +54,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	hubCA := fs.String("hub-ca", "", "the TLS root the hub's API certificates come from (tls-root.crt in the CA directory); required for https hub URLs")
 	verbose := fs.Bool("v", false, "log at info level")
+	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}))
 	}
 	n, err := node.New(node.Config{
-		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw,
+		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw, OfflineMaxAge: *offlineMaxAge,
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
 		RulesPath: *rules,
