@@ -113,8 +113,12 @@ func (n *Node) checkLoop() {
 	q := &n.checks
 	defer close(q.done)
 	batch := make([]pendingCheck, 0, checkBatch)
+	tick := time.NewTicker(StatsFlushInterval)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			n.flushStats()
 		case pc := <-q.ch:
 			batch = append(batch[:0], pc)
 		drain:
@@ -140,6 +144,7 @@ func (n *Node) checkLoop() {
 					break
 				}
 				if len(batch) == 0 {
+					n.flushStats()
 					return
 				}
 				n.storeChecks(batch)

@@ -78,6 +78,7 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	claims, _, err := exchange.VerifyCode(n.trust, qr, now)
 	if err != nil {
 		n.metrics.verifyRejected.Add(1)
+		n.statRefused(now, err)
 		return nil, err
 	}
 	var atts []exchange.LoggedAttestation
@@ -95,6 +96,9 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	}
 	rec := exchange.Recognise(claims.Col, atts, now)
 	n.metrics.verified.Add(1)
+	if c, ok := checkOf(ctx, now, rec.Colour); ok {
+		n.statVerified(now, c, claims.Iss, rec.Colour)
+	}
 	if claims.Iss == n.cfg.Province {
 		n.recordCheck(ctx, claims.Sub, now, rec.Colour)
 	} else {
