@@ -262,37 +262,9 @@ func (n *Node) CheckStats(from, to time.Time, step time.Duration, loc *time.Loca
 // it deleted.
 func (n *Node) PruneStats() (int, error) {
 	cut := n.cfg.Now().Add(-StatsRetention).Unix() / 3600
-	total := 0
-	for {
-		var old [][]byte
-		err := n.db.View(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.PrefetchValues = false
-			opts.Prefix = []byte(pStats)
-			it := txn.NewIterator(opts)
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(old) < pruneRound; it.Next() {
-				c, ok := parseStatKey(it.Item().Key())
-				if !ok || c.hour >= cut {
-					break
-				}
-				old = append(old, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil || len(old) == 0 {
-			return total, err
-		}
-		wb := n.db.NewWriteBatch()
-		for _, k := range old {
-			if err := wb.Delete(k); err != nil {
-				wb.Cancel()
-				return total, err
-			}
-		}
-		if err := wb.Flush(); err != nil {
-			return total, err
-		}
-		total += len(old)
-	}
+	return n.pruneWhere(pStats, func(k []byte) (bool, bool) {
+		c, ok := parseStatKey(k)
+		old := ok && c.hour < cut
+		return old, old
+	})
 }
