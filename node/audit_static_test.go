@@ -30,7 +30,8 @@ var backgroundWriters = map[string]string{
 	"followTxn.commit":   "the follower's transaction, committed early under subjects' locks (applyVax)",
 	"Node.updateAside":   "sessions and passkeys: a resident's own login credentials, not an operator or feed action, and no resident state",
 	"Node.storeChecks":   "the check history's background writer: receipts of verifications (a read; the resident's own data), batched off the verify path",
-	"Node.PruneChecks":   "deletes checks past their 30-day retention",
+	"Node.pruneWhere":    "deletes checks and statistics past their retention (PruneChecks, PruneStats)",
+	"Node.flushStats":    "the province's check statistics: anonymous hourly counts, added by the check writer off the verify path",
 	"Node.loadBoxKeys":   "the node's first box key, generated at New before the committer runs (receipts.go); no caller",
 }
 

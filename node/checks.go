@@ -113,8 +113,12 @@ func (n *Node) checkLoop() {
 	q := &n.checks
 	defer close(q.done)
 	batch := make([]pendingCheck, 0, checkBatch)
+	tick := time.NewTicker(StatsFlushInterval)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			n.flushStats()
 		case pc := <-q.ch:
 			batch = append(batch[:0], pc)
 		drain:
@@ -140,6 +144,7 @@ func (n *Node) checkLoop() {
 					break
 				}
 				if len(batch) == 0 {
+					n.flushStats()
 					return
 				}
 				n.storeChecks(batch)
@@ -259,29 +264,42 @@ func (n *Node) Checks(ctx context.Context, sub hcx.Subject, after string, limit 
 // clock the one that counts), and returns how many it deleted.
 func (n *Node) PruneChecks() (int, error) {
 	cut := n.cfg.Now().Add(-CheckRetention)
+	return n.pruneWhere(pCheck, func(k []byte) (bool, bool) {
+		at, ok := checkKeyTime(k)
+		return ok && at.Before(cut), true
+	})
+}
+
+// pruneWhere deletes the keys under prefix that old says to, at most
+// pruneRound keys in memory at a time, and returns how many it deleted;
+// old's second result false ends the scan (for keys in time order).
+func (n *Node) pruneWhere(prefix string, old func(key []byte) (del, more bool)) (int, error) {
 	total := 0
-	from := []byte(pCheck)
+	from := []byte(prefix)
 	for {
-		// At most pruneRound keys in memory at a time.
-		var old [][]byte
+		var dead [][]byte
 		err := n.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
 			opts.PrefetchValues = false
-			opts.Prefix = []byte(pCheck)
+			opts.Prefix = []byte(prefix)
 			it := txn.NewIterator(opts)
 			defer it.Close()
-			for it.Seek(from); it.Valid() && len(old) < pruneRound; it.Next() {
-				if at, ok := checkKeyTime(it.Item().Key()); ok && at.Before(cut) {
-					old = append(old, it.Item().KeyCopy(nil))
+			for it.Seek(from); it.Valid() && len(dead) < pruneRound; it.Next() {
+				del, more := old(it.Item().Key())
+				if del {
+					dead = append(dead, it.Item().KeyCopy(nil))
+				}
+				if !more {
+					break
 				}
 			}
 			return nil
 		})
-		if err != nil || len(old) == 0 {
+		if err != nil || len(dead) == 0 {
 			return total, err
 		}
 		wb := n.db.NewWriteBatch()
-		for _, k := range old {
+		for _, k := range dead {
 			if err := wb.Delete(k); err != nil {
 				wb.Cancel()
 				return total, err
@@ -290,8 +308,8 @@ func (n *Node) PruneChecks() (int, error) {
 		if err := wb.Flush(); err != nil {
 			return total, err
 		}
-		total += len(old)
-		from = append(old[len(old)-1], 0)
+		total += len(dead)
+		from = append(dead[len(dead)-1], 0)
 	}
 }
 

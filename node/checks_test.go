@@ -196,6 +196,13 @@ func TestChecksAreGoneAtRestAfter30Days(t *testing.T) {
 	if k, err := n.PruneChecks(); err != nil || k != 1 {
 		t.Fatalf("pruned %d past 30 days, %v", k, err)
 	}
+	// The province's statistics count by unit (a device name, no personal
+	// data) for StatsRetention: past it, they go too.
+	n.flushStats()
+	clock.add(StatsRetention - 30*24*time.Hour + time.Hour) // a bucket goes once its whole hour is past
+	if k, err := n.PruneStats(); err != nil || k == 0 {
+		t.Fatalf("pruned %d statistics past %s, %v", k, StatsRetention, err)
+	}
 	n.Close()
 
 	// The store at rest: compaction is what removes a deleted key's bytes;

@@ -69,6 +69,7 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	claims, _, err := exchange.VerifyCode(n.trust, qr, now)
 	if err != nil {
 		n.metrics.verifyRejected.Add(1)
+		n.statRefused(now, err)
 		return nil, err
 	}
 	var atts []exchange.LoggedAttestation
@@ -86,6 +87,9 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	}
 	v := exchange.Answer(claims, atts, now, size)
 	n.metrics.verified.Add(1)
+	if c, ok := checkOf(ctx, now, v.Colour); ok {
+		n.statVerified(now, c, claims.Iss, v.Colour)
+	}
 	if claims.Iss == n.cfg.Province {
 		n.recordCheck(ctx, claims.Sub, now, v.Colour)
 	} else {

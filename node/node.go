@@ -202,6 +202,8 @@ type Node struct {
 
 	checks checkQueue // the check history's background writer (checks.go)
 
+	stats statState // the province's check statistics (stats.go)
+
 	rcpt receiptState // check receipts to and from other provinces (receipts.go)
 }
 

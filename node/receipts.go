@@ -598,6 +598,8 @@ func (n *Node) applyReceipts(w *followTxn, idx uint64, env *exchange.Envelope) e
 			return stored(err)
 		}
 		n.rcpt.received.Add(1)
+		n.stats.count(at, StatAway, string(r.Iss))
+		n.stats.count(at, StatAwayCol, string(rc.Colour))
 	}
 	return nil
 }

@@ -371,6 +371,11 @@ func (n *Node) sessionLoop(ctx context.Context) {
 			} else if k > 0 {
 				n.log.Debug("old checks pruned", "checks", k)
 			}
+			if k, err := n.PruneStats(); err != nil {
+				n.log.Warn("prune check statistics", "err", err)
+			} else if k > 0 {
+				n.log.Debug("old check statistics pruned", "buckets", k)
+			}
 		case <-t.C:
 			if k, err := n.PurgeSessions(); err != nil {
 				n.log.Warn("purge expired sessions", "err", err)
