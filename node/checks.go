@@ -40,6 +40,8 @@ const pCheck = "chk/"
 const (
 	checkQueueLen = 8192
 	checkBatch    = 512
+	// checkGather is how long the writer waits to fill a batch.
+	checkGather = 50 * time.Millisecond
 	// MaxChecksPage is the longest page of GET /v1/residents/{sub}/checks.
 	MaxChecksPage = 200
 )
@@ -120,16 +122,24 @@ func (n *Node) checkLoop() {
 		case <-tick.C:
 			n.flushStats()
 		case pc := <-q.ch:
+			// Gather for up to checkGather: each batch is one synced
+			// write, and a goroutine blocked in msync holds its P until
+			// the runtime takes it back, so many small writes idle the
+			// cores that verification needs (BenchmarkBatchVerifyThroughHTTP).
 			batch = append(batch[:0], pc)
+			gather := time.NewTimer(checkGather)
 		drain:
 			for len(batch) < checkBatch {
 				select {
 				case pc := <-q.ch:
 					batch = append(batch, pc)
-				default:
+				case <-gather.C:
+					break drain
+				case <-q.quit:
 					break drain
 				}
 			}
+			gather.Stop()
 			n.storeChecks(batch)
 		case <-q.quit:
 			for {

@@ -14,7 +14,8 @@ import (
 // stored statistics hold no subject, name or document.
 func TestCheckStatsCountAndSurviveRestart(t *testing.T) {
 	pki := newTestPKI(t, "440000", "510000")
-	start := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+	// Inside the test certificates' validity (now ± 1 h) for the whole hour it spans.
+	start := time.Now().UTC().Add(-30 * time.Minute)
 	clock := newClock(start)
 	dirB := t.TempDir()
 	a := checksNode(t, pki, "440000", t.TempDir(), clock)
