@@ -287,6 +287,9 @@ func consistent(ctx context.Context, cfg Config, v *Verifier, a, b seen) (Findin
 	hubs = append(hubs, cfg.Hub)
 	for _, h := range hubs {
 		p, err := h.ConsistencyProof(ctx, a.cp.Size, b.cp.Size)
+		if errors.Is(err, exchange.ErrMalformedProof) {
+			return Finding{Kind: KindProof, Member: h.Members()[0], Size: b.cp.Size, Detail: err.Error()}, false
+		}
 		if err != nil {
 			continue
 		}

@@ -22,14 +22,14 @@ import (
 
 // Finding kinds.
 const (
-	KindEnvelope   = "envelope"    // the leaf does not open: signature, signer, revocation, strict decode, content
-	KindSeq        = "seq"         // an issuer's batch seq repeats or skips
-	KindN          = "n"           // an attestation's n is not above the issuer's last n for that subject
-	KindTrust      = "trust"       // a trust list in the log does not apply
-	KindCheckpoint = "checkpoint"  // a checkpoint is unsigned, malformed, smaller than one seen, or has another root than the leaves
-	KindLeaf       = "leaf"        // a member answered another leaf for an index than the audited log
-	KindSplitView  = "split_view"  // two signed checkpoints that cannot both be true
-	KindProof      = "proof"       // a consistency proof that does not hold
+	KindEnvelope   = "envelope"   // the leaf does not open: signature, signer, revocation, strict decode, content
+	KindSeq        = "seq"        // an issuer's batch seq repeats or skips
+	KindN          = "n"          // an attestation's n is not above the issuer's last n for that subject
+	KindTrust      = "trust"      // a trust list in the log does not apply
+	KindCheckpoint = "checkpoint" // a checkpoint is unsigned, malformed, smaller than one seen, or has another root than the leaves
+	KindLeaf       = "leaf"       // a member answered another leaf for an index than the audited log
+	KindSplitView  = "split_view" // two signed checkpoints that cannot both be true
+	KindProof      = "proof"      // a consistency proof that does not hold
 )
 
 // Finding is one thing wrong, named by where it was seen.
