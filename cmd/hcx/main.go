@@ -31,6 +31,7 @@ func commands() []command {
 		{"ca", "the national root CA: init, issue, revoke, list, inspect", runCA},
 		{"device", "a checkpoint device's or feed's own key and certificate request: keygen", runDevice},
 		{"policy", "check and explain a province's colour rules", runPolicy},
+		{"audit", "the national auditor: verify the hub log and its checkpoints, find split views", runAudit},
 		{"feed", "a bureau's bulk feed: push FILE to a node, in signed chunks", runFeed},
 		{"verify", "the offline verifier: sync a node's bundle, then check codes without a network", runVerify},
 	}

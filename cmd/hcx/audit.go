@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hcxfed/hcx/audit"
+	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
+	"golang.org/x/term"
+)
+
+// errFindings makes hcx audit exit non-zero when the log has findings.
+var errFindings = errors.New("the audit has findings (see the report)")
+
+// maxGossipBytes bounds one gossiped checkpoint note.
+const maxGossipBytes = 64 << 10
+
+// runAudit is `hcx audit`: the national auditor (issue 13). It reads the
+// hub's log from every member with an auditor certificate, verifies it
+// (package audit) and prints a report; --watch keeps following and serves
+// the findings as metrics.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hcx audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hubs := fs.String("hub", "", "comma-separated hub member URLs, such as http://127.0.0.1:8700,http://127.0.0.1:8701")
+	cert := fs.String("cert", "", "the auditor's certificate (PEM)")
+	key := fs.String("key", "", "the auditor's private key (PEM)")
+	root := fs.String("root", "", "the national root certificate to pin (PEM)")
+	dev := fs.String("dir", "", "instead of --cert/--key/--root: the data directory of hcx dev, whose CA holds an auditor certificate")
+	hubCA := fs.String("hub-ca", "", "the TLS root the hub members' certificates chain to (https hubs)")
+	stateDir := fs.String("state", "hcx-audit", "the auditor's own store: a restart resumes where it stopped")
+	gossip := fs.String("gossip", "", "comma-separated files or URLs of signed checkpoint notes seen by other auditors or nodes")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
+	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the /metrics and /healthz listener")
+	verbose := fs.Bool("v", false, "log progress lines")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views). Exits 1 on findings.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: see hcx audit -h", fs.Arg(0))
+	}
+	if *hubs == "" {
+		return errors.New("hcx audit needs --hub, the hub member URLs (hcx dev prints them)")
+	}
+	urls := strings.Split(*hubs, ",")
+	if err := checkHubURLs(urls, *hubCA != "", false); err != nil {
+		return err
+	}
+	signer, rootDER, err := auditIdentity(*dev, *cert, *key, *root)
+	if err != nil {
+		return err
+	}
+	var hc *http.Client
+	if *hubCA != "" {
+		anchor, err := certs.ReadTLSRoot(*hubCA)
+		if err != nil {
+			return fmt.Errorf("--hub-ca: %w", err)
+		}
+		hc = hubHTTPClient(certs.ClientTLSFrom(anchor, "", nil))
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg := audit.Config{
+		Hub:    exchange.NewHubClient(urls, hc).SignWith(signer, nil),
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cfg.Progress = func(done, total uint64) { fmt.Fprintf(stderr, "\raudited %d of %d leaves", done, total) }
+	}
+	if *gossip != "" {
+		if cfg.Gossip, err = readGossip(ctx, strings.Split(*gossip, ",")); err != nil {
+			return err
+		}
+	}
+	v, err := audit.OpenVerifier(*stateDir, rootDER)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	if *watch <= 0 {
+		rep, err := audit.Run(ctx, cfg, v)
+		if cfg.Progress != nil {
+			fmt.Fprintln(stderr)
+		}
+		if rep != nil {
+			printAuditReport(stdout, rep, *asJSON)
+		}
+		if err != nil {
+			return err
+		}
+		if len(rep.Findings) > 0 {
+			return errFindings
+		}
+		return nil
+	}
+	return watchAudit(ctx, cfg, v, *watch, *metrics, stdout, *asJSON)
+}
+
+// auditIdentity is the auditor's signer and the pinned root, from files or
+// from hcx dev's CA.
+func auditIdentity(dev, cert, key, root string) (*certs.Signer, []byte, error) {
+	if dev != "" {
+		if cert != "" || key != "" || root != "" {
+			return nil, nil, errors.New("give either --dir or --cert, --key and --root, not both")
+		}
+		ca, err := certs.OpenCA(filepath.Join(dev, "ca"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("no dev CA in %s: start hcx dev first (or give --dir): %w", dev, err)
+		}
+		s, err := ca.LoadCurrent("auditor", time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("the dev auditor certificate: %w", err)
+		}
+		return s, ca.Root().Cert.Raw, nil
+	}
+	var missing []string
+	for name, v := range map[string]string{"cert": cert, "key": key, "root": root} {
+		if v == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("hcx audit needs %s (or --dir of hcx dev)", strings.Join(missing, ", "))
+	}
+	s, err := certs.LoadSigner(cert, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auditor certificate: %w", err)
+	}
+	if s.Role != certs.RoleAuditor {
+		return nil, nil, fmt.Errorf("--cert is a %s certificate; the hub serves its log to an auditor certificate", s.Role)
+	}
+	rc, err := certs.ReadCert(root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("national root: %w", err)
+	}
+	return s, rc.Raw, nil
+}
+
+// readGossip reads checkpoint notes from files or http(s) URLs, each at
+// most maxGossipBytes.
+func readGossip(ctx context.Context, srcs []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, src := range srcs {
+		var rd io.ReadCloser
+		if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+			if err != nil {
+				return nil, fmt.Errorf("--gossip %s: %w", src, err)
+			}
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+			if err != nil {
+				return nil, fmt.Errorf("--gossip %s: %w", src, err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				resp.Body.Close()
+				return nil, fmt.Errorf("--gossip %s: answered %s", src, resp.Status)
+			}
+			rd = resp.Body
+		} else {
+			f, err := os.Open(src)
+			if err != nil {
+				return nil, fmt.Errorf("--gossip: %w", err)
+			}
+			rd = f
+		}
+		b, err := io.ReadAll(io.LimitReader(rd, maxGossipBytes+1))
+		rd.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--gossip %s: %w", src, err)
+		}
+		if len(b) > maxGossipBytes {
+			return nil, fmt.Errorf("--gossip %s: over %d bytes, not a checkpoint note", src, maxGossipBytes)
+		}
+		out[src] = b
+	}
+	return out, nil
+}
+
+func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return
+	}
+	fmt.Fprintf(w, "audited leaves %d..%d (root %s), %d signed checkpoints\n", rep.Start, rep.Size, rep.Root, rep.Checkpoints)
+	for _, m := range rep.Unreachable {
+		fmt.Fprintf(w, "unreachable: %s\n", m)
+	}
+	for _, f := range rep.Findings {
+		fmt.Fprintf(w, "FINDING %s\n", f)
+		for _, n := range f.Notes {
+			fmt.Fprintf(w, "  note:\n    %s\n", strings.ReplaceAll(strings.TrimSpace(n), "\n", "\n    "))
+		}
+	}
+	if rep.Dropped > 0 {
+		fmt.Fprintf(w, "... and %d more findings\n", rep.Dropped)
+	}
+	if len(rep.Findings) == 0 {
+		fmt.Fprintln(w, "no findings")
+	}
+}
+
+// watchAudit audits every interval and serves the totals at /metrics
+// (Prometheus text exposition, hand-written until issue 15) and /healthz.
+func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
+	var mu sync.Mutex
+	var size uint64
+	var runs, failures int
+	kinds := map[string]int{}
+	var lastErr error
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP hcx_audit_size Leaves of the hub log verified.\n# TYPE hcx_audit_size gauge\nhcx_audit_size %d\n", size)
+		fmt.Fprintf(w, "# HELP hcx_audit_runs_total Audit passes made.\n# TYPE hcx_audit_runs_total counter\nhcx_audit_runs_total %d\n", runs)
+		fmt.Fprintf(w, "# HELP hcx_audit_run_failures_total Audit passes that could not finish.\n# TYPE hcx_audit_run_failures_total counter\nhcx_audit_run_failures_total %d\n", failures)
+		fmt.Fprintf(w, "# HELP hcx_audit_findings_total Findings, by kind.\n# TYPE hcx_audit_findings_total counter\n")
+		for _, k := range []string{audit.KindEnvelope, audit.KindSeq, audit.KindN, audit.KindTrust, audit.KindCheckpoint, audit.KindLeaf, audit.KindSplitView, audit.KindProof} {
+			fmt.Fprintf(w, "hcx_audit_findings_total{kind=%q} %d\n", k, kinds[k])
+		}
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if lastErr != nil {
+			http.Error(w, "the last audit pass failed: "+lastErr.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cfg.Logger.Warn("auditing; metrics at /metrics", "addr", ln.Addr().String(), "every", every)
+	for {
+		rep, err := audit.Run(ctx, cfg, v)
+		if ctx.Err() != nil {
+			return nil
+		}
+		mu.Lock()
+		runs++
+		lastErr = err
+		if err != nil {
+			failures++
+		}
+		if rep != nil {
+			size = rep.Size
+			for _, f := range rep.Findings {
+				kinds[f.Kind]++
+			}
+		}
+		mu.Unlock()
+		if err != nil {
+			cfg.Logger.Error("audit pass failed; trying again", "err", err, "retry_in", every)
+		}
+		if rep != nil && len(rep.Findings) > 0 {
+			printAuditReport(stdout, rep, asJSON)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
