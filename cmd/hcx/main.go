@@ -32,6 +32,7 @@ func commands() []command {
 		{"device", "a checkpoint device's or feed's own key and certificate request: keygen", runDevice},
 		{"policy", "check and explain a province's colour rules", runPolicy},
 		{"feed", "a bureau's bulk feed: push FILE to a node, in signed chunks", runFeed},
+		{"probe", "a healthcheck: GET URL, exit 0 on 200 (for images without curl)", runProbe},
 	}
 }
 
