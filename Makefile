@@ -16,6 +16,10 @@ check:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o hcx ./cmd/hcx
 
+# Issue 14: a FROM scratch image around the static binary, hcx:<git short rev> and hcx:latest.
+image:
+	GO=$(GO) scripts/image.sh
+
 # Every native fuzz target beyond its seed corpus, FUZZTIME each (CI: a short budget; a campaign: 10m).
 FUZZTIME ?= 10s
 fuzz:
