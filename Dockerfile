@@ -4,8 +4,10 @@
 # context: nothing is pulled, nothing else is sent to the daemon.
 FROM scratch
 COPY hcx /hcx
-# Owned by the unprivileged user, so named volumes mounted here start writable.
+# Owned by the unprivileged user, so named volumes mounted here start writable:
+# /data for a member's own state, /material for what `hcx dev init` makes.
 COPY --chown=65532:65532 data/ /data/
+COPY --chown=65532:65532 data/ /material/
 USER 65532:65532
 WORKDIR /data
 ENTRYPOINT ["/hcx"]
