@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -98,6 +99,69 @@ func (c *compose) waitReady(limit time.Duration, services ...string) time.Durati
 	}
 }
 
+var hubs = []string{"hub-1", "hub-2", "hub-3"}
+
+// hubGauges reads a hub member's /metrics gauges (hcx_hub_is_leader,
+// hcx_hub_tree_size, …); nil if it does not answer.
+func (c *compose) hubGauges(service string) map[string]int64 {
+	resp, err := c.client.Get(endpoints[service] + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	g := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		var name string
+		var v int64
+		if n, _ := fmt.Sscanf(line, "%s %d", &name, &v); n == 2 && strings.HasPrefix(name, "hcx_hub_") && !strings.Contains(name, "{") {
+			g[name] = v
+		}
+	}
+	return g
+}
+
+// leader is the hub member that reports itself leader ("" if none does).
+func (c *compose) leader() string {
+	for _, h := range hubs {
+		if c.hubGauges(h)["hcx_hub_is_leader"] == 1 {
+			return h
+		}
+	}
+	return ""
+}
+
+// waitHubConsistent waits until exactly one member leads and every member
+// holds the same log tree and checkpoint size, at most limit.
+func (c *compose) waitHubConsistent(limit time.Duration) {
+	c.t.Helper()
+	start := time.Now()
+	for {
+		leaders, sizes, cps := 0, map[int64]bool{}, map[int64]bool{}
+		answered := 0
+		for _, h := range hubs {
+			g := c.hubGauges(h)
+			if g == nil {
+				continue
+			}
+			answered++
+			leaders += int(g["hcx_hub_is_leader"])
+			sizes[g["hcx_hub_tree_size"]] = true
+			cps[g["hcx_hub_checkpoint_size"]] = true
+		}
+		if answered == len(hubs) && leaders == 1 && len(sizes) == 1 && len(cps) == 1 {
+			return
+		}
+		if time.Since(start) > limit {
+			c.t.Fatalf("hub not consistent after %v: %d of %d members answer, %d leaders, tree sizes %v, checkpoint sizes %v", limit, answered, len(hubs), leaders, sizes, cps)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func allServices() []string {
 	var s []string
 	for k := range endpoints {
@@ -144,6 +208,7 @@ func startCompose(t *testing.T) *compose {
 	c.client = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}}}
 	c.waitReady(3*time.Minute, allServices()...)
+	c.waitHubConsistent(time.Minute)
 	t.Logf("docker-compose up: every member ready after %v", time.Since(start).Round(time.Millisecond))
 	return c
 }
@@ -164,7 +229,8 @@ func TestComposeFaults(t *testing.T) {
 		inject  func(ctr string)
 		heal    func(ctr string)
 	}{
-		{"kill -9 and restart a hub member", "hub-3", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
+		{"kill -9 and restart the hub leader", "leader", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
+		{"kill -9 and restart a hub follower", "follower", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
 		{"pause 5s a province node", "node-440000", func(ctr string) { c.docker("pause", ctr); time.Sleep(5 * time.Second) }, func(ctr string) { c.docker("unpause", ctr) }},
 		{"kill -9 and restart a province node", "node-110000", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
 		{"partition 5s a hub member", "hub-2", func(ctr string) {
@@ -172,18 +238,31 @@ func TestComposeFaults(t *testing.T) {
 			time.Sleep(5 * time.Second)
 		}, func(ctr string) { c.docker("network", "connect", "--alias", "hub-2", project+"_hcx", ctr) }},
 	} {
-		ctr := container(f.service)
+		service := f.service
+		switch service {
+		case "leader":
+			if service = c.leader(); service == "" {
+				t.Fatal("no hub member reports itself leader")
+			}
+		case "follower":
+			service = "hub-1"
+			if service == c.leader() {
+				service = "hub-3"
+			}
+		}
+		ctr := container(service)
 		f.inject(ctr)
-		if strings.HasPrefix(f.name, "kill") && c.ready(f.service) {
-			t.Errorf("%s: %s still answers ready after SIGKILL", f.name, f.service)
+		if strings.HasPrefix(f.name, "kill") && c.ready(service) {
+			t.Errorf("%s: %s still answers ready after SIGKILL", f.name, service)
 		}
 		healed := time.Now()
 		f.heal(ctr)
 		c.waitReady(2*time.Minute, allServices()...)
-		results = append(results, result{f.name, time.Since(healed)})
+		c.waitHubConsistent(time.Minute)
+		results = append(results, result{f.name + " (" + service + ")", time.Since(healed)})
 	}
 	var tbl strings.Builder
-	fmt.Fprintln(&tbl, "| fault | recovery (heal → every member ready) |\n|---|---|")
+	fmt.Fprintln(&tbl, "| fault | recovery (heal → every member ready, one leader, equal hub tree and checkpoint sizes) |\n|---|---|")
 	for _, r := range results {
 		fmt.Fprintf(&tbl, "| %s | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond))
 	}

@@ -31,15 +31,8 @@ func TestProbe(t *testing.T) {
 	defer plain.Close()
 
 	now := time.Now()
-	caDir := filepath.Join(t.TempDir(), "ca")
-	pki, err := certs.EnsureDevPKI(caDir, nil, []string{"hub-1"}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pki.CA.TLSRoot(); err != nil {
-		t.Fatal(err)
-	}
-	id, err := devServerTLS(pki.CA, "api-probe", "127.0.0.1:0", now)
+	ca, rootFile := probeCA(t, now)
+	id, err := devServerTLS(ca, "api-probe", "127.0.0.1:0", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,17 +40,7 @@ func TestProbe(t *testing.T) {
 	secure.TLS = certs.ServerTLS(id)
 	secure.StartTLS()
 	defer secure.Close()
-	rootFile := filepath.Join(caDir, certs.TLSRootCertFile)
-
-	otherDir := filepath.Join(t.TempDir(), "ca")
-	other, err := certs.EnsureDevPKI(otherDir, nil, []string{"hub-1"}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.CA.TLSRoot(); err != nil {
-		t.Fatal(err)
-	}
-	otherRoot := filepath.Join(otherDir, certs.TLSRootCertFile)
+	_, otherRoot := probeCA(t, now) // a CA that did not issue the server's certificate
 
 	// A port nothing listens on.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -110,4 +93,18 @@ func TestProbe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probeCA makes a dev CA with its TLS root and returns it and the root's file.
+func probeCA(t *testing.T, now time.Time) (*certs.CA, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	pki, err := certs.EnsureDevPKI(dir, nil, []string{"hub-1"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.CA.TLSRoot(); err != nil {
+		t.Fatal(err)
+	}
+	return pki.CA, filepath.Join(dir, certs.TLSRootCertFile)
 }
