@@ -34,6 +34,7 @@ func commands() []command {
 		{"audit", "the national auditor: verify the hub log and its checkpoints, find split views", runAudit},
 		{"feed", "a bureau's bulk feed: push FILE to a node, in signed chunks", runFeed},
 		{"verify", "the offline verifier: sync a node's bundle, then check codes without a network", runVerify},
+		{"probe", "a healthcheck: GET URL, exit 0 on 200 (for images without curl)", runProbe},
 	}
 }
 
