@@ -59,6 +59,7 @@ func (h *nodeHandler) checkStats(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, h.log, err)
 		return
 	}
+	a.BehindSeconds = int(node.StatsFlushInterval / time.Second)
 	if saved := h.n.StatsSaved(); !saved.IsZero() {
 		a.SavedAt = &saved
 	}
