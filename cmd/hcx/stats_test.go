@@ -9,18 +9,13 @@ import (
 	"time"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/node"
 )
 
-type statsAnswer struct {
-	Zone          string         `json:"zone"`
-	By            string         `json:"by"`
-	Group         string         `json:"group"`
-	Buckets       []node.StatRow `json:"buckets"`
-	SavedAt       *time.Time     `json:"saved_at"`
-	BehindSeconds int            `json:"behind_seconds"`
-}
+// statsAnswer is the route's answer, as api defines it.
+type statsAnswer struct{ api.CheckStatsAnswer }
 
 // sum is the bucket counts of one value over the answer.
 func (a statsAnswer) sum(value string) uint64 {
