@@ -40,6 +40,9 @@ type Node interface {
 	VerificationBundle() (*node.Bundle, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Checks(ctx context.Context, sub hcx.Subject, after string, limit int) (*node.ChecksPage, error)
+	CheckStats(from, to time.Time, step time.Duration, loc *time.Location, group string) ([]node.StatRow, error)
+	StatsSaved() time.Time
+	Zone() *time.Location
 	Ready() error
 	Applied() uint64
 	PolicyVersion() string
@@ -193,6 +196,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.venuesRules()...)
 	rules = append(rules, h.exposuresRules()...)
 	rules = append(rules, h.checksRules()...)
+	rules = append(rules, h.statsRules()...)
 	rules = append(rules, h.scansRules()...)
 	rules = append(rules, h.batchRules()...)
 	rules = append(rules, h.bundleRules()...)

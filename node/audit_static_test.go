@@ -17,7 +17,6 @@ import (
 var backgroundWriters = map[string]string{
 	"Node.commitOnce":    "the committer itself: it writes the trail entries",
 	"Node.applyChecked":  "the follower applies the hub's log",
-	"followTxn.set":      "the follower's transaction, split when it grows",
 	"migrateEvents":      "folds a store of an earlier version at open",
 	"Node.publishOnce":   "the publisher's bookkeeping of the pending batch",
 	"Node.recordAck":     "the publisher records the hub's acknowledgement",
@@ -27,7 +26,7 @@ var backgroundWriters = map[string]string{
 	"Node.runRedecide":   "the re-decision's cursor",
 	"Node.FileEnrolment": "a device files its certificate request, anonymously and bounded; the operator's decision on it is in the trail",
 	"Node.publishVax":    "the publisher seals vaccination envelopes from their outbox and records the hub's acknowledgement",
-	"followTxn.commit":   "the follower's transaction, committed early under subjects' locks (applyVax)",
+	"followTxn.commit":   "the follower's transaction, split when it grows (set, setTTL, setEntry) or committed early under subjects' locks (applyVax)",
 	"Node.updateAside":   "sessions and passkeys: a resident's own login credentials, not an operator or feed action, and no resident state",
 	"Node.storeChecks":   "the check history's background writer: receipts of verifications (a read; the resident's own data), batched off the verify path",
 	"Node.pruneWhere":    "deletes checks and statistics past their retention (PruneChecks, PruneStats)",

@@ -164,7 +164,7 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if tree.rng.End() != end {
 		return fmt.Errorf("the tree for entries %d..%d has %d leaves", start, end, tree.rng.End())
 	}
-	w := &followTxn{db: n.db, txn: n.db.NewTransaction(true)}
+	w := &followTxn{db: n.db, txn: n.db.NewTransaction(true), stats: &n.stats}
 	defer func() { w.txn.Discard() }()
 	for i, raw := range entries {
 		idx := start + uint64(i)
@@ -195,6 +195,7 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit log entries from %d: %w", start, err)
 	}
+	w.counted()
 	if w.risk {
 		if err := n.loadRiskSet(); err != nil {
 			return fmt.Errorf("reload risk areas: %w", err)
@@ -226,15 +227,38 @@ type followTxn struct {
 	txn  *badger.Txn
 	risk bool // risk areas changed (riskareas.go)
 	expo bool // exposures changed: matching jobs stored (exposures.go)
+	// stats receives pending once the transaction that wrote what they
+	// count commits (nil: counts are dropped, as in tests applying by hand).
+	stats   *statState
+	pending []pendingStat
+}
+
+type pendingStat struct {
+	at           time.Time
+	group, value string
+}
+
+// count adds one to a statistic when the current transaction commits.
+func (w *followTxn) count(at time.Time, group, value string) {
+	w.pending = append(w.pending, pendingStat{at, group, value})
+}
+
+// counted hands the pending counts to the statistics after a commit.
+func (w *followTxn) counted() {
+	if w.stats != nil {
+		for _, p := range w.pending {
+			w.stats.count(p.at, p.group, p.value)
+		}
+	}
+	w.pending = w.pending[:0]
 }
 
 func (w *followTxn) set(key, val []byte) error {
 	err := w.txn.Set(key, val)
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		if err := w.txn.Commit(); err != nil {
+		if err := w.commit(); err != nil {
 			return err
 		}
-		w.txn = w.db.NewTransaction(true)
 		err = w.txn.Set(key, val)
 	}
 	return err
@@ -259,6 +283,7 @@ func (w *followTxn) commit() error {
 	if err := w.txn.Commit(); err != nil {
 		return err
 	}
+	w.counted()
 	w.txn = w.db.NewTransaction(true)
 	return nil
 }

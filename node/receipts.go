@@ -592,14 +592,25 @@ func (n *Node) applyReceipts(w *followTxn, idx uint64, env *exchange.Envelope) e
 		if err != nil {
 			return stored(err)
 		}
-		e := badger.NewEntry(checkKey(rc.Sub, at, receiptSeq(idx, i)), v)
+		key := checkKey(rc.Sub, at, receiptSeq(idx, i))
+		// A replayed entry rewrites the same key: it counts nothing new.
+		_, err = w.txn.Get(key)
+		again := err == nil
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return stored(err)
+		}
+		e := badger.NewEntry(key, v)
 		e.ExpiresAt = uint64(max(at.Add(CheckRetention).Unix(), 1))
 		if err := w.setEntry(e); err != nil {
 			return stored(err)
 		}
 		n.rcpt.received.Add(1)
-		n.stats.count(at, StatAway, string(r.Iss))
-		n.stats.count(at, StatAwayCol, string(rc.Colour))
+		if !again {
+			// Counted once the transaction holding the key commits
+			// (followTxn.counted): a failed, retried write counts once.
+			w.count(at, StatAway, string(r.Iss))
+			w.count(at, StatAwayCol, string(rc.Colour))
+		}
 	}
 	return nil
 }

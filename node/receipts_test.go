@@ -118,12 +118,32 @@ func TestReceiptsTravelHomeSealed(t *testing.T) {
 	waitStored(t, gd, 1)
 	idx := applyNext(t, gd, envs[0])
 	for range 2 {
-		w := &followTxn{db: gd.db, txn: gd.db.NewTransaction(true)}
+		w := &followTxn{db: gd.db, txn: gd.db.NewTransaction(true), stats: &gd.stats}
 		if err := gd.applyEntry(w, idx, envs[0], time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.txn.Commit(); err != nil {
+		if err := w.commit(); err != nil {
 			t.Fatal(err)
+		}
+		w.txn.Discard()
+	}
+	// A replay writes nothing new, so it counts nothing new: two checks
+	// of Guangdong's residents at Sichuan, not six.
+	gd.flushStats()
+	hour := checkedAt.UTC().Truncate(time.Hour)
+	for _, g := range []string{StatAway, StatAwayCol} {
+		rows, err := gd.CheckStats(hour.Add(-time.Hour), hour.Add(2*time.Hour), 24*time.Hour, time.UTC, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := uint64(0)
+		for _, r := range rows {
+			for _, v := range r.Counts {
+				sum += v
+			}
+		}
+		if sum != 2 {
+			t.Errorf("%s counts %d checks after a replay, want 2: %+v", g, sum, rows)
 		}
 	}
 	if c := countChecks(t, gd, subs[0]); c != 2 {

@@ -73,6 +73,7 @@ type statState struct {
 	cells   map[statCell]uint64
 	units   map[int64]int // distinct units counted per hour since the last flush
 	dropped uint64
+	saved   time.Time // node clock at the last flush that left nothing pending
 }
 
 // count adds one to (hour of at, group, value).
@@ -146,8 +147,10 @@ func (n *Node) statRefused(at time.Time, err error) {
 
 // flushStats adds the counters into the store in one transaction.
 func (n *Node) flushStats() {
+	now := n.cfg.Now().UTC()
 	cells := n.stats.take()
 	if len(cells) == 0 {
+		n.stats.markSaved(now)
 		return
 	}
 	err := n.db.Update(func(txn *badger.Txn) error {
@@ -179,8 +182,28 @@ func (n *Node) flushStats() {
 	if err != nil {
 		n.log.Warn("store check statistics", "cells", len(cells), "err", err)
 		n.stats.putBack(cells)
+		return
 	}
+	n.stats.markSaved(now)
 }
+
+func (s *statState) markSaved(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saved = at
+}
+
+// StatsSaved is the node-clock time (UTC) up to which counts are in the
+// store: the last flush, StatsFlushInterval at most behind. Zero before
+// the first flush since the node started.
+func (n *Node) StatsSaved() time.Time {
+	n.stats.mu.Lock()
+	defer n.stats.mu.Unlock()
+	return n.stats.saved
+}
+
+// Zone is the province's time zone (its rule set's), in which days count.
+func (n *Node) Zone() *time.Location { return n.rules.Load().rs.Location() }
 
 func statKey(c statCell) []byte {
 	k := binary.BigEndian.AppendUint64([]byte(pStats), uint64(c.hour))

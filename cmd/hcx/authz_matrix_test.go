@@ -65,6 +65,7 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/residents/{sub}/contacts"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/residents/{sub}/code"},
 	{"node", "401  ok   403   ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/residents/{sub}/checks"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  ok", "GET /v1/stats/checks"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/residents/{sub}/guardians"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/residents/{sub}/guardians/{guardian}"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   ok   403   403  403  403", "POST /v1/verify"},
