@@ -32,6 +32,7 @@ func commands() []command {
 		{"device", "a checkpoint device's or feed's own key and certificate request: keygen", runDevice},
 		{"policy", "check and explain a province's colour rules", runPolicy},
 		{"feed", "a bureau's bulk feed: push FILE to a node, in signed chunks", runFeed},
+		{"bench", "load a running federation (hcx dev): verify, batch, issue, feed; with the raw SM2 baseline", runBench},
 		{"verify", "the offline verifier: sync a node's bundle, then check codes without a network", runVerify},
 	}
 }
