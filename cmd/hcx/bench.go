@@ -537,6 +537,14 @@ func (b *bench) run(parent context.Context, s string) benchResult {
 			case strings.HasPrefix(code, "429"):
 				local.Throttled++
 				local.Errors[code]++
+				if due == nil {
+					// Closed loop: pause rather than spin on refusals,
+					// which would take the cores from the federation.
+					select {
+					case <-time.After(benchThrottlePause):
+					case <-ctx.Done():
+					}
+				}
 			default:
 				local.Failed++
 				local.Errors[code]++
@@ -812,6 +820,9 @@ func rawSM2(ctx context.Context, d time.Duration) (verify, sign float64) {
 // benchRetryWait is how long setup waits after a 429 (the operator's and
 // residents' limits refill within a second).
 const benchRetryWait = 500 * time.Millisecond
+
+// benchThrottlePause is how long a closed-loop worker pauses after a 429.
+const benchThrottlePause = 100 * time.Millisecond
 
 func clipBody(b []byte) string {
 	s := strings.TrimSpace(string(b))

@@ -9,6 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/auth"
 )
 
 // TestBenchScenarios runs hcx bench for each scenario against a real
@@ -107,5 +112,24 @@ func TestLatencyHistogram(t *testing.T) {
 		if i := histBucket(us); histUpper(i) <= us || (i%histSub > 0 && histUpper(i-1) > us) {
 			t.Errorf("%d µs in bucket %d [.., %d)", us, i, histUpper(i))
 		}
+	}
+}
+
+// TestDevBenchLimits: hcx dev --bench-limits lifts exactly the per-caller
+// rates of the callers hcx bench plays, and keeps the in-flight bounds.
+func TestDevBenchLimits(t *testing.T) {
+	dev, b := devLimitsConfig(), devBenchLimitsConfig()
+	for _, r := range []auth.Role{auth.RoleCheckpoint, auth.RoleResident, auth.RoleFeed} {
+		if dev.PerRole[r].Rate == rate.Inf || b.PerRole[r].Rate != rate.Inf {
+			t.Errorf("%s: dev %v, bench %v", r, dev.PerRole[r], b.PerRole[r])
+		}
+	}
+	for _, r := range []auth.Role{auth.RoleAnonymous, auth.RoleOperator, auth.RoleAuditor} {
+		if b.PerRole[r] != dev.PerRole[r] || b.PerRole[r].Rate == rate.Inf {
+			t.Errorf("%s: bench %v, dev %v", r, b.PerRole[r], dev.PerRole[r])
+		}
+	}
+	if len(b.InFlight) == 0 || b.InFlight[api.PriorityCheckpoint] != dev.InFlight[api.PriorityCheckpoint] {
+		t.Errorf("in-flight bounds: %v", b.InFlight)
 	}
 }
