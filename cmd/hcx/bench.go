@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -832,15 +831,8 @@ func clipBody(b []byte) string {
 	return s
 }
 
+// isLoopbackURL says whether a node's base URL is on this machine.
 func isLoopbackURL(u string) bool {
 	p, err := url.Parse(u)
-	if err != nil {
-		return false
-	}
-	h := p.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && isLoopbackAddr(p.Host)
 }
