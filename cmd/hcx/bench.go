@@ -110,6 +110,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err := b.refreshCodes(ctx); err != nil {
 				return fmt.Errorf("%s: fresh codes: %w", s, err)
 			}
+			if err := b.waitKnown(ctx); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
 		}
 		rep.Scenarios = append(rep.Scenarios, b.run(ctx, s))
 	}
@@ -317,6 +320,28 @@ func (b *bench) refreshCodes(ctx context.Context) error {
 	}
 	b.codes = codes
 	return nil
+}
+
+// waitKnown waits (up to benchKeyWait) until the checkpoint's node knows
+// the issuing province's key: a node that has just started learns it from
+// the hub, and until then answers 401 unknown_key.
+func (b *bench) waitKnown(ctx context.Context) error {
+	deadline := time.Now().Add(benchKeyWait)
+	verify := b.op("verify")
+	for logged := false; ; {
+		_, _, _, code := verify(ctx, 0)
+		if code != "401 unknown_key" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s still does not know %s's key after %s: is it following the hub? (see its /readyz)", b.o.checkpointNode, b.o.province, benchKeyWait)
+		}
+		if !logged {
+			b.logf("waiting for %s to learn %s's key from the hub", b.o.checkpointNode, b.o.province)
+			logged = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (b *bench) codeRequest(ctx context.Context, i int) *http.Request {
@@ -819,6 +844,10 @@ func rawSM2(ctx context.Context, d time.Duration) (verify, sign float64) {
 // benchRetryWait is how long setup waits after a 429 (the operator's and
 // residents' limits refill within a second).
 const benchRetryWait = 500 * time.Millisecond
+
+// benchKeyWait bounds the wait for the checkpoint's node to know the
+// issuing province's key.
+const benchKeyWait = 30 * time.Second
 
 // benchThrottlePause is how long a closed-loop worker pauses after a 429.
 const benchThrottlePause = 100 * time.Millisecond
