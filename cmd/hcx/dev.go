@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/auth"
@@ -37,6 +39,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
 	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
+	benchLimits := fs.Bool("bench-limits", false, "lift the per-caller request rates of checkpoints, residents and feeds (in-flight bounds stay), so hcx bench measures the nodes rather than the abuse limits")
 	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
@@ -65,6 +68,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logger := slog.New(handler)
 
 	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: fmt.Sprintf("%s:%d", *host, *portBase-10), Logger: logger, TLS: *useTLS, Limits: devLimits}
+	if *benchLimits {
+		cfg.Limits = devBenchLimits
+		fmt.Fprintln(stdout, "hcx dev: --bench-limits: checkpoints, residents and feeds are not rate limited per caller")
+	}
 	for i := 0; i < *hubs; i++ {
 		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, *portBase+i))
 		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, *portBase+100+i))
@@ -252,8 +259,23 @@ Acting as each role with curl:
 
 // devLimits are the default abuse limits, except that anonymous callers,
 // who all come from loopback in a dev federation, share a bigger bucket.
-func devLimits() *api.Limits {
+func devLimits() *api.Limits { return api.NewLimits(devLimitsConfig()) }
+
+func devLimitsConfig() api.LimitsConfig {
 	cfg := api.DefaultLimitsConfig()
 	cfg.PerRole[auth.RoleAnonymous] = api.RoleLimit{Rate: 50, Burst: 100}
-	return api.NewLimits(cfg)
+	return cfg
+}
+
+// devBenchLimits are devLimits without the per-caller rates of the callers
+// hcx bench plays (one checkpoint certificate, a few residents, one feed);
+// the in-flight bounds per priority still shed load with 503.
+func devBenchLimits() *api.Limits { return api.NewLimits(devBenchLimitsConfig()) }
+
+func devBenchLimitsConfig() api.LimitsConfig {
+	cfg := devLimitsConfig()
+	for _, r := range []auth.Role{auth.RoleCheckpoint, auth.RoleResident, auth.RoleFeed} {
+		cfg.PerRole[r] = api.RoleLimit{Rate: rate.Inf}
+	}
+	return cfg
 }

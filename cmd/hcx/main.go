@@ -33,6 +33,7 @@ func commands() []command {
 		{"policy", "check and explain a province's colour rules", runPolicy},
 		{"audit", "the national auditor: verify the hub log and its checkpoints, find split views", runAudit},
 		{"feed", "a bureau's bulk feed: push FILE to a node, in signed chunks", runFeed},
+		{"bench", "load a running federation (hcx dev): verify, batch, issue, feed; with the raw SM2 baseline", runBench},
 		{"verify", "the offline verifier: sync a node's bundle, then check codes without a network", runVerify},
 		{"probe", "a healthcheck: GET URL, exit 0 on 200 (for images without curl)", runProbe},
 	}
