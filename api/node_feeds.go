@@ -224,6 +224,9 @@ func (h *nodeHandler) parseFeedLine(kind string, line []byte) (person, node.Even
 	if err == nil && id == "" {
 		err = hcx.Invalidf("id", "every record of a feed has a record id (the lab's sample number, the registry's dose id...): a feed sent twice then counts once")
 	}
+	if err == nil && p == (person{}) {
+		err = hcx.Invalidf("doc_type", "the record names nobody: name the person by doc_type and doc_number (or sub)")
+	}
 	return p, ev, err
 }
 
