@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/audit"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
@@ -255,7 +256,7 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every 
 	if err != nil {
 		return fmt.Errorf("--metrics %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+	srv := api.NewServer(mux, api.ServerTimeouts{ReadHeader: 5 * time.Second, Write: 10 * time.Second})
 	go srv.Serve(ln)
 	defer srv.Close()
 	cfg.Logger.Warn("auditing; metrics at /metrics", "addr", ln.Addr().String(), "every", every)
