@@ -56,8 +56,9 @@ const (
 	// MaxCheckpointBytes bounds a checkpoint note; a longer one is refused
 	// before it is read.
 	MaxCheckpointBytes = 16 << 10
-	// maxNoteSignatures bounds the signature lines a note may carry.
-	maxNoteSignatures = 16
+	// maxNoteSignatures bounds the signature lines a note may carry: the
+	// hub's and witnesses' cosignatures (cosign.go).
+	maxNoteSignatures = 64
 )
 
 // ErrMalformedCheckpoint is returned for a checkpoint note that is not in
@@ -75,6 +76,9 @@ type Checkpoint struct {
 	Time time.Time // the hub's clock when it signed (zero without a time line)
 	Body []byte    // the signed text
 	Sigs []NoteSignature
+	// Cosigs are the lines by witness key names (WitnessNamePrefix), read
+	// but not verified: VerifyCosignatures checks them.
+	Cosigs []Cosignature
 }
 
 // NoteSignature is one signature line by CheckpointKeyName.
@@ -177,8 +181,16 @@ func ParseCheckpoint(note []byte) (*Checkpoint, error) {
 		if err != nil || len(raw) < 5 {
 			return nil, malformedNote("signature by %s is not base64 of a key hash and a signature", name)
 		}
+		if strings.HasPrefix(name, WitnessNamePrefix) {
+			c, err := parseCosignature(name, raw, l)
+			if err != nil {
+				return nil, err
+			}
+			cp.Cosigs = append(cp.Cosigs, c)
+			continue
+		}
 		if name != CheckpointKeyName {
-			continue // a cosigner's line: not ours to check
+			continue // another party's line: not ours to check
 		}
 		var s NoteSignature
 		copy(s.KeyHash[:], raw[:4])
