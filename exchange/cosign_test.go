@@ -129,7 +129,7 @@ func TestCosignaturesThatDoNotVerifyAreNamed(t *testing.T) {
 	ws := WitnessesOf(ts, now)
 	other, _ := SignCheckpoint(f.hub, 8, bytes.Repeat([]byte{8}, 32), f.start)
 	ocp, _ := ParseCheckpoint(other)
-	wrongBody, _ := Cosign(aud, ocp.Body, now)            // cosigns another checkpoint
+	wrongBody, _ := Cosign(aud, ocp.Body, now)             // cosigns another checkpoint
 	future, _ := Cosign(f.sc, cp.Body, now.Add(time.Hour)) // dated an hour ahead
 	// A line by the auditor's name made with a province's key.
 	forged, _ := Cosign(f.gdNew, cp.Body, now)
