@@ -28,6 +28,8 @@ func (f *fsm) applyOne(at *applyTxn, ts *certs.TrustStore, data []byte, pre *pre
 	switch data[0] {
 	case cmdCheckpoint:
 		return f.applyCheckpoint(at, body)
+	case cmdCosign:
+		return f.applyCosign(at, ts, body)
 	case cmdMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil || m.ID == "" {

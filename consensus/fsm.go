@@ -34,16 +34,18 @@ import (
 //	t <ver>                -> leaf index of trust list version ver
 //	T                      -> leaf index of the newest trust list
 //	c                      -> newest checkpoint note
-//	C <size>               -> checkpoint note at that size
+//	C <size>               -> checkpoint note at that size (with the witness cosignatures committed for it)
+//	W                      -> the newest checkpoint size whose note carries a witness cosignature
 //	m <id>                 -> member metadata (JSON)
 //	L <idx>                -> commit time of leaf idx, Unix seconds (absent: logged before commit times)
 //	w                      -> the latest commit time, Unix seconds
 var (
-	keyClock   = []byte("w")
-	keyApplied = []byte("a")
-	keyRange   = []byte("r")
-	keyTrust   = []byte("T")
-	keyCP      = []byte("c")
+	keyClock     = []byte("w")
+	keyApplied   = []byte("a")
+	keyRange     = []byte("r")
+	keyTrust     = []byte("T")
+	keyCP        = []byte("c")
+	keyWitnessed = []byte("W")
 )
 
 func keyLeaf(i uint64) []byte { return append([]byte("l"), be8(i)...) }
