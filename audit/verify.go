@@ -17,6 +17,7 @@ import (
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/witness"
 	"github.com/transparency-dev/merkle/compact"
 )
 
@@ -30,16 +31,24 @@ const (
 	KindLeaf       = "leaf"       // a member answered another leaf for an index than the audited log
 	KindSplitView  = "split_view" // two signed checkpoints that cannot both be true
 	KindProof      = "proof"      // a consistency proof that does not hold
+	// KindCosignature: a witness cosignature on a checkpoint, by a witness
+	// of the trust list, that does not verify.
+	KindCosignature = "bad_cosignature"
 )
+
+// Kinds are the finding kinds, in a fixed order (metrics).
+var Kinds = []string{KindEnvelope, KindSeq, KindN, KindTrust, KindCheckpoint, KindLeaf, KindSplitView, KindProof, KindCosignature}
 
 // Finding is one thing wrong, named by where it was seen.
 type Finding struct {
-	Kind   string   `json:"kind"`
-	Member string   `json:"member,omitempty"` // the member (or gossip source) that served it
-	Index  *uint64  `json:"index,omitempty"`  // the leaf index, for leaf findings
-	Size   uint64   `json:"size,omitempty"`   // the tree size, for checkpoint findings
-	Detail string   `json:"detail"`
-	Notes  []string `json:"notes,omitempty"` // the signed checkpoint notes that prove it
+	Kind   string  `json:"kind"`
+	Member string  `json:"member,omitempty"` // the member (or gossip source) that served it
+	Index  *uint64 `json:"index,omitempty"`  // the leaf index, for leaf findings
+	Size   uint64  `json:"size,omitempty"`   // the tree size, for checkpoint findings
+	// Witness is the witness whose cosignature does not verify.
+	Witness string   `json:"witness,omitempty"`
+	Detail  string   `json:"detail"`
+	Notes   []string `json:"notes,omitempty"` // the signed checkpoint notes that prove it
 }
 
 func (f Finding) String() string {
@@ -63,7 +72,10 @@ var ranges = compact.RangeFactory{Hash: exchange.LogHasher{}.HashChildren}
 // Keys in the auditor's store.
 const (
 	kState = "state"
-	pN     = "n/" // n/<issuer>/<subject> -> n (8 bytes) || index (8 bytes)
+	// kWitness holds the state of the auditor's own witness (hcx audit
+	// --watch): the largest checkpoint it cosigned.
+	kWitness = "witness"
+	pN       = "n/" // n/<issuer>/<subject> -> n (8 bytes) || index (8 bytes)
 )
 
 // state is what the auditor keeps between runs besides the per-subject n.
@@ -124,6 +136,10 @@ func OpenVerifier(dir string, rootDER []byte) (*Verifier, error) {
 	}
 	return v, nil
 }
+
+// WitnessStore keeps the auditor's witness state (package witness) in the
+// auditor's store, beside what it verified.
+func (v *Verifier) WitnessStore() witness.Store { return witness.NewBadgerStore(v.db, kWitness) }
 
 // Close closes the store; call Commit first to keep what was verified.
 func (v *Verifier) Close() error { return v.db.Close() }

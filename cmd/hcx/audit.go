@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,10 +17,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/audit"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/witness"
 	"golang.org/x/term"
 )
 
@@ -46,7 +50,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gossip := fs.String("gossip", "", "comma-separated files or URLs of signed checkpoint notes seen by other auditors or nodes")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
-	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the /metrics and /healthz listener")
+	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
 	verbose := fs.Bool("v", false, "log progress lines")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views). Exits 1 on findings.\n\nFlags:")
@@ -114,7 +118,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	}
-	return watchAudit(ctx, cfg, v, *watch, *metrics, stdout, *asJSON)
+	return watchAudit(ctx, cfg, v, signer, *watch, *metrics, stdout, *asJSON)
 }
 
 // auditIdentity is the auditor's signer and the pinned root, from files or
@@ -223,8 +227,14 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 }
 
 // watchAudit audits every interval and serves the totals at /metrics
-// (Prometheus text exposition, hand-written until issue 15) and /healthz.
-func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
+// (Prometheus text exposition, hand-written until issue 15) and /healthz,
+// and is a witness of the hub with the auditor's key (auditWitness).
+func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer *certs.Signer, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
+	wit, err := witness.New(witness.Config{Signer: signer, Store: v.WitnessStore(), Logger: cfg.Logger,
+		LogKeys: func(at time.Time) []*ecdsa.PublicKey { return exchange.HubKeys(v.Trust(), at) }})
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	var size uint64
 	var runs, failures int
@@ -239,10 +249,12 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every 
 		fmt.Fprintf(w, "# HELP hcx_audit_runs_total Audit passes made.\n# TYPE hcx_audit_runs_total counter\nhcx_audit_runs_total %d\n", runs)
 		fmt.Fprintf(w, "# HELP hcx_audit_run_failures_total Audit passes that could not finish.\n# TYPE hcx_audit_run_failures_total counter\nhcx_audit_run_failures_total %d\n", failures)
 		fmt.Fprintf(w, "# HELP hcx_audit_findings_total Findings, by kind.\n# TYPE hcx_audit_findings_total counter\n")
-		for _, k := range []string{audit.KindEnvelope, audit.KindSeq, audit.KindN, audit.KindTrust, audit.KindCheckpoint, audit.KindLeaf, audit.KindSplitView, audit.KindProof} {
+		for _, k := range audit.Kinds {
 			fmt.Fprintf(w, "hcx_audit_findings_total{kind=%q} %d\n", k, kinds[k])
 		}
+		writeWitnessStats(w, wit.Stats())
 	})
+	mux.Handle("POST /v1/witness/add-checkpoint", auditWitness(wit, v, cfg.Logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -290,4 +302,41 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every 
 		case <-time.After(every):
 		}
 	}
+}
+
+// auditWitness serves the auditor's witness (C2SP tlog-witness
+// add-checkpoint) to hub members: a caller proves it is one with a request
+// token signed by a hub certificate of the trust list the auditor has
+// verified, and is named after it in the witness's log and conflicts (the
+// member that showed another history is the one named).
+func auditWitness(wit *witness.Witness, v *audit.Verifier, log *slog.Logger) http.Handler {
+	authn := &auth.RequestTokens{Trust: v.Trust, Replay: auth.NewReplayCache(0), MaxBody: witness.MaxRequestBody}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := authn.Authenticate(r)
+		switch {
+		case err != nil:
+		case p == nil:
+			err = hcx.Errorf(hcx.EUnauthorized, "unauthenticated", "a witness takes checkpoints from hub members only: sign the request with a hub member's request token")
+		case p.Role != auth.RoleHub:
+			err = hcx.Errorf(hcx.EForbidden, "forbidden_role", "a witness takes checkpoints from hub members only, not from a %s certificate", p.Role)
+		}
+		if err != nil {
+			api.WriteError(w, log, err)
+			return
+		}
+		wit.ServeAdd(w, r, "hub member "+p.Name)
+	})
+}
+
+// writeWitnessStats writes a witness's counters (Prometheus text).
+func writeWitnessStats(w io.Writer, s witness.Stats) {
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_cosigned_total Checkpoints the auditor's witness cosigned.\n# TYPE hcx_audit_witness_cosigned_total counter\nhcx_audit_witness_cosigned_total %d\n", s.Cosigned)
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_refused_total Submissions the auditor's witness refused, by reason.\n# TYPE hcx_audit_witness_refused_total counter\n")
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"malformed", s.Malformed}, {"unsigned", s.Unsigned}, {"unknown_origin", s.UnknownOrigin}, {"stale", s.Stale}, {"conflict", s.Conflicts}} {
+		fmt.Fprintf(w, "hcx_audit_witness_refused_total{reason=%q} %d\n", r.reason, r.n)
+	}
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_conflicts_total Hub-signed checkpoints that contradict what the witness cosigned (a split view).\n# TYPE hcx_audit_witness_conflicts_total counter\nhcx_audit_witness_conflicts_total %d\n", s.Conflicts)
 }
