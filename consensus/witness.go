@@ -35,6 +35,9 @@ const (
 	// MaxWitnesses bounds Config.Witnesses (a note carries at most 64
 	// signature lines, the hub's among them).
 	MaxWitnesses = 32
+	// maxLinesPerWitness bounds the lines read from one witness's answer
+	// (C2SP allows a line per key; a witness here has one key).
+	maxLinesPerWitness = 4
 )
 
 // WitnessStats are what the member's witness rounds did (metrics).
@@ -282,9 +285,20 @@ func (h *Hub) submitToWitness(ctx context.Context, p *witnessPeer, cp *exchange.
 	var good []string
 	invalid := uint64(0)
 	name := ""
-	for _, l := range strings.SplitAfter(strings.TrimSuffix(string(body), "\n"), "\n") {
+	lines := strings.SplitAfter(strings.TrimSuffix(string(body), "\n"), "\n")
+	if len(lines) > maxLinesPerWitness {
+		h.log.Warn("a witness returned more cosignature lines than a witness has keys; reading the first ones", "witness", p.client.URL, "lines", len(lines), "read", maxLinesPerWitness)
+		lines = lines[:maxLinesPerWitness]
+	}
+	kept := map[string]bool{}
+	for _, l := range lines {
 		l = strings.TrimSuffix(l, "\n")
-		if ok, n := verifyCosignature(note, l, ws, now); ok {
+		ok, n := verifyCosignature(note, l, ws, now)
+		if ok && kept[n] {
+			continue // one line per name is kept
+		}
+		if ok {
+			kept[n] = true
 			good, name = append(good, l), n
 		} else {
 			invalid++

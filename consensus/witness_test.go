@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -340,4 +341,125 @@ func TestACosignCommandKeepsOnlyLinesThatVerify(t *testing.T) {
 	if st := h.WitnessStats(); st.WitnessedSize != cp.Size {
 		t.Errorf("witnessed size %d, want %d", st.WitnessedSize, cp.Size)
 	}
+
+	// A member installing a snapshot serves the same witnessed note.
+	snap, err := h.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.Persist(&memSink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	fresh, err := openFSM(t.TempDir(), p.root.Cert.Raw, testLogger(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.close()
+	if err := fresh.Restore(nopCloser{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	other := &Hub{fsm: fresh}
+	if got, err := other.WitnessedCheckpoint(ctx); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("after a snapshot: %v\n%s\nwant\n%s", err, got, b)
+	}
+}
+
+func TestWitnessConfigIsCheckedAtStart(t *testing.T) {
+	p := newPKI(t, 1)
+	many := make([]string, MaxWitnesses+1)
+	for i := range many {
+		many[i] = "http://127.0.0.1:" + u64(uint64(9000+i)) + "/v1/witness"
+	}
+	for name, c := range map[string]struct {
+		urls []string
+		want string
+	}{
+		"not-a-url":  {[]string{"node-110000:8711/v1/witness"}, "submission prefix"},
+		"twice":      {[]string{"http://a/v1/witness", "http://a/v1/witness/"}, "listed twice"},
+		"too-many":   {many, "at most"},
+		"ftp-scheme": {[]string{"ftp://a/v1/witness"}, "submission prefix"},
+	} {
+		cfg := Config{ID: "hub-1", Dir: t.TempDir(), Bootstrap: true, RootDER: p.root.Cert.Raw, Signer: p.hubs[0], NoAPI: true, InsecurePlaintext: true, Witnesses: c.urls}
+		h, err := New(cfg)
+		if err == nil {
+			h.Close()
+			t.Errorf("%s: started", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want it to say %q", name, err, c.want)
+		}
+	}
+}
+
+// TestAWitnessAheadOfTheLogIsLoggedByNameAndBackedOff: a witness that has
+// cosigned a larger tree than the log has (it was shown another history)
+// is an error naming it; the member stops asking it at every checkpoint.
+func TestAWitnessAheadOfTheLogIsLoggedByNameAndBackedOff(t *testing.T) {
+	p := newPKI(t, 3)
+	w := startWitness(t, p, p.provs["110000"])
+	forked := sha256.Sum256([]byte("a larger tree"))
+	note, err := exchange.SignCheckpoint(p.hubs[1], 1000, forked[:], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.Advance(0, 1000, forked[:], note); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedLog
+	start := time.Now()
+	c := startCluster(t, p, 3, false, func(cfg *Config) {
+		cfg.Witnesses = []string{w.URL}
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := c.Leader().Submit(ctx, p.trust1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ { // a checkpoint every 100 ms or 8 leaves: many rounds
+		if _, err := c.Leader().Submit(ctx, p.batch(t, "510000", uint64(i), 1, i, hcx.Red, 1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var st WitnessStatus
+	for ctx.Err() == nil {
+		if st = c.Leader().WitnessStats().Witnesses[0]; st.Size == 1000 && st.Failures > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Size != 1000 || st.Cosigned != 0 {
+		t.Fatalf("the leader's view of the witness: %+v, want size 1000 and nothing cosigned", st)
+	}
+	// Back-off: 1 s, 2 s, 4 s … between tries, not one try per checkpoint.
+	elapsed := time.Since(start).Seconds()
+	if limit := uint64(2 + math.Log2(elapsed+1)); st.Failures > limit {
+		t.Errorf("%d failed tries in %.1f s, want at most %d (backed off)", st.Failures, elapsed, limit)
+	}
+	if l := logs.String(); !strings.Contains(l, "witness="+w.URL) || !strings.Contains(l, "witness_size=1000") || !strings.Contains(l, "larger tree") {
+		t.Errorf("no error naming the witness ahead of the log:\n%s", l)
+	}
+	if _, err := c.Leader().WitnessedCheckpoint(ctx); !errors.Is(err, hcx.ErrNotFound) {
+		t.Errorf("witnessed checkpoint: %v, want none", err)
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -259,9 +259,18 @@ func TestTheAuditorWitnessesTheHubAndReportsABadCosignature(t *testing.T) {
 }
 
 // TestAuditWatchHealthzFailsWhileNoMemberAnswers: /healthz says 503 and why
-// while the passes fail, and /metrics counts the failures.
+// while the passes fail, and /metrics counts the failures. (And a hub
+// without witnesses answers the witnessed checkpoint with 404.)
 func TestAuditWatchHealthzFailsWhileNoMemberAnswers(t *testing.T) {
 	f := startTestFederation(t, 1)
+	code, body := getText(t, f.HubURLs[0]+"/v1/checkpoint/witnessed")
+	if code != http.StatusNotFound || !strings.Contains(body, `"no_checkpoint"`) {
+		t.Errorf("GET /v1/checkpoint/witnessed without witnesses = %d %s, want 404 no_checkpoint", code, body)
+	}
+	var ae *exchange.APIError
+	if _, err := exchange.NewHubClient(f.HubURLs, nil).WitnessedCheckpoint(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusNotFound || ae.Code != "no_checkpoint" {
+		t.Errorf("HubClient.WitnessedCheckpoint: %v, want 404 no_checkpoint", err)
+	}
 	addr := freeAddr(t)
 	startWatch(t, "--hub", "http://"+freeAddr(t), "--dir", f.Dir, "--state", filepath.Join(t.TempDir(), "audit"), "--metrics", addr)
 	waitUntil(t, "/healthz to fail", 10*time.Second, func() bool {
