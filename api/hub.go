@@ -399,20 +399,18 @@ func writeWitnessMetrics(sb *strings.Builder, ws consensus.WitnessStats) {
 	if len(ws.Witnesses) == 0 {
 		return
 	}
-	sb.WriteString("# TYPE hcx_hub_witness_size gauge\n")
-	for _, w := range ws.Witnesses {
-		fmt.Fprintf(sb, "hcx_hub_witness_size{witness=%q} %d\n", w.URL, w.Size)
-	}
-	sb.WriteString("# TYPE hcx_hub_witness_cosigned_total counter\n")
-	for _, w := range ws.Witnesses {
-		fmt.Fprintf(sb, "hcx_hub_witness_cosigned_total{witness=%q} %d\n", w.URL, w.Cosigned)
-	}
-	sb.WriteString("# TYPE hcx_hub_witness_failures_total counter\n")
-	for _, w := range ws.Witnesses {
-		fmt.Fprintf(sb, "hcx_hub_witness_failures_total{witness=%q} %d\n", w.URL, w.Failures)
-	}
-	sb.WriteString("# TYPE hcx_hub_witness_invalid_cosignatures_total counter\n")
-	for _, w := range ws.Witnesses {
-		fmt.Fprintf(sb, "hcx_hub_witness_invalid_cosignatures_total{witness=%q} %d\n", w.URL, w.Invalid)
+	for _, m := range []struct {
+		name, typ string
+		value     func(consensus.WitnessStatus) uint64
+	}{
+		{"hcx_hub_witness_size", "gauge", func(w consensus.WitnessStatus) uint64 { return w.Size }},
+		{"hcx_hub_witness_cosigned_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Cosigned }},
+		{"hcx_hub_witness_failures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Failures }},
+		{"hcx_hub_witness_invalid_cosignatures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Invalid }},
+	} {
+		fmt.Fprintf(sb, "# TYPE %s %s\n", m.name, m.typ)
+		for _, w := range ws.Witnesses {
+			fmt.Fprintf(sb, "%s{witness=%q} %d\n", m.name, w.URL, m.value(w))
+		}
 	}
 }

@@ -31,20 +31,7 @@ type testWitness struct {
 	store witness.Store
 	URL   string // submission prefix
 	ts    *certs.TrustStore
-	logMu sync.Mutex
-	logs  bytes.Buffer
-}
-
-func (tw *testWitness) Write(p []byte) (int, error) {
-	tw.logMu.Lock()
-	defer tw.logMu.Unlock()
-	return tw.logs.Write(p)
-}
-
-func (tw *testWitness) log() string {
-	tw.logMu.Lock()
-	defer tw.logMu.Unlock()
-	return tw.logs.String()
+	logs  lockedLog // the witness's log
 }
 
 func startWitness(t *testing.T, p *pki, signer *certs.Signer) *testWitness {
@@ -62,7 +49,7 @@ func startWitness(t *testing.T, p *pki, signer *certs.Signer) *testWitness {
 	}
 	t.Cleanup(func() { db.Close() })
 	tw := &testWitness{store: witness.NewBadgerStore(db, "witness"), ts: ts}
-	tw.w, err = witness.New(witness.Config{Signer: signer, Store: tw.store, Logger: slog.New(slog.NewTextHandler(tw, nil)),
+	tw.w, err = witness.New(witness.Config{Signer: signer, Store: tw.store, Logger: slog.New(slog.NewTextHandler(&tw.logs, nil)),
 		LogKeys: func(at time.Time) []*ecdsa.PublicKey { return exchange.HubKeys(ts, at) }})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +248,7 @@ func TestAWitnessRefusesAnotherHistoryAndNamesTheMemberThatShowedIt(t *testing.T
 	if s := w.w.Stats(); s.Conflicts != 2 {
 		t.Errorf("witness stats: %+v, want 2 conflicts", s)
 	}
-	logs := w.log()
+	logs := w.logs.String()
 	for _, want := range []string{`caller="hub member hub-2"`, "stored_size=" + u64(size), "size=" + u64(size+5)} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the witness's log lacks %q:\n%s", want, logs)
@@ -447,6 +434,7 @@ func TestAWitnessAheadOfTheLogIsLoggedByNameAndBackedOff(t *testing.T) {
 	}
 }
 
+// lockedLog is a log that a test reads while it is written.
 type lockedLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer

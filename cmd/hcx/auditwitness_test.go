@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,30 +52,12 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// lockedBuffer is an io.Writer for a goroutine's log, read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startWatch runs hcx audit --watch in the background until the test ends.
-func startWatch(t *testing.T, args ...string) *lockedBuffer {
+func startWatch(t *testing.T, args ...string) *syncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	go func() { done <- runAudit(ctx, append(args, "--watch", "200ms"), io.Discard, logs) }()
 	t.Cleanup(func() {
 		cancel()
@@ -191,8 +172,10 @@ func TestTheAuditorWitnessesTheHubAndReportsABadCosignature(t *testing.T) {
 	if !strings.Contains(string(note), "— "+mine[0].Name+" ") {
 		t.Fatalf("the witnessed note lacks the auditor's line:\n%s", note)
 	}
-	if _, m := getText(t, f.HubURLs[0]+"/metrics"); !strings.Contains(m, "hcx_hub_witnessed_size ") || strings.Contains(m, "hcx_hub_witnessed_size 0\n") {
-		t.Errorf("hub metrics lack the witnessed size:\n%s", m)
+	if _, m := getText(t, f.Hub.Leader().URL()+"/metrics"); strings.Contains(m, "hcx_hub_witnessed_size 0\n") ||
+		!strings.Contains(m, `hcx_hub_witness_failures_total{witness="http://`+addr+`/v1/witness"}`) ||
+		strings.Contains(m, `hcx_hub_witness_cosigned_total{witness="http://`+addr+`/v1/witness"} 0`) {
+		t.Errorf("the leader's metrics lack the witnessed size or the auditor's cosignatures:\n%s", m)
 	}
 
 	t.Run("the watch's metrics show the cosigned checkpoints and the findings, healthz is ok", func(t *testing.T) {
