@@ -128,6 +128,7 @@ func printDevGuide(w io.Writer, f *federation) {
 	for _, u := range f.HubURLs {
 		fmt.Fprintf(w, "  %s   (try %s/v1/checkpoint; the log itself is for province, hub and auditor certificates)\n", u, u)
 	}
+	fmt.Fprintf(w, "  The province nodes witness its checkpoints: %s/v1/checkpoint/witnessed carries their cosignatures.\n", f.HubURLs[0])
 	fmt.Fprintln(w, "\nProvince nodes:")
 	for _, p := range devProvinces {
 		fmt.Fprintf(w, "  %s %-10s %s\n", p, p.Name(), f.NodeURLs[p])
