@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ type testWitness struct {
 	store witness.Store
 	URL   string // submission prefix
 	ts    *certs.TrustStore
-	logs  lockedLog // the witness's log
+	logs  lockedLog    // the witness's log
+	delay atomic.Int64 // nanoseconds to wait before answering
 }
 
 func startWitness(t *testing.T, p *pki, signer *certs.Signer) *testWitness {
@@ -57,6 +59,7 @@ func startWitness(t *testing.T, p *pki, signer *certs.Signer) *testWitness {
 	authn := &auth.RequestTokens{Trust: func() *certs.TrustStore { return ts }, Replay: auth.NewReplayCache(0)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/witness/add-checkpoint", func(rw http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(tw.delay.Load()))
 		pr, err := authn.Authenticate(r)
 		if err != nil || pr == nil || pr.Role != auth.RoleHub {
 			http.Error(rw, "hub members only", http.StatusUnauthorized)
@@ -435,6 +438,31 @@ func TestAWitnessAheadOfTheLogIsLoggedByNameAndBackedOff(t *testing.T) {
 }
 
 // lockedLog is a log that a test reads while it is written.
+// TestASlowWitnessMakesCheckpointsSkipRatherThanQueue: while a round
+// waits for a witness, new checkpoints start no round of their own; the
+// next round submits the newest checkpoint, whose proof covers them.
+func TestASlowWitnessMakesCheckpointsSkipRatherThanQueue(t *testing.T) {
+	p := newPKI(t, 3)
+	w := startWitness(t, p, p.provs["110000"])
+	w.delay.Store(int64(700 * time.Millisecond))
+	c, ctx := trustedWitnessCluster(t, p, w.URL)
+	for i := 4; i <= 30; i++ {
+		if _, err := c.Leader().Submit(ctx, p.batch(t, "510000", uint64(i), 1, i*2, hcx.Red, 1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	converge(t, c.Members...)
+	witnessedAt(t, ctx, c, c.Members[0].State().Size, exchange.WitnessesOf(w.ts, time.Now()), 1)
+	st := c.Leader().WitnessStats()
+	if st.Skipped == 0 {
+		t.Errorf("no checkpoint skipped while a round was running: %+v", st)
+	}
+	if got := w.w.Stats(); got.Cosigned > st.Rounds || got.Conflicts != 0 {
+		t.Errorf("witness stats %+v against %d rounds", got, st.Rounds)
+	}
+}
+
 type lockedLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
