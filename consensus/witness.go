@@ -259,10 +259,16 @@ func (h *Hub) submitToWitness(ctx context.Context, p *witnessPeer, cp *exchange.
 			p.st.Size, p.known = ce.Size, true
 			p.mu.Unlock()
 			switch {
+			case ce.Size > cp.Size && h.raft.AppliedIndex() < h.raft.CommitIndex():
+				// A new leader that has not applied the newest
+				// checkpoint yet: ask again (and judge again) next round.
+				p.mu.Lock()
+				p.st.Size, p.known = 0, false
+				p.mu.Unlock()
 			case ce.Size > cp.Size:
 				// The witness cosigned a larger tree than the log has
-				// committed: another history was shown to it, or this
-				// member is behind. Either way an operator must look.
+				// committed: another history was shown to it. An
+				// operator must look (the witness's conflicts name who).
 				h.log.Error("a witness has cosigned a larger tree than this member's newest checkpoint: it was shown another history", "witness", p.client.URL, "witness_size", ce.Size, "size", cp.Size)
 			case ce.Size == old:
 				// Same size, another root: the witness cosigned a
