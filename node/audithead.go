@@ -117,11 +117,13 @@ func (n *Node) sealAuditHead() error {
 }
 
 // loadHeadLogged sets the metric of the last logged trail head at open: the
-// last head sealed, if none waits for the hub.
+// last head sealed, if none waits for the hub. A node that never sealed one
+// seals its first AuditHeadEvery after it opened, like every later one.
 func (n *Node) loadHeadLogged(txn *badger.Txn) error {
 	var last sealedHead
 	found, err := getJSON(txn, kHeadSealed, &last)
 	if err != nil || !found {
+		n.headSealedAt.Store(n.cfg.Now().Unix())
 		return err
 	}
 	n.headSealedAt.Store(last.At)
