@@ -1,9 +1,8 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
-	"net/http"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,32 +16,15 @@ import (
 // runHeadNode runs Sichuan's node on dir with AuditHeadEvery every.
 func runHeadNode(t *testing.T, f *fed, dir string, every time.Duration, member string) (*node.Node, func()) {
 	t.Helper()
-	n, err := node.New(node.Config{
-		Province: "510000", Dir: dir, Signer: f.provs["510000"], RootDER: f.root.Cert.Raw,
-		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
-		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
-		RulesPath:      "../configs/rules/510000.yaml",
-		Hub:            exchange.NewHubClient([]string{member}, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
-		Logger:         quietLogger(),
-		AuditHeadEvery: every,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); n.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-			n.Close()
-		}
-	}
-	t.Cleanup(stop)
-	return n, stop
+	return runNodeWith(t, f, dir, func(c *node.Config) { c.AuditHeadEvery = every }, member)
+}
+
+// waitHeadLogged waits until the node reports the head at trail seq as
+// logged.
+func waitHeadLogged(t *testing.T, n *node.Node, seq uint64) {
+	t.Helper()
+	want := fmt.Sprintf("hcx_node_audit_head_logged_seq{province=%q} %d\n", "510000", seq)
+	waitFor(t, fmt.Sprintf("head %d to be logged", seq), func() bool { return strings.Contains(metricsOf(n), want) })
 }
 
 // loggedHeads reads the whole log and returns Sichuan's trail heads in it.
@@ -112,9 +94,7 @@ func TestNodeLogsItsTrailHeadWhenTheTrailGrewAndOnlyThen(t *testing.T) {
 	if err != nil || head.Seq != 3 {
 		t.Fatalf("trail head %+v, %v", head, err)
 	}
-	waitFor(t, "the head to be logged", func() bool {
-		return strings.Contains(metricsOf(n), `hcx_node_audit_head_logged_seq{province="510000"} 3`)
-	})
+	waitHeadLogged(t, n, 3)
 	heads := loggedHeads(t, f, member)
 	if len(heads) != 1 || heads[0].Iss != "510000" || heads[0].Seq != 3 || heads[0].Hash != head.Hash {
 		t.Fatalf("logged heads %+v, want one of 510000 at 3 with %s", heads, head.Hash)
@@ -136,9 +116,7 @@ func TestNodeLogsItsTrailHeadWhenTheTrailGrewAndOnlyThen(t *testing.T) {
 		t.Fatalf("after a restart with the trail as it was: %d heads logged, want 1", len(heads))
 	}
 	act(t, n, 2)
-	waitFor(t, "the grown head to be logged", func() bool {
-		return strings.Contains(metricsOf(n), `hcx_node_audit_head_logged_seq{province="510000"} 5`)
-	})
+	waitHeadLogged(t, n, 5)
 	if heads := loggedHeads(t, f, member); len(heads) != 2 || heads[1].Seq != 5 {
 		t.Fatalf("logged heads %+v, want 3 then 5", heads)
 	}
