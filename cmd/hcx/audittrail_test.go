@@ -129,3 +129,13 @@ func TestAuditTrailFlagRefusesBadValues(t *testing.T) {
 		t.Fatalf("the same province twice: %v", err)
 	}
 }
+
+// TestNodeRefusesANegativeAuditHeadEvery: hcx node refuses a negative
+// --audit-head-every, naming the flag, before it opens anything.
+func TestNodeRefusesANegativeAuditHeadEvery(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := runNode(context.Background(), []string{"--audit-head-every", "-1m"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--audit-head-every") {
+		t.Fatalf("--audit-head-every -1m: %v", err)
+	}
+}
