@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -32,6 +33,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, if set, is called after every page.
 	Progress func(done, total uint64)
+	// Trails are the provinces whose operator trails are checked against
+	// the heads they logged, after the log (CheckTrail).
+	Trails map[hcx.ProvinceCode]TrailSource
 }
 
 // Report is what a run found.
@@ -43,6 +47,8 @@ type Report struct {
 	Findings    []Finding `json:"findings"`
 	Dropped     int       `json:"dropped,omitempty"` // findings over MaxFindings, counted only
 	Unreachable []string  `json:"unreachable,omitempty"`
+	// Trails are the provinces whose operator trails were read and checked.
+	Trails []hcx.ProvinceCode `json:"trails,omitempty"`
 }
 
 func (r *Report) add(fs ...Finding) {
@@ -194,6 +200,24 @@ func Run(ctx context.Context, cfg Config, v *Verifier) (*Report, error) {
 		}
 	}
 	rep.add(checkCheckpoints(ctx, cfg, v, cps, roots, rep)...)
+	provs := make([]hcx.ProvinceCode, 0, len(cfg.Trails))
+	for p := range cfg.Trails {
+		provs = append(provs, p)
+	}
+	sort.Slice(provs, func(i, j int) bool { return provs[i] < provs[j] })
+	for _, p := range provs {
+		fs, err := v.CheckTrail(ctx, p, cfg.Trails[p])
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			cfg.Logger.Warn("a province's trail could not be read", "province", p, "err", err)
+			rep.Unreachable = append(rep.Unreachable, "trail "+string(p)+": "+err.Error())
+			continue
+		}
+		rep.Trails = append(rep.Trails, p)
+		rep.add(fs...)
+	}
 	rep.Size, rep.Root = v.Size(), b64(v.Root())
 	return rep, v.Commit()
 }

@@ -625,7 +625,7 @@ func (h *Hub) verify(compact string) error {
 		return err
 	}
 	switch env.Typ {
-	case exchange.TypBatch, exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts:
+	case exchange.TypBatch, exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts, exchange.TypAuditHead:
 		// Content is checked here, before anything is logged for good.
 		err = exchange.CheckContent(env)
 	case exchange.TypTrust:

@@ -162,15 +162,27 @@ func runNode(t testing.TB, f *fed, dir string, members ...string) (n *node.Node,
 // runNodeAt is runNode with the node's clock now (nil: the wall clock).
 func runNodeAt(t testing.TB, f *fed, dir string, now func() time.Time, members ...string) (n *node.Node, stop func()) {
 	t.Helper()
-	n, err := node.New(node.Config{
+	return runNodeWith(t, f, dir, func(c *node.Config) { c.Now = now }, members...)
+}
+
+// runNodeWith is runNode with the node's configuration changed by tune.
+func runNodeWith(t testing.TB, f *fed, dir string, tune func(*node.Config), members ...string) (n *node.Node, stop func()) {
+	t.Helper()
+	cfg := node.Config{
 		Province: "510000", Dir: dir, Signer: f.provs["510000"], RootDER: f.root.Cert.Raw,
 		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
 		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
 		RulesPath: "../configs/rules/510000.yaml",
 		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
 		Logger:    quietLogger(),
-		Now:       now,
-	})
+		// These tests count the log's leaves: the node logs no trail
+		// heads of its own unless tune says so (audithead_test.go).
+		AuditHeadEvery: -1,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,8 +53,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
 	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
 	verbose := fs.Bool("v", false, "log progress lines")
+	trails := trailFlags{}
+	fs.Var(&trails, "trail", "CODE=URL: check province CODE's operator trail, read from its node at URL, against the trail heads it logged (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views). Exits 1 on findings.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views), and with --trail the\noperator trails of provinces against the heads they logged. Exits 1 on findings.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +91,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := audit.Config{
 		Hub:    exchange.NewHubClient(urls, hc).SignWith(signer, nil),
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Trails: trails.sources(hc, signer),
 	}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		cfg.Progress = func(done, total uint64) { fmt.Fprintf(stderr, "\raudited %d of %d leaves", done, total) }
@@ -119,6 +123,56 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	return watchAudit(ctx, cfg, v, signer, *watch, *metrics, stdout, *asJSON)
+}
+
+// trailFlags are the --trail CODE=URL values: a province's node, by code.
+type trailFlags map[hcx.ProvinceCode]string
+
+func (t trailFlags) String() string {
+	var out []string
+	for p, u := range t {
+		out = append(out, string(p)+"="+u)
+	}
+	return strings.Join(out, ",")
+}
+
+// Set reads one CODE=URL, refusing a code that is not a province's, a URL
+// that is not absolute http(s), and a province given twice.
+func (t trailFlags) Set(v string) error {
+	code, u, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q: want CODE=URL, such as 440000=http://127.0.0.1:8801", v)
+	}
+	p := hcx.ProvinceCode(code)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%q: CODE: %v", v, err)
+	}
+	if pu, err := url.Parse(u); err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+		return fmt.Errorf("%q: URL: want the node's base URL, such as http://127.0.0.1:8801", v)
+	}
+	if _, dup := t[p]; dup {
+		return fmt.Errorf("%q: province %s is given twice", v, p)
+	}
+	t[p] = u
+	return nil
+}
+
+// sources are the trails to read, each with the auditor's request tokens,
+// over hc's transport if set.
+func (t trailFlags) sources(hc *http.Client, s *certs.Signer) map[hcx.ProvinceCode]audit.TrailSource {
+	if len(t) == 0 {
+		return nil
+	}
+	var base http.RoundTripper
+	if hc != nil {
+		base = hc.Transport
+	}
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &auth.SigningTransport{Base: base, Signer: s}}
+	out := map[hcx.ProvinceCode]audit.TrailSource{}
+	for p, u := range t {
+		out[p] = &audit.TrailClient{Base: u, HTTP: c}
+	}
+	return out
 }
 
 // auditIdentity is the auditor's signer and the pinned root, from files or
@@ -209,6 +263,9 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "audited leaves %d..%d (root %s), %d signed checkpoints\n", rep.Start, rep.Size, rep.Root, rep.Checkpoints)
+	for _, p := range rep.Trails {
+		fmt.Fprintf(w, "checked the operator trail of %s\n", p)
+	}
 	for _, m := range rep.Unreachable {
 		fmt.Fprintf(w, "unreachable: %s\n", m)
 	}

@@ -53,6 +53,9 @@ type federationConfig struct {
 	// ReceiptInterval is the nodes' node.Config.ReceiptInterval (0: the
 	// default, a minute); tests shorten it.
 	ReceiptInterval time.Duration
+	// AuditHeadEvery is the nodes' node.Config.AuditHeadEvery (0: the
+	// default, 10 minutes); tests shorten it.
+	AuditHeadEvery time.Duration
 	// TLS serves the hub's and the nodes' public APIs over TLS, with server
 	// certificates from the dev CA's TLS root (`hcx dev --tls`); the nodes'
 	// hub clients verify the hub against that root and the trust list.
@@ -248,6 +251,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 			ReceiptInterval: cfg.ReceiptInterval,
+			AuditHeadEvery:  cfg.AuditHeadEvery,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)
