@@ -380,9 +380,9 @@ func TestComposeFaults(t *testing.T) {
 		t.Error("the TCP proxy delayed nothing: the proxied nodes did not reach the hub through it")
 	}
 	var tbl strings.Builder
-	fmt.Fprintln(&tbl, "| fault | recovery | acked writes | lost | unknown outcome (cum.) | dup seq | dup n | hub ops (porcupine) | same colour everywhere after |\n|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(&tbl, "| fault | recovery | acked writes | lost | unknown outcome (cum.) | dup seq | dup n | hub ops (porcupine), of unknown outcome | same colour everywhere after |\n|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Fprintf(&tbl, "| %s | %v | %d | %d | %d | %d | %d | %d | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond), r.acked, r.lost, r.unknown, r.dupSeq, r.dupN, r.hubOps, r.converge.Round(10*time.Millisecond))
+		fmt.Fprintf(&tbl, "| %s | %v | %d | %d | %d | %d | %d | %d, %d | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond), r.acked, r.lost, r.unknown, r.dupSeq, r.dupN, r.hubOps, r.hubUnknown, r.converge.Round(10*time.Millisecond))
 	}
 	l.mu.Lock()
 	t.Logf("verifications during the faults: %v", l.verified)

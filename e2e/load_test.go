@@ -346,7 +346,7 @@ func errorCode(why string) string {
 type checkResult struct {
 	acked, lost, unknown int
 	dupSeq, dupN         int
-	hubOps               int
+	hubOps, hubUnknown   int // operations in the hub history; submits of unknown outcome
 	converge             time.Duration // every province answers the same colour for every sampled person
 	entries              uint64
 }
@@ -480,7 +480,7 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 	res.entries = uint64(len(final))
 	res.dupSeq, res.dupN = l.duplicates(fault, final)
 	l.consistent(fault)
-	res.hubOps = l.linearizable(fault, final)
+	res.hubOps, res.hubUnknown = l.linearizable(fault, final)
 	for _, p := range provinces {
 		if g := l.f.nodeGauges(p); g == nil {
 			t.Errorf("%s: node %s serves no metrics", fault, p)
@@ -587,10 +587,10 @@ func (l *load) duplicates(fault string, log []string) (dupSeq, dupN int) {
 // global index to its place among the load's keys (the other entries are
 // the nodes' batches, invisible to the model), after checking that the
 // log holds that envelope there.
-func (l *load) linearizable(fault string, final []string) int {
+func (l *load) linearizable(fault string, final []string) (ops, unknown int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ops := append([]porcupine.Operation(nil), l.hubOps...)
+	hist := append([]porcupine.Operation(nil), l.hubOps...)
 	keyOf := map[string]string{}
 	for k, e := range l.keyEnv {
 		keyOf[e] = k
@@ -603,18 +603,23 @@ func (l *load) linearizable(fault string, final []string) int {
 		}
 	}
 	for i, g := range l.submitIx {
-		key := ops[i].Input.(linmodel.Input).Key
+		key := hist[i].Input.(linmodel.Input).Key
 		if g >= uint64(len(final)) || keyOf[final[g]] != key {
 			l.f.t.Errorf("%s: the hub answered index %d for %s, the log does not hold it there", fault, g, key)
-			ops[i].Output = linmodel.Output{Index: 1 << 40}
+			hist[i].Output = linmodel.Output{Index: 1 << 40}
 			continue
 		}
-		ops[i].Output = linmodel.Output{Index: mine[g]}
+		hist[i].Output = linmodel.Output{Index: mine[g]}
 	}
-	ops = append(ops, porcupine.Operation{ClientId: -1, Input: linmodel.Input{Read: true}, Output: linmodel.Output{Log: l.project(final)}, Call: l.now(), Return: l.now() + 1})
-	res := porcupine.CheckOperationsTimeout(linmodel.Model.ToModel(), ops, time.Minute)
+	hist = append(hist, porcupine.Operation{ClientId: -1, Input: linmodel.Input{Read: true}, Output: linmodel.Output{Log: l.project(final)}, Call: l.now(), Return: l.now() + 1})
+	res := porcupine.CheckOperationsTimeout(linmodel.Model.ToModel(), hist, time.Minute)
 	if res != porcupine.Ok {
-		l.f.t.Errorf("%s: the hub history of %d operations is %s (an unknown outcome counts as a failure)", fault, len(ops), res)
+		l.f.t.Errorf("%s: the hub history of %d operations is %s (an unknown outcome counts as a failure)", fault, len(hist), res)
 	}
-	return len(ops)
+	for _, op := range hist {
+		if op.Output.(linmodel.Output).Unknown {
+			unknown++
+		}
+	}
+	return len(hist), unknown
 }
