@@ -127,6 +127,13 @@ func startIDP(t *testing.T, gateway, dir string) *devidp.Server {
 	return idp
 }
 
+// subnet is the compose network's, set by the override; movedIP is an
+// address in it that dynamic allocation does not reach in a run.
+const (
+	subnet  = "10.213.14.0/24"
+	movedIP = "10.213.14.250"
+)
+
 // writeOverride writes the compose override the suite runs with: each node
 // trusts the identity provider (--oidc, the file bind-mounted read-only),
 // and the nodes in proxied reach every hub member through the TCP proxy on
@@ -162,7 +169,10 @@ func writeOverride(t *testing.T, base, dir, gateway string, proxied []hcx.Provin
 		}
 		services[name] = s
 	}
-	out, err := yaml.Marshal(map[string]any{"version": "2.4", "services": services})
+	// A subnet of its own, so that a member can be moved to another
+	// address (docker network connect --ip needs a configured subnet).
+	networks := map[string]any{"hcx": map[string]any{"ipam": map[string]any{"config": []map[string]string{{"subnet": subnet}}}}}
+	out, err := yaml.Marshal(map[string]any{"version": "2.4", "services": services, "networks": networks})
 	if err != nil {
 		t.Fatal(err)
 	}
