@@ -346,7 +346,7 @@ func errorCode(why string) string {
 type checkResult struct {
 	acked, lost, unknown int
 	dupSeq, dupN         int
-	hubOps, hubUnknown   int // operations in the hub history; submits of unknown outcome
+	hubOps, hubUnknown   int           // operations in the hub history; submits of unknown outcome
 	converge             time.Duration // every province answers the same colour for every sampled person
 	entries              uint64
 }

@@ -25,7 +25,7 @@ const (
 	probeFrom      = hcx.ProvinceCode("440000") // A: where probes are written
 	probeAt        = hcx.ProvinceCode("310000") // B: where they are verified (not behind the proxy)
 	levelDuration  = 8 * time.Second
-	probeEvery     = 400 * time.Millisecond
+	probeEvery     = 500 * time.Millisecond
 	probesPerLevel = int(levelDuration / probeEvery)
 	probeLimit     = 20 * time.Second // a probe not seen at B by then counts as never
 	pollEvery      = 20 * time.Millisecond
@@ -85,12 +85,14 @@ func probe(f *fed, r *person, code string) probeResult {
 // lines/s, split over the writing provinces, open loop: every bgTick a
 // request of rate/10/len(writers) lines per province, at most bgInFlight
 // in flight (a tick that finds them all busy is counted late, not queued).
-func background(f *fed, docs map[hcx.ProvinceCode][]string, rate int, d time.Duration) (acked, late, failed int64) {
+func background(f *fed, docs map[hcx.ProvinceCode][]string, rate int, d time.Duration) (acked, late, failed int64, why map[string]int) {
+	why = map[string]int{}
 	if rate == 0 {
 		time.Sleep(d)
-		return 0, 0, 0
+		return 0, 0, 0, why
 	}
 	var a, lt, fl atomic.Int64
+	var whyMu sync.Mutex
 	var wg sync.WaitGroup
 	per := max(1, rate*int(bgTick/time.Millisecond)/1000/len(writers))
 	for _, p := range writers {
@@ -128,13 +130,16 @@ func background(f *fed, docs map[hcx.ProvinceCode][]string, rate int, d time.Dur
 						fl.Add(int64(len(batch) - res.Accepted))
 					} else {
 						fl.Add(int64(len(batch)))
+						whyMu.Lock()
+						why[errorCode(fmt.Sprintf("%d %s", st, b))] += len(batch)
+						whyMu.Unlock()
 					}
 				}()
 			}
 		}()
 	}
 	wg.Wait()
-	return a.Load(), lt.Load(), fl.Load()
+	return a.Load(), lt.Load(), fl.Load(), why
 }
 
 func percentile(ds []time.Duration, q float64) time.Duration {
@@ -153,16 +158,17 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 func TestComposePropagation(t *testing.T) {
 	_, f, _ := startCompose(t)
 	run := int(time.Now().UnixNano() % 1000)
-	var persons []*person
-	start := time.Now()
-	for i := 0; i < probesPerLevel*len(propagationLevels); i++ {
-		persons = append(persons, f.enrol(probeFrom, docNumber(probeFrom, run+1, i)))
-	}
-	t.Logf("enrolled %d probe residents at %s in %v", len(persons), probeFrom, time.Since(start).Round(time.Millisecond))
 	var tbl strings.Builder
 	fmt.Fprintln(&tbl, "| background changes/s (target) | achieved | late / failed lines | probes seen at B | p50 A→B | p99 A→B | max A→B | p50 A→hub | p99 A→hub |\n|---|---|---|---|---|---|---|---|---|")
 	next := 0
 	for _, rate := range propagationLevels {
+		enrolStart := time.Now()
+		var batch []*person
+		for range probesPerLevel {
+			batch = append(batch, f.enrol(probeFrom, docNumber(probeFrom, run+1, next)))
+			next++
+		}
+		t.Logf("level %d/s: enrolled %d probe residents at %s in %v", rate, len(batch), probeFrom, time.Since(enrolStart).Round(time.Millisecond))
 		docs := map[hcx.ProvinceCode][]string{}
 		if rate > 0 {
 			regStart := time.Now()
@@ -174,8 +180,6 @@ func TestComposePropagation(t *testing.T) {
 			}
 			t.Logf("level %d/s: registered %d residents in %v", rate, len(docs[writers[0]])+len(docs[writers[1]]), time.Since(regStart).Round(time.Millisecond))
 		}
-		batch := persons[next : next+probesPerLevel]
-		next += probesPerLevel
 		codes := make([]string, len(batch))
 		for i, r := range batch {
 			codes[i] = f.code(r)
@@ -186,8 +190,9 @@ func TestComposePropagation(t *testing.T) {
 			wg      sync.WaitGroup
 		)
 		var acked, late, failed int64
+		var why map[string]int
 		bgDone := make(chan struct{})
-		go func() { acked, late, failed = background(f, docs, rate, levelDuration); close(bgDone) }()
+		go func() { acked, late, failed, why = background(f, docs, rate, levelDuration); close(bgDone) }()
 		for i, r := range batch {
 			wg.Add(1)
 			go func(r *person, code string) {
@@ -214,7 +219,7 @@ func TestComposePropagation(t *testing.T) {
 		ms := func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
 		fmt.Fprintf(&tbl, "| %d | %.0f/s | %d / %d | %d of %d | %s | %s | %s | %s | %s |\n", rate, achieved, late, failed, len(total), len(results),
 			ms(percentile(total, 0.5)), ms(percentile(total, 0.99)), ms(percentile(total, 1)), ms(percentile(hub, 0.5)), ms(percentile(hub, 0.99)))
-		t.Logf("level %d/s: achieved %.0f/s, %d late, %d failed; %d of %d probes seen at B, p50 %v p99 %v", rate, achieved, late, failed, len(total), len(results), percentile(total, 0.5), percentile(total, 0.99))
+		t.Logf("level %d/s: achieved %.0f/s, %d late, %d failed %v; %d of %d probes seen at B, p50 %v p99 %v", rate, achieved, late, failed, why, len(total), len(results), percentile(total, 0.5), percentile(total, 0.99))
 		if rate > 0 && (achieved < 0.8*float64(rate) || len(total) < len(results) || percentile(total, 0.99) > 5*time.Second) {
 			t.Logf("level %d/s breaks (achieved under 80%% of the target, a probe never seen, or p99 over 5 s): stopping", rate)
 			break
