@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	osexec "os/exec"
@@ -206,7 +207,7 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	gateway := hostGateway(t)
 	dir := t.TempDir()
 	idp := startIDP(t, gateway, dir)
-	px := startProxy(t, gateway)
+	px := startProxy(t, net.JoinHostPort(gateway, "7000"), nil) // where the proxied nodes find hub-N:7000
 	c := &compose{t: t, files: []string{base, writeOverride(t, base, dir, gateway, proxied)}}
 	c.compose("down", "-v", "--remove-orphans") // a previous run interrupted
 	t.Cleanup(func() {
@@ -312,9 +313,30 @@ func faults(px *tcpProxy) []fault {
 		{"drop 5s all packets in and out of the hub leader (iptables)", "leader", drop("INPUT", "OUTPUT"), undrop("INPUT", "OUTPUT")},
 		{"drop 5s packets into a hub follower only (iptables INPUT)", "follower", drop("INPUT"), undrop("INPUT")},
 		{"drop 5s packets out of the hub leader only (iptables OUTPUT)", "leader", drop("OUTPUT"), undrop("OUTPUT")},
+		{"stop a hub follower, start it at another address", "follower", func(*compose, string) {}, moveTo(movedIP)},
 		{"delay and reorder 10s node-hub traffic (TCP proxy, up to 400 ms a chunk)", "proxy",
 			func(c *compose, _ string) { px.disturb(400 * time.Millisecond); time.Sleep(2 * faultHold) },
 			func(c *compose, _ string) { px.disturb(0) }},
+	}
+}
+
+// negativeControl shows that the checks catch a loss: an acknowledgement
+// the load invents, for a registered resident nobody wrote about, must be
+// reported lost (and nothing else).
+func negativeControl(t *testing.T, l *load) {
+	doc := l.take(writers[0], 1)
+	if len(doc) == 0 {
+		t.Fatal("negative control: no resident left")
+	}
+	l.mu.Lock()
+	l.acked = append(l.acked, ack{p: writers[0], sub: l.f.subject(writers[0], doc[0]), id: "invented", at: time.Now()})
+	l.mu.Unlock()
+	var found []string
+	l.errorf = func(format string, args ...any) { found = append(found, fmt.Sprintf(format, args...)) }
+	res := l.check("negative control", 2*time.Second)
+	l.errorf = t.Errorf
+	if res.lost != 1 || len(found) != 1 || !strings.Contains(found[0], "invented") {
+		t.Errorf("negative control: an invented acknowledgement gave %d lost and the reports %q, want it reported lost alone", res.lost, found)
 	}
 }
 
@@ -375,6 +397,9 @@ func TestComposeFaults(t *testing.T) {
 		t.Logf("%s: recovered in %v; %+v", name, recovery.Round(10*time.Millisecond), results[len(results)-1].checkResult)
 		l.refill(writers[0], 200)
 		l.refill(writers[1], 200)
+		if len(results) == 1 {
+			negativeControl(t, l)
+		}
 	}
 	if px.chunks.Load() == 0 {
 		t.Error("the TCP proxy delayed nothing: the proxied nodes did not reach the hub through it")

@@ -51,6 +51,9 @@ type ack struct {
 type load struct {
 	f   *fed
 	run int
+	// errorf reports what a check finds (t.Errorf; the negative control
+	// collects instead).
+	errorf func(format string, args ...any)
 
 	mu        sync.Mutex
 	pool      map[hcx.ProvinceCode][]string // registered green residents not written to yet
@@ -77,7 +80,7 @@ type load struct {
 }
 
 func newLoad(f *fed) *load {
-	l := &load{f: f, run: rand.Intn(1000), pool: map[hcx.ProvinceCode][]string{}, next: map[hcx.ProvinceCode]int{},
+	l := &load{f: f, run: rand.Intn(1000), errorf: f.t.Errorf, pool: map[hcx.ProvinceCode][]string{}, next: map[hcx.ProvinceCode]int{},
 		codes: map[*person]string{}, red: map[*person]bool{}, uncertain: map[*person]bool{}, verified: map[string]int{},
 		keyEnv: map[string]string{}, submitIx: map[int]uint64{}, start: time.Now()}
 	for _, p := range writers {
@@ -356,7 +359,6 @@ type checkResult struct {
 // the same colour everywhere, consistent checkpoints. Failures are test
 // errors naming the fault.
 func (l *load) check(fault string, limit time.Duration) checkResult {
-	t := l.f.t
 	var res checkResult
 	// The same colour everywhere: each province's answer for every sampled
 	// person equals the home node's, which equals what was acknowledged.
@@ -390,7 +392,7 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 			break
 		}
 		if time.Since(start) > limit {
-			t.Errorf("%s: provinces still disagree %v after the heal: %v", fault, limit, diffs)
+			l.errorf("%s: provinces still disagree %v after the heal: %v", fault, limit, diffs)
 			res.converge = time.Since(start)
 			break
 		}
@@ -449,7 +451,7 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 	res.lost = len(lost)
 	if len(lost) > 0 {
 		sort.Strings(lost)
-		t.Errorf("%s: %d of %d acknowledged writes lost: %v", fault, len(lost), len(todo), lost[:min(len(lost), 10)])
+		l.errorf("%s: %d of %d acknowledged writes lost: %v", fault, len(lost), len(todo), lost[:min(len(lost), 10)])
 	}
 	// The whole log, from every member: equal prefixes, no duplicates.
 	logs := make([][]string, len(hubs))
@@ -459,7 +461,7 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 		log, ok := l.readMember(ctx, m, uint64(size))
 		cancel()
 		if !ok {
-			t.Errorf("%s: %s does not serve its log up to its tree size %d", fault, h, size)
+			l.errorf("%s: %s does not serve its log up to its tree size %d", fault, h, size)
 		}
 		logs[m] = log
 	}
@@ -472,7 +474,7 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 	for m, lg := range logs {
 		for i := range lg {
 			if lg[i] != final[i] {
-				t.Errorf("%s: %s's log differs from the longest at index %d", fault, hubs[m], i)
+				l.errorf("%s: %s's log differs from the longest at index %d", fault, hubs[m], i)
 				break
 			}
 		}
@@ -483,9 +485,9 @@ func (l *load) check(fault string, limit time.Duration) checkResult {
 	res.hubOps, res.hubUnknown = l.linearizable(fault, final)
 	for _, p := range provinces {
 		if g := l.f.nodeGauges(p); g == nil {
-			t.Errorf("%s: node %s serves no metrics", fault, p)
+			l.errorf("%s: node %s serves no metrics", fault, p)
 		} else if g["hcx_node_log_forks_total"] != 0 {
-			t.Errorf("%s: node %s saw %d forks of the hub log", fault, p, g["hcx_node_log_forks_total"])
+			l.errorf("%s: node %s saw %d forks of the hub log", fault, p, g["hcx_node_log_forks_total"])
 		}
 	}
 	return res
@@ -502,7 +504,7 @@ func (l *load) checkpoint(m int) *exchange.Checkpoint {
 	}
 	cp, err := exchange.VerifyCheckpoint(l.f.ts, note)
 	if err != nil {
-		l.f.t.Errorf("%s's checkpoint: %v", hubs[m], err)
+		l.errorf("%s's checkpoint: %v", hubs[m], err)
 		return nil
 	}
 	return cp
@@ -523,7 +525,7 @@ func (l *load) consistent(fault string) {
 			}
 			if ca.Size == cb.Size {
 				if !bytes.Equal(ca.Root, cb.Root) {
-					l.f.t.Errorf("%s: %s and %s sign different roots at size %d", fault, hubs[a], hubs[b], ca.Size)
+					l.errorf("%s: %s and %s sign different roots at size %d", fault, hubs[a], hubs[b], ca.Size)
 				}
 				continue
 			}
@@ -537,7 +539,7 @@ func (l *load) consistent(fault string) {
 				err = proof.VerifyConsistency(exchange.LogHasher{}, ca.Size, cb.Size, p, ca.Root, cb.Root)
 			}
 			if err != nil {
-				l.f.t.Errorf("%s: %s's checkpoint (%d) and %s's (%d) are not consistent: %v", fault, hubs[a], ca.Size, hubs[b], cb.Size, err)
+				l.errorf("%s: %s's checkpoint (%d) and %s's (%d) are not consistent: %v", fault, hubs[a], ca.Size, hubs[b], cb.Size, err)
 			}
 		}
 	}
@@ -552,7 +554,7 @@ func (l *load) duplicates(fault string, log []string) (dupSeq, dupN int) {
 	for i, e := range log {
 		env, err := exchange.Open(l.f.ts, e)
 		if err != nil {
-			l.f.t.Errorf("%s: log entry %d does not open: %v", fault, i, err)
+			l.errorf("%s: log entry %d does not open: %v", fault, i, err)
 			continue
 		}
 		if env.Typ != exchange.TypBatch {
@@ -560,7 +562,7 @@ func (l *load) duplicates(fault string, log []string) (dupSeq, dupN int) {
 		}
 		b, err := exchange.DecodeBatch(env)
 		if err != nil {
-			l.f.t.Errorf("%s: log entry %d: %v", fault, i, err)
+			l.errorf("%s: log entry %d: %v", fault, i, err)
 			continue
 		}
 		k := fmt.Sprintf("%s/%d", b.Iss, b.Seq)
@@ -577,7 +579,7 @@ func (l *load) duplicates(fault string, log []string) (dupSeq, dupN int) {
 		}
 	}
 	if dupSeq+dupN > 0 {
-		l.f.t.Errorf("%s: %d repeated batch sequence numbers, %d attestation numbers reused with other content", fault, dupSeq, dupN)
+		l.errorf("%s: %d repeated batch sequence numbers, %d attestation numbers reused with other content", fault, dupSeq, dupN)
 	}
 	return dupSeq, dupN
 }
@@ -605,7 +607,7 @@ func (l *load) linearizable(fault string, final []string) (ops, unknown int) {
 	for i, g := range l.submitIx {
 		key := hist[i].Input.(linmodel.Input).Key
 		if g >= uint64(len(final)) || keyOf[final[g]] != key {
-			l.f.t.Errorf("%s: the hub answered index %d for %s, the log does not hold it there", fault, g, key)
+			l.errorf("%s: the hub answered index %d for %s, the log does not hold it there", fault, g, key)
 			hist[i].Output = linmodel.Output{Index: 1 << 40}
 			continue
 		}
@@ -614,7 +616,7 @@ func (l *load) linearizable(fault string, final []string) (ops, unknown int) {
 	hist = append(hist, porcupine.Operation{ClientId: -1, Input: linmodel.Input{Read: true}, Output: linmodel.Output{Log: l.project(final)}, Call: l.now(), Return: l.now() + 1})
 	res := porcupine.CheckOperationsTimeout(linmodel.Model.ToModel(), hist, time.Minute)
 	if res != porcupine.Ok {
-		l.f.t.Errorf("%s: the hub history of %d operations is %s (an unknown outcome counts as a failure)", fault, len(hist), res)
+		l.errorf("%s: the hub history of %d operations is %s (an unknown outcome counts as a failure)", fault, len(hist), res)
 	}
 	for _, op := range hist {
 		if op.Output.(linmodel.Output).Unknown {

@@ -30,16 +30,25 @@ type tcpProxy struct {
 	chunks   atomic.Int64 // chunks forwarded while disturbed
 	conns    atomic.Int64
 
+	// resolve answers the address to forward a server name to (fresh:
+	// after a failed dial); dockerTarget by default.
+	resolve func(name string, fresh bool) (string, error)
+
 	mu      sync.Mutex
 	targets map[string]string // hub-N → container address
 }
 
-func startProxy(t *testing.T, gateway string) *tcpProxy {
-	ln, err := net.Listen("tcp", net.JoinHostPort(gateway, "7000"))
+// startProxy listens on addr and forwards to what resolve answers for each
+// connection's server name (nil: the hub member's container address).
+func startProxy(t *testing.T, addr string, resolve func(name string, fresh bool) (string, error)) *tcpProxy {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("the TCP proxy listens where the proxied nodes find hub-N:7000: %v", err)
+		t.Fatalf("the TCP proxy listens on %s: %v", addr, err)
 	}
-	p := &tcpProxy{t: t, ln: ln, targets: map[string]string{}}
+	p := &tcpProxy{t: t, ln: ln, targets: map[string]string{}, resolve: resolve}
+	if p.resolve == nil {
+		p.resolve = p.dockerTarget
+	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -60,9 +69,9 @@ func startProxy(t *testing.T, gateway string) *tcpProxy {
 // disturb makes every chunk wait up to max (0: none).
 func (p *tcpProxy) disturb(max time.Duration) { p.maxDelay.Store(int64(max)) }
 
-// target is the container address of hub member name, asked of docker
-// (again after a failed dial: a restarted container may have moved).
-func (p *tcpProxy) target(name string, fresh bool) (string, error) {
+// dockerTarget is the container address of hub member name, asked of
+// docker (again after a failed dial: a restarted container may have moved).
+func (p *tcpProxy) dockerTarget(name string, fresh bool) (string, error) {
 	if !strings.HasPrefix(name, "hub-") || len(name) != 5 {
 		return "", errors.New("not a hub member: " + name)
 	}
@@ -110,7 +119,7 @@ func (p *tcpProxy) serve(client net.Conn) {
 	_ = client.SetReadDeadline(time.Time{})
 	var server net.Conn
 	for _, fresh := range []bool{false, true} {
-		addr, err := p.target(sni, fresh)
+		addr, err := p.resolve(sni, fresh)
 		if err != nil {
 			return
 		}
