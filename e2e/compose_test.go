@@ -278,23 +278,22 @@ func reconnect(service string) func(c *compose, ctr string) {
 // given chains (INPUT, OUTPUT): silent loss, no reset, no unreachable.
 func drop(chains ...string) func(c *compose, ctr string) {
 	return func(c *compose, ctr string) {
-		pid := strings.TrimSpace(c.docker("inspect", "-f", "{{.State.Pid}}", ctr))
-		for _, ch := range chains {
-			if out, err := exec(time.Minute, "nsenter", "-t", pid, "-n", "iptables", "-A", ch, "-j", "DROP"); err != nil {
-				c.t.Fatalf("nsenter -t %s -n iptables -A %s -j DROP: %v\n%s", pid, ch, err, out)
-			}
-		}
+		iptables(c, ctr, "-A", chains)
 		time.Sleep(faultHold)
 	}
 }
 
 func undrop(chains ...string) func(c *compose, ctr string) {
-	return func(c *compose, ctr string) {
-		pid := strings.TrimSpace(c.docker("inspect", "-f", "{{.State.Pid}}", ctr))
-		for _, ch := range chains {
-			if out, err := exec(time.Minute, "nsenter", "-t", pid, "-n", "iptables", "-D", ch, "-j", "DROP"); err != nil {
-				c.t.Fatalf("nsenter -t %s -n iptables -D %s -j DROP: %v\n%s", pid, ch, err, out)
-			}
+	return func(c *compose, ctr string) { iptables(c, ctr, "-D", chains) }
+}
+
+// iptables adds (-A) or deletes (-D) a DROP rule in each chain, inside the
+// container's network namespace (nsenter; the suite runs as root).
+func iptables(c *compose, ctr, op string, chains []string) {
+	pid := strings.TrimSpace(c.docker("inspect", "-f", "{{.State.Pid}}", ctr))
+	for _, ch := range chains {
+		if out, err := exec(time.Minute, "nsenter", "-t", pid, "-n", "iptables", op, ch, "-j", "DROP"); err != nil {
+			c.t.Fatalf("nsenter -t %s -n iptables %s %s -j DROP: %v\n%s", pid, op, ch, err, out)
 		}
 	}
 }

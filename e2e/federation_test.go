@@ -172,12 +172,16 @@ func writeOverride(t *testing.T, base, dir, gateway string, proxied []hcx.Provin
 	// A subnet of its own, so that a member can be moved to another
 	// address (docker network connect --ip needs a configured subnet).
 	networks := map[string]any{"hcx": map[string]any{"ipam": map[string]any{"config": []map[string]string{{"subnet": subnet}}}}}
-	out, err := yaml.Marshal(map[string]any{"version": "2.4", "services": services, "networks": networks})
+	return writeCompose(t, filepath.Join(dir, "docker-compose.e2e.yml"), map[string]any{"version": "2.4", "services": services, "networks": networks})
+}
+
+// writeCompose writes a compose file holding v and answers its path.
+func writeCompose(t *testing.T, path string, v any) string {
+	b, err := yaml.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "docker-compose.e2e.yml")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

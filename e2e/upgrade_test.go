@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // nextImage is the "new version" of the rolling upgrade: the image of
@@ -29,15 +26,7 @@ func upgraded(t *testing.T, dir string, services []string) string {
 	for _, name := range services {
 		s[name] = map[string]any{"image": nextImage}
 	}
-	b, err := yaml.Marshal(map[string]any{"version": "2.4", "services": s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "docker-compose.next.yml")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeCompose(t, filepath.Join(dir, "docker-compose.next.yml"), map[string]any{"version": "2.4", "services": s})
 }
 
 // TestComposeRollingUpgrade replaces the hub members one by one with
