@@ -236,7 +236,7 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	c.client = newClient(root, 3*time.Second)
 	c.waitReady(3*time.Minute, allServices()...)
 	c.waitHubConsistent(time.Minute)
-	t.Logf("docker-compose up: every member ready after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
 	return c, newFed(t, c, idp, gateway), px
 }
 
@@ -411,5 +411,5 @@ func TestComposeFaults(t *testing.T) {
 	l.mu.Lock()
 	t.Logf("verifications during the faults: %v", l.verified)
 	l.mu.Unlock()
-	t.Logf("results:\n%s", tbl.String())
+	t.Logf("results (load average %s):\n%s", loadavg(), tbl.String())
 }
