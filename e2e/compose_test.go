@@ -408,8 +408,11 @@ func TestComposeFaults(t *testing.T) {
 	for _, r := range results {
 		fmt.Fprintf(&tbl, "| %s | %v | %d | %d | %d | %d | %d | %d, %d | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond), r.acked, r.lost, r.unknown, r.dupSeq, r.dupN, r.hubOps, r.hubUnknown, r.converge.Round(10*time.Millisecond))
 	}
+	if l.views == 0 {
+		t.Errorf("no node served its view of the hub log (bundle header): %v", l.noView)
+	}
 	l.mu.Lock()
-	t.Logf("verifications during the faults: %v", l.verified)
+	t.Logf("verifications during the faults: %v; node views checked against the hub: %d, not served: %v", l.verified, l.views, l.noView)
 	l.mu.Unlock()
 	t.Logf("results (load average %s):\n%s", loadavg(), tbl.String())
 }

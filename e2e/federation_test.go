@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -95,6 +96,7 @@ type fed struct {
 	signers map[string]*certs.Signer // feed-P, checkpoint-P, province-P
 	subKeys map[hcx.ProvinceCode]certs.SubjectKey
 	ts      *certs.TrustStore
+	rootDER []byte
 }
 
 // startIDP runs the development identity provider in this process on the
@@ -239,6 +241,7 @@ func newFed(t *testing.T, c *compose, idp *devidp.Server, gateway string) *fed {
 	if blk == nil {
 		t.Fatal("root.crt holds no PEM block")
 	}
+	f.rootDER = blk.Bytes
 	if f.ts, err = certs.NewTrustStoreDER(blk.Bytes); err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +445,35 @@ func (f *fed) ownColour(p hcx.ProvinceCode, sub hcx.Subject) (hcx.Colour, string
 		return "", fmt.Sprintf("%d %.200s", st, b)
 	}
 	return r.Status.Colour, ""
+}
+
+// nodeView is province p's view of the hub log, from the header of its
+// offline bundle (read as its checkpoint device; the body is not
+// downloaded): its tree size and root, and the hub checkpoint it verified,
+// all checked by exchange.VerifyBundleHeader (signatures, and the node's
+// tree consistent with that checkpoint). nil and why when it serves none.
+func (f *fed) nodeView(p hcx.ProvinceCode) (*exchange.VerifiedBundle, string) {
+	req, _ := http.NewRequest(http.MethodGet, nodeURL(p)+"/v1/verify/bundle", nil)
+	if err := auth.SignRequest(req, nil, f.signers["checkpoint-"+string(p)], time.Now()); err != nil {
+		return nil, err.Error()
+	}
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReaderSize(io.LimitReader(resp.Body, exchange.MaxBundleHeaderBytes+1), 64<<10).ReadString('\n')
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Sprintf("%d %.200s", resp.StatusCode, line)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("bundle header: %v", err)
+	}
+	vb, err := exchange.VerifyBundleHeader(f.rootDER, strings.TrimSuffix(line, "\n"))
+	if err != nil {
+		return nil, err.Error()
+	}
+	return vb, ""
 }
 
 // nodeGauges reads a node's /metrics counters (as its operator).

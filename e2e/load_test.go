@@ -66,6 +66,8 @@ type load struct {
 	red       map[*person]bool // an acknowledged positive result
 	uncertain map[*person]bool // a positive result of unknown outcome
 	verified  map[string]int   // verification outcomes: "ok" or the error
+	views     int              // node views (bundle headers) checked against the hub
+	noView    map[string]int   // node views not served, by why
 
 	hubOps   []porcupine.Operation
 	keyEnv   map[string]string // key → envelope
@@ -82,7 +84,7 @@ type load struct {
 func newLoad(f *fed) *load {
 	l := &load{f: f, run: rand.Intn(1000), errorf: f.t.Errorf, pool: map[hcx.ProvinceCode][]string{}, next: map[hcx.ProvinceCode]int{},
 		codes: map[*person]string{}, red: map[*person]bool{}, uncertain: map[*person]bool{}, verified: map[string]int{},
-		keyEnv: map[string]string{}, submitIx: map[int]uint64{}, start: time.Now()}
+		noView: map[string]int{}, keyEnv: map[string]string{}, submitIx: map[int]uint64{}, start: time.Now()}
 	for _, p := range writers {
 		l.refill(p, 3000)
 		for i := 0; i < 6; i++ {
@@ -542,6 +544,51 @@ func (l *load) consistent(fault string) {
 				l.errorf("%s: %s's checkpoint (%d) and %s's (%d) are not consistent: %v", fault, hubs[a], ca.Size, hubs[b], cb.Size, err)
 			}
 		}
+	}
+	// Each node's view (its tree, checked against the checkpoint it holds
+	// when its bundle header is verified) is a prefix of the largest
+	// member checkpoint's tree.
+	var top *exchange.Checkpoint
+	var topM int
+	for m, cp := range cps {
+		if cp != nil && (top == nil || cp.Size > top.Size) {
+			top, topM = cp, m
+		}
+	}
+	for _, p := range provinces {
+		vb, why := l.f.nodeView(p)
+		if vb == nil {
+			l.mu.Lock()
+			l.noView[why]++
+			l.mu.Unlock()
+			continue
+		}
+		size := vb.Header.Size
+		if top == nil || size == 0 {
+			continue
+		}
+		var err error
+		switch {
+		case size > top.Size:
+			err = fmt.Errorf("the node has applied %d entries, the hub's largest checkpoint is %d", size, top.Size)
+		case size == top.Size:
+			if !bytes.Equal(vb.Root, top.Root) {
+				err = fmt.Errorf("another root at size %d", size)
+			}
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			var pr [][]byte
+			if pr, err = l.f.hub("province-310000").Member(topM).ConsistencyProof(ctx, size, top.Size); err == nil {
+				err = proof.VerifyConsistency(exchange.LogHasher{}, size, top.Size, pr, vb.Root, top.Root)
+			}
+			cancel()
+		}
+		if err != nil {
+			l.errorf("%s: node %s's view of the log (size %d) is not consistent with %s's checkpoint (%d): %v", fault, p, size, hubs[topM], top.Size, err)
+		}
+		l.mu.Lock()
+		l.views++
+		l.mu.Unlock()
 	}
 }
 

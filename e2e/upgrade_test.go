@@ -72,5 +72,8 @@ func TestComposeRollingUpgrade(t *testing.T) {
 	if res.unknown > 0 {
 		t.Errorf("rolling upgrade: %d lab results failed beyond %v of retries", res.unknown, writeRetry)
 	}
-	t.Logf("rolling upgrade: %+v; verifications %v", res, l.verified)
+	if l.views == 0 {
+		t.Errorf("no node served its view of the hub log (bundle header): %v", l.noView)
+	}
+	t.Logf("rolling upgrade: %+v; verifications %v; node views checked against the hub: %d, not served: %v", res, l.verified, l.views, l.noView)
 }
