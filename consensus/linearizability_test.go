@@ -7,7 +7,6 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,69 +14,11 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/consensus/linmodel"
 	"github.com/hcxfed/hcx/exchange"
 )
 
-// The log as a linearizable object: submit(key) appends the envelope unless
-// it is already there and answers its index; read answers the whole log.
-// A submit whose outcome is unknown (its client gave up) may or may not have
-// taken effect, at any time after it was invoked.
-
-type linInput struct {
-	read bool
-	key  string
-}
-
-type linOutput struct {
-	index   uint64
-	unknown bool
-	log     []string
-}
-
-var logModel = porcupine.NondeterministicModel{
-	Init: func() []interface{} { return []interface{}{""} },
-	Step: func(state, input, output interface{}) []interface{} {
-		s := state.(string)
-		in, out := input.(linInput), output.(linOutput)
-		var keys []string
-		if s != "" {
-			keys = strings.Split(s, ",")
-		}
-		if in.read {
-			if strings.Join(out.log, ",") == s {
-				return []interface{}{s}
-			}
-			return nil
-		}
-		for i, k := range keys {
-			if k == in.key {
-				if out.unknown || out.index == uint64(i) {
-					return []interface{}{s}
-				}
-				return nil
-			}
-		}
-		appended := strings.Join(append(keys, in.key), ",")
-		if out.unknown {
-			return []interface{}{s, appended}
-		}
-		if out.index == uint64(len(keys)) {
-			return []interface{}{appended}
-		}
-		return nil
-	},
-	Equal: func(a, b interface{}) bool { return a == b },
-	DescribeOperation: func(input, output interface{}) string {
-		in, out := input.(linInput), output.(linOutput)
-		if in.read {
-			return fmt.Sprintf("read() -> %v", out.log)
-		}
-		if out.unknown {
-			return fmt.Sprintf("submit(%s) -> ?", in.key)
-		}
-		return fmt.Sprintf("submit(%s) -> %d", in.key, out.index)
-	},
-}
+// The log model (submit, read, unknown outcomes) is linmodel.Model.
 
 // keyedEnvelope is a risk-area designation whose start time encodes key, so
 // every envelope is distinct, carries no batch sequence and passes the hub's
@@ -130,13 +71,13 @@ func linearizabilityRun(t *testing.T, seed int64) {
 	now := func() int64 { return time.Since(start).Nanoseconds() }
 	var ops []porcupine.Operation
 	var opsMu sync.Mutex
-	record := func(client int, in linInput, out linOutput, call, ret int64) {
+	record := func(client int, in linmodel.Input, out linmodel.Output, call, ret int64) {
 		opsMu.Lock()
 		ops = append(ops, porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret})
 		opsMu.Unlock()
 	}
 	// The history starts with the trust list in the log.
-	record(99, linInput{key: "trust"}, linOutput{index: 0}, now(), now())
+	record(99, linmodel.Input{Key: "trust"}, linmodel.Output{Index: 0}, now(), now())
 
 	stop := make(chan struct{})
 	var faults []string
@@ -199,13 +140,13 @@ func linearizabilityRun(t *testing.T, seed int64) {
 					if err != nil {
 						continue // a failed read has no effect
 					}
-					out := linOutput{}
+					out := linmodel.Output{}
 					keyMu.Lock()
 					for _, e := range es.Entries {
-						out.log = append(out.log, keyOf[e])
+						out.Log = append(out.Log, keyOf[e])
 					}
 					keyMu.Unlock()
-					record(cl, linInput{read: true}, out, call, ret)
+					record(cl, linmodel.Input{Read: true}, out, call, ret)
 					continue
 				}
 				key := fmt.Sprintf("c%d-%d", cl, op)
@@ -224,10 +165,10 @@ func linearizabilityRun(t *testing.T, seed int64) {
 						t.Errorf("submit %s refused: %v", key, err)
 					}
 					// Unknown outcome: it may take effect at any later time.
-					record(cl, linInput{key: key}, linOutput{unknown: true}, call, 1<<62)
+					record(cl, linmodel.Input{Key: key}, linmodel.Output{Unknown: true}, call, 1<<62)
 					continue
 				}
-				record(cl, linInput{key: key}, linOutput{index: r.Index}, call, now())
+				record(cl, linmodel.Input{Key: key}, linmodel.Output{Index: r.Index}, call, now())
 				acked.Add(1)
 			}
 		}()
@@ -252,17 +193,17 @@ func linearizabilityRun(t *testing.T, seed int64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := linOutput{}
+		out := linmodel.Output{}
 		for _, e := range es.Entries {
-			out.log = append(out.log, keyOf[e])
+			out.Log = append(out.Log, keyOf[e])
 		}
-		record(100+i, linInput{read: true}, out, call, now())
+		record(100+i, linmodel.Input{Read: true}, out, call, now())
 	}
-	res, info := porcupine.CheckOperationsVerbose(logModel.ToModel(), ops, 30*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(linmodel.Model.ToModel(), ops, 30*time.Second)
 	if res != porcupine.Ok {
 		path := fmt.Sprintf("%s/lin-%d.html", os.TempDir(), seed)
 		if f, err := os.Create(path); err == nil {
-			porcupine.Visualize(logModel.ToModel(), info, f)
+			porcupine.Visualize(linmodel.Model.ToModel(), info, f)
 			f.Close()
 		}
 		t.Fatalf("history of %d operations is %s (an Unknown counts as a failure); visualisation in %s", len(ops), res, path)
@@ -272,30 +213,4 @@ func linearizabilityRun(t *testing.T, seed int64) {
 		t.Fatal("the nemesis injected no fault")
 	}
 	converge(t, c.Members...)
-}
-
-func TestTheLinearizabilityModelRejectsALostWriteAndAMovedIndex(t *testing.T) {
-	m := logModel.ToModel()
-	lost := []porcupine.Operation{
-		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 0}, Call: 0, Return: 10},
-		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{}, Call: 20, Return: 30},
-	}
-	if porcupine.CheckOperations(m, lost) {
-		t.Fatal("a read that misses an acknowledged write passed")
-	}
-	moved := []porcupine.Operation{
-		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 0}, Call: 0, Return: 10},
-		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{index: 1}, Call: 20, Return: 30},
-	}
-	if porcupine.CheckOperations(m, moved) {
-		t.Fatal("a resubmission answered with another index passed")
-	}
-	unknown := []porcupine.Operation{
-		{ClientId: 0, Input: linInput{key: "a"}, Output: linOutput{unknown: true}, Call: 0, Return: 1 << 62},
-		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{}, Call: 20, Return: 30},
-		{ClientId: 1, Input: linInput{read: true}, Output: linOutput{log: []string{"a"}}, Call: 40, Return: 50},
-	}
-	if !porcupine.CheckOperations(m, unknown) {
-		t.Fatal("a write of unknown outcome that lands late was refused")
-	}
 }

@@ -72,12 +72,36 @@ func newStreamLayer(bind string, server, client *tls.Config) (*streamLayer, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &streamLayer{ln: ln, advertise: ln.Addr(), server: server, client: client,
+	s := &streamLayer{ln: ln, advertise: advertised(bind, ln.Addr()), server: server, client: client,
 		raftCh: make(chan net.Conn), httpCh: make(chan net.Conn), closed: make(chan struct{}),
 		conns: map[*memberConn]struct{}{}, maxAccepted: maxAcceptedConns}
 	go s.acceptLoop()
 	return s, nil
 }
+
+// advertised is the address the other members are told to dial: bind as
+// given when its host is a name (the port filled in when it was 0), so that
+// they resolve the name at every dial and still reach a member that came
+// back with another address (a container restarted or recreated); the
+// bound address when bind names an IP address.
+func advertised(bind string, bound net.Addr) net.Addr {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil || host == "" || net.ParseIP(host) != nil {
+		return bound
+	}
+	if port == "0" {
+		if tcp, ok := bound.(*net.TCPAddr); ok {
+			port = fmt.Sprint(tcp.Port)
+		}
+	}
+	return nameAddr(net.JoinHostPort(host, port))
+}
+
+// nameAddr is a TCP address by host name.
+type nameAddr string
+
+func (a nameAddr) Network() string { return "tcp" }
+func (a nameAddr) String() string  { return string(a) }
 
 func (s *streamLayer) acceptLoop() {
 	for {

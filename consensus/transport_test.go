@@ -210,3 +210,23 @@ func TestStreamLayerBoundsAcceptedConnections(t *testing.T) {
 	}
 	waitAccepted(2)
 }
+
+// A member given its Raft address by name advertises the name, not the
+// address it resolved to when it started: the other members dial the name
+// and resolve it each time, so a member whose container comes back with
+// another address (e2e TestComposeMemberMovesAddress) is still reached at
+// the address the configuration holds for it.
+func TestMembersAdvertiseTheirRaftHostName(t *testing.T) {
+	p := newPKI(t, 3)
+	c := startCluster(t, p, 3, true, func(cfg *Config) { cfg.RaftAddr = "localhost:0" })
+	for _, h := range c.Members {
+		host, port, err := net.SplitHostPort(h.RaftAddr())
+		if err != nil || host != "localhost" || port == "0" {
+			t.Fatalf("%s advertises %q, want localhost and the port it listens on", h.ID(), h.RaftAddr())
+		}
+	}
+	if _, err := c.Members[0].Submit(ctxT(t, 10*time.Second), p.trust1); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, c.Members...)
+}

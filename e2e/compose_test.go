@@ -7,18 +7,20 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hcxfed/hcx"
 )
 
 const project = "hcxe2e"
@@ -32,23 +34,32 @@ var endpoints = map[string]string{
 
 type compose struct {
 	t      *testing.T
-	file   string
+	files  []string // docker-compose.yml and the suite's override
 	client *http.Client
 }
 
-func (c *compose) cmd(timeout time.Duration, name string, args ...string) (string, error) {
+// exec runs a command for at most timeout and answers its combined output.
+func exec(timeout time.Duration, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := osexec.CommandContext(ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
 }
 
+func (c *compose) args(args ...string) []string {
+	a := []string{"-p", project}
+	for _, f := range c.files {
+		a = append(a, "-f", f)
+	}
+	return append(a, args...)
+}
+
 func (c *compose) compose(args ...string) string {
 	c.t.Helper()
-	out, err := c.cmd(5*time.Minute, "docker-compose", append([]string{"-p", project, "-f", c.file}, args...)...)
+	out, err := exec(5*time.Minute, "docker-compose", c.args(args...)...)
 	if err != nil {
 		c.t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -57,7 +68,7 @@ func (c *compose) compose(args ...string) string {
 
 func (c *compose) docker(args ...string) string {
 	c.t.Helper()
-	out, err := c.cmd(2*time.Minute, "docker", args...)
+	out, err := exec(2*time.Minute, "docker", args...)
 	if err != nil {
 		c.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -113,11 +124,17 @@ func (c *compose) hubGauges(service string) map[string]int64 {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil
 	}
+	return parseGauges(string(b), "hcx_hub_")
+}
+
+// parseGauges reads the unlabelled integer metrics named prefix* of a
+// Prometheus text page.
+func parseGauges(page, prefix string) map[string]int64 {
 	g := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(page, "\n") {
 		var name string
 		var v int64
-		if n, _ := fmt.Sscanf(line, "%s %d", &name, &v); n == 2 && strings.HasPrefix(name, "hcx_hub_") && !strings.Contains(name, "{") {
+		if n, _ := fmt.Sscanf(line, "%s %d", &name, &v); n == 2 && strings.HasPrefix(name, prefix) && !strings.Contains(name, "{") {
 			g[name] = v
 		}
 	}
@@ -170,22 +187,35 @@ func allServices() []string {
 	return s
 }
 
-func startCompose(t *testing.T) *compose {
+// proxied are the nodes whose hub traffic goes through the suite's TCP
+// proxy (proxy_test.go) for the whole run: a writer and a verifier.
+var proxied = []hcx.ProvinceCode{"440000", "510000"}
+
+// startCompose brings docker-compose.yml up with the suite's override (the
+// nodes trust this process's identity provider; the proxied nodes reach
+// the hub through px, started here on the docker0 gateway), waits until
+// every member is ready and the hub consistent, and answers the federation
+// with its credentials. Cleanup takes everything down, volumes included.
+func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	if os.Getenv("HCX_E2E_DOCKER") != "1" {
 		t.Skip("set HCX_E2E_DOCKER=1 (make e2e-docker) to run the federation in Docker")
 	}
-	file, err := filepath.Abs("../docker-compose.yml")
+	base, err := filepath.Abs("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &compose{t: t, file: file}
+	gateway := hostGateway(t)
+	dir := t.TempDir()
+	idp := startIDP(t, gateway, dir)
+	px := startProxy(t, net.JoinHostPort(gateway, "7000"), nil) // where the proxied nodes find hub-N:7000
+	c := &compose{t: t, files: []string{base, writeOverride(t, base, dir, gateway, proxied)}}
 	c.compose("down", "-v", "--remove-orphans") // a previous run interrupted
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := c.cmd(time.Minute, "docker-compose", "-p", project, "-f", file, "logs", "--tail", "40")
+			out, _ := exec(time.Minute, "docker-compose", c.args("logs", "--tail", "40")...)
 			t.Logf("logs:\n%s", out)
 		}
-		c.cmd(3*time.Minute, "docker-compose", "-p", project, "-f", file, "down", "-v", "--remove-orphans")
+		exec(3*time.Minute, "docker-compose", c.args("down", "-v", "--remove-orphans")...)
 	})
 	start := time.Now()
 	c.compose("up", "-d")
@@ -203,42 +233,131 @@ func startCompose(t *testing.T) *compose {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	c.client = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}}}
+	c.client = newClient(root, 3*time.Second)
 	c.waitReady(3*time.Minute, allServices()...)
 	c.waitHubConsistent(time.Minute)
-	t.Logf("docker-compose up: every member ready after %v", time.Since(start).Round(time.Millisecond))
-	return c
+	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
+	return c, newFed(t, c, idp, gateway), px
 }
 
-// TestComposeFaults brings the compose federation up, then kills, freezes
-// and restarts members one at a time, each time waiting until the whole
-// federation answers ready again and recording how long that took.
-func TestComposeFaults(t *testing.T) {
-	c := startCompose(t)
-	type result struct {
-		fault    string
-		recovery time.Duration
+// fault is one fault of the suite: inject breaks the federation (and
+// returns once it has lasted), heal mends it. service is a compose service,
+// or "leader" / "follower" for the hub member in that role when the fault
+// starts.
+type fault struct {
+	name    string
+	service string
+	inject  func(c *compose, ctr string)
+	heal    func(c *compose, ctr string)
+}
+
+// faultHold is how long a partition, a pause or a drop lasts.
+const faultHold = 5 * time.Second
+
+// convergeLimit bounds the wait, after the heal, for every province to
+// answer the same colour and for every acknowledged write to be visible.
+const convergeLimit = 10 * time.Second
+
+func kill(c *compose, ctr string)    { c.docker("kill", "-s", "KILL", ctr) }
+func start(c *compose, ctr string)   { c.docker("start", ctr) }
+func pause(c *compose, ctr string)   { c.docker("pause", ctr); time.Sleep(faultHold) }
+func unpause(c *compose, ctr string) { c.docker("unpause", ctr) }
+func disconnect(c *compose, ctr string) {
+	c.docker("network", "disconnect", project+"_hcx", ctr)
+	time.Sleep(faultHold)
+}
+
+// reconnect puts the container back on the network under its service name.
+func reconnect(service string) func(c *compose, ctr string) {
+	return func(c *compose, ctr string) {
+		c.docker("network", "connect", "--alias", service, project+"_hcx", ctr)
 	}
-	var results []result
-	for _, f := range []struct {
-		name    string
-		service string
-		inject  func(ctr string)
-		heal    func(ctr string)
-	}{
-		{"kill -9 and restart the hub leader", "leader", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
-		{"kill -9 and restart a hub follower", "follower", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
-		{"pause 5s a province node", "node-440000", func(ctr string) { c.docker("pause", ctr); time.Sleep(5 * time.Second) }, func(ctr string) { c.docker("unpause", ctr) }},
-		{"kill -9 and restart a province node", "node-110000", func(ctr string) { c.docker("kill", "-s", "KILL", ctr) }, func(ctr string) { c.docker("start", ctr) }},
-		{"partition 5s a hub member", "hub-2", func(ctr string) {
-			c.docker("network", "disconnect", project+"_hcx", ctr)
-			time.Sleep(5 * time.Second)
-		}, func(ctr string) { c.docker("network", "connect", "--alias", "hub-2", project+"_hcx", ctr) }},
-	} {
-		service := f.service
+}
+
+// drop makes the container's network namespace drop every packet in the
+// given chains (INPUT, OUTPUT): silent loss, no reset, no unreachable.
+func drop(chains ...string) func(c *compose, ctr string) {
+	return func(c *compose, ctr string) {
+		iptables(c, ctr, "-A", chains)
+		time.Sleep(faultHold)
+	}
+}
+
+func undrop(chains ...string) func(c *compose, ctr string) {
+	return func(c *compose, ctr string) { iptables(c, ctr, "-D", chains) }
+}
+
+// iptables adds (-A) or deletes (-D) a DROP rule in each chain, inside the
+// container's network namespace (nsenter; the suite runs as root).
+func iptables(c *compose, ctr, op string, chains []string) {
+	pid := strings.TrimSpace(c.docker("inspect", "-f", "{{.State.Pid}}", ctr))
+	for _, ch := range chains {
+		if out, err := exec(time.Minute, "nsenter", "-t", pid, "-n", "iptables", op, ch, "-j", "DROP"); err != nil {
+			c.t.Fatalf("nsenter -t %s -n iptables %s %s -j DROP: %v\n%s", pid, op, ch, err, out)
+		}
+	}
+}
+
+// faults are the suite's faults, in the order they run.
+func faults(px *tcpProxy) []fault {
+	return []fault{
+		{"kill -9 and restart the hub leader", "leader", kill, start},
+		{"kill -9 and restart a hub follower", "follower", kill, start},
+		{"pause 5s the hub leader", "leader", pause, unpause},
+		{"pause 5s a province node (writer)", "node-440000", pause, unpause},
+		{"kill -9 and restart a province node mid-feed (writer)", "node-110000", kill, start},
+		{"partition 5s a hub follower", "follower", disconnect, nil},
+		{"partition 5s the hub leader", "leader", disconnect, nil},
+		{"partition 5s a province node (writer)", "node-440000", disconnect, nil},
+		{"drop 5s all packets in and out of the hub leader (iptables)", "leader", drop("INPUT", "OUTPUT"), undrop("INPUT", "OUTPUT")},
+		{"drop 5s packets into a hub follower only (iptables INPUT)", "follower", drop("INPUT"), undrop("INPUT")},
+		{"drop 5s packets out of the hub leader only (iptables OUTPUT)", "leader", drop("OUTPUT"), undrop("OUTPUT")},
+		{"stop a hub follower, start it at another address", "follower", func(*compose, string) {}, moveTo(movedIP)},
+		{"delay and reorder 10s node-hub traffic (TCP proxy, up to 400 ms a chunk)", "proxy",
+			func(c *compose, _ string) { px.disturb(400 * time.Millisecond); time.Sleep(2 * faultHold) },
+			func(c *compose, _ string) { px.disturb(0) }},
+	}
+}
+
+// negativeControl shows that the checks catch a loss: an acknowledgement
+// the load invents, for a registered resident nobody wrote about, must be
+// reported lost (and nothing else).
+func negativeControl(t *testing.T, l *load) {
+	doc := l.take(writers[0], 1)
+	if len(doc) == 0 {
+		t.Fatal("negative control: no resident left")
+	}
+	l.mu.Lock()
+	l.acked = append(l.acked, ack{p: writers[0], sub: l.f.subject(writers[0], doc[0]), id: "invented", at: time.Now()})
+	l.mu.Unlock()
+	var found []string
+	l.errorf = func(format string, args ...any) { found = append(found, fmt.Sprintf(format, args...)) }
+	res := l.check("negative control", 2*time.Second)
+	l.errorf = t.Errorf
+	if res.lost != 1 || len(found) != 1 || !strings.Contains(found[0], "invented") {
+		t.Errorf("negative control: an invented acknowledgement gave %d lost and the reports %q, want it reported lost alone", res.lost, found)
+	}
+}
+
+// faultResult is one row of the results table.
+type faultResult struct {
+	fault    string
+	recovery time.Duration // heal → every member ready, one leader, equal hub sizes
+	checkResult
+}
+
+// TestComposeFaults brings the compose federation up and, under a steady
+// load of writes at two provinces, verifications at the two others and
+// appends and reads on the hub, injects one fault at a time, heals it,
+// waits until the federation is whole and runs every check: no
+// acknowledged write lost, no duplicate, the hub history linearizable,
+// the same colour everywhere, consistent checkpoints.
+func TestComposeFaults(t *testing.T) {
+	c, f, px := startCompose(t)
+	l := newLoad(f)
+	var results []faultResult
+	for _, ft := range faults(px) {
+		service := ft.service
 		switch service {
 		case "leader":
 			if service = c.leader(); service == "" {
@@ -250,21 +369,50 @@ func TestComposeFaults(t *testing.T) {
 				service = "hub-3"
 			}
 		}
+		heal := ft.heal
+		if heal == nil {
+			heal = reconnect(service)
+		}
 		ctr := container(service)
-		f.inject(ctr)
-		if strings.HasPrefix(f.name, "kill") && c.ready(service) {
-			t.Errorf("%s: %s still answers ready after SIGKILL", f.name, service)
+		l.begin()
+		time.Sleep(2 * time.Second) // load before the fault
+		l.redden()
+		ft.inject(c, ctr)
+		if strings.HasPrefix(ft.name, "kill") && c.ready(service) {
+			t.Errorf("%s: %s still answers ready after SIGKILL", ft.name, service)
 		}
 		healed := time.Now()
-		f.heal(ctr)
+		heal(c, ctr)
 		c.waitReady(2*time.Minute, allServices()...)
 		c.waitHubConsistent(time.Minute)
-		results = append(results, result{f.name + " (" + service + ")", time.Since(healed)})
+		recovery := time.Since(healed)
+		time.Sleep(time.Second) // load after the heal
+		l.end()
+		name := ft.name
+		if service != ft.service && ft.service != "proxy" {
+			name += " (" + service + ")"
+		}
+		results = append(results, faultResult{fault: name, recovery: recovery, checkResult: l.check(name, convergeLimit)})
+		t.Logf("%s: recovered in %v; %+v", name, recovery.Round(10*time.Millisecond), results[len(results)-1].checkResult)
+		l.refill(writers[0], 200)
+		l.refill(writers[1], 200)
+		if len(results) == 1 {
+			negativeControl(t, l)
+		}
+	}
+	if px.chunks.Load() == 0 {
+		t.Error("the TCP proxy delayed nothing: the proxied nodes did not reach the hub through it")
 	}
 	var tbl strings.Builder
-	fmt.Fprintln(&tbl, "| fault | recovery (heal → every member ready, one leader, equal hub tree and checkpoint sizes) |\n|---|---|")
+	fmt.Fprintln(&tbl, "| fault | recovery | acked writes | lost | unknown outcome (cum.) | dup seq | dup n | hub ops (porcupine), of unknown outcome | same colour everywhere after |\n|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Fprintf(&tbl, "| %s | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond))
+		fmt.Fprintf(&tbl, "| %s | %v | %d | %d | %d | %d | %d | %d, %d | %v |\n", r.fault, r.recovery.Round(10*time.Millisecond), r.acked, r.lost, r.unknown, r.dupSeq, r.dupN, r.hubOps, r.hubUnknown, r.converge.Round(10*time.Millisecond))
 	}
-	t.Logf("results:\n%s", tbl.String())
+	if l.views == 0 {
+		t.Errorf("no node served its view of the hub log (bundle header): %v", l.noView)
+	}
+	l.mu.Lock()
+	t.Logf("verifications during the faults: %v; node views checked against the hub: %d, not served: %v", l.verified, l.views, l.noView)
+	l.mu.Unlock()
+	t.Logf("results (load average %s):\n%s", loadavg(), tbl.String())
 }
