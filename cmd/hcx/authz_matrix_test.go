@@ -55,6 +55,8 @@ var authzWant = []struct {
 	route  string
 }{
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /openapi.yaml"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /healthz"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /readyz"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /metrics"},
@@ -140,6 +142,8 @@ var authzWant = []struct {
 
 	// At the hub only request tokens are credentials: a session cookie or
 	// an OIDC bearer proves nothing there.
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /openapi.yaml"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /healthz"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /readyz"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /metrics"},
