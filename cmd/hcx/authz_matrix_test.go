@@ -16,6 +16,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/api/openapitest"
 	"github.com/hcxfed/hcx/devidp"
 )
 
@@ -275,7 +276,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		waitKnown(t, f, callers[k], f.NodeURLs[gd]+"/readyz")
 	}
 	// Redirects (the OIDC login) are answers, not to be followed.
-	hc := *f.client()
+	// Every call, refused or not, is also held to the OpenAPI documents:
+	// every route with every caller, the refusals' error shape included.
+	oa := newOpenAPIChecker(t, f)
+	hc := *oa.client(f.client())
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
 	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
@@ -307,6 +311,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Errorf("%s %s as %s: refused with %d %s, not by the gate", w.server, w.route, c.key, st, code)
 				}
 			})
+		}
+	}
+	// Every documented operation was called (the table and the documents
+	// name the same routes: TestOpenAPIRoutes).
+	for _, v := range []*openapitest.Validator{oa.node, oa.hub} {
+		if l := unseen(v, 100, 599); len(l) > 0 {
+			t.Errorf("%s operations never called: %v", v.Name, l)
 		}
 	}
 }

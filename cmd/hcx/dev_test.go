@@ -47,6 +47,9 @@ func startTestFederationIn(t *testing.T, dir string, hubMembers int, raftAddrs .
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	if *openAPICheck {
+		f.Client = newOpenAPIChecker(t, f).client(f.client())
+	}
 	return f
 }
 
