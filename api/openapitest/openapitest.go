@@ -87,6 +87,13 @@ func (v *Validator) Check(req *http.Request, reqBody []byte, status int, header 
 
 	r2 := req.Clone(context.Background())
 	r2.Body = io.NopCloser(bytes.NewReader(reqBody))
+	// The node reads a JSON body whatever its Content-Type says, and
+	// clients such as curl -d or Go's http.Post with "" send none: the
+	// documents say so in prose, and a body without a type is checked as
+	// JSON where the operation takes JSON.
+	if rb := route.Operation.RequestBody; len(reqBody) > 0 && r2.Header.Get("Content-Type") == "" && rb != nil && rb.Value != nil && rb.Value.Content.Get("application/json") != nil {
+		r2.Header.Set("Content-Type", "application/json")
+	}
 	in := &openapi3filter.RequestValidationInput{
 		Request: r2, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{
@@ -160,8 +167,8 @@ type Transport struct {
 	// For picks the validator of a request (by its host); nil: none.
 	For    func(*http.Request) *Validator
 	Report func(problem string)
-	// MaxBody bounds the answer read for checking (8 MiB if 0); a larger
-	// answer is reported.
+	// MaxBody bounds the bodies read for checking (8 MiB if 0): a larger
+	// request passes unchecked, a larger answer is reported.
 	MaxBody int64
 }
 
@@ -171,12 +178,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	limit := t.MaxBody
+	if limit <= 0 {
+		limit = 8 << 20
+	}
 	v := t.For(req)
-	if v == nil {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	// A body of unknown length is a stream (NDJSON to /v1/verify/batch,
+	// written while answers are read): reading it first would deadlock a
+	// full-duplex caller, and it may be unbounded. It passes unchecked, as
+	// does a body over the limit.
+	if v == nil || (hasBody && (req.ContentLength < 0 || req.ContentLength > limit)) {
 		return base.RoundTrip(req)
 	}
 	var reqBody []byte
-	if req.Body != nil && req.Body != http.NoBody {
+	if hasBody {
 		b, err := io.ReadAll(req.Body)
 		req.Body.Close()
 		if err != nil {
@@ -193,9 +209,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return resp, err
 	}
-	limit := t.MaxBody
-	if limit <= 0 {
-		limit = 8 << 20
+	if resp.ContentLength < 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
+		return resp, nil // a streamed answer, read by the caller as it comes
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	resp.Body.Close()

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/api/openapitest"
 )
@@ -102,4 +107,241 @@ func unseen(v *openapitest.Validator, lo, hi int) []string {
 		}
 	}
 	return out
+}
+
+// TestOpenAPITraffic drives a real federation with good input on a
+// representative set of routes of the node and the hub (at least one success
+// per family: residents, events, codes, appeals, venues, feeds, audit,
+// discovery and the whole hub), and with bad input that each must refuse
+// with a documented 4xx, and holds every exchange to the OpenAPI documents
+// (the authorisation matrix calls every route with every caller besides).
+func TestOpenAPITraffic(t *testing.T) {
+	f := startTestFederation(t, 1)
+	oa := newOpenAPIChecker(t, f)
+	hc := oa.client(f.client())
+	const gd = "440000"
+	node, hub := f.NodeURLs[gd], f.HubURLs[0]
+	waitReady(t, node)
+	id := func(first17 string) string { return first17 + string(hcx.CNIDCheckDigit(first17)) }
+	sub, self := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619900101111"), "name": "甲一"})
+	op, feed, cp := f.asOperator(t, gd), f.asFeed(gd), f.asCheckpoint(gd)
+	prov := f.asMachine("province-440000", f.PKI.Provinces[gd])
+	for _, who := range []caller{feed, cp, prov} {
+		waitKnown(t, f, who, node+"/readyz")
+	}
+	var code struct {
+		Code string `json:"code"`
+	}
+	if st := callAs(t, hc, self, "GET", node+"/v1/residents/"+string(sub)+"/code", nil, &code); st != http.StatusOK {
+		t.Fatalf("code: %d", st)
+	}
+	today := f.Now().In(time.FixedZone("CST", 8*3600)).Format("2006-01-02")
+	ndjson := http.Header{"Content-Type": {"application/x-ndjson"}}
+	s := "/v1/residents/" + string(sub)
+
+	calls := []struct {
+		who         caller
+		method, url string
+		body        string
+		hdr         http.Header
+		want        int
+		wantField   string // for refusals: the error's field
+	}{
+		// Discovery and health, both servers.
+		{anonymous, "GET", node + "/", "", nil, 200, ""},
+		{anonymous, "GET", node + "/openapi.yaml", "", nil, 200, ""},
+		{anonymous, "GET", node + "/healthz", "", nil, 200, ""},
+		{anonymous, "GET", node + "/readyz", "", nil, 200, ""},
+		{op, "GET", node + "/metrics", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/openapi.yaml", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/healthz", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/readyz", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/metrics", "", nil, 200, ""},
+		{anonymous, "GET", hub + "/v1/checkpoint", "", nil, 200, ""},
+		// The hub's log, as a province signer.
+		{prov, "GET", hub + "/v1/entries?start=0&limit=2&wait=1s", "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/trust", "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/cluster", "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/proof/inclusion?index=0&size=1", "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/proof/consistency?from=1&to=1", "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/subjects/" + string(sub), "", nil, 200, ""},
+		{prov, "GET", hub + "/v1/entries?start=x", "", nil, 400, "start"},
+		{prov, "GET", hub + "/v1/proof/inclusion?index=0", "", nil, 400, "size"},
+		{prov, "POST", hub + "/v1/entries", "not an envelope", http.Header{"Content-Type": {"text/plain"}}, 400, ""},
+		// Residents.
+		{op, "POST", node + "/v1/residents", `{"doc_type":"CN-ID","doc_number":"` + id("44010619800202222") + `","name":"乙二"}`, nil, 201, ""},
+		{op, "POST", node + "/v1/residents", `{"doc_type":"XX","doc_number":"123456","name":"乙二"}`, nil, 400, "doc_type"},
+		{op, "POST", node + "/v1/residents", `{"doc_type":"CN-ID","name":"乙二","extra":1}`, nil, 400, "extra"},
+		{self, "GET", node + s, "", nil, 200, ""},
+		{self, "GET", node + "/v1/me", "", nil, 200, ""},
+		{op, "GET", node + s + "/identity", "", nil, 200, ""},
+		{op, "POST", node + "/v1/enrolments", `{"doc_type":"CN-ID","doc_number":"` + id("44010619700303333") + `","name":"丙三"}`, nil, 201, ""},
+		{anonymous, "POST", node + "/v1/auth/enrol", `{"code":"not-a-code"}`, nil, 0, ""},
+		// Events.
+		{feed, "POST", node + s + "/labs", `{"result":"negative","kind":"pcr","id":"oa-lab-1"}`, nil, 200, ""},
+		{feed, "POST", node + s + "/labs", `{"result":"maybe"}`, nil, 400, "result"},
+		{feed, "POST", node + s + "/vaccinations", `{"dose":1,"product":"CoronaVac","at":"` + f.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `","id":"oa-vax-1"}`, nil, 200, ""},
+		{self, "GET", node + s + "/vaccinations", "", nil, 200, ""},
+		{self, "POST", node + s + "/declarations", `{"temp_c":36.6}`, nil, 200, ""},
+		{self, "GET", node + s + "/declarations", "", nil, 200, ""},
+		{op, "GET", node + s + "/orders", "", nil, 200, ""},
+		{op, "GET", node + "/v1/orders?state=pending", "", nil, 200, ""},
+		{op, "GET", node + "/v1/orders?state=lifted", "", nil, 400, "state"},
+		{anonymous, "GET", node + "/v1/risk-areas?in_force=true", "", nil, 200, ""},
+		{anonymous, "GET", node + "/v1/risk-areas?in_force=maybe", "", nil, 400, "in_force"},
+		// Codes.
+		{self, "GET", node + s + "/code?format=png", "", nil, 200, ""},
+		{self, "GET", node + s + "/code?offline=yes", "", nil, 400, "offline"},
+		{cp, "POST", node + "/v1/verify", `{"code":"` + code.Code + `"}`, nil, 200, ""},
+		{cp, "POST", node + "/v1/verify", `{"code":"HCX1:nonsense"}`, nil, 422, ""},
+		{cp, "POST", node + "/v1/verify/batch", `{"codes":["` + code.Code + `","HCX1:nonsense"]}`, nil, 200, ""},
+		{cp, "POST", node + "/v1/verify/batch", `{"code":"` + code.Code + `"}` + "\n", ndjson, 200, ""},
+		{cp, "POST", node + "/v1/verify/batch", `{"codes":[]}`, nil, 400, "codes"},
+		{self, "GET", node + s + "/checks?limit=10", "", nil, 200, ""},
+		{self, "GET", node + s + "/checks?limit=0", "", nil, 400, "limit"},
+		// Appeals, venues, exposures.
+		{self, "GET", node + s + "/appeals", "", nil, 200, ""},
+		{op, "GET", node + "/v1/appeals?limit=5", "", nil, 200, ""},
+		{self, "GET", node + "/v1/venue-categories", "", nil, 200, ""},
+		{self, "GET", node + s + "/venues", "", nil, 200, ""},
+		{op, "GET", node + "/v1/venues?state=under_review", "", nil, 200, ""},
+		{op, "GET", node + "/v1/exposures", "", nil, 200, ""},
+		{self, "GET", node + s + "/scans?limit=5", "", nil, 200, ""},
+		{self, "POST", node + s + "/scans", `{"code":"not a venue code"}`, nil, 422, ""},
+		// Feeds, devices, audit, statistics.
+		{feed, "POST", node + "/v1/feeds/labs", `{"id":"oa-feed-1","sub":"` + string(sub) + `","at":"` + f.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `","result":"negative"}` + "\n", ndjson, 200, ""},
+		{feed, "POST", node + "/v1/feeds/labs", `{"id":"x"}`, nil, 400, "Content-Type"},
+		{op, "GET", node + "/v1/devices/enrolments?status=pending", "", nil, 200, ""},
+		{op, "GET", node + "/v1/audit?limit=5", "", nil, 200, ""},
+		{op, "GET", node + "/v1/stats/checks?from=" + today + "&to=" + today, "", nil, 200, ""},
+		{op, "GET", node + "/v1/stats/checks?from=" + today, "", nil, 400, "to"},
+		{op, "GET", node + "/v1/audit?nope=1", "", nil, 400, "nope"},
+	}
+	for _, c := range calls {
+		a := send(t, hc, c.who, c.method, c.url, c.body, c.hdr)
+		if c.want != 0 && a.status != c.want {
+			t.Errorf("%s %s as %s: %d %s %s, want %d", c.method, c.url, c.who.name, a.status, a.code, a.body, c.want)
+		}
+		if c.wantField != "" && a.field != c.wantField {
+			t.Errorf("%s %s as %s: refused naming field %q, want %q", c.method, c.url, c.who.name, a.field, c.wantField)
+		}
+	}
+
+	// Routes whose success needs what an earlier call made.
+	otherSub, _ := f.asResident(t, gd, map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619600404444"), "name": "丁四"})
+	o := "/v1/residents/" + string(otherSub)
+	// A guardian holds someone registered at the desk, never someone who
+	// logged in with their own identity.
+	var held struct {
+		Subject string `json:"subject"`
+	}
+	if st := callAs(t, hc, op, "POST", node+"/v1/residents", map[string]string{"doc_type": "CN-ID", "doc_number": id("44010619500606666"), "name": "戊六"}, &held); st != http.StatusCreated {
+		t.Fatalf("register: %d", st)
+	}
+	h := "/v1/residents/" + held.Subject
+	now := f.Now().UTC()
+	var order struct {
+		Order struct {
+			ID string `json:"id"`
+		} `json:"order"`
+	}
+	var dep struct {
+		Dependant string `json:"dependant"`
+	}
+	var venue struct {
+		ID string `json:"id"`
+	}
+	window := `"from":"` + now.Add(-2*time.Hour).Format(time.RFC3339) + `","to":"` + now.Add(-time.Hour).Format(time.RFC3339) + `"`
+	steps := []struct {
+		who         caller
+		method, url string
+		body        func() string
+		want        int
+		out         any
+	}{
+		{feed, "POST", node + o + "/contacts", func() string { return `{}` }, 200, nil},
+		{feed, "POST", node + o + "/itinerary", func() string { return `{"days":[{"date":"` + today + `","divs":["440106"]}]}` }, 200, nil},
+		{op, "POST", node + h + "/guardians", func() string { return `{"guardian":"` + string(sub) + `"}` }, 201, nil},
+		{op, "DELETE", node + h + "/guardians/" + string(sub), nil, 200, nil},
+		{self, "POST", node + s + "/dependants", func() string {
+			return `{"doc_type":"CN-ID","doc_number":"` + id("44010620150505555") + `","name":"甲五","relation":"child"}`
+		}, 201, &dep},
+		{self, "DELETE", "", nil, 200, nil}, // the dependant, below
+		{op, "POST", node + o + "/orders", func() string { return `{"colour":"yellow","note":"openapi test"}` }, 201, &order},
+		{op, "POST", "", func() string { return "" }, 200, nil}, // lift, below
+		{op, "POST", node + "/v1/risk-areas", func() string {
+			return `{"areas":[{"div":"440106","level":"high","from":"` + now.Add(-time.Hour).Format(time.RFC3339) + `"}]}`
+		}, 201, nil},
+		{op, "POST", node + "/v1/risk-areas/end", func() string { return `{"div":"440106","from":"` + now.Add(-time.Hour).Format(time.RFC3339) + `"}` }, 200, nil},
+		{op, "POST", node + "/v1/venue-categories", func() string { return `{"id":"openapi-test","zh":"测试","en":"Test"}` }, 201, nil},
+		{self, "POST", node + s + "/venues", func() string {
+			return `{"name":"天河城购物中心","division":"440106","category":"mall","uscc":"` + usccOf("9144010600000000") + `"}`
+		}, 201, &venue},
+		{op, "POST", "", func() string { return `{"decision":"passed","reason":"checked"}` }, 200, nil}, // review, below
+		{self, "GET", "", nil, 200, nil}, // the venue, below
+		{self, "GET", "", nil, 200, nil}, // its code, below
+		{op, "POST", node + "/v1/exposures", func() string { return `{"vid":"` + venue.ID + `","level":"low",` + window + `}` }, 201, nil},
+		{op, "POST", node + "/v1/exposures/withdraw", func() string { return `{"vid":"` + venue.ID + `",` + window + `}` }, 200, nil},
+		{op, "POST", "", func() string { return `{"reason":"closed"}` }, 200, nil}, // retire, below
+		{anonymous, "GET", node + "/v1/auth/oidc/login", nil, 302, nil},
+		{self, "POST", node + "/v1/auth/logout", nil, 200, nil},
+	}
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for i, st := range steps {
+		url := st.url
+		switch i {
+		case 5:
+			url = node + s + "/dependants/" + dep.Dependant
+		case 7:
+			url = node + o + "/orders/" + order.Order.ID + "/lift"
+		case 12:
+			url = node + "/v1/venues/" + venue.ID + "/review"
+		case 13:
+			url = node + s + "/venues/" + venue.ID
+		case 14:
+			url = node + s + "/venues/" + venue.ID + "/code?format=svg"
+		case 17:
+			url = node + "/v1/venues/" + venue.ID + "/retire"
+		}
+		body := ""
+		if st.body != nil {
+			body = st.body()
+		}
+		a := send(t, &noRedirect, st.who, st.method, url, body, nil)
+		if a.status != st.want {
+			t.Errorf("%s %s as %s: %d %s, want %d", st.method, url, st.who.name, a.status, a.body, st.want)
+		}
+		if st.out != nil {
+			if err := json.Unmarshal(a.body, st.out); err != nil {
+				t.Fatalf("%s %s: %v", st.method, url, err)
+			}
+		}
+	}
+
+	// GET / says what it is and where the rest is; GET /openapi.yaml is
+	// the embedded document itself.
+	var ix api.Index
+	if st := callAs(t, hc, anonymous, "GET", node+"/", nil, &ix); st != 200 || ix.Province != gd || ix.Version != api.ProtocolVersion || ix.Links["openapi"] != "/openapi.yaml" {
+		t.Errorf("GET / at the node: %d %+v", st, ix)
+	}
+	for _, x := range []struct {
+		url  string
+		spec []byte
+	}{{node, api.NodeOpenAPI}, {hub, api.HubOpenAPI}} {
+		resp, err := hc.Get(x.url + "/openapi.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(b, x.spec) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/yaml") {
+			t.Errorf("GET %s/openapi.yaml: %s, %d bytes, want the embedded document", x.url, resp.Header.Get("Content-Type"), len(b))
+		}
+	}
+	for _, v := range []*openapitest.Validator{oa.node, oa.hub} {
+		l := unseen(v, 200, 299)
+		t.Logf("%s: %d of %d operations without a success here (the matrix and the other end-to-end tests call them): %v", v.Name, len(l), len(v.Operations()), l)
+	}
 }
