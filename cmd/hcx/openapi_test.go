@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -343,5 +345,69 @@ func TestOpenAPITraffic(t *testing.T) {
 	for _, v := range []*openapitest.Validator{oa.node, oa.hub} {
 		l := unseen(v, 200, 299)
 		t.Logf("%s: %d of %d operations without a success here (the matrix and the other end-to-end tests call them): %v", v.Name, len(l), len(v.Operations()), l)
+	}
+}
+
+// probeQueryBounds holds the documents' bounds on integer query parameters
+// to the handlers: for each such parameter of server's operations it sends
+// the documented maximum (and minimum), which must not be refused for that
+// parameter, and one past each, which must be 400 naming it. Each call is
+// made as the first caller of the authorisation matrix the route admits
+// (other required parameters take their first enum value).
+func probeQueryBounds(t *testing.T, hc *http.Client, v *openapitest.Validator, server, base string, callers map[string]caller, vars *strings.Replacer) {
+	t.Helper()
+	for _, w := range authzWant {
+		if w.server != server {
+			continue
+		}
+		method, path, _ := strings.Cut(w.route, " ")
+		item := v.Doc().Paths.Value(path)
+		if item == nil || item.GetOperation(method) == nil {
+			continue // TestOpenAPIRoutes says so
+		}
+		var who caller
+		found := false
+		for i, c := range wantCells(t, w.cells) {
+			if key := matrixCallers[i].key; c == "ok" && key != "guardian" && !found {
+				who, found = callers[key], true
+			}
+		}
+		params := append(slices.Clone(item.Parameters), item.GetOperation(method).Parameters...)
+		fixed := url.Values{}
+		for _, p := range params {
+			if p.Value.In == "query" && p.Value.Required && len(p.Value.Schema.Value.Enum) > 0 {
+				fixed.Set(p.Value.Name, fmt.Sprint(p.Value.Schema.Value.Enum[0]))
+			}
+		}
+		for _, p := range params {
+			s := p.Value.Schema.Value
+			if p.Value.In != "query" || !s.Type.Is("integer") || !found {
+				continue
+			}
+			type probe struct {
+				val     float64
+				refused bool
+			}
+			var probes []probe
+			if s.Max != nil {
+				probes = append(probes, probe{*s.Max, false}, probe{*s.Max + 1, true})
+			}
+			if s.Min != nil && *s.Min > 0 {
+				probes = append(probes, probe{*s.Min, false}, probe{*s.Min - 1, true})
+			}
+			for _, pr := range probes {
+				q := url.Values{}
+				for k, vs := range fixed {
+					q[k] = vs
+				}
+				q.Set(p.Value.Name, strconv.FormatFloat(pr.val, 'f', -1, 64))
+				u := base + vars.Replace(path) + "?" + q.Encode()
+				a := send(t, hc, who, method, u, "", nil)
+				refused := a.status == http.StatusBadRequest && a.field == p.Value.Name
+				if refused != pr.refused {
+					t.Errorf("%s %s as %s: %s=%v answered %d %s %s; the document says %s=%v is %s", server, w.route, who.name, p.Value.Name, pr.val, a.status, a.code, a.field, p.Value.Name, pr.val, map[bool]string{true: "out of bounds", false: "within bounds"}[pr.refused])
+				}
+			}
+		}
 	}
 }
