@@ -188,7 +188,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// written while answers are read): reading it first would deadlock a
 	// full-duplex caller, and it may be unbounded. It passes unchecked, as
 	// does a body over the limit.
-	if v == nil || (hasBody && (req.ContentLength < 0 || req.ContentLength > limit)) {
+	// (A client request's ContentLength of 0 with a body is unknown too.)
+	if v == nil || (hasBody && (req.ContentLength <= 0 || req.ContentLength > limit)) {
 		return base.RoundTrip(req)
 	}
 	var reqBody []byte

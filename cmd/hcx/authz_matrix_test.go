@@ -285,10 +285,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 	guardianVars := strings.NewReplacer("{sub}", string(depSub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 
-	// The documents' bounds on query parameters are the handlers' (before
-	// the matrix, whose last calls log the residents out).
+	// The documents' bounds on query parameters and their strict bodies
+	// are the handlers' (before the matrix, whose last calls log the
+	// residents out).
 	probeQueryBounds(t, &hc, oa.node, "node", base["node"], callers, vars)
 	probeQueryBounds(t, &hc, oa.hub, "hub", base["hub"], callers, vars)
+	probeStrictBodies(t, &hc, oa.node, "node", base["node"], callers, vars)
 
 	for _, w := range authzWant {
 		cells := wantCells(t, w.cells)

@@ -411,3 +411,43 @@ func probeQueryBounds(t *testing.T, hc *http.Client, v *openapitest.Validator, s
 		}
 	}
 }
+
+// probeStrictBodies holds "additionalProperties: false" on a request body to
+// the decoder: for each such operation of server's, a body with a member
+// the document does not define must be 400 naming it, as a caller the route
+// admits. Nothing is written: the body is refused before any handler acts.
+func probeStrictBodies(t *testing.T, hc *http.Client, v *openapitest.Validator, server, base string, callers map[string]caller, vars *strings.Replacer) {
+	t.Helper()
+	const member = "zz_not_a_member"
+	probed := 0
+	defer func() { t.Logf("%s: %d strict request bodies probed", server, probed) }()
+	for _, w := range authzWant {
+		if w.server != server {
+			continue
+		}
+		method, path, _ := strings.Cut(w.route, " ")
+		item := v.Doc().Paths.Value(path)
+		if item == nil || item.GetOperation(method) == nil || item.GetOperation(method).RequestBody == nil {
+			continue
+		}
+		mt := item.GetOperation(method).RequestBody.Value.Content.Get("application/json")
+		if mt == nil || mt.Schema == nil || mt.Schema.Value.AdditionalProperties.Has == nil || *mt.Schema.Value.AdditionalProperties.Has {
+			continue
+		}
+		var who caller
+		found := false
+		for i, c := range wantCells(t, w.cells) {
+			if key := matrixCallers[i].key; c == "ok" && key != "guardian" && !found {
+				who, found = callers[key], true
+			}
+		}
+		if !found {
+			continue
+		}
+		probed++
+		a := send(t, hc, who, method, base+vars.Replace(path), `{"`+member+`":1}`, nil)
+		if a.status != http.StatusBadRequest || a.field != member {
+			t.Errorf("%s %s as %s: a body with an unknown member answered %d %s %q; the document says the body takes no other member (additionalProperties: false)", server, w.route, who.name, a.status, a.code, a.field)
+		}
+	}
+}
