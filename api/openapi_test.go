@@ -14,6 +14,8 @@ import (
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/api/openapitest"
 	"github.com/hcxfed/hcx/auth"
+	"github.com/hcxfed/hcx/node"
+	"github.com/hcxfed/hcx/policy"
 )
 
 // TestOpenAPIDocumentsLoad: both documents load and validate as OpenAPI 3,
@@ -204,4 +206,23 @@ func operationSkeleton(r api.RouteInfo) string {
 	}
 	b.WriteString("      responses:\n        <<: *gate\n        \"200\":\n          description: <the answer>\n          content: {application/json: {schema: {type: object}}}")
 	return b.String()
+}
+
+// TestOpenAPIVocabularies: the enums the node document copies from the
+// code are the code's.
+func TestOpenAPIVocabularies(t *testing.T) {
+	doc, err := openapitest.Load(api.NodeOpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range doc.Components.Schemas["Symptoms"].Value.Items.Value.Enum {
+		got = append(got, fmt.Sprint(v))
+	}
+	if want := policy.Symptoms(); !slices.Equal(got, want) {
+		t.Errorf("components.schemas.Symptoms enumerates %v, policy.Symptoms() is %v", got, want)
+	}
+	if got, want := int(*doc.Components.Schemas["Symptoms"].Value.MaxItems), node.MaxSymptoms; got != want {
+		t.Errorf("components.schemas.Symptoms has maxItems %d, node.MaxSymptoms is %d", got, want)
+	}
 }

@@ -278,8 +278,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Redirects (the OIDC login) are answers, not to be followed.
 	// Every call, refused or not, is also held to the OpenAPI documents:
 	// every route with every caller, the refusals' error shape included.
-	oa := newOpenAPIChecker(t, f)
-	hc := *oa.client(f.client())
+	oa := checkOpenAPI(t, f)
+	hc := *f.client()
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
 	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")

@@ -48,7 +48,7 @@ func startTestFederationIn(t *testing.T, dir string, hubMembers int, raftAddrs .
 	}
 	t.Cleanup(func() { f.Close() })
 	if *openAPICheck {
-		f.Client = newOpenAPIChecker(t, f).client(f.client())
+		checkOpenAPI(t, f)
 	}
 	return f
 }

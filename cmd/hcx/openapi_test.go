@@ -21,7 +21,24 @@ import (
 	"github.com/hcxfed/hcx/api/openapitest"
 )
 
-var openAPICheck = flag.Bool("openapi", false, "validate every exchange the tests make through the test federation's client against api/openapi/*.yaml")
+var openAPICheck = flag.Bool("openapi", true, "validate every exchange the tests make through the test federation's client against api/openapi/*.yaml (-openapi=false: do not)")
+
+// checkers are the OpenAPI checkers of the test federations, by federation.
+var checkers sync.Map
+
+// checkOpenAPI makes f's client check every exchange with f's servers
+// against the OpenAPI documents, once, and returns its checker.
+func checkOpenAPI(t testing.TB, f *federation) *openAPIChecker {
+	t.Helper()
+	if c, ok := checkers.Load(f); ok {
+		return c.(*openAPIChecker)
+	}
+	c := newOpenAPIChecker(t, f)
+	f.Client = c.client(f.client())
+	checkers.Store(f, c)
+	t.Cleanup(func() { checkers.Delete(f) })
+	return c
+}
 
 // openAPIChecker validates exchanges with a federation's node and hub
 // listeners against the OpenAPI documents (api/openapi), and reports each
@@ -119,8 +136,8 @@ func unseen(v *openapitest.Validator, lo, hi int) []string {
 // (the authorisation matrix calls every route with every caller besides).
 func TestOpenAPITraffic(t *testing.T) {
 	f := startTestFederation(t, 1)
-	oa := newOpenAPIChecker(t, f)
-	hc := oa.client(f.client())
+	oa := checkOpenAPI(t, f)
+	hc := f.client()
 	const gd = "440000"
 	node, hub := f.NodeURLs[gd], f.HubURLs[0]
 	waitReady(t, node)
