@@ -104,7 +104,7 @@ func routeProblems(server, file string, doc *openapi3.T, table []api.RouteInfo, 
 		r := inTable[k]
 		op := operation(doc, r.Method, r.Path)
 		if op == nil {
-			out = append(out, fmt.Sprintf("%s route %s is not in %s: add under paths:\n%s", server, k, file, operationSkeleton(r)))
+			out = append(out, fmt.Sprintf("%s route %s is not in %s: add under paths:\n%s", server, k, file, operationSkeleton(server, r)))
 			continue
 		}
 		if got, want := queryParams(doc, r.Method, r.Path), slices.Sorted(slices.Values(r.Query)); !slices.Equal(got, want) {
@@ -115,6 +115,9 @@ func routeProblems(server, file string, doc *openapi3.T, table []api.RouteInfo, 
 		}
 		if got := op.Extensions["x-hcx-audited"] == true; got != r.Audited {
 			out = append(out, fmt.Sprintf("%s %s: %s says x-hcx-audited: %v, the route table says Audited: %v", server, k, file, got, r.Audited))
+		}
+		if got, want := securityText(op), securityOf(server, r.Allow); got != want && !securityExceptions[server+" "+k] {
+			out = append(out, fmt.Sprintf("%s %s: %s says security: %s, the roles prove themselves with %s", server, k, file, got, want))
 		}
 		if op.Responses == nil || op.Responses.Value("401") == nil {
 			out = append(out, fmt.Sprintf("%s %s: %s documents no 401 (every route may refuse a bad credential)", server, k, file))
@@ -184,8 +187,9 @@ func yamlList(l []string) string {
 }
 
 // operationSkeleton is what to paste into a document for route r: its
-// path, method, roles and query parameters, with the answers to fill in.
-func operationSkeleton(r api.RouteInfo) string {
+// path, method, roles, credentials and parameters, with the answers to
+// fill in.
+func operationSkeleton(server string, r api.RouteInfo) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  %s:\n    %s:\n", r.Path, strings.ToLower(r.Method))
 	fmt.Fprintf(&b, "      operationId: <name>\n      summary: <what it does>\n")
@@ -193,19 +197,85 @@ func operationSkeleton(r api.RouteInfo) string {
 	if r.Audited {
 		b.WriteString("      x-hcx-audited: true\n")
 	}
-	security := "*public"
-	if !slices.ContainsFunc(r.Allow, func(g api.Grant) bool { return g.Role == auth.RoleAnonymous }) {
-		security = "[{requestToken: []}]  # or the session / oidcBearer schemes of the roles"
-	}
-	fmt.Fprintf(&b, "      security: %s\n", security)
-	if strings.Contains(r.Path, "{") {
-		b.WriteString("      parameters:  # path parameters: {name: ..., in: path, required: true, schema: ...}\n")
+	fmt.Fprintf(&b, "      security: %s\n", securityOf(server, r.Allow))
+	var params []string
+	for _, seg := range strings.Split(r.Path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			params = append(params, fmt.Sprintf("{name: %s, in: path, required: true, schema: {type: string}}", strings.TrimSuffix(name, "}")))
+		}
 	}
 	for _, q := range r.Query {
-		fmt.Fprintf(&b, "        - {name: %s, in: query, schema: {type: string}}\n", q)
+		params = append(params, fmt.Sprintf("{name: %s, in: query, schema: {type: string}}", q))
 	}
-	b.WriteString("      responses:\n        <<: *gate\n        \"200\":\n          description: <the answer>\n          content: {application/json: {schema: {type: object}}}")
+	if len(params) > 0 {
+		b.WriteString("      parameters:\n")
+		for _, p := range params {
+			fmt.Fprintf(&b, "        - %s\n", p)
+		}
+	}
+	if r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH" {
+		b.WriteString("      requestBody:\n        required: true\n        content:\n          <media type>: {schema: <the body>}\n")
+	}
+	b.WriteString("      responses:\n        <<: *gate\n        \"200\":\n          description: <the answer>\n          content:\n            <media type>: {schema: <the answer>}")
 	return b.String()
+}
+
+// securityExceptions are routes whose credentials are not their roles'
+// usual ones.
+var securityExceptions = map[string]bool{
+	// A resident proves a reclaim with their identity provider's ID token
+	// (a bearer), not with a session.
+	"node POST /v1/reclaims": true, "node GET /v1/reclaims/{id}": true,
+}
+
+// securityText writes an operation's security requirement as securityOf
+// does.
+func securityText(op *openapi3.Operation) string {
+	if op.Security == nil {
+		return "(none: the document's default)"
+	}
+	var out []string
+	for _, req := range *op.Security {
+		if len(req) == 0 {
+			return "[{}]"
+		}
+		for name := range req {
+			out = append(out, "{"+name+": []}")
+		}
+	}
+	order := map[string]int{"{session: []}": 0, "{oidcBearer: []}": 1, "{requestToken: []}": 2}
+	sort.Slice(out, func(i, j int) bool { return order[out[i]] < order[out[j]] })
+	return "[" + strings.Join(out, ", ") + "]"
+}
+
+// securityOf is the security requirement of grants at server: the schemes
+// their roles prove themselves with (api/openapi/*.yaml,
+// components.securitySchemes). At the hub only request tokens count.
+func securityOf(server string, gs []api.Grant) string {
+	schemes := map[string]bool{}
+	for _, g := range gs {
+		switch {
+		case g.Role == auth.RoleAnonymous:
+			return "[{}]"
+		case server == "hub":
+			schemes["requestToken"] = true
+		case g.Role == auth.RoleResident:
+			schemes["session"] = true
+		case g.Role == auth.RoleOperator || g.Role == auth.RoleNational:
+			schemes["oidcBearer"] = true
+		case g.Role == auth.RoleAuditor:
+			schemes["oidcBearer"], schemes["requestToken"] = true, true
+		default: // machines: feed, checkpoint, province, hub
+			schemes["requestToken"] = true
+		}
+	}
+	var out []string
+	for _, s := range []string{"session", "oidcBearer", "requestToken"} {
+		if schemes[s] {
+			out = append(out, "{"+s+": []}")
+		}
+	}
+	return "[" + strings.Join(out, ", ") + "]"
 }
 
 // TestOpenAPIVocabularies: the enums the node document copies from the
