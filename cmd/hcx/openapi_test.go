@@ -382,13 +382,7 @@ func probeQueryBounds(t *testing.T, hc *http.Client, v *openapitest.Validator, s
 		if item == nil || item.GetOperation(method) == nil {
 			continue // TestOpenAPIRoutes says so
 		}
-		var who caller
-		found := false
-		for i, c := range wantCells(t, w.cells) {
-			if key := matrixCallers[i].key; c == "ok" && key != "guardian" && !found {
-				who, found = callers[key], true
-			}
-		}
+		who, found := admittedCaller(t, w.cells, callers)
 		params := append(slices.Clone(item.Parameters), item.GetOperation(method).Parameters...)
 		fixed := url.Values{}
 		for _, p := range params {
@@ -451,13 +445,7 @@ func probeStrictBodies(t *testing.T, hc *http.Client, v *openapitest.Validator, 
 		if mt == nil || mt.Schema == nil || mt.Schema.Value.AdditionalProperties.Has == nil || *mt.Schema.Value.AdditionalProperties.Has {
 			continue
 		}
-		var who caller
-		found := false
-		for i, c := range wantCells(t, w.cells) {
-			if key := matrixCallers[i].key; c == "ok" && key != "guardian" && !found {
-				who, found = callers[key], true
-			}
-		}
+		who, found := admittedCaller(t, w.cells, callers)
 		if !found {
 			continue
 		}
@@ -467,4 +455,15 @@ func probeStrictBodies(t *testing.T, hc *http.Client, v *openapitest.Validator, 
 			t.Errorf("%s %s as %s: a body with an unknown member answered %d %s %q; the document says the body takes no other member (additionalProperties: false)", server, w.route, who.name, a.status, a.code, a.field)
 		}
 	}
+}
+
+// admittedCaller is the first caller of a matrix row that the route admits
+// (the guardian aside: its {sub} is another), and whether there is one.
+func admittedCaller(t *testing.T, cells string, callers map[string]caller) (caller, bool) {
+	for i, c := range wantCells(t, cells) {
+		if key := matrixCallers[i].key; c == "ok" && key != "guardian" {
+			return callers[key], true
+		}
+	}
+	return caller{}, false
 }
