@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -23,8 +25,65 @@ import (
 
 var openAPICheck = flag.Bool("openapi", true, "validate every exchange the tests make through the test federation's client against api/openapi/*.yaml (-openapi=false: do not)")
 
+var openAPICoverage = flag.String("openapi-coverage", "", "after the tests, write to this file every documented operation with the statuses the checked exchanges got")
+
 // checkers are the OpenAPI checkers of the test federations, by federation.
 var checkers sync.Map
+
+// coverage gathers, across the package's tests, the statuses each
+// documented operation answered ("node GET /v1/x" → status → count).
+var coverage = struct {
+	sync.Mutex
+	ops map[string]map[int]int
+}{ops: map[string]map[int]int{}}
+
+func (c *openAPIChecker) gather() {
+	coverage.Lock()
+	defer coverage.Unlock()
+	for _, v := range []*openapitest.Validator{c.node, c.hub} {
+		seen := v.Seen()
+		for _, op := range v.Operations() {
+			k := v.Name + " " + op
+			if coverage.ops[k] == nil {
+				coverage.ops[k] = map[int]int{}
+			}
+			for _, st := range seen[op] {
+				coverage.ops[k][st]++
+			}
+		}
+	}
+}
+
+// TestMain runs the tests, then writes the OpenAPI coverage if asked.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if *openAPICoverage != "" {
+		var b strings.Builder
+		coverage.Lock()
+		keys := slices.Sorted(maps.Keys(coverage.ops))
+		no2xx := 0
+		for _, k := range keys {
+			var sts []int
+			ok := false
+			for st := range coverage.ops[k] {
+				sts = append(sts, st)
+				ok = ok || (st >= 200 && st < 300)
+			}
+			sort.Ints(sts)
+			if !ok {
+				no2xx++
+			}
+			fmt.Fprintf(&b, "%s\t%v\n", k, sts)
+		}
+		coverage.Unlock()
+		fmt.Fprintf(&b, "# %d operations, %d without a 2xx answer in any test\n", len(keys), no2xx)
+		if err := os.WriteFile(*openAPICoverage, []byte(b.String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // checkOpenAPI makes f's client check every exchange with f's servers
 // against the OpenAPI documents, once, and returns its checker.
@@ -67,7 +126,7 @@ func newOpenAPIChecker(t testing.TB, f *federation) *openAPIChecker {
 	for _, u := range f.HubURLs {
 		c.hosts[hostOf(t, u)] = c.hub
 	}
-	t.Cleanup(func() { c.report(t) })
+	t.Cleanup(func() { c.report(t); c.gather() })
 	return c
 }
 
