@@ -115,7 +115,7 @@ func (hh *hubHandler) rules() []Rule {
 	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
 	federation := []Grant{{Role: auth.RoleProvince, Scope: ScopeAny}, {Role: auth.RoleHub, Scope: ScopeAny}, {Role: auth.RoleAuditor, Scope: ScopeAny}}
 	writers := []Grant{{Role: auth.RoleProvince, Scope: ScopeAny}, {Role: auth.RoleHub, Scope: ScopeAny}}
-	return []Rule{
+	return append([]Rule{
 		{Method: http.MethodPost, Path: "/v1/entries", Priority: PriorityOperator, Allow: writers, Handler: hh.instrument("submit", hh.submit)},
 		{Method: http.MethodGet, Path: "/v1/entries", Query: []string{"start", "limit", "wait"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("entries", hh.entries)},
 		{Method: http.MethodGet, Path: "/v1/checkpoint", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("checkpoint", hh.checkpoint)},
@@ -130,7 +130,7 @@ func (hh *hubHandler) rules() []Rule {
 		}},
 		{Method: http.MethodGet, Path: "/readyz", Priority: PriorityOps, Allow: anyone, Handler: hh.ready},
 		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: anyone, Handler: hh.metrics},
-	}
+	}, discoveryRules("hcx hub", nil, HubOpenAPI)...)
 }
 
 // inScope: the hub has no residents and serves every province alike.

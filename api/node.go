@@ -200,6 +200,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.scansRules()...)
 	rules = append(rules, h.batchRules()...)
 	rules = append(rules, h.bundleRules()...)
+	rules = append(rules, discoveryRules("hcx province node", func() string { return string(h.n.Province()) }, NodeOpenAPI)...)
 	return rules
 }
 

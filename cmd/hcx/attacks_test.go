@@ -34,7 +34,10 @@ var publicRoutes = map[string]bool{
 	"node POST /v1/devices/enrolments": true, "node GET /v1/devices/enrolments/{id}": true,
 	// Risk areas are what provinces publish for everyone (issue 10).
 	"node GET /v1/risk-areas": true,
-	"hub GET /healthz":        true, "hub GET /readyz": true, "hub GET /metrics": true, "hub GET /v1/checkpoint": true,
+	// What a server is and what it serves (issue 15): the index and the
+	// OpenAPI document, the same for every caller.
+	"node GET /": true, "node GET /openapi.yaml": true, "hub GET /": true, "hub GET /openapi.yaml": true,
+	"hub GET /healthz": true, "hub GET /readyz": true, "hub GET /metrics": true, "hub GET /v1/checkpoint": true,
 	// Witness cosignatures are for every verifier, like the checkpoint (issue 13).
 	"hub GET /v1/checkpoint/witnessed": true,
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
+	"github.com/hcxfed/hcx/api/openapitest"
 	"github.com/hcxfed/hcx/devidp"
 )
 
@@ -55,6 +56,8 @@ var authzWant = []struct {
 	route  string
 }{
 	//       anon self  other guard op   op-sc aud  aud-m feed feed-sc cp  cp-sc prov hub nat
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /openapi.yaml"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /healthz"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /readyz"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /metrics"},
@@ -140,6 +143,8 @@ var authzWant = []struct {
 
 	// At the hub only request tokens are credentials: a session cookie or
 	// an OIDC bearer proves nothing there.
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /openapi.yaml"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /healthz"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /readyz"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /metrics"},
@@ -272,11 +277,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 		waitKnown(t, f, callers[k], f.NodeURLs[gd]+"/readyz")
 	}
 	// Redirects (the OIDC login) are answers, not to be followed.
+	// Every call, refused or not, is also held to the OpenAPI documents:
+	// every route with every caller, the refusals' error shape included.
+	oa := checkOpenAPI(t, f)
 	hc := *f.client()
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base := map[string]string{"node": f.NodeURLs[gd], "hub": f.HubURLs[0]}
 	vars := strings.NewReplacer("{sub}", string(sub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
 	guardianVars := strings.NewReplacer("{sub}", string(depSub), "{guardian}", string(otherSub), "{dependant}", string(otherSub), "{id}", "no-such-enrolment")
+
+	// The documents' bounds on query parameters and their strict bodies
+	// are the handlers' (before the matrix, whose last calls log the
+	// residents out).
+	probeQueryBounds(t, &hc, oa.node, "node", base["node"], callers, vars)
+	probeQueryBounds(t, &hc, oa.hub, "hub", base["hub"], callers, vars)
+	probeStrictBodies(t, &hc, oa.node, "node", base["node"], callers, vars)
 
 	for _, w := range authzWant {
 		cells := wantCells(t, w.cells)
@@ -304,6 +319,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Errorf("%s %s as %s: refused with %d %s, not by the gate", w.server, w.route, c.key, st, code)
 				}
 			})
+		}
+	}
+	// Every documented operation was called (the table and the documents
+	// name the same routes: TestOpenAPIRoutes).
+	for _, v := range []*openapitest.Validator{oa.node, oa.hub} {
+		if l := unseen(v, 100, 599); len(l) > 0 {
+			t.Errorf("%s operations never called: %v", v.Name, l)
 		}
 	}
 }

@@ -50,6 +50,9 @@ func startTestFederationWith(t *testing.T, cfg federationConfig) *federation {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	if *openAPICheck {
+		checkOpenAPI(t, f)
+	}
 	return f
 }
 
