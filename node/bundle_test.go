@@ -103,8 +103,18 @@ func newBundleWorld(t testing.TB, seed uint64, batches int) *bundleWorld {
 		entries = append(entries, w.randomBatch(t, []hcx.ProvinceCode{"440000", "510000"}[w.rng.IntN(2)]))
 	}
 	w.hub = startHub(t, w.f, 0, 1, entries...)
-	w.entries = 1 + len(entries)
-	w.n, _ = runNodeAt(t, w.f, t.TempDir(), w.now, w.hub.URLs()...)
+	// The node logs its policy and its box key when it starts, and a new
+	// box key at a receipt tick by the test's clock, which moves hours
+	// ahead and back: one accepted while the clock is back grew the log
+	// under the comparison (a flake seen under load). So no receipt tick
+	// comes during the test, and the bundle is built once the node's own
+	// leaves are in the log.
+	w.n, _ = runNodeWith(t, w.f, t.TempDir(), func(c *node.Config) { c.Now, c.ReceiptInterval = w.now, 24*time.Hour }, w.hub.URLs()...)
+	waitFor(t, "the node's policy and box key in the log", w.n.StartPublished)
+	w.entries = int(w.hub.Leader().State().Size)
+	if want := 4 + batches; w.entries != want {
+		t.Fatalf("the log holds %d entries, want %d: two trust lists, %d batches, the node's policy and box key", w.entries, want, batches)
+	}
 	w.waitApplied(t)
 	return w
 }

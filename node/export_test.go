@@ -101,3 +101,15 @@ func forgeTrail(dir string, forge func(*badger.Txn, []AuditRecord) (uint64, [32]
 		return txn.Set([]byte(kAuditHead), append(u64b(last), head[:]...))
 	})
 }
+
+// PolicyPublished reports whether the hub acknowledged the rules in force.
+func (n *Node) PolicyPublished() bool {
+	r := n.rules.Load()
+	return r != nil && n.policyPublished.Load() == r.version
+}
+
+// StartPublished reports whether what a node logs when it starts — its
+// policy and its first box key — is in the log.
+func (n *Node) StartPublished() bool {
+	return n.PolicyPublished() && n.BoxKID() != "" && n.countPrefix(pBoxPub) == 0
+}
