@@ -180,12 +180,15 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if err := w.set([]byte(kFollowTree), tree.encode()); err != nil {
 		return fmt.Errorf("apply log entries from %d: %w", start, err)
 	}
-	if tree.cp != nil {
-		b, err := json.Marshal(tree.cp)
+	for key, cp := range map[string]*treeCheckpoint{kFollowCheckpoint: tree.cp, kFollowWitnessed: tree.wcp} {
+		if cp == nil {
+			continue
+		}
+		b, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
-		if err := w.set([]byte(kFollowCheckpoint), b); err != nil {
+		if err := w.set([]byte(key), b); err != nil {
 			return fmt.Errorf("apply log entries from %d: %w", start, err)
 		}
 	}
@@ -208,6 +211,7 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	n.treeMu.Lock()
 	n.tree = tree
 	n.treeMu.Unlock()
+	n.noteWitnessed(tree)
 	n.metrics.followApplied.Add(uint64(len(entries)))
 	n.applied.Store(end)
 	return nil

@@ -162,15 +162,22 @@ func runNode(t testing.TB, f *fed, dir string, members ...string) (n *node.Node,
 // runNodeAt is runNode with the node's clock now (nil: the wall clock).
 func runNodeAt(t testing.TB, f *fed, dir string, now func() time.Time, members ...string) (n *node.Node, stop func()) {
 	t.Helper()
-	n, err := node.New(node.Config{
+	return runNodeWith(t, f, dir, func(c *node.Config) { c.Now = now }, members...)
+}
+
+// runNodeWith is runNode with the configuration changed by tune.
+func runNodeWith(t testing.TB, f *fed, dir string, tune func(*node.Config), members ...string) (n *node.Node, stop func()) {
+	t.Helper()
+	cfg := node.Config{
 		Province: "510000", Dir: dir, Signer: f.provs["510000"], RootDER: f.root.Cert.Raw,
 		SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
 		FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1,
 		RulesPath: "../configs/rules/510000.yaml",
 		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
 		Logger:    quietLogger(),
-		Now:       now,
-	})
+	}
+	tune(&cfg)
+	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +225,9 @@ type liar struct {
 	// checkpoint.
 	pageMax int
 	note    func([]byte) []byte
+	// witnessed, when set, answers GET /v1/checkpoint/witnessed in the
+	// member's stead (nil note: 404).
+	witnessed atomic.Pointer[func() []byte]
 }
 
 // The liar is a man in the middle with Sichuan's key: it signs what it
@@ -282,7 +292,19 @@ func newLiar(t testing.TB, f *fed, target string, rewrite func(uint64, string) s
 			return nil
 		},
 	}
-	l.Server = httptest.NewServer(rp)
+	l.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := l.witnessed.Load(); f != nil && r.URL.Path == "/v1/checkpoint/witnessed" {
+			note := (*f)()
+			if note == nil {
+				http.Error(w, `{"error":{"code":"no_witnessed_checkpoint","message":"none yet"}}`, http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(note)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
 	t.Cleanup(l.Close)
 	return l
 }
