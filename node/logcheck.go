@@ -202,11 +202,8 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	if err != nil {
 		return nil, err
 	}
-	member := hub.Members()[0]
 	size := next.rng.End()
-	forked := func(format string, a ...any) error {
-		return &ForkError{Member: member, Size: size, Reason: fmt.Sprintf(format, a...)}
-	}
+	forked := forkAt(hub, size)
 	note, err := hub.Checkpoint(ctx)
 	if err != nil {
 		var apiErr *exchange.APIError
@@ -231,6 +228,14 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 		}
 	}
 	return next, nil
+}
+
+// forkAt makes the *ForkError of hub's member at a tree of size leaves.
+func forkAt(hub *exchange.HubClient, size uint64) func(string, ...any) error {
+	member := hub.Members()[0]
+	return func(format string, a ...any) error {
+		return &ForkError{Member: member, Size: size, Reason: fmt.Sprintf(format, a...)}
+	}
 }
 
 // checkHubSigned checks that cp (what names it in a fork's reason) is
@@ -307,7 +312,7 @@ func (n *Node) provenConsistent(ctx context.Context, hub *exchange.HubClient, cp
 // held was checked no longer counts.
 func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held *treeCheckpoint, next *logTree, entries []string, forked func(string, ...any) error) (*treeCheckpoint, error) {
 	now := n.cfg.Now()
-	ws, k := n.Witnesses(now), n.cfg.Cosignatures
+	ws, k := n.witnessesWith(now, entries), n.cfg.Cosignatures
 	var best *exchange.Checkpoint
 	var bestNote []byte
 	if held != nil {
@@ -387,6 +392,18 @@ func unverifiedOrFork(err error, forked func(string, ...any) error) error {
 // applied here.
 func (n *Node) hubKeysIn(entries []string) []*ecdsa.PublicKey {
 	var keys []*ecdsa.PublicKey
+	for _, e := range n.trustedIn(entries) {
+		if e.Role == certs.RoleHub {
+			keys = append(keys, e.PublicKey())
+		}
+	}
+	return keys
+}
+
+// trustedIn are the certificates, not revoked there, of the root-signed
+// trust lists among entries.
+func (n *Node) trustedIn(entries []string) []*certs.Entry {
+	var out []*certs.Entry
 	for _, raw := range entries {
 		h, err := certs.ParseHeader(raw)
 		if err != nil || h.Typ != exchange.HdrTrust {
@@ -405,19 +422,19 @@ func (n *Node) hubKeysIn(entries []string) []*ecdsa.PublicKey {
 			revoked[r.KID] = true
 		}
 		for _, c := range tl.Certs {
-			if c.Role != certs.RoleHub || revoked[c.KID] {
+			if revoked[c.KID] {
 				continue
 			}
 			der, err := base64.StdEncoding.DecodeString(c.DER)
 			if err != nil {
 				continue
 			}
-			if e, err := n.trust.CheckCertificate(der); err == nil && e.Role == certs.RoleHub {
-				keys = append(keys, e.PublicKey())
+			if e, err := n.trust.CheckCertificate(der); err == nil && e.Role == c.Role {
+				out = append(out, e)
 			}
 		}
 	}
-	return keys
+	return out
 }
 
 // reportFork records a fork: metrics, the error log line, and Ready.

@@ -1,12 +1,17 @@
 package node
 
 import (
+	"context"
 	"crypto/ecdsa"
+	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/witness"
 )
@@ -88,6 +93,23 @@ func (n *Node) Witnesses(at time.Time) []exchange.Witness {
 	return exchange.FilterWitnesses(exchange.WitnessesOf(n.trust, at), n.cfg.Witnesses)
 }
 
+// witnessesWith are Witnesses(at) and the witnesses that the root-signed
+// trust lists among entries add (the first page of the log brings the
+// first trust list).
+func (n *Node) witnessesWith(at time.Time, entries []string) []exchange.Witness {
+	ws := n.Witnesses(at)
+	for _, e := range n.trustedIn(entries) {
+		name := exchange.WitnessName(e.KID)
+		if (e.Role != certs.RoleProvince && e.Role != certs.RoleAuditor) || slices.ContainsFunc(ws, func(w exchange.Witness) bool { return w.Name == name }) {
+			continue
+		}
+		if len(n.cfg.Witnesses) == 0 || slices.Contains(n.cfg.Witnesses, e.KID) {
+			ws = append(ws, exchange.Witness{Name: name, KID: e.KID, Key: e.PublicKey()})
+		}
+	}
+	return ws
+}
+
 // CheckpointStatus is what the node reports of the checkpoints it holds.
 type CheckpointStatus struct {
 	// Size is the size of the newest hub checkpoint verified against the
@@ -155,20 +177,71 @@ func (n *Node) witnessedReady() error {
 	return nil
 }
 
+// covered reports whether t's newest k-witnessed checkpoint covers every
+// leaf of t.
+func (t *logTree) covered() bool {
+	if t.wcp == nil {
+		return false
+	}
+	cp, err := exchange.ParseCheckpoint([]byte(t.wcp.Note))
+	return err == nil && cp.Size >= t.rng.End()
+}
+
+// needsWitness says whether the follower should look for a newer
+// witnessed checkpoint for the tree it applied: cosigning comes after the
+// checkpoint, which comes after the entries, so the check made with a page
+// usually finds the checkpoint before last.
+func (n *Node) needsWitness() bool {
+	if n.cfg.Cosignatures == 0 {
+		return false
+	}
+	n.treeMu.Lock()
+	defer n.treeMu.Unlock()
+	return n.tree.rng.End() > 0 && !n.tree.covered()
+}
+
+// refreshWitnessed checks hub's newest witnessed checkpoint against the
+// tree the node applied, with no new entries, and keeps it (stored in the
+// follow position's place) if it is newer. It returns a *ForkError when the
+// member's witnessed checkpoint contradicts the tree.
+func (n *Node) refreshWitnessed(ctx context.Context, hub *exchange.HubClient) error {
+	if !n.needsWitness() {
+		return nil
+	}
+	n.treeMu.Lock()
+	cur := n.tree
+	n.treeMu.Unlock()
+	wcp, err := n.checkWitnessed(ctx, hub, cur.wcp, cur, nil, forkAt(hub, cur.rng.End()))
+	if err != nil || wcp == nil || (cur.wcp != nil && wcp.Note == cur.wcp.Note) {
+		return err
+	}
+	b, err := json.Marshal(wcp)
+	if err != nil {
+		return err
+	}
+	if err := n.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(kFollowWitnessed), b) }); err != nil {
+		return fmt.Errorf("store the witnessed checkpoint: %w", err)
+	}
+	n.treeMu.Lock()
+	t := n.tree
+	if t == cur { // the follower is the only writer; this is its own tree
+		next := *cur
+		next.wcp = wcp
+		n.tree, t = &next, &next
+	}
+	n.treeMu.Unlock()
+	n.noteWitnessed(t)
+	return nil
+}
+
 // noteWitnessed records, after a page is applied, since when the tree has
 // been ahead of its newest k-witnessed checkpoint.
 func (n *Node) noteWitnessed(t *logTree) {
 	if n.cfg.Cosignatures == 0 {
 		return
 	}
-	covered := false
-	if t.wcp != nil {
-		if cp, err := exchange.ParseCheckpoint([]byte(t.wcp.Note)); err == nil && cp.Size >= t.rng.End() {
-			covered = true
-		}
-	}
 	switch {
-	case covered:
+	case t.covered():
 		n.unwitnessedSince.Store(0)
 	case n.unwitnessedSince.Load() == 0:
 		n.unwitnessedSince.Store(n.cfg.Now().UnixNano())

@@ -179,7 +179,9 @@ func TestNodeWitnessCosignsOnlyOneHistoryForHubMembers(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || e.Error.Code != "malformed_request" {
 		t.Errorf("garbage body: %d %s; want 400 malformed_request", resp.StatusCode, body)
 	}
