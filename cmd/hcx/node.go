@@ -55,8 +55,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	hubCA := fs.String("hub-ca", "", "the TLS root the hub's API certificates come from (tls-root.crt in the CA directory); required for https hub URLs")
 	verbose := fs.Bool("v", false, "log at info level")
 	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
+	witnessOpts := addWitnessFlags(fs, "this node")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	cosignatures, witnesses, err := witnessOpts.parse()
+	if err != nil {
+		return fmt.Errorf("hcx node: %w", err)
 	}
 	var missing []string
 	for name, v := range map[string]string{"province": *province, "dir": *dir, "hub": *hubs, "cert": *cert, "key": *key, "root": *root, "keys": *keysFile} {
@@ -136,9 +141,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw, OfflineMaxAge: *offlineMaxAge,
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
-		RulesPath: *rules,
-		Hub:       exchange.NewHubClient(hubURLs, hubHTTP).SignWith(signer, nil),
-		Logger:    logger,
+		RulesPath:    *rules,
+		Hub:          exchange.NewHubClient(hubURLs, hubHTTP).SignWith(signer, nil),
+		Logger:       logger,
+		Cosignatures: cosignatures, Witnesses: witnesses,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,18 @@ func TestVerifyOfflineAnswersAsTheNode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "device")
 	syncArgs := []string{"sync", "--node", x.url, "--cert", filepath.Join(ca, "issued", "checkpoint-440000.crt"),
 		"--key", filepath.Join(ca, "issued", "checkpoint-440000.key"), "--root", filepath.Join(ca, "root.crt"), "--dir", dir}
+	// The node requires no cosignatures, so its bundle's checkpoint
+	// carries none: a device that requires one refuses it.
+	_, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "1")...)
+	if err == nil || !strings.Contains(err.Error(), "0 valid of the 1 required") || !strings.Contains(err.Error(), "keeps the bundle it had") {
+		t.Fatalf("sync requiring a cosignature: %v; want a refusal saying 0 of 1", err)
+	}
+	if _, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "2", "--witnesses", "a")...); err == nil || !strings.Contains(err.Error(), "can never be met") {
+		t.Fatalf("sync requiring 2 of 1 named witness: %v", err)
+	}
+	if out, _, err := hcxVerify(t, "status", "--dir", dir); err == nil {
+		t.Fatalf("status after refused syncs: %q; want no bundle", out)
+	}
 	out, _, err := hcxVerify(t, syncArgs...)
 	if err != nil || !strings.Contains(out, "bundle updated") {
 		t.Fatalf("first sync: %q, %v", out, err)
