@@ -223,7 +223,7 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	}
 	next.cp = &treeCheckpoint{Size: size, Note: string(note), Proof: p}
 	if n.cfg.Cosignatures > 0 {
-		if next.wcp, err = n.checkWitnessed(ctx, hub, cur.wcp, next, entries, forked); err != nil {
+		if next.wcp, err = n.checkWitnessed(ctx, hub, cur.wcp, next, entries, note, forked); err != nil {
 			return nil, err
 		}
 	}
@@ -303,14 +303,14 @@ func (n *Node) provenConsistent(ctx context.Context, hub *exchange.HubClient, cp
 }
 
 // checkWitnessed returns the newest checkpoint with Config.Cosignatures
-// valid cosignatures for the tree next, with its proof: the member's
-// newest witnessed checkpoint if it has them and is not older than held
-// (the one verified against the tree before), else held. Either way next
-// must be consistent with it, or the member has forked. It returns nil
-// when there is none: entries do not wait for cosigning (Ready says how
-// long the tree has been ahead of its witnesses). A witness revoked since
-// held was checked no longer counts.
-func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held *treeCheckpoint, next *logTree, entries []string, forked func(string, ...any) error) (*treeCheckpoint, error) {
+// valid cosignatures for the tree next, with its proof, among: held (the
+// one verified against the tree before), the member's newest checkpoint
+// signed (its cosignatures so far; nil: fetched here) and its newest
+// witnessed checkpoint. next must be consistent with it, or the member has
+// forked. It returns nil when there is none: entries do not wait for
+// cosigning (Ready says how long the tree has been ahead of its
+// witnesses). A witness revoked since held was checked no longer counts.
+func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held *treeCheckpoint, next *logTree, entries []string, signed []byte, forked func(string, ...any) error) (*treeCheckpoint, error) {
 	now := n.cfg.Now()
 	ws, k := n.witnessesWith(now, entries), n.cfg.Cosignatures
 	var best *exchange.Checkpoint
@@ -320,26 +320,44 @@ func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held
 			best, bestNote = cp, []byte(held.Note)
 		}
 	}
-	note, err := witnessedCheckpoint(ctx, hub)
-	if err != nil {
-		n.log.Debug("no witnessed checkpoint from this member; applying without one", "member", hub.Members()[0], "err", err)
-	} else {
+	// consider takes note if it is hub-signed, carries k valid
+	// cosignatures and is not older than the best so far.
+	consider := func(note []byte, what string, checked bool) error {
 		cp, err := exchange.ParseCheckpoint(note)
 		if err != nil {
-			return nil, forked("it serves a witnessed checkpoint that does not parse: %v", err)
+			return forked("it serves a %s that does not parse: %v", what, err)
 		}
-		if err := n.checkHubSigned(ctx, hub, cp, entries, "witnessed checkpoint", forked); err != nil {
-			return nil, err
+		if !checked {
+			if err := n.checkHubSigned(ctx, hub, cp, entries, what, forked); err != nil {
+				return err
+			}
 		}
 		switch err := cp.RequireCosignatures(ws, k, now); {
 		case err != nil:
-			n.metrics.witnessedShort.Add(1)
-			n.log.Debug("the member's witnessed checkpoint falls short", "member", hub.Members()[0], "err", err)
+			if len(cp.Cosigs) > 0 {
+				n.metrics.witnessedShort.Add(1)
+				n.log.Debug("the member's "+what+" falls short", "member", hub.Members()[0], "err", err)
+			}
 		case best != nil && cp.Size == best.Size && !bytes.Equal(cp.Root, best.Root):
-			return nil, forked("its witnessed checkpoint of size %d has root %s, another witnessed checkpoint of that size has root %s", cp.Size, b64(cp.Root), b64(best.Root))
+			return forked("its %s of size %d has root %s, another witnessed checkpoint of that size has root %s", what, cp.Size, b64(cp.Root), b64(best.Root))
 		case best == nil || cp.Size >= best.Size:
 			best, bestNote = cp, note
 		}
+		return nil
+	}
+	checked := signed != nil
+	if !checked {
+		signed, _ = hub.Checkpoint(ctx)
+	}
+	if signed != nil {
+		if err := consider(signed, "checkpoint", checked); err != nil {
+			return nil, err
+		}
+	}
+	if note, err := witnessedCheckpoint(ctx, hub); err != nil {
+		n.log.Debug("no witnessed checkpoint from this member", "member", hub.Members()[0], "err", err)
+	} else if err := consider(note, "witnessed checkpoint", false); err != nil {
+		return nil, err
 	}
 	if best == nil {
 		return nil, nil

@@ -211,7 +211,7 @@ func (n *Node) refreshWitnessed(ctx context.Context, hub *exchange.HubClient) er
 	n.treeMu.Lock()
 	cur := n.tree
 	n.treeMu.Unlock()
-	wcp, err := n.checkWitnessed(ctx, hub, cur.wcp, cur, nil, forkAt(hub, cur.rng.End()))
+	wcp, err := n.checkWitnessed(ctx, hub, cur.wcp, cur, nil, nil, forkAt(hub, cur.rng.End()))
 	if err != nil || wcp == nil || (cur.wcp != nil && wcp.Note == cur.wcp.Note) {
 		return err
 	}
