@@ -134,6 +134,19 @@ func serveWitnessed(l *liar, c *cosigners) {
 	l.witnessed.Store(&f)
 }
 
+// deviceOf is a device pinned to f's root that requires k cosignatures by
+// the witnesses kids (all of the trust list's when none).
+func deviceOf(t testing.TB, f *fed, k int, kids ...string) *offline.Device {
+	t.Helper()
+	d, err := offline.Open(t.TempDir(), f.root.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	d.Cosignatures, d.Witnesses = k, kids
+	return d
+}
+
 func codeOf(err error) string {
 	var e *hcx.Error
 	if errors.As(err, &e) {
@@ -183,12 +196,7 @@ func TestNodeRequiringTwoCosignaturesTrustsAWitnessedCheckpoint(t *testing.T) {
 	if valid, _ := cp.VerifyCosignatures(n.Witnesses(time.Now()), time.Now()); len(valid) != 2 {
 		t.Errorf("the bundle's checkpoint has %d valid cosignatures, want 2", len(valid))
 	}
-	d, err := offline.Open(t.TempDir(), f.root.Cert.Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	d.Cosignatures = 2
+	d := deviceOf(t, f, 2)
 	if err := d.Install(bytes.NewReader(bundleBytes(t, b)), nil); err != nil {
 		t.Fatalf("a device requiring 2 cosignatures refused the bundle: %v", err)
 	}
@@ -293,12 +301,7 @@ func TestDeviceRequiringCosignaturesKeepsItsBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := offline.Open(t.TempDir(), f.root.Cert.Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	d.Cosignatures = 2
+	d := deviceOf(t, f, 2)
 	if err := d.Install(bytes.NewReader(bundleBytes(t, b1)), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -330,12 +333,7 @@ func TestDeviceRequiringCosignaturesKeepsItsBundle(t *testing.T) {
 		t.Errorf("a device requiring 1 of the witness that cosigned: %v", err)
 	}
 	// And a witness list that leaves it out refuses it.
-	d2, err := offline.Open(t.TempDir(), f.root.Cert.Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d2.Close()
-	d2.Cosignatures, d2.Witnesses = 1, []string{f.provs["510000"].KID}
+	d2 := deviceOf(t, f, 1, f.provs["510000"].KID)
 	if err := d2.Install(bytes.NewReader(raw2), nil); !errors.Is(err, exchange.ErrTooFewCosignatures) || !strings.Contains(err.Error(), "of 1 witnesses known") {
 		t.Errorf("a device counting only another witness: %v; want too few cosignatures, of 1 witness", err)
 	}
