@@ -219,7 +219,9 @@ func TestNodeRequiringCosignaturesIsNotReadyWithoutThem(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	n, _ := runNodeWith(t, f, t.TempDir(), func(c *node.Config) { c.Cosignatures, c.Now, c.BundleInterval = 2, now, time.Nanosecond }, l.URL)
+	dir := t.TempDir()
+	tune := func(c *node.Config) { c.Cosignatures, c.Now, c.BundleInterval = 2, now, time.Nanosecond }
+	n, stop := runNodeWith(t, f, dir, tune, l.URL)
 	waitFor(t, "the node to apply entries and find the witnessed checkpoint short", func() bool {
 		return n.Applied() >= 2 && strings.Contains(metricsOf(n), `hcx_node_witnessed_short_total{province="510000"} `) &&
 			!strings.Contains(metricsOf(n), `hcx_node_witnessed_short_total{province="510000"} 0`)
@@ -261,6 +263,15 @@ func TestNodeRequiringCosignaturesIsNotReadyWithoutThem(t *testing.T) {
 		t.Errorf("bundle: %v; want one past size %d with the witnessed checkpoint of size %d", err, w, w)
 	} else if cp, err := exchange.ParseCheckpoint([]byte(b.Header.Checkpoint)); err != nil || cp.Size != w {
 		t.Errorf("the bundle's checkpoint: %v; want size %d", err, w)
+	}
+	// A restart gives the witnesses the bound again, and no more: the tree
+	// it finds stored ahead of its witnessed checkpoint counts from then.
+	stop()
+	n, _ = runNodeWith(t, f, dir, tune, l.URL)
+	waitFor(t, "the restarted node to have its trust list", func() bool { return n.Checkpoints().Witnessed == w && n.Ready() == nil })
+	clock.Add(int64(3 * time.Minute))
+	if err := n.Ready(); codeOf(err) != node.CodeUnwitnessed {
+		t.Errorf("restarted, ready 3 minutes on = %v; want %s", err, node.CodeUnwitnessed)
 	}
 	both.frozen.Store(false)
 	waitFor(t, "the node to be ready again", func() bool { return n.Ready() == nil && n.Checkpoints().Witnessed == n.Applied() })

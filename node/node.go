@@ -300,6 +300,9 @@ func New(cfg Config) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	// A tree stored ahead of its witnessed checkpoint gets the bound
+	// again from now (witness.go).
+	n.noteWitnessed(n.tree)
 	go n.commitLoop()
 	n.checks.start(n)
 	return n, nil

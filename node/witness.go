@@ -213,6 +213,7 @@ func (n *Node) refreshWitnessed(ctx context.Context, hub *exchange.HubClient) er
 	n.treeMu.Unlock()
 	wcp, err := n.checkWitnessed(ctx, hub, cur.wcp, cur, nil, nil, forkAt(hub, cur.rng.End()))
 	if err != nil || wcp == nil || (cur.wcp != nil && wcp.Note == cur.wcp.Note) {
+		n.noteWitnessed(cur)
 		return err
 	}
 	b, err := json.Marshal(wcp)
