@@ -224,3 +224,29 @@ func TestNodeWitnessCosignsOnlyOneHistoryForHubMembers(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// A k the node can never meet is refused at New, naming it.
+func TestNodeRefusesCosignaturesItCannotCount(t *testing.T) {
+	f := newFed(t)
+	for _, c := range []struct {
+		name string
+		k    int
+		kids []string
+		want string
+	}{
+		{"reject/negative", -1, nil, "cosignatures -1: want 0 (none required) to 63"},
+		{"reject/more-than-a-note-holds", 64, nil, "cosignatures 64"},
+		{"reject/witness-named-twice", 1, []string{"a", "a"}, `"a" is empty or named twice`},
+		{"reject/more-than-named", 2, []string{"a"}, "2 cosignatures can never be met by the 1 witnesses named"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := node.New(node.Config{Province: "510000", Dir: t.TempDir(), Signer: f.provs["510000"], RootDER: f.root.Cert.Raw,
+				SubjectKey: certs.SubjectKey{Version: 1, Key: bytes.Repeat([]byte{7}, 32)},
+				FieldKeys:  map[int][]byte{1: bytes.Repeat([]byte{9}, 16)}, FieldKeyVersion: 1, RulesPath: "../configs/rules/510000.yaml",
+				Hub: exchange.NewHubClient([]string{"http://127.0.0.1:1"}, nil), Cosignatures: c.k, Witnesses: c.kids})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("New: %v; want %q", err, c.want)
+			}
+		})
+	}
+}
