@@ -100,12 +100,22 @@ func quietLogger() *slog.Logger {
 // 100 ms, and submits the trust list and entries to it.
 func startHub(t testing.TB, f *fed, c, members int, entries ...string) *consensus.Cluster {
 	t.Helper()
+	return startHubWith(t, f, c, members, func(*consensus.Config) {}, entries...)
+}
+
+// startHubWith is startHub with each member's configuration changed by
+// tune.
+func startHubWith(t testing.TB, f *fed, c, members int, tune func(*consensus.Config), entries ...string) *consensus.Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	hub, err := consensus.StartCluster(ctx, consensus.ClusterConfig{
 		N: members, Dir: t.TempDir(), RootDER: f.root.Cert.Raw, Signers: f.hubs[c],
 		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger(), api.HubOptions{}), InsecurePlaintext: true,
-		Tune: func(cfg *consensus.Config) { cfg.CheckpointEvery = 100 * time.Millisecond },
+		Tune: func(cfg *consensus.Config) {
+			cfg.CheckpointEvery = 100 * time.Millisecond
+			tune(cfg)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -27,8 +28,19 @@ import (
 // trust list n follows, as `hcx node` does.
 func witnessServer(t testing.TB, n *node.Node) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(api.NewNodeHandler(n, quietLogger(), api.NodeOptions{
+	return serveNodeOn(t, n, nil)
+}
+
+// serveNodeOn is witnessServer on ln (nil: a new loopback port).
+func serveNodeOn(t testing.TB, n *node.Node, ln net.Listener) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(api.NewNodeHandler(n, quietLogger(), api.NodeOptions{
 		Authn: &auth.RequestTokens{Trust: n.TrustStore, Replay: auth.NewReplayCache(0)}}))
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
 }
