@@ -28,11 +28,11 @@ func TestVerifyOfflineAnswersAsTheNode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "device")
 	syncArgs := []string{"sync", "--node", x.url, "--cert", filepath.Join(ca, "issued", "checkpoint-440000.crt"),
 		"--key", filepath.Join(ca, "issued", "checkpoint-440000.key"), "--root", filepath.Join(ca, "root.crt"), "--dir", dir}
-	// The node requires no cosignatures, so its bundle's checkpoint
-	// carries none: a device that requires one refuses it.
-	_, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "1")...)
-	if err == nil || !strings.Contains(err.Error(), "0 valid of the 1 required") || !strings.Contains(err.Error(), "keeps the bundle it had") {
-		t.Fatalf("sync requiring a cosignature: %v; want a refusal saying 0 of 1", err)
+	// No federation here has 63 witnesses: a device that requires 63
+	// cosignatures refuses every bundle, saying how many of how many.
+	_, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "63")...)
+	if err == nil || !strings.Contains(err.Error(), "valid of the 63 required") || !strings.Contains(err.Error(), "keeps the bundle it had") {
+		t.Fatalf("sync requiring 63 cosignatures: %v; want a refusal saying how many of 63", err)
 	}
 	if _, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "2", "--witnesses", "a")...); err == nil || !strings.Contains(err.Error(), "can never be met") {
 		t.Fatalf("sync requiring 2 of 1 named witness: %v", err)
