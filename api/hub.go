@@ -26,6 +26,8 @@ type Hub interface {
 	Subject(ctx context.Context, sub hcx.Subject) (exchange.SubjectAnswer, error)
 	Trust(ctx context.Context) (string, error)
 	Checkpoint(ctx context.Context) ([]byte, error)
+	WitnessedCheckpoint(ctx context.Context) ([]byte, error)
+	WitnessStats() consensus.WitnessStats
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Status(ctx context.Context) (consensus.ClusterStatus, error)
@@ -117,6 +119,7 @@ func (hh *hubHandler) rules() []Rule {
 		{Method: http.MethodPost, Path: "/v1/entries", Priority: PriorityOperator, Allow: writers, Handler: hh.instrument("submit", hh.submit)},
 		{Method: http.MethodGet, Path: "/v1/entries", Query: []string{"start", "limit", "wait"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("entries", hh.entries)},
 		{Method: http.MethodGet, Path: "/v1/checkpoint", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("checkpoint", hh.checkpoint)},
+		{Method: http.MethodGet, Path: "/v1/checkpoint/witnessed", Priority: PriorityCheckpoint, Allow: anyone, Handler: hh.instrument("checkpoint_witnessed", hh.witnessedCheckpoint)},
 		{Method: http.MethodGet, Path: "/v1/proof/inclusion", Query: []string{"index", "size"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("inclusion", hh.inclusion)},
 		{Method: http.MethodGet, Path: "/v1/proof/consistency", Query: []string{"from", "to"}, Priority: PriorityBulk, Allow: federation, Handler: hh.instrument("consistency", hh.consistency)},
 		{Method: http.MethodGet, Path: "/v1/subjects/{sub}", Priority: PriorityCheckpoint, Allow: federation, Handler: hh.instrument("subject", hh.subject)},
@@ -211,10 +214,22 @@ func (hh *hubHandler) entries(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, es)
 }
 
+// checkpoint serves the newest checkpoint, with the witness cosignatures
+// committed for it so far.
 func (hh *hubHandler) checkpoint(w http.ResponseWriter, r *http.Request) {
-	b, err := hh.hub.Checkpoint(r.Context())
+	writeNote(w, hh.log, hh.hub.Checkpoint, r)
+}
+
+// witnessedCheckpoint serves the newest checkpoint that carries at least one
+// witness cosignature (404 no_checkpoint if none does yet).
+func (hh *hubHandler) witnessedCheckpoint(w http.ResponseWriter, r *http.Request) {
+	writeNote(w, hh.log, hh.hub.WitnessedCheckpoint, r)
+}
+
+func writeNote(w http.ResponseWriter, log *slog.Logger, get func(context.Context) ([]byte, error), r *http.Request) {
+	b, err := get(r.Context())
 	if err != nil {
-		WriteError(w, hh.log, err)
+		WriteError(w, log, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -352,6 +367,7 @@ func (hh *hubHandler) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&sb, "# TYPE hcx_hub_applied_index gauge\nhcx_hub_applied_index %d\n", st.Applied)
 	fmt.Fprintf(&sb, "# TYPE hcx_hub_tree_size gauge\nhcx_hub_tree_size %d\n", st.Size)
 	fmt.Fprintf(&sb, "# TYPE hcx_hub_checkpoint_size gauge\nhcx_hub_checkpoint_size %d\n", st.CheckpointSize)
+	writeWitnessMetrics(&sb, hh.hub.WitnessStats())
 	leader := 0
 	if cs, err := hh.hub.Status(r.Context()); err == nil && cs.Leader == cs.ID {
 		leader = 1
@@ -371,4 +387,30 @@ func (hh *hubHandler) metrics(w http.ResponseWriter, r *http.Request) {
 	hh.m.mu.Unlock()
 	hh.limits.WriteMetrics(&sb)
 	w.Write([]byte(sb.String()))
+}
+
+// writeWitnessMetrics writes the member's witness rounds: rounds run while
+// it led, checkpoints skipped because a round was running, the newest
+// witnessed size, and per witness its cosignatures and failures.
+func writeWitnessMetrics(sb *strings.Builder, ws consensus.WitnessStats) {
+	fmt.Fprintf(sb, "# TYPE hcx_hub_witnessed_size gauge\nhcx_hub_witnessed_size %d\n", ws.WitnessedSize)
+	fmt.Fprintf(sb, "# TYPE hcx_hub_cosign_rounds_total counter\nhcx_hub_cosign_rounds_total %d\n", ws.Rounds)
+	fmt.Fprintf(sb, "# TYPE hcx_hub_cosign_rounds_skipped_total counter\nhcx_hub_cosign_rounds_skipped_total %d\n", ws.Skipped)
+	if len(ws.Witnesses) == 0 {
+		return
+	}
+	for _, m := range []struct {
+		name, typ string
+		value     func(consensus.WitnessStatus) uint64
+	}{
+		{"hcx_hub_witness_size", "gauge", func(w consensus.WitnessStatus) uint64 { return w.Size }},
+		{"hcx_hub_witness_cosigned_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Cosigned }},
+		{"hcx_hub_witness_failures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Failures }},
+		{"hcx_hub_witness_invalid_cosignatures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Invalid }},
+	} {
+		fmt.Fprintf(sb, "# TYPE %s %s\n", m.name, m.typ)
+		for _, w := range ws.Witnesses {
+			fmt.Fprintf(sb, "%s{witness=%q} %d\n", m.name, w.URL, m.value(w))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -32,6 +33,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, if set, is called after every page.
 	Progress func(done, total uint64)
+	// Trails are the provinces whose operator trails are checked against
+	// the heads they logged, after the log (CheckTrail).
+	Trails map[hcx.ProvinceCode]TrailSource
 }
 
 // Report is what a run found.
@@ -43,6 +47,8 @@ type Report struct {
 	Findings    []Finding `json:"findings"`
 	Dropped     int       `json:"dropped,omitempty"` // findings over MaxFindings, counted only
 	Unreachable []string  `json:"unreachable,omitempty"`
+	// Trails are the provinces whose operator trails were read and checked.
+	Trails []hcx.ProvinceCode `json:"trails,omitempty"`
 }
 
 func (r *Report) add(fs ...Finding) {
@@ -61,6 +67,9 @@ type seen struct {
 	note   []byte
 	cp     *exchange.Checkpoint
 	member *exchange.HubClient // nil for gossip
+	// witnessed: the member's newest witnessed checkpoint, which may lag
+	// behind the checkpoints verified already.
+	witnessed bool
 }
 
 // Run audits the log from where v stopped to the largest checkpoint a
@@ -92,6 +101,21 @@ func Run(ctx context.Context, cfg Config, v *Verifier) (*Report, error) {
 		}
 		cps = append(cps, seen{source: m, note: note, cp: cp, member: hub})
 	}
+	// The newest checkpoint each member says witnesses cosigned: its
+	// cosignatures are checked, and it must be of the same history.
+	for _, i := range live {
+		note, err := cfg.Hub.Member(i).WitnessedCheckpoint(ctx)
+		if err != nil {
+			continue // none yet, or a hub without witnesses
+		}
+		src := members[i] + " (witnessed)"
+		cp, err := exchange.ParseCheckpoint(note)
+		if err != nil {
+			rep.add(Finding{Kind: KindCheckpoint, Member: src, Detail: fmt.Sprintf("its witnessed checkpoint does not parse: %v", err), Notes: []string{string(note)}})
+			continue
+		}
+		cps = append(cps, seen{source: src, note: note, cp: cp, member: cfg.Hub.Member(i), witnessed: true})
+	}
 	for _, src := range sortedKeys(cfg.Gossip) {
 		note := cfg.Gossip[src]
 		cp, err := exchange.ParseCheckpoint(note)
@@ -106,7 +130,7 @@ func Run(ctx context.Context, cfg Config, v *Verifier) (*Report, error) {
 	}
 	var target uint64
 	for _, s := range cps {
-		if s.member != nil {
+		if s.member != nil && !s.witnessed {
 			target = max(target, s.cp.Size)
 		}
 	}
@@ -167,7 +191,7 @@ func Run(ctx context.Context, cfg Config, v *Verifier) (*Report, error) {
 			continue
 		}
 		for i, m := range members {
-			if m != s.source || otherRoots[i] == nil {
+			if m != s.source || s.witnessed || otherRoots[i] == nil {
 				continue
 			}
 			if r, ok := otherRoots[i][s.cp.Size]; ok && !bytes.Equal(r, s.cp.Root) {
@@ -176,6 +200,24 @@ func Run(ctx context.Context, cfg Config, v *Verifier) (*Report, error) {
 		}
 	}
 	rep.add(checkCheckpoints(ctx, cfg, v, cps, roots, rep)...)
+	provs := make([]hcx.ProvinceCode, 0, len(cfg.Trails))
+	for p := range cfg.Trails {
+		provs = append(provs, p)
+	}
+	sort.Slice(provs, func(i, j int) bool { return provs[i] < provs[j] })
+	for _, p := range provs {
+		fs, err := v.CheckTrail(ctx, p, cfg.Trails[p])
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			cfg.Logger.Warn("a province's trail could not be read", "province", p, "err", err)
+			rep.Unreachable = append(rep.Unreachable, "trail "+string(p)+": "+err.Error())
+			continue
+		}
+		rep.Trails = append(rep.Trails, p)
+		rep.add(fs...)
+	}
 	rep.Size, rep.Root = v.Size(), b64(v.Root())
 	return rep, v.Commit()
 }
@@ -233,7 +275,8 @@ func checkCheckpoints(ctx context.Context, cfg Config, v *Verifier, cps []seen, 
 			out = append(out, Finding{Kind: KindCheckpoint, Member: s.source, Size: s.cp.Size, Detail: fmt.Sprintf("not signed by a hub key in force: %v", err), Notes: []string{string(s.note)}})
 			continue
 		}
-		if last != nil && s.cp.Size < last.Size {
+		out = append(out, checkCosignatures(v, s, cfg.Now())...)
+		if last != nil && s.cp.Size < last.Size && !s.witnessed {
 			out = append(out, Finding{Kind: KindCheckpoint, Member: s.source, Size: s.cp.Size, Detail: fmt.Sprintf("a signed checkpoint for %d leaves after one for %d was verified: the log cannot shrink", s.cp.Size, last.Size), Notes: []string{v.st.Last, string(s.note)}})
 			continue
 		}
@@ -259,6 +302,21 @@ func checkCheckpoints(ctx context.Context, cfg Config, v *Verifier, cps []seen, 
 		if top.cp.Size <= v.Size() {
 			v.SetLastCheckpoint(top.note)
 		}
+	}
+	return out
+}
+
+// checkCosignatures: every witness line on a checkpoint that names a
+// witness of the trust list (a province or the auditor, not revoked) must
+// verify; each one that does not is a finding naming the member that
+// served the note and the witness.
+func checkCosignatures(v *Verifier, s seen, now time.Time) []Finding {
+	_, bad := s.cp.VerifyCosignatures(exchange.WitnessesOf(v.Trust(), now), now)
+	var out []Finding
+	for _, c := range bad {
+		out = append(out, Finding{Kind: KindCosignature, Member: s.source, Size: s.cp.Size, Witness: c.Name,
+			Detail: fmt.Sprintf("the cosignature of witness %s on the checkpoint of size %d does not verify (key id, signature, or dated more than 5 minutes ahead)", c.Name, s.cp.Size),
+			Notes:  []string{string(s.note)}})
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/witness"
 	"github.com/transparency-dev/merkle/compact"
 )
 
@@ -30,16 +31,29 @@ const (
 	KindLeaf       = "leaf"       // a member answered another leaf for an index than the audited log
 	KindSplitView  = "split_view" // two signed checkpoints that cannot both be true
 	KindProof      = "proof"      // a consistency proof that does not hold
+	// KindCosignature: a witness cosignature on a checkpoint, by a witness
+	// of the trust list, that does not verify.
+	KindCosignature = "bad_cosignature"
 )
+
+// Kinds are the finding kinds, in a fixed order (metrics).
+var Kinds = []string{KindEnvelope, KindSeq, KindN, KindTrust, KindCheckpoint, KindLeaf, KindSplitView, KindProof, KindCosignature,
+	KindTrailForked, KindTrailRewritten, KindTrailTruncated, KindTrailBroken}
 
 // Finding is one thing wrong, named by where it was seen.
 type Finding struct {
-	Kind   string   `json:"kind"`
-	Member string   `json:"member,omitempty"` // the member (or gossip source) that served it
-	Index  *uint64  `json:"index,omitempty"`  // the leaf index, for leaf findings
-	Size   uint64   `json:"size,omitempty"`   // the tree size, for checkpoint findings
-	Detail string   `json:"detail"`
-	Notes  []string `json:"notes,omitempty"` // the signed checkpoint notes that prove it
+	Kind   string  `json:"kind"`
+	Member string  `json:"member,omitempty"` // the member (or gossip source) that served it
+	Index  *uint64 `json:"index,omitempty"`  // the leaf index, for leaf findings
+	Size   uint64  `json:"size,omitempty"`   // the tree size, for checkpoint findings
+	// Witness is the witness whose cosignature does not verify.
+	Witness string   `json:"witness,omitempty"`
+	Detail  string   `json:"detail"`
+	Notes   []string `json:"notes,omitempty"` // the signed checkpoint notes that prove it
+	// Province and Seq name a trail finding's province and the trail seq
+	// of the logged head it is about.
+	Province string `json:"province,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
 }
 
 func (f Finding) String() string {
@@ -53,6 +67,9 @@ func (f Finding) String() string {
 	if f.Size != 0 {
 		s += fmt.Sprintf(" size %d", f.Size)
 	}
+	if f.Province != "" {
+		s += fmt.Sprintf(" province %s trail seq %d", f.Province, f.Seq)
+	}
 	return s + ": " + f.Detail
 }
 
@@ -63,7 +80,10 @@ var ranges = compact.RangeFactory{Hash: exchange.LogHasher{}.HashChildren}
 // Keys in the auditor's store.
 const (
 	kState = "state"
-	pN     = "n/" // n/<issuer>/<subject> -> n (8 bytes) || index (8 bytes)
+	// kWitness holds the state of the auditor's own witness (hcx audit
+	// --watch): the largest checkpoint it cosigned.
+	kWitness = "witness"
+	pN       = "n/" // n/<issuer>/<subject> -> n (8 bytes) || index (8 bytes)
 )
 
 // state is what the auditor keeps between runs besides the per-subject n.
@@ -73,6 +93,8 @@ type state struct {
 	Seq       map[string]uint64 `json:"seq"`        // per issuer, the last batch seq
 	TrustList string            `json:"trust_list"` // the newest trust list applied
 	Last      string            `json:"last"`       // the largest signed checkpoint verified against the tree
+	// Trails are the provinces' operator trails, by province (trail.go).
+	Trails map[string]*trailState `json:"trails,omitempty"`
 }
 
 // Verifier is the auditor's verification core: it takes the log's leaves in
@@ -84,6 +106,10 @@ type Verifier struct {
 	rng   *compact.Range
 	// pending per-subject n of the leaves since the last Commit.
 	pending map[string][16]byte
+	// heads are the trail heads taken since the last Commit, by key;
+	// forget the provinces whose heads up to a seq a check made needless.
+	heads  map[string][]byte
+	forget map[string]uint64
 }
 
 // OpenVerifier opens (or creates) the auditor's store in dir, pinned to the
@@ -94,7 +120,7 @@ func OpenVerifier(dir string, rootDER []byte) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the auditor's store %s: %w", dir, err)
 	}
-	v := &Verifier{db: db, pending: map[string][16]byte{}}
+	v := &Verifier{db: db, pending: map[string][16]byte{}, heads: map[string][]byte{}, forget: map[string]uint64{}}
 	if v.trust, err = certs.NewTrustStoreDER(rootDER); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("national root: %w", err)
@@ -122,8 +148,15 @@ func OpenVerifier(dir string, rootDER []byte) (*Verifier, error) {
 	if v.st.Seq == nil {
 		v.st.Seq = map[string]uint64{}
 	}
+	if v.st.Trails == nil {
+		v.st.Trails = map[string]*trailState{}
+	}
 	return v, nil
 }
+
+// WitnessStore keeps the auditor's witness state (package witness) in the
+// auditor's store, beside what it verified.
+func (v *Verifier) WitnessStore() witness.Store { return witness.NewBadgerStore(v.db, kWitness) }
 
 // Close closes the store; call Commit first to keep what was verified.
 func (v *Verifier) Close() error { return v.db.Close() }
@@ -181,6 +214,10 @@ func (v *Verifier) Append(raw string, committed time.Time) ([]Finding, error) {
 	}
 	if err := exchange.CheckContent(env); err != nil {
 		return bad(KindEnvelope, "%s content: %v", env.Typ, err), nil
+	}
+	if env.Typ == exchange.TypAuditHead {
+		h, _ := exchange.DecodeAuditHead(env) // CheckContent decoded it
+		return v.appendHead(i, h), nil
 	}
 	if env.Typ != exchange.TypBatch {
 		return nil, nil
@@ -261,6 +298,9 @@ func (v *Verifier) Commit() error {
 		return fmt.Errorf("store per-subject n: %w", err)
 	}
 	clear(v.pending)
+	if err := v.commitTrails(); err != nil {
+		return err
+	}
 	v.st.Size, v.st.Hashes = v.rng.End(), v.rng.Hashes()
 	b, err := json.Marshal(v.st)
 	if err != nil {

@@ -210,3 +210,36 @@ func TestUnsignedLeafAndUnknownKey(t *testing.T) {
 	wantOne(t, feed(t, v, p.t0, batch(t, p.gd, 1, p.t0, 1, subject(1))), KindEnvelope, 0, "")
 	wantOne(t, feed(t, v, p.t0, "not a jws"), KindEnvelope, 1, "not a signed envelope")
 }
+
+// TestTheAuditorsWitnessStateSurvivesARestartBesideWhatItVerified: the
+// witness of hcx audit --watch keeps the largest checkpoint it cosigned in
+// the auditor's store, and the verifier's own commits do not disturb it.
+func TestTheAuditorsWitnessStateSurvivesARestartBesideWhatItVerified(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	v := openVerifier(t, dir, p)
+	feed(t, v, p.t0, p.trustListV1, batch(t, p.gd, 1, p.t0, 1, subject(1)))
+	root := v.Root()
+	note, err := exchange.SignCheckpoint(p.hub, v.Size(), root, p.t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WitnessStore().Advance(0, v.Size(), root, note); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	size := v.Size()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v = openVerifier(t, dir, p)
+	got, gotRoot, err := v.WitnessStore().Latest()
+	if err != nil || got != size || string(gotRoot) != string(root) {
+		t.Fatalf("witness state after a restart: size %d root %x (%v), want %d %x", got, gotRoot, err, size, root)
+	}
+	if v.Size() != size {
+		t.Errorf("the verifier resumed at %d, want %d", v.Size(), size)
+	}
+}

@@ -28,6 +28,8 @@ func (f *fsm) applyOne(at *applyTxn, ts *certs.TrustStore, data []byte, pre *pre
 	switch data[0] {
 	case cmdCheckpoint:
 		return f.applyCheckpoint(at, body)
+	case cmdCosign:
+		return f.applyCosign(at, ts, body)
 	case cmdMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil || m.ID == "" {
@@ -57,6 +59,7 @@ type payloadInfo struct {
 	at       int64
 	seq      uint64
 	atts     []attRef
+	head     *exchange.AuditHead // a trail head's payload
 }
 
 type attRef struct {
@@ -72,7 +75,7 @@ func parseLeaf(raw []byte) (leafInfo, error) {
 	if err != nil {
 		return leafInfo{}, err
 	}
-	li := leafInfo{kid: x.Kid, payloadInfo: payloadInfo{typ: x.Typ, iss: x.Iss, at: x.At, seq: x.Seq}}
+	li := leafInfo{kid: x.Kid, payloadInfo: payloadInfo{typ: x.Typ, iss: x.Iss, at: x.At, seq: x.Seq, head: x.Head}}
 	if len(x.Atts) > 0 {
 		li.atts = make([]attRef, len(x.Atts))
 		for i, a := range x.Atts {
@@ -155,6 +158,13 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 		case f.trustKick <- struct{}{}:
 		default:
 		}
+	case exchange.TypAuditHead:
+		if li.head == nil {
+			return applyResult{Err: classify(fmt.Errorf("%w: trail head without its payload", certs.ErrMalformed))}
+		}
+		if err := checkTrailHead(at.tx, li.iss, li.head); err != nil {
+			return applyResult{Err: err}
+		}
 	case exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts:
 	default:
 		return applyResult{Err: classify(fmt.Errorf("%w: unknown envelope typ %q", certs.ErrMalformed, li.typ))}
@@ -168,6 +178,9 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 	}
 	if err := f.rng.Append(lh, func(id compact.NodeID, h []byte) { at.set(keyNode(id), h) }); err != nil {
 		panic(fmt.Sprintf("hub fsm: append to tree: %v", err))
+	}
+	if li.typ == exchange.TypAuditHead {
+		at.set(keyTrailHead(li.iss), append(be8(li.head.Seq), li.head.Hash...))
 	}
 	if isBatch {
 		iss := li.iss
@@ -184,6 +197,35 @@ func (f *fsm) applyEnvelope(at *applyTxn, ts *certs.TrustStore, raw []byte, pre 
 		}
 	}
 	return applyResult{Index: idx, LeafHash: lh}
+}
+
+// checkTrailHead refuses a province's trail head that takes its trail back:
+// a lower trail seq than the province's last logged head (conflict naming
+// seq), or the same seq with another hash (conflict naming hash). The same
+// head again, signed at another time, is logged.
+func checkTrailHead(tx *badger.Txn, iss string, h *exchange.AuditHead) error {
+	v, err := getVal(tx, keyTrailHead(iss))
+	if err != nil {
+		panic(fmt.Sprintf("hub fsm: read: %v", err))
+	}
+	if v == nil {
+		return nil
+	}
+	if len(v) != 8+64 {
+		panic(fmt.Sprintf("hub fsm: the stored trail head of %s has %d bytes, want 72", iss, len(v)))
+	}
+	last, _ := getBE8(v[:8])
+	lastHash := string(v[8:])
+	switch {
+	case h.Seq < last:
+		return &hcx.Error{Class: hcx.EConflict, Code: "trail_conflict", Field: "seq",
+			Message: fmt.Sprintf("province %s: trail head seq %d is below the last logged head's %d: a trail only grows", iss, h.Seq, last),
+			Detail:  map[string]any{"expected": last}}
+	case h.Seq == last && h.Hash != lastHash:
+		return &hcx.Error{Class: hcx.EConflict, Code: "trail_conflict", Field: "hash",
+			Message: fmt.Sprintf("province %s: trail head seq %d has hash %s, the logged head at that seq has %s: a trail entry is never rewritten", iss, h.Seq, h.Hash, lastHash)}
+	}
+	return nil
 }
 
 // applyCheckpoint stores a checkpoint note if it is newer than the last one

@@ -16,6 +16,7 @@ const (
 	cmdMember     byte = 3 // body: JSON member (id, raft and API address)
 	cmdForget     byte = 4 // body: member id whose metadata is dropped
 	cmdEnvelopeAt byte = 5 // body: the proposer's clock (8 bytes, big-endian Unix seconds) || the compact JWS
+	cmdCosign     byte = 6 // body: the proposer's clock (8) || checkpoint size (8) || witness cosignature lines, each ending in "\n"
 )
 
 // encodeEnvelope is the command proposing an envelope, stamped with the

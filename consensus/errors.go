@@ -48,7 +48,10 @@ func classify(err error) error {
 	case errors.Is(err, certs.ErrNotYetValid):
 		return mk(hcx.EForbidden, "key_not_yet_valid")
 	case errors.Is(err, exchange.ErrWrongIssuer), errors.Is(err, certs.ErrWrongRole), errors.Is(err, certs.ErrWrongProvince):
-		return mk(hcx.EForbidden, "wrong_issuer")
+		// The signer may not speak for the envelope's iss.
+		e := mk(hcx.EForbidden, "wrong_issuer").(*hcx.Error)
+		e.Field = "iss"
+		return e
 	case errors.Is(err, certs.ErrStaleTrustList):
 		return mk(hcx.EConflict, "stale_trust_list")
 	case errors.Is(err, certs.ErrMalformed):

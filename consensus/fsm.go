@@ -29,29 +29,33 @@ import (
 //	n <level(1)> <idx>     -> hash of a perfect subtree node (level 0: leaf hashes)
 //	h <leaf hash>          -> leaf index (idempotent resubmission of any envelope)
 //	Q <iss>                -> the issuer's last batch sequence
+//	H <iss>                -> the issuer's last logged trail head: trail seq(8) || hash (64 hex)
 //	q <iss> 0x00 <seq>     -> leaf index of that batch
 //	s <sub> 0 <iss> 0 <n> <idx> -> offset(4) || length(4) of the attestation in leaf idx's payload
 //	t <ver>                -> leaf index of trust list version ver
 //	T                      -> leaf index of the newest trust list
 //	c                      -> newest checkpoint note
-//	C <size>               -> checkpoint note at that size
+//	C <size>               -> checkpoint note at that size (with the witness cosignatures committed for it)
+//	W                      -> the newest checkpoint size whose note carries a witness cosignature
 //	m <id>                 -> member metadata (JSON)
 //	L <idx>                -> commit time of leaf idx, Unix seconds (absent: logged before commit times)
 //	w                      -> the latest commit time, Unix seconds
 var (
-	keyClock   = []byte("w")
-	keyApplied = []byte("a")
-	keyRange   = []byte("r")
-	keyTrust   = []byte("T")
-	keyCP      = []byte("c")
+	keyClock     = []byte("w")
+	keyApplied   = []byte("a")
+	keyRange     = []byte("r")
+	keyTrust     = []byte("T")
+	keyCP        = []byte("c")
+	keyWitnessed = []byte("W")
 )
 
 func keyLeaf(i uint64) []byte { return append([]byte("l"), be8(i)...) }
 func keyNode(id compact.NodeID) []byte {
 	return append([]byte{'n', byte(id.Level)}, be8(id.Index)...)
 }
-func keyHash(h []byte) []byte      { return append([]byte("h"), h...) }
-func keyLastSeq(iss string) []byte { return append([]byte("Q"), iss...) }
+func keyHash(h []byte) []byte        { return append([]byte("h"), h...) }
+func keyLastSeq(iss string) []byte   { return append([]byte("Q"), iss...) }
+func keyTrailHead(iss string) []byte { return append([]byte("H"), iss...) }
 func keySeq(iss string, s uint64) []byte {
 	return append(append(append([]byte("q"), iss...), 0), be8(s)...)
 }

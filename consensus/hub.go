@@ -60,6 +60,13 @@ type Config struct {
 	// and URL is then https. Nil serves plain HTTP: callers refuse that on
 	// addresses other than loopback (cmd/hcx).
 	APITLS *tls.Config
+	// Witnesses are the submission prefixes of the witnesses this member
+	// submits checkpoints to while it leads (PROTOCOL.md §5, such as
+	// https://node-110000:8711/v1/witness), at most MaxWitnesses.
+	Witnesses []string
+	// WitnessTLS verifies the witnesses' https servers (nil: the system's
+	// roots).
+	WitnessTLS *tls.Config
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration // default 500ms
@@ -187,6 +194,7 @@ type Hub struct {
 	wg        sync.WaitGroup
 	voter     chan struct{} // closed once this member is a voter
 	voterOnce sync.Once
+	wit       *witnesses // nil without Config.Witnesses
 }
 
 // New opens the member's storage, binds its listeners (so URL is known),
@@ -202,6 +210,13 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub data dir: %w", err)
 	}
 	h := &Hub{cfg: cfg, log: log, done: make(chan struct{}), voter: make(chan struct{})}
+	if len(cfg.Witnesses) > 0 {
+		w, err := newWitnesses(cfg.Witnesses, cfg)
+		if err != nil {
+			return nil, err
+		}
+		h.wit = w
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -610,7 +625,7 @@ func (h *Hub) verify(compact string) error {
 		return err
 	}
 	switch env.Typ {
-	case exchange.TypBatch, exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts:
+	case exchange.TypBatch, exchange.TypPolicy, exchange.TypRiskAreas, exchange.TypVax, exchange.TypExposures, exchange.TypBoxKey, exchange.TypReceipts, exchange.TypAuditHead:
 		// Content is checked here, before anything is logged for good.
 		err = exchange.CheckContent(env)
 	case exchange.TypTrust:

@@ -172,23 +172,28 @@ func (h *Hub) checkpointer() {
 		if !h.IsLeader() {
 			continue
 		}
-		if err := h.commitCheckpoint(); err != nil {
+		committed, err := h.commitCheckpoint()
+		if err != nil {
 			h.log.Debug("checkpoint", "err", err)
 		}
+		// After a new checkpoint, and on ticks while a witness is behind.
+		h.startCosignRound(committed)
 	}
 }
 
-func (h *Hub) commitCheckpoint() error {
+// commitCheckpoint signs and commits a checkpoint of the tree if it grew;
+// committed says whether it did.
+func (h *Hub) commitCheckpoint() (committed bool, err error) {
 	st, _ := h.fsm.state()
 	if st.Size == 0 || st.Size <= st.CheckpointSize {
-		return nil
+		return false, nil
 	}
 	note, err := exchange.SignCheckpoint(h.cfg.Signer, st.Size, st.Root, h.cfg.Now())
 	if err != nil {
-		return err
+		return false, err
 	}
-	_, err = h.applyCmd(encodeCmd(cmdCheckpoint, note))
-	return err
+	res, err := h.applyCmd(encodeCmd(cmdCheckpoint, note))
+	return err == nil && !res.Dup, err
 }
 
 // Sync makes this member's next reads linearizable: it returns once the

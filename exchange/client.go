@@ -130,6 +130,16 @@ func (c *HubClient) Checkpoint(ctx context.Context) ([]byte, error) {
 	return out, err
 }
 
+// WitnessedCheckpoint fetches the newest checkpoint note that carries at
+// least one witness cosignature, with all of them (PROTOCOL.md §5); a hub
+// with none yet answers 404 no_checkpoint. The cosignatures are for the
+// caller to verify (Checkpoint.VerifyCosignatures).
+func (c *HubClient) WitnessedCheckpoint(ctx context.Context) ([]byte, error) {
+	var out []byte
+	err := c.do(ctx, http.MethodGet, "/v1/checkpoint/witnessed", "", nil, &out)
+	return out, err
+}
+
 // MaxProofHashes bounds the hashes of a proof the client accepts: a proof in
 // a tree of 2^64 leaves has at most 2*64 of them.
 const MaxProofHashes = 128

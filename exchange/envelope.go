@@ -25,6 +25,7 @@ const (
 	TypExposures = "hcx.exposures.v1"
 	TypBoxKey    = "hcx.boxkey.v1"
 	TypReceipts  = "hcx.receipts.v1"
+	TypAuditHead = "hcx.audithead.v1"
 
 	HdrBatch     = "hcx-batch+jws"
 	HdrTrust     = "hcx-trust+jws"
@@ -36,6 +37,7 @@ const (
 	HdrVenue     = "hcx-venue+jws"
 	HdrBoxKey    = "hcx-boxkey+jws"
 	HdrReceipts  = "hcx-receipts+jws"
+	HdrAuditHead = "hcx-audit-head+jws"
 )
 
 // headerFor maps a payload type to its JWS header type and the role that may
@@ -52,6 +54,7 @@ var headerFor = map[string]struct {
 	TypExposures: {HdrExposures, certs.RoleProvince},
 	TypBoxKey:    {HdrBoxKey, certs.RoleProvince},
 	TypReceipts:  {HdrReceipts, certs.RoleProvince},
+	TypAuditHead: {HdrAuditHead, certs.RoleProvince},
 }
 
 // Limits on a colour batch (PROTOCOL.md §3).
@@ -73,7 +76,7 @@ type Envelope struct {
 	Payload []byte
 	Signer  *certs.Entry
 
-	body any // the payload read strictly: *Batch, *TrustList, *RiskAreas, *PolicyPublication or *Vax
+	body any // the payload read strictly: *Batch, *TrustList, *RiskAreas, *PolicyPublication, *Vax, ..., *AuditHead
 }
 
 // Errors from Open, wrapped with detail. The certs errors (ErrSignature,
@@ -188,6 +191,11 @@ func decodeBody(hdr string, payload []byte) (any, common, error) {
 		var r Receipts
 		if err = DecodeStrict(payload, &r); err == nil {
 			body, c = &r, common{r.Typ, string(r.Iss), r.At}
+		}
+	case HdrAuditHead:
+		var h AuditHead
+		if err = DecodeStrict(payload, &h); err == nil {
+			body, c = &h, common{h.Typ, string(h.Iss), h.At}
 		}
 	default:
 		return nil, c, fmt.Errorf("%w: header typ %q is not an envelope kind", certs.ErrMalformed, hdr)
@@ -359,6 +367,8 @@ func CheckContent(env *Envelope) error {
 		_, err = DecodeBoxKey(env)
 	case TypReceipts:
 		_, err = DecodeReceipts(env)
+	case TypAuditHead:
+		_, err = DecodeAuditHead(env)
 	default:
 		err = malformed("typ", "unknown envelope typ %q", env.Typ)
 	}

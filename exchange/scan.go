@@ -37,10 +37,12 @@ type BatchInfo struct {
 
 // LeafInfo is what the hub's FSM reads from a log leaf without verifying its
 // signature again (the hub verified it before proposing): the signer's kid,
-// the envelope's typ, iss and at, and for a batch its seq and attestations.
+// the envelope's typ, iss and at, for a batch its seq and attestations, and
+// for a trail head the head.
 type LeafInfo struct {
 	Kid string
 	BatchInfo
+	Head *AuditHead // a trail head's payload, nil for other kinds
 }
 
 var b64u = base64.RawURLEncoding.Strict()
@@ -76,11 +78,12 @@ func ReadLeaf(raw []byte) (LeafInfo, error) {
 		}
 		return li, nil
 	}
-	_, c, err := decodeBody(h.Typ, pb)
+	body, c, err := decodeBody(h.Typ, pb)
 	if err != nil {
 		return li, err
 	}
 	li.Typ, li.Iss, li.At = c.Typ, c.Iss, c.At
+	li.Head, _ = body.(*AuditHead)
 	return li, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
 )
 
 // The operator audit trail (docs/decisions.md, "Issue 9: audit"):
@@ -73,19 +74,12 @@ type AuditHead struct {
 	Hash string `json:"hash"`
 }
 
-// SignedAuditHead is a head as the node vouches for it: Head's payload
-// signed by the province signer (a JWS of type AuditHeadType). An auditor
-// who keeps it holds the node to that history: a node that later rewrites
-// an entry before Seq contradicts its own signature.
-type SignedAuditHead struct {
-	Province hcx.ProvinceCode `json:"province"`
-	Seq      uint64           `json:"seq"`
-	Hash     string           `json:"hash"`
-	At       int64            `json:"at"` // unix seconds when it was read
-}
-
-// AuditHeadType is the JWS type of a signed audit head.
-const AuditHeadType = "hcx-audit-head+jws"
+// AuditHeadType is the JWS type of a signed trail head: the log envelope
+// exchange.AuditHead (PROTOCOL.md §3, 1.6). An auditor who keeps one holds
+// the node to that history: a node that later rewrites an entry before its
+// seq contradicts its own signature. The node logs one at the hub every
+// Config.AuditHeadEvery (audithead.go) and signs one with every page.
+const AuditHeadType = exchange.HdrAuditHead
 
 // AuditPage is a page of the trail, oldest first.
 type AuditPage struct {
@@ -93,7 +87,8 @@ type AuditPage struct {
 	// Head is the trail's end when the page was read: the auditor pages
 	// until the last entry's hash is Head.Hash.
 	Head AuditHead `json:"head"`
-	// SignedHead is Head as a SignedAuditHead JWS by the province signer.
+	// SignedHead is Head as a trail head envelope (exchange.AuditHead)
+	// signed by the province signer, the format the node logs.
 	SignedHead string `json:"signed_head"`
 	// More reports whether entries follow the page; ask again with after
 	// = the last entry's seq.
@@ -111,7 +106,7 @@ const (
 	kAuditHead = "meta/audit-head" // seq 8 bytes || SM3 32 bytes of the last entry
 )
 
-var zeroHash = hex.EncodeToString(make([]byte, 32))
+const zeroHash = exchange.TrailZeroHash
 
 // ErrNoActor: a method that writes for a caller was called with a context
 // that carries no principal. It is a bug in the caller, never the
@@ -327,10 +322,7 @@ func (n *Node) AuditTrail(ctx context.Context, after uint64, limit int) (*AuditP
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(SignedAuditHead{Province: n.cfg.Province, Seq: page.Head.Seq, Hash: page.Head.Hash, At: n.cfg.Now().Unix()})
-	if err == nil {
-		page.SignedHead, err = n.cfg.Signer.SignJWS(AuditHeadType, payload)
-	}
+	page.SignedHead, err = exchange.SealAuditHead(n.cfg.Signer, n.cfg.Now().Unix(), page.Head.Seq, page.Head.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("sign the audit head: %w", err)
 	}

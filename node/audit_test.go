@@ -22,6 +22,7 @@ import (
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
+	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
 )
 
@@ -265,15 +266,24 @@ func TestTrailPagesAndTheirChainCheckOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := certs.VerifyJWSWithKey(page.SignedHead, pki.provs["440000"].Public())
+	// It is the envelope the node logs at the hub: it opens against the
+	// trust list and reads strictly.
+	ts, err := certs.NewTrustStoreDER(pki.root.Cert.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sh SignedAuditHead
-	if err := hcx.UnmarshalStrict(b, &sh); err != nil {
+	if _, err := exchange.ApplyTrustList(ts, pki.trustList(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if sh.Province != "440000" || sh.Seq != 50 || sh.Hash != prev {
+	env, err := exchange.Open(ts, page.SignedHead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := exchange.DecodeAuditHead(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Iss != "440000" || sh.Seq != 50 || sh.Hash != prev {
 		t.Errorf("signed head %+v, want 440000 at 50 with %s", sh, prev)
 	}
 	// An auditor finds a record edited on the way.

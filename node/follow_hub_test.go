@@ -175,7 +175,7 @@ func runNodeAt(t testing.TB, f *fed, dir string, now func() time.Time, members .
 	return runNodeWith(t, f, dir, func(c *node.Config) { c.Now = now }, members...)
 }
 
-// runNodeWith is runNode with the configuration changed by tune.
+// runNodeWith is runNode with the node's configuration changed by tune.
 func runNodeWith(t testing.TB, f *fed, dir string, tune func(*node.Config), members ...string) (n *node.Node, stop func()) {
 	t.Helper()
 	cfg := node.Config{
@@ -185,8 +185,13 @@ func runNodeWith(t testing.TB, f *fed, dir string, tune func(*node.Config), memb
 		RulesPath: "../configs/rules/510000.yaml",
 		Hub:       exchange.NewHubClient(members, &http.Client{Timeout: 10 * time.Second}).SignWith(f.provs["510000"], nil),
 		Logger:    quietLogger(),
+		// These tests count the log's leaves: the node logs no trail
+		// heads of its own unless tune says so (audithead_test.go).
+		AuditHeadEvery: -1,
 	}
-	tune(&cfg)
+	if tune != nil {
+		tune(&cfg)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)

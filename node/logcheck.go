@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -354,7 +353,7 @@ func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held
 			return nil, err
 		}
 	}
-	if note, err := witnessedCheckpoint(ctx, hub); err != nil {
+	if note, err := hub.WitnessedCheckpoint(ctx); err != nil {
 		n.log.Debug("no witnessed checkpoint from this member", "member", hub.Members()[0], "err", err)
 	} else if err := consider(note, "witnessed checkpoint", false); err != nil {
 		return nil, err
@@ -367,31 +366,6 @@ func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held
 		return nil, err
 	}
 	return &treeCheckpoint{Size: next.rng.End(), Note: string(bestNote), Proof: p}, nil
-}
-
-// witnessedPath is the hub route of a member's newest checkpoint with at
-// least one cosignature.
-const witnessedPath = "/v1/checkpoint/witnessed"
-
-// witnessedCheckpoint fetches the member's newest witnessed checkpoint note.
-func witnessedCheckpoint(ctx context.Context, hub *exchange.HubClient) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hub.Members()[0]+witnessedPath, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hub.HTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, exchange.MaxCheckpointBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s", witnessedPath, resp.Status)
-	}
-	return b, nil
 }
 
 // unverifiedOrFork: a member that cannot serve a proof (busy, restarting,

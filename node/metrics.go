@@ -18,6 +18,7 @@ type metrics struct {
 	verified, verifyRejected              atomic.Uint64
 	scans                                 atomic.Uint64 // venue scans recorded (scans.go)
 	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
+	auditHeadLogged                       atomic.Uint64 // trail seq of the last head the hub acknowledged (audithead.go)
 	vaxForwarded, vaxReceived, vaxDropped atomic.Uint64 // doses sent to and recorded from the hub (vaccinations.go)
 	written                               atomic.Uint64 // key and value bytes of committed writes (benchmarks compare badger's raw rate)
 }
@@ -58,6 +59,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	}
 	fmt.Fprintf(w, "# HELP hcx_node_log_fork 1 while the node is not following because the hub log forked.\n# TYPE hcx_node_log_fork gauge\nhcx_node_log_fork{province=%q} %d\n", p, fork)
 	fmt.Fprintf(w, "# HELP hcx_node_audit_seq Seq of the last entry of the operator audit trail.\n# TYPE hcx_node_audit_seq gauge\nhcx_node_audit_seq{province=%q} %d\n", p, m.auditSeq.Load())
+	fmt.Fprintf(w, "# HELP hcx_node_audit_head_logged_seq Trail seq of the last operator trail head the hub logged.\n# TYPE hcx_node_audit_head_logged_seq gauge\nhcx_node_audit_head_logged_seq{province=%q} %d\n", p, m.auditHeadLogged.Load())
 	fmt.Fprintf(w, "# HELP hcx_node_log_applied Log size the node's cache reflects.\n# TYPE hcx_node_log_applied gauge\nhcx_node_log_applied{province=%q} %d\n", p, n.applied.Load())
 	n.writeRiskMetrics(w, p)
 	n.writeExposureMetrics(w, p)

@@ -82,8 +82,12 @@ type Config struct {
 	// province and auditor certificate of the trust list.
 	Cosignatures int
 	Witnesses    []string
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// AuditHeadEvery is how often the node logs its operator trail's head
+	// at the hub when the trail grew (audithead.go): default
+	// DefaultAuditHeadEvery (10 minutes), negative never.
+	AuditHeadEvery time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -139,6 +143,9 @@ func (c *Config) defaults() error {
 	if err := c.witnessDefaults(); err != nil {
 		return err
 	}
+	if c.AuditHeadEvery == 0 {
+		c.AuditHeadEvery = DefaultAuditHeadEvery
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -184,8 +191,12 @@ type Node struct {
 	redecide chan struct{} // poked when the rules change
 
 	published chan struct{} // poked when the outbox gains entries
-	vaxKick   chan struct{} // poked when doses from the hub are queued (vaccinations.go)
-	applied   atomic.Uint64 // log size the foreign cache reflects
+
+	// headSealedAt is when the last trail head was sealed for the log
+	// (Unix seconds, 0 before the first; audithead.go).
+	headSealedAt atomic.Int64
+	vaxKick      chan struct{} // poked when doses from the hub are queued (vaccinations.go)
+	applied      atomic.Uint64 // log size the foreign cache reflects
 
 	bundle bundleCache // the newest offline verification bundle (bundle.go)
 
@@ -291,7 +302,10 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.auditNext, n.auditHead, err = loadAuditHead(txn)
 		n.metrics.auditSeq.Store(n.auditNext - 1)
-		return err
+		if err != nil {
+			return err
+		}
+		return n.loadHeadLogged(txn)
 	})
 	if err == nil {
 		err = n.planRedecide(n.rules.Load().version, false)

@@ -60,6 +60,9 @@ func (n *Node) publishLoop(ctx context.Context) {
 			if err := n.publishPendingReceipts(ctx); err != nil && ctx.Err() == nil {
 				n.log.Warn("box-key or receipts publication not accepted yet; will retry", "err", err)
 			}
+			if err := n.publishAuditHead(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("trail head not logged yet; will retry", "err", err)
+			}
 			sent, err := n.publishOnce(ctx)
 			if err != nil {
 				if ctx.Err() == nil {

@@ -35,6 +35,8 @@ var publicRoutes = map[string]bool{
 	// Risk areas are what provinces publish for everyone (issue 10).
 	"node GET /v1/risk-areas": true,
 	"hub GET /healthz":        true, "hub GET /readyz": true, "hub GET /metrics": true, "hub GET /v1/checkpoint": true,
+	// Witness cosignatures are for every verifier, like the checkpoint (issue 13).
+	"hub GET /v1/checkpoint/witnessed": true,
 }
 
 // TestAttackAnonymousReachesOnlyPublicRoutes: anonymous writes and reads on

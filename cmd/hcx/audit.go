@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,16 +11,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/audit"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/witness"
 	"golang.org/x/term"
 )
 
@@ -46,10 +51,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gossip := fs.String("gossip", "", "comma-separated files or URLs of signed checkpoint notes seen by other auditors or nodes")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
-	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the /metrics and /healthz listener")
+	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
 	verbose := fs.Bool("v", false, "log progress lines")
+	trails := trailFlags{}
+	fs.Var(&trails, "trail", "CODE=URL: check province CODE's operator trail, read from its node at URL, against the trail heads it logged (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views). Exits 1 on findings.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views), and with --trail the\noperator trails of provinces against the heads they logged. Exits 1 on findings.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +91,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := audit.Config{
 		Hub:    exchange.NewHubClient(urls, hc).SignWith(signer, nil),
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Trails: trails.sources(hc, signer),
 	}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		cfg.Progress = func(done, total uint64) { fmt.Fprintf(stderr, "\raudited %d of %d leaves", done, total) }
@@ -114,7 +122,57 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	}
-	return watchAudit(ctx, cfg, v, *watch, *metrics, stdout, *asJSON)
+	return watchAudit(ctx, cfg, v, signer, *watch, *metrics, stdout, *asJSON)
+}
+
+// trailFlags are the --trail CODE=URL values: a province's node, by code.
+type trailFlags map[hcx.ProvinceCode]string
+
+func (t trailFlags) String() string {
+	var out []string
+	for p, u := range t {
+		out = append(out, string(p)+"="+u)
+	}
+	return strings.Join(out, ",")
+}
+
+// Set reads one CODE=URL, refusing a code that is not a province's, a URL
+// that is not absolute http(s), and a province given twice.
+func (t trailFlags) Set(v string) error {
+	code, u, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q: want CODE=URL, such as 440000=http://127.0.0.1:8801", v)
+	}
+	p := hcx.ProvinceCode(code)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%q: CODE: %v", v, err)
+	}
+	if pu, err := url.Parse(u); err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+		return fmt.Errorf("%q: URL: want the node's base URL, such as http://127.0.0.1:8801", v)
+	}
+	if _, dup := t[p]; dup {
+		return fmt.Errorf("%q: province %s is given twice", v, p)
+	}
+	t[p] = u
+	return nil
+}
+
+// sources are the trails to read, each with the auditor's request tokens,
+// over hc's transport if set.
+func (t trailFlags) sources(hc *http.Client, s *certs.Signer) map[hcx.ProvinceCode]audit.TrailSource {
+	if len(t) == 0 {
+		return nil
+	}
+	var base http.RoundTripper
+	if hc != nil {
+		base = hc.Transport
+	}
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &auth.SigningTransport{Base: base, Signer: s}}
+	out := map[hcx.ProvinceCode]audit.TrailSource{}
+	for p, u := range t {
+		out[p] = &audit.TrailClient{Base: u, HTTP: c}
+	}
+	return out
 }
 
 // auditIdentity is the auditor's signer and the pinned root, from files or
@@ -205,6 +263,9 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "audited leaves %d..%d (root %s), %d signed checkpoints\n", rep.Start, rep.Size, rep.Root, rep.Checkpoints)
+	for _, p := range rep.Trails {
+		fmt.Fprintf(w, "checked the operator trail of %s\n", p)
+	}
 	for _, m := range rep.Unreachable {
 		fmt.Fprintf(w, "unreachable: %s\n", m)
 	}
@@ -223,8 +284,14 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 }
 
 // watchAudit audits every interval and serves the totals at /metrics
-// (Prometheus text exposition, hand-written until issue 15) and /healthz.
-func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
+// (Prometheus text exposition, hand-written until issue 15) and /healthz,
+// and is a witness of the hub with the auditor's key (auditWitness).
+func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer *certs.Signer, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
+	wit, err := witness.New(witness.Config{Signer: signer, Store: v.WitnessStore(), Logger: cfg.Logger,
+		LogKeys: func(at time.Time) []*ecdsa.PublicKey { return exchange.HubKeys(v.Trust(), at) }})
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	var size uint64
 	var runs, failures int
@@ -239,10 +306,12 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every 
 		fmt.Fprintf(w, "# HELP hcx_audit_runs_total Audit passes made.\n# TYPE hcx_audit_runs_total counter\nhcx_audit_runs_total %d\n", runs)
 		fmt.Fprintf(w, "# HELP hcx_audit_run_failures_total Audit passes that could not finish.\n# TYPE hcx_audit_run_failures_total counter\nhcx_audit_run_failures_total %d\n", failures)
 		fmt.Fprintf(w, "# HELP hcx_audit_findings_total Findings, by kind.\n# TYPE hcx_audit_findings_total counter\n")
-		for _, k := range []string{audit.KindEnvelope, audit.KindSeq, audit.KindN, audit.KindTrust, audit.KindCheckpoint, audit.KindLeaf, audit.KindSplitView, audit.KindProof} {
+		for _, k := range audit.Kinds {
 			fmt.Fprintf(w, "hcx_audit_findings_total{kind=%q} %d\n", k, kinds[k])
 		}
+		writeWitnessStats(w, wit.Stats())
 	})
+	mux.Handle("POST /v1/witness/add-checkpoint", auditWitness(wit, v, cfg.Logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -290,4 +359,41 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, every 
 		case <-time.After(every):
 		}
 	}
+}
+
+// auditWitness serves the auditor's witness (C2SP tlog-witness
+// add-checkpoint) to hub members: a caller proves it is one with a request
+// token signed by a hub certificate of the trust list the auditor has
+// verified, and is named after it in the witness's log and conflicts (the
+// member that showed another history is the one named).
+func auditWitness(wit *witness.Witness, v *audit.Verifier, log *slog.Logger) http.Handler {
+	authn := &auth.RequestTokens{Trust: v.Trust, Replay: auth.NewReplayCache(0), MaxBody: witness.MaxRequestBody}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := authn.Authenticate(r)
+		switch {
+		case err != nil:
+		case p == nil:
+			err = hcx.Errorf(hcx.EUnauthorized, "unauthenticated", "a witness takes checkpoints from hub members only: sign the request with a hub member's request token")
+		case p.Role != auth.RoleHub:
+			err = hcx.Errorf(hcx.EForbidden, "forbidden_role", "a witness takes checkpoints from hub members only, not from a %s certificate", p.Role)
+		}
+		if err != nil {
+			api.WriteError(w, log, err)
+			return
+		}
+		wit.ServeAdd(w, r, "hub member "+p.Name)
+	})
+}
+
+// writeWitnessStats writes a witness's counters (Prometheus text).
+func writeWitnessStats(w io.Writer, s witness.Stats) {
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_cosigned_total Checkpoints the auditor's witness cosigned.\n# TYPE hcx_audit_witness_cosigned_total counter\nhcx_audit_witness_cosigned_total %d\n", s.Cosigned)
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_refused_total Submissions the auditor's witness refused, by reason.\n# TYPE hcx_audit_witness_refused_total counter\n")
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"malformed", s.Malformed}, {"unsigned", s.Unsigned}, {"unknown_origin", s.UnknownOrigin}, {"stale", s.Stale}, {"conflict", s.Conflicts}} {
+		fmt.Fprintf(w, "hcx_audit_witness_refused_total{reason=%q} %d\n", r.reason, r.n)
+	}
+	fmt.Fprintf(w, "# HELP hcx_audit_witness_conflicts_total Hub-signed checkpoints that contradict what the witness cosigned (a split view).\n# TYPE hcx_audit_witness_conflicts_total counter\nhcx_audit_witness_conflicts_total %d\n", s.Conflicts)
 }

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/audit"
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/exchange"
@@ -114,21 +113,7 @@ func checkpointNow(t *testing.T, f *federation) *exchange.Checkpoint {
 func TestAuditOfARealHub(t *testing.T) {
 	f := startTestFederation(t, 3)
 	waitSettled(t, f)
-	gd := f.PKI.Provinces["440000"]
-	submit := exchange.NewHubClient(f.HubURLs, nil).SignWith(gd, nil)
-	for seq := uint64(1); seq <= 3; seq++ {
-		now := time.Now()
-		b := &exchange.Batch{Iss: "440000", Seq: seq, At: now.Unix(), SKV: 1, Atts: []hcx.Attestation{{
-			Subject: hcx.Subject(strings.Repeat(string(rune('a'+seq)), 26)), Colour: hcx.Red, Reasons: []hcx.Reason{"lab.positive"},
-			Eff: now.Unix(), Exp: now.Add(24 * time.Hour).Unix(), PolicyV: "00", N: seq}}}
-		raw, err := exchange.SealBatch(gd, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := submit.Submit(context.Background(), raw); err != nil {
-			t.Fatal(err)
-		}
-	}
+	submitRedBatches(t, f, 3)
 	waitSettled(t, f)
 	cp := checkpointNow(t, f)
 	if cp.Size < 3 {

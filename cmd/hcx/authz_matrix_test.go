@@ -145,6 +145,7 @@ var authzWant = []struct {
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /readyz"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /metrics"},
 	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/checkpoint"},
+	{"hub", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok   ok", "GET /v1/checkpoint/witnessed"},
 	{"hub", "401  401  401   401   401  401   401  403   403  403   403  403   ok   ok   401", "POST /v1/entries"},
 	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/entries"},
 	{"hub", "401  401  401   401   401  401   401  ok    403  403   403  403   ok   ok   401", "GET /v1/proof/inclusion"},

@@ -40,6 +40,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	benchLimits := fs.Bool("bench-limits", false, "lift the per-caller request rates of checkpoints, residents and feeds (in-flight bounds stay), so hcx bench measures the nodes rather than the abuse limits")
+	var witnesses listFlag
+	fs.Var(&witnesses, "witness", "another witness of the dev hub besides the nodes, such as hcx audit --watch's http://127.0.0.1:9470/v1/witness (repeatable)")
 	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\nFlags:")
@@ -67,7 +69,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: fmt.Sprintf("%s:%d", *host, *portBase-10), Logger: logger, TLS: *useTLS, Limits: devLimits}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: fmt.Sprintf("%s:%d", *host, *portBase-10), Logger: logger, TLS: *useTLS, Limits: devLimits, Witnesses: witnesses}
 	if *benchLimits {
 		cfg.Limits = devBenchLimits
 		fmt.Fprintln(stdout, "hcx dev: --bench-limits: checkpoints, residents and feeds are not rate limited per caller")
@@ -128,6 +130,7 @@ func printDevGuide(w io.Writer, f *federation) {
 	for _, u := range f.HubURLs {
 		fmt.Fprintf(w, "  %s   (try %s/v1/checkpoint; the log itself is for province, hub and auditor certificates)\n", u, u)
 	}
+	fmt.Fprintf(w, "  The province nodes witness its checkpoints: %s/v1/checkpoint/witnessed carries their cosignatures.\n", f.HubURLs[0])
 	fmt.Fprintln(w, "\nProvince nodes:")
 	for _, p := range devProvinces {
 		fmt.Fprintf(w, "  %s %-10s %s\n", p, p.Name(), f.NodeURLs[p])

@@ -28,21 +28,24 @@ func startTestFederation(t *testing.T, hubMembers int) *federation {
 
 func startTestFederationIn(t *testing.T, dir string, hubMembers int, raftAddrs ...string) *federation {
 	t.Helper()
+	return startTestFederationWith(t, federationConfig{Dir: dir, HubMembers: hubMembers, HubRaft: raftAddrs})
+}
+
+// startTestFederationWith starts the dev provinces' federation described
+// by cfg (Dir and HubMembers at least), logging only under go test -v.
+func startTestFederationWith(t *testing.T, cfg federationConfig) *federation {
+	t.Helper()
 	var logOut io.Writer = io.Discard
 	if testing.Verbose() {
 		logOut = os.Stderr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f, err := startFederation(ctx, federationConfig{
-		Dir:        dir,
-		Provinces:  devProvinces,
-		HubMembers: hubMembers,
-		HubRaft:    raftAddrs,
-		Logger:     slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		// Receipts of checks across provinces travel within a second.
-		ReceiptInterval: 200 * time.Millisecond,
-	})
+	cfg.Provinces = devProvinces
+	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Receipts of checks across provinces travel within a second.
+	cfg.ReceiptInterval = 200 * time.Millisecond
+	f, err := startFederation(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

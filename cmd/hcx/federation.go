@@ -53,11 +53,36 @@ type federationConfig struct {
 	// ReceiptInterval is the nodes' node.Config.ReceiptInterval (0: the
 	// default, a minute); tests shorten it.
 	ReceiptInterval time.Duration
+	// AuditHeadEvery is the nodes' node.Config.AuditHeadEvery (0: the
+	// default, 10 minutes); tests shorten it.
+	AuditHeadEvery time.Duration
 	// TLS serves the hub's and the nodes' public APIs over TLS, with server
 	// certificates from the dev CA's TLS root (`hcx dev --tls`); the nodes'
 	// hub clients verify the hub against that root and the trust list.
 	// Without it everything is plain HTTP, for loopback only.
 	TLS bool
+	// Witnesses are more witnesses of the hub (submission prefixes, such
+	// as an auditor's), besides every node at a fixed address (see
+	// hubWitnesses).
+	Witnesses []string
+}
+
+// hubWitnesses are the submission prefixes the hub's leader submits its
+// checkpoints to: every province node whose address is known before it
+// starts (hcx dev's fixed ports; a node on port 0 is not known yet), then
+// cfg.Witnesses.
+func (cfg *federationConfig) hubWitnesses() []string {
+	scheme := "http://"
+	if cfg.TLS {
+		scheme = "https://"
+	}
+	var out []string
+	for _, p := range cfg.Provinces {
+		if a := cfg.NodeAddrs[p]; a != "" && !strings.HasSuffix(a, ":0") {
+			out = append(out, scheme+a+"/v1/witness")
+		}
+	}
+	return append(out, cfg.Witnesses...)
 }
 
 func (cfg *federationConfig) limits() *api.Limits {
@@ -178,6 +203,12 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		RaftAddr: cfg.HubRaft,
 		Logger:   cfg.Logger,
 		Now:      cfg.Now,
+		Tune: func(c *consensus.Config) {
+			c.Witnesses = cfg.hubWitnesses()
+			if f.TLSRoot != nil {
+				c.WitnessTLS = certs.ClientTLS(f.TLSRoot, "")
+			}
+		},
 	})
 	if err != nil {
 		return f, fmt.Errorf("start hub: %w", err)
@@ -220,6 +251,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			Now:             cfg.Now,
 			Logger:          cfg.Logger,
 			ReceiptInterval: cfg.ReceiptInterval,
+			AuditHeadEvery:  cfg.AuditHeadEvery,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)

@@ -38,6 +38,9 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		key:      fs.String("api-tls-key", "", "its ECDSA key, PEM"),
 		insecure: fs.Bool("insecure-plaintext-api", false, "DANGER: serve the public API in plain HTTP on an address other than loopback: anyone on the path reads and alters it"),
 	}
+	var witnesses listFlag
+	fs.Var(&witnesses, "witness", "submission prefix of a witness this member submits checkpoints to while it leads, such as https://node-110000:8711/v1/witness or an auditor's https://auditor:9470/v1/witness (repeatable or comma-separated)")
+	witnessCA := fs.String("witness-ca", "", "TLS root (PEM) the https witnesses' server certificates chain to (default: the system's roots)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +79,14 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL, Limits: api.NewLimits(api.DefaultLimitsConfig())}), InsecurePlaintext: *insecure, APITLS: apiTLSConfig}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
+	}
+	cfg.Witnesses = witnesses
+	if *witnessCA != "" {
+		anchor, err := certs.ReadTLSRoot(*witnessCA)
+		if err != nil {
+			return fmt.Errorf("hub: -witness-ca: %w", err)
+		}
+		cfg.WitnessTLS = certs.ClientTLS(anchor, "")
 	}
 	if !*insecure {
 		if cfg.TLS, err = certs.LoadTLSIdentity(*tlsCert, *tlsKey); err != nil {

@@ -55,6 +55,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	hubCA := fs.String("hub-ca", "", "the TLS root the hub's API certificates come from (tls-root.crt in the CA directory); required for https hub URLs")
 	verbose := fs.Bool("v", false, "log at info level")
 	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
+	headEvery := fs.Duration("audit-head-every", node.DefaultAuditHeadEvery, "how often the node logs its operator trail's head at the hub when the trail grew; 0 never")
 	witnessOpts := addWitnessFlags(fs, "this node")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,6 +63,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cosignatures, witnesses, err := witnessOpts.parse()
 	if err != nil {
 		return fmt.Errorf("hcx node: %w", err)
+	}
+	if *headEvery < 0 {
+		return fmt.Errorf("--audit-head-every %s: want a duration from 0 (never), such as 10m", *headEvery)
+	}
+	if *headEvery == 0 {
+		*headEvery = -1 // node.Config: negative is never, 0 the default
 	}
 	var missing []string
 	for name, v := range map[string]string{"province": *province, "dir": *dir, "hub": *hubs, "cert": *cert, "key": *key, "root": *root, "keys": *keysFile} {
@@ -138,7 +145,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}))
 	}
 	n, err := node.New(node.Config{
-		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw, OfflineMaxAge: *offlineMaxAge,
+		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw, OfflineMaxAge: *offlineMaxAge, AuditHeadEvery: *headEvery,
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
 		RulesPath:    *rules,
