@@ -15,6 +15,7 @@ import (
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
 	"github.com/hcxfed/hcx/policy"
+	"github.com/hcxfed/hcx/witness"
 )
 
 // Node is what the province node's routes need from a node.
@@ -45,6 +46,8 @@ type Node interface {
 	Zone() *time.Location
 	Ready() error
 	Applied() uint64
+	Checkpoints() node.CheckpointStatus
+	Witness() *witness.Witness
 	PolicyVersion() string
 	WriteMetrics(w io.Writer)
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
@@ -201,6 +204,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.batchRules()...)
 	rules = append(rules, h.bundleRules()...)
 	rules = append(rules, discoveryRules("hcx province node", func() string { return string(h.n.Province()) }, NodeOpenAPI)...)
+	rules = append(rules, h.witnessRules()...)
 	return rules
 }
 
@@ -407,10 +411,22 @@ func (h *nodeHandler) verify(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, v)
 }
 
+// ready serves /readyz: 200 with the log size applied, the policy and the
+// checkpoints the node holds; 503 coded by the reason when the node says
+// one (checkpoint_unwitnessed), not_ready otherwise.
 func (h *nodeHandler) ready(w http.ResponseWriter, r *http.Request) {
 	if err := h.n.Ready(); err != nil {
-		WriteError(w, h.log, hcx.Errorf(hcx.EUnavailable, "not_ready", "%v", err))
+		var e *hcx.Error
+		if !errors.As(err, &e) || e.Class != hcx.EUnavailable {
+			e = hcx.Errorf(hcx.EUnavailable, "not_ready", "%v", err)
+		}
+		WriteError(w, h.log, e)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "log_applied": h.n.Applied(), "policy": h.n.PolicyVersion()})
+	WriteJSON(w, http.StatusOK, struct {
+		Status  string `json:"status"`
+		Applied uint64 `json:"log_applied"`
+		Policy  string `json:"policy"`
+		node.CheckpointStatus
+	}{"ready", h.n.Applied(), h.n.PolicyVersion(), h.n.Checkpoints()})
 }

@@ -71,6 +71,7 @@ func (n *Node) buildBundle(now time.Time) (*Bundle, error) {
 		trust []byte
 		recs  [][exchange.BundleRecordSize]byte
 		cpt   *exchange.Checkpoint
+		tc    *treeCheckpoint // the checkpoint the bundle carries
 	)
 	issuers := map[hcx.ProvinceCode]int{}
 	reasons := map[string][]hcx.Reason{}
@@ -87,10 +88,17 @@ func (n *Node) buildBundle(now time.Time) (*Bundle, error) {
 		if tree, err = loadLogTree(txn); err != nil {
 			return err
 		}
-		if tree.cp == nil {
+		if tc = tree.cp; n.cfg.Cosignatures > 0 {
+			// A node that requires cosignatures vouches only for its
+			// newest k-witnessed checkpoint (witness.go).
+			if tc = tree.wcp; tc == nil {
+				return ErrNoWitnessedCheckpoint
+			}
+		}
+		if tc == nil {
 			return ErrNoCheckpoint
 		}
-		if cpt, err = exchange.ParseCheckpoint([]byte(tree.cp.Note)); err != nil {
+		if cpt, err = exchange.ParseCheckpoint([]byte(tc.Note)); err != nil {
 			return err
 		}
 		item, err := txn.Get([]byte(kTrustList))
@@ -120,10 +128,10 @@ func (n *Node) buildBundle(now time.Time) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := exchange.BundleHeader{Iss: n.cfg.Province, Size: tree.rng.End(), Root: b64(tree.root), Checkpoint: tree.cp.Note,
-		Proof: make([]string, len(tree.cp.Proof)), Trust: string(trust), At: now.Unix(), MaxAge: int64(n.cfg.OfflineMaxAge / time.Second),
+	h := exchange.BundleHeader{Iss: n.cfg.Province, Size: tree.rng.End(), Root: b64(tree.root), Checkpoint: tc.Note,
+		Proof: make([]string, len(tc.Proof)), Trust: string(trust), At: now.Unix(), MaxAge: int64(n.cfg.OfflineMaxAge / time.Second),
 		Count: uint64(len(ps)), Issuers: []hcx.ProvinceCode{}, Reasons: [][]hcx.Reason{}}
-	for i, p := range tree.cp.Proof {
+	for i, p := range tc.Proof {
 		h.Proof[i] = b64(p)
 	}
 	for iss := range issuers {

@@ -72,7 +72,13 @@ func (n *Node) followLoop(ctx context.Context) {
 		}
 		hub := n.cfg.Hub.Member(cur)
 		start := n.applied.Load()
-		page, err := hub.Entries(ctx, start, followPage, 30*time.Second)
+		// While the tree is ahead of its k-witnessed checkpoint, the
+		// follower comes back every second to look for a newer one.
+		longPoll := 30 * time.Second
+		if n.needsWitness() {
+			longPoll = time.Second
+		}
+		page, err := hub.Entries(ctx, start, followPage, longPoll)
 		if err == nil && page.Start != start {
 			err = fmt.Errorf("asked for entries from %d, got a page from %d", start, page.Start)
 		}
@@ -85,19 +91,28 @@ func (n *Node) followLoop(ctx context.Context) {
 			}
 			continue
 		}
-		if len(page.Entries) == 0 {
-			continue
-		}
-		tree, err := n.checkPage(ctx, hub, start, page.Entries)
-		var fork *ForkError
-		var unverified *unverifiedError
-		switch {
-		case errors.As(err, &fork):
+		// leave stops reading a member that forked.
+		leave := func(fork *ForkError) {
 			forked[cur] = true
 			n.reportFork(fork)
 			if !next() {
 				n.log.Error("every hub member has forked; the node stops following the log", "members", members)
 			}
+		}
+		var fork *ForkError
+		if len(page.Entries) == 0 {
+			if err := n.refreshWitnessed(ctx, hub); errors.As(err, &fork) {
+				leave(fork)
+			} else if err != nil {
+				n.log.Debug("the member's witnessed checkpoint could not be checked", "member", hub.Members()[0], "err", err)
+			}
+			continue
+		}
+		tree, err := n.checkPage(ctx, hub, start, page.Entries)
+		var unverified *unverifiedError
+		switch {
+		case errors.As(err, &fork):
+			leave(fork)
 			continue
 		case errors.As(err, &unverified) && unverified.soon && soonTries < maxSoonTries:
 			soonTries++
@@ -180,12 +195,15 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	if err := w.set([]byte(kFollowTree), tree.encode()); err != nil {
 		return fmt.Errorf("apply log entries from %d: %w", start, err)
 	}
-	if tree.cp != nil {
-		b, err := json.Marshal(tree.cp)
+	for key, cp := range map[string]*treeCheckpoint{kFollowCheckpoint: tree.cp, kFollowWitnessed: tree.wcp} {
+		if cp == nil {
+			continue
+		}
+		b, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
-		if err := w.set([]byte(kFollowCheckpoint), b); err != nil {
+		if err := w.set([]byte(key), b); err != nil {
 			return fmt.Errorf("apply log entries from %d: %w", start, err)
 		}
 	}
@@ -208,6 +226,7 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	n.treeMu.Lock()
 	n.tree = tree
 	n.treeMu.Unlock()
+	n.noteWitnessed(tree)
 	n.metrics.followApplied.Add(uint64(len(entries)))
 	n.applied.Store(end)
 	return nil

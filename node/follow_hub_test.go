@@ -100,12 +100,22 @@ func quietLogger() *slog.Logger {
 // 100 ms, and submits the trust list and entries to it.
 func startHub(t testing.TB, f *fed, c, members int, entries ...string) *consensus.Cluster {
 	t.Helper()
+	return startHubWith(t, f, c, members, func(*consensus.Config) {}, entries...)
+}
+
+// startHubWith is startHub with each member's configuration changed by
+// tune.
+func startHubWith(t testing.TB, f *fed, c, members int, tune func(*consensus.Config), entries ...string) *consensus.Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	hub, err := consensus.StartCluster(ctx, consensus.ClusterConfig{
 		N: members, Dir: t.TempDir(), RootDER: f.root.Cert.Raw, Signers: f.hubs[c],
 		Logger: quietLogger(), Handler: api.HubHandlerFunc(quietLogger(), api.HubOptions{}), InsecurePlaintext: true,
-		Tune: func(cfg *consensus.Config) { cfg.CheckpointEvery = 100 * time.Millisecond },
+		Tune: func(cfg *consensus.Config) {
+			cfg.CheckpointEvery = 100 * time.Millisecond
+			tune(cfg)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +240,9 @@ type liar struct {
 	// checkpoint.
 	pageMax int
 	note    func([]byte) []byte
+	// witnessed, when set, answers GET /v1/checkpoint/witnessed in the
+	// member's stead (nil note: 404).
+	witnessed atomic.Pointer[func() []byte]
 }
 
 // The liar is a man in the middle with Sichuan's key: it signs what it
@@ -294,7 +307,19 @@ func newLiar(t testing.TB, f *fed, target string, rewrite func(uint64, string) s
 			return nil
 		},
 	}
-	l.Server = httptest.NewServer(rp)
+	l.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := l.witnessed.Load(); f != nil && r.URL.Path == "/v1/checkpoint/witnessed" {
+			note := (*f)()
+			if note == nil {
+				http.Error(w, `{"error":{"code":"no_witnessed_checkpoint","message":"none yet"}}`, http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(note)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
 	t.Cleanup(l.Close)
 	return l
 }

@@ -72,6 +72,10 @@ type logTree struct {
 	// consistency proof between the two; nil until the follower checked one
 	// (a verification bundle carries it, bundle.go).
 	cp *treeCheckpoint
+	// wcp is the newest checkpoint with Config.Cosignatures witness
+	// cosignatures verified against this tree; nil when the node requires
+	// none or holds none yet (bundles then carry it instead of cp).
+	wcp *treeCheckpoint
 }
 
 // treeCheckpoint is a verified checkpoint note and the consistency hashes
@@ -153,19 +157,23 @@ func loadLogTree(txn *badger.Txn) (*logTree, error) {
 	if err = item.Value(func(b []byte) error { t, err = decodeLogTree(b); return err }); err != nil {
 		return nil, err
 	}
-	item, err = txn.Get([]byte(kFollowCheckpoint))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return t, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var cp treeCheckpoint
-	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &cp) }); err != nil {
-		return nil, fmt.Errorf("stored checkpoint: %w", err)
-	}
-	if cp.Size == t.rng.End() {
-		t.cp = &cp
+	for key, dst := range map[string]**treeCheckpoint{kFollowCheckpoint: &t.cp, kFollowWitnessed: &t.wcp} {
+		item, err = txn.Get([]byte(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var cp treeCheckpoint
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &cp) }); err != nil {
+			return nil, fmt.Errorf("stored checkpoint %s: %w", key, err)
+		}
+		// A checkpoint verified against a smaller tree has a proof for
+		// that tree: it is checked again with the next page.
+		if cp.Size == t.rng.End() {
+			*dst = &cp
+		}
 	}
 	return t, nil
 }
@@ -193,11 +201,8 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	if err != nil {
 		return nil, err
 	}
-	member := hub.Members()[0]
 	size := next.rng.End()
-	forked := func(format string, a ...any) error {
-		return &ForkError{Member: member, Size: size, Reason: fmt.Sprintf(format, a...)}
-	}
+	forked := forkAt(hub, size)
 	note, err := hub.Checkpoint(ctx)
 	if err != nil {
 		var apiErr *exchange.APIError
@@ -208,6 +213,34 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 	if err != nil {
 		return nil, forked("it serves a checkpoint that does not parse: %v", err)
 	}
+	if err := n.checkHubSigned(ctx, hub, cp, entries, "checkpoint", forked); err != nil {
+		return nil, err
+	}
+	p, err := n.provenConsistent(ctx, hub, cp, next, "signed checkpoint", forked)
+	if err != nil {
+		return nil, err
+	}
+	next.cp = &treeCheckpoint{Size: size, Note: string(note), Proof: p}
+	if n.cfg.Cosignatures > 0 {
+		if next.wcp, err = n.checkWitnessed(ctx, hub, cur.wcp, next, entries, note, forked); err != nil {
+			return nil, err
+		}
+	}
+	return next, nil
+}
+
+// forkAt makes the *ForkError of hub's member at a tree of size leaves.
+func forkAt(hub *exchange.HubClient, size uint64) func(string, ...any) error {
+	member := hub.Members()[0]
+	return func(format string, a ...any) error {
+		return &ForkError{Member: member, Size: size, Reason: fmt.Sprintf(format, a...)}
+	}
+}
+
+// checkHubSigned checks that cp (what names it in a fork's reason) is
+// signed by a hub key of the trust list in force, of a root-signed trust
+// list among entries, or of the newest trust list the member serves.
+func (n *Node) checkHubSigned(ctx context.Context, hub *exchange.HubClient, cp *exchange.Checkpoint, entries []string, what string, forked func(string, ...any) error) error {
 	// A hub key revoked by now cannot sign the newest checkpoint, whatever
 	// time the note claims.
 	at := n.cfg.Now()
@@ -215,47 +248,124 @@ func (n *Node) checkPage(ctx context.Context, hub *exchange.HubClient, start uin
 		at = cp.Time
 	}
 	keys := append(exchange.HubKeys(n.trust, at), n.hubKeysIn(entries)...)
-	if cp.Verify(keys...) != nil {
-		// A hub key can be newer than the node's trust list: a member that
-		// joined after the trust list naming it, further on in the log.
-		// The newest trust list is root-signed, so any member may bring it.
-		newest, err := hub.Trust(ctx)
-		if err != nil {
-			return nil, &unverifiedError{err: fmt.Errorf("checkpoint of size %d is signed by a key this node does not know yet, and the newest trust list could not be fetched: %w", cp.Size, err)}
-		}
-		keys = append(keys, n.hubKeysIn([]string{newest})...)
-		if len(keys) == 0 {
-			return nil, &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
-		}
-		if cp.Verify(keys...) != nil {
-			return nil, forked("its checkpoint of size %d is not signed by a hub key of the trust list", cp.Size)
-		}
+	if cp.Verify(keys...) == nil {
+		return nil
 	}
-	var p [][]byte
+	// A hub key can be newer than the node's trust list: a member that
+	// joined after the trust list naming it, further on in the log.
+	// The newest trust list is root-signed, so any member may bring it.
+	newest, err := hub.Trust(ctx)
+	if err != nil {
+		return &unverifiedError{err: fmt.Errorf("%s of size %d is signed by a key this node does not know yet, and the newest trust list could not be fetched: %w", what, cp.Size, err)}
+	}
+	keys = append(keys, n.hubKeysIn([]string{newest})...)
+	if len(keys) == 0 {
+		return &unverifiedError{err: errors.New("no trust list names a hub key yet, so no checkpoint can be checked")}
+	}
+	if cp.Verify(keys...) != nil {
+		return forked("its %s of size %d is not signed by a hub key of the trust list", what, cp.Size)
+	}
+	return nil
+}
+
+// provenConsistent checks that the tree next and the checkpoint cp (what
+// names it) are one history, with a consistency proof from the member in
+// whichever direction applies, and returns the proof (empty at equal
+// sizes).
+func (n *Node) provenConsistent(ctx context.Context, hub *exchange.HubClient, cp *exchange.Checkpoint, next *logTree, what string, forked func(string, ...any) error) ([][]byte, error) {
+	size := next.rng.End()
 	switch {
 	case cp.Size == size:
 		if !bytes.Equal(cp.Root, next.root) {
-			return nil, forked("its signed checkpoint has root %s, the entries it served have root %s", b64(cp.Root), b64(next.root))
+			return nil, forked("its %s has root %s, the entries it served have root %s", what, b64(cp.Root), b64(next.root))
 		}
+		return nil, nil
 	case cp.Size < size:
-		p, err = hub.ConsistencyProof(ctx, cp.Size, size)
+		p, err := hub.ConsistencyProof(ctx, cp.Size, size)
 		if err != nil {
 			return nil, unverifiedOrFork(err, forked)
 		}
 		if err := proof.VerifyConsistency(exchange.LogHasher{}, cp.Size, size, p, cp.Root, next.root); err != nil {
-			return nil, forked("the entries it served (root %s) are not an extension of its signed checkpoint of size %d (root %s)", b64(next.root), cp.Size, b64(cp.Root))
+			return nil, forked("the entries it served (root %s) are not an extension of its %s of size %d (root %s)", b64(next.root), what, cp.Size, b64(cp.Root))
 		}
+		return p, nil
 	default:
-		p, err = hub.ConsistencyProof(ctx, size, cp.Size)
+		p, err := hub.ConsistencyProof(ctx, size, cp.Size)
 		if err != nil {
 			return nil, unverifiedOrFork(err, forked)
 		}
 		if err := proof.VerifyConsistency(exchange.LogHasher{}, size, cp.Size, p, next.root, cp.Root); err != nil {
-			return nil, forked("its signed checkpoint of size %d (root %s) does not extend the entries it served (root %s)", cp.Size, b64(cp.Root), b64(next.root))
+			return nil, forked("its %s of size %d (root %s) does not extend the entries it served (root %s)", what, cp.Size, b64(cp.Root), b64(next.root))
+		}
+		return p, nil
+	}
+}
+
+// checkWitnessed returns the newest checkpoint with Config.Cosignatures
+// valid cosignatures for the tree next, with its proof, among: held (the
+// one verified against the tree before), the member's newest checkpoint
+// signed (its cosignatures so far; nil: fetched here) and its newest
+// witnessed checkpoint. next must be consistent with it, or the member has
+// forked. It returns nil when there is none: entries do not wait for
+// cosigning (Ready says how long the tree has been ahead of its
+// witnesses). A witness revoked since held was checked no longer counts.
+func (n *Node) checkWitnessed(ctx context.Context, hub *exchange.HubClient, held *treeCheckpoint, next *logTree, entries []string, signed []byte, forked func(string, ...any) error) (*treeCheckpoint, error) {
+	now := n.cfg.Now()
+	ws, k := n.witnessesWith(now, entries), n.cfg.Cosignatures
+	var best *exchange.Checkpoint
+	var bestNote []byte
+	if held != nil {
+		if cp, err := exchange.ParseCheckpoint([]byte(held.Note)); err == nil && cp.RequireCosignatures(ws, k, now) == nil {
+			best, bestNote = cp, []byte(held.Note)
 		}
 	}
-	next.cp = &treeCheckpoint{Size: size, Note: string(note), Proof: p}
-	return next, nil
+	// consider takes note if it is hub-signed, carries k valid
+	// cosignatures and is not older than the best so far.
+	consider := func(note []byte, what string, checked bool) error {
+		cp, err := exchange.ParseCheckpoint(note)
+		if err != nil {
+			return forked("it serves a %s that does not parse: %v", what, err)
+		}
+		if !checked {
+			if err := n.checkHubSigned(ctx, hub, cp, entries, what, forked); err != nil {
+				return err
+			}
+		}
+		switch err := cp.RequireCosignatures(ws, k, now); {
+		case err != nil:
+			if len(cp.Cosigs) > 0 {
+				n.metrics.witnessedShort.Add(1)
+				n.log.Debug("the member's "+what+" falls short", "member", hub.Members()[0], "err", err)
+			}
+		case best != nil && cp.Size == best.Size && !bytes.Equal(cp.Root, best.Root):
+			return forked("its %s of size %d has root %s, another witnessed checkpoint of that size has root %s", what, cp.Size, b64(cp.Root), b64(best.Root))
+		case best == nil || cp.Size >= best.Size:
+			best, bestNote = cp, note
+		}
+		return nil
+	}
+	checked := signed != nil
+	if !checked {
+		signed, _ = hub.Checkpoint(ctx)
+	}
+	if signed != nil {
+		if err := consider(signed, "checkpoint", checked); err != nil {
+			return nil, err
+		}
+	}
+	if note, err := hub.WitnessedCheckpoint(ctx); err != nil {
+		n.log.Debug("no witnessed checkpoint from this member", "member", hub.Members()[0], "err", err)
+	} else if err := consider(note, "witnessed checkpoint", false); err != nil {
+		return nil, err
+	}
+	if best == nil {
+		return nil, nil
+	}
+	p, err := n.provenConsistent(ctx, hub, best, next, "witnessed checkpoint", forked)
+	if err != nil {
+		return nil, err
+	}
+	return &treeCheckpoint{Size: next.rng.End(), Note: string(bestNote), Proof: p}, nil
 }
 
 // unverifiedOrFork: a member that cannot serve a proof (busy, restarting,
@@ -274,6 +384,18 @@ func unverifiedOrFork(err error, forked func(string, ...any) error) error {
 // applied here.
 func (n *Node) hubKeysIn(entries []string) []*ecdsa.PublicKey {
 	var keys []*ecdsa.PublicKey
+	for _, e := range n.trustedIn(entries) {
+		if e.Role == certs.RoleHub {
+			keys = append(keys, e.PublicKey())
+		}
+	}
+	return keys
+}
+
+// trustedIn are the certificates, not revoked there, of the root-signed
+// trust lists among entries.
+func (n *Node) trustedIn(entries []string) []*certs.Entry {
+	var out []*certs.Entry
 	for _, raw := range entries {
 		h, err := certs.ParseHeader(raw)
 		if err != nil || h.Typ != exchange.HdrTrust {
@@ -292,19 +414,19 @@ func (n *Node) hubKeysIn(entries []string) []*ecdsa.PublicKey {
 			revoked[r.KID] = true
 		}
 		for _, c := range tl.Certs {
-			if c.Role != certs.RoleHub || revoked[c.KID] {
+			if revoked[c.KID] {
 				continue
 			}
 			der, err := base64.StdEncoding.DecodeString(c.DER)
 			if err != nil {
 				continue
 			}
-			if e, err := n.trust.CheckCertificate(der); err == nil && e.Role == certs.RoleHub {
-				keys = append(keys, e.PublicKey())
+			if e, err := n.trust.CheckCertificate(der); err == nil && e.Role == c.Role {
+				out = append(out, e)
 			}
 		}
 	}
-	return keys
+	return out
 }
 
 // reportFork records a fork: metrics, the error log line, and Ready.

@@ -14,6 +14,7 @@ type metrics struct {
 	batches, attestations, publishErrors  atomic.Uint64
 	followApplied, followRejected         atomic.Uint64
 	forks                                 atomic.Uint64
+	witnessedShort                        atomic.Uint64 // witnessed checkpoints with fewer than k valid cosignatures (witness.go)
 	verified, verifyRejected              atomic.Uint64
 	scans                                 atomic.Uint64 // venue scans recorded (scans.go)
 	auditSeq                              atomic.Uint64 // seq of the last audit trail entry
@@ -63,4 +64,5 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	n.writeRiskMetrics(w, p)
 	n.writeExposureMetrics(w, p)
 	n.writeReceiptMetrics(w, p)
+	n.writeWitnessMetrics(w, p)
 }

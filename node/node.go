@@ -16,6 +16,7 @@ import (
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
+	"github.com/hcxfed/hcx/witness"
 )
 
 // Config is what a province node needs. Zero durations take the defaults.
@@ -74,6 +75,13 @@ type Config struct {
 	SessionTTL       time.Duration
 	SessionIdle      time.Duration
 	SessionsPerActor int
+	// Cosignatures is how many witnesses (k) must have cosigned a hub
+	// checkpoint before the node trusts it for its bundles and its
+	// readiness (witness.go); 0, the default, requires none. Witnesses
+	// narrows the witnesses counted to these trust-list kids; empty: every
+	// province and auditor certificate of the trust list.
+	Cosignatures int
+	Witnesses    []string
 	// AuditHeadEvery is how often the node logs its operator trail's head
 	// at the hub when the trail grew (audithead.go): default
 	// DefaultAuditHeadEvery (10 minutes), negative never.
@@ -132,6 +140,9 @@ func (c *Config) defaults() error {
 		c.RedecideWorkers = runtime.GOMAXPROCS(0)
 	}
 	c.sessionDefaults()
+	if err := c.witnessDefaults(); err != nil {
+		return err
+	}
 	if c.AuditHeadEvery == 0 {
 		c.AuditHeadEvery = DefaultAuditHeadEvery
 	}
@@ -192,6 +203,12 @@ type Node struct {
 	treeMu sync.Mutex
 	tree   *logTree                  // the Merkle tree of the applied log prefix
 	fork   atomic.Pointer[ForkError] // the last fork seen, until another member checks out
+
+	// witness cosigns hub checkpoints (witness.go); unwitnessedSince is
+	// when (Unix nanoseconds, node clock) the applied tree went ahead of its
+	// newest k-witnessed checkpoint, 0 while it is covered.
+	witness          *witness.Witness
+	unwitnessedSince atomic.Int64
 
 	policyPublished atomic.Value // string: the policy version the hub acknowledged
 
@@ -254,6 +271,10 @@ func New(cfg Config) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	if n.witness, err = n.newWitness(); err != nil {
+		n.db.Close()
+		return nil, err
+	}
 	if err := n.loadRiskSet(); err != nil {
 		n.db.Close()
 		return nil, fmt.Errorf("load risk areas: %w", err)
@@ -293,6 +314,9 @@ func New(cfg Config) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	// A tree stored ahead of its witnessed checkpoint gets the bound
+	// again from now (witness.go).
+	n.noteWitnessed(n.tree)
 	go n.commitLoop()
 	n.checks.start(n)
 	return n, nil
@@ -425,7 +449,10 @@ func (n *Node) Close() error {
 
 // Ready reports whether the node has a trust list and its rules, and follows
 // a hub log that checks out: after a fork it returns the *ForkError until
-// another member's signed checkpoint agrees with the node's tree.
+// another member's signed checkpoint agrees with the node's tree. A node
+// that requires cosignatures is not ready (an *hcx.Error coded
+// CodeUnwitnessed) while its tree is not covered by a k-witnessed
+// checkpoint (witness.go).
 func (n *Node) Ready() error {
 	if f := n.fork.Load(); f != nil {
 		return f
@@ -433,7 +460,7 @@ func (n *Node) Ready() error {
 	if n.trust.Version() == 0 {
 		return errors.New("no trust list from the hub yet")
 	}
-	return nil
+	return n.witnessedReady()
 }
 
 // StoreVersion is the store's newest commit version: it changes whenever the

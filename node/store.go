@@ -28,7 +28,11 @@ const (
 	// kFollowCheckpoint is the newest hub checkpoint verified against the
 	// applied tree, with the consistency proof (treeCheckpoint).
 	kFollowCheckpoint = "meta/follow-checkpoint"
-	kPolicyPub        = "meta/policy-published"
+	// kFollowWitnessed is the newest checkpoint with Config.Cosignatures
+	// witness cosignatures verified against the applied tree, with the
+	// consistency proof (treeCheckpoint; witness.go).
+	kFollowWitnessed = "meta/follow-witnessed"
+	kPolicyPub       = "meta/policy-published"
 
 	// Written by versions before bounded histories; New folds them into
 	// histories and deletes them.

@@ -62,6 +62,14 @@ type Device struct {
 	// MaxAge, when set, tightens the bundle's signed max_age; it never
 	// loosens it.
 	MaxAge time.Duration
+	// Cosignatures, when above 0, is how many witnesses (k) must have
+	// cosigned a bundle's checkpoint for the device to install it;
+	// Witnesses narrows them to these trust-list kids, else every witness
+	// of the bundle's root-signed trust list counts. Now is the clock
+	// Install checks cosignatures at (time.Now if nil; Sync uses its now).
+	Cosignatures int
+	Witnesses    []string
+	Now          func() time.Time
 
 	mu    sync.RWMutex
 	state *State
@@ -139,14 +147,19 @@ func (d *Device) State() *State {
 // device has to the new bundle's size (empty when the sizes are equal or on
 // the first sync). Checks, in order: trust list signed by the pinned root,
 // header signed by a province key of the bundle's province, checkpoint
-// signed by a hub key, the node's tree consistent with the checkpoint, no
+// signed by a hub key, at least Cosignatures witness cosignatures on it,
+// the node's tree consistent with the checkpoint, no
 // rollback (checkpoint and log size not older, the old tree a prefix of
 // the new), the body's SM3.
 func (d *Device) Install(r io.Reader, fromProof [][]byte) error {
-	return d.install(r, fromProof, "")
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	return d.install(r, fromProof, "", now())
 }
 
-func (d *Device) install(r io.Reader, fromProof [][]byte, etag string) error {
+func (d *Device) install(r io.Reader, fromProof [][]byte, etag string, now time.Time) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	line, err := readLine(br, exchange.MaxBundleHeaderBytes)
 	if err != nil {
@@ -154,6 +167,9 @@ func (d *Device) install(r io.Reader, fromProof [][]byte, etag string) error {
 	}
 	vb, err := exchange.VerifyBundleHeader(d.rootDER, line)
 	if err != nil {
+		return err
+	}
+	if err := d.checkCosignatures(vb, now); err != nil {
 		return err
 	}
 	h := vb.Header
@@ -198,6 +214,20 @@ func (d *Device) install(r io.Reader, fromProof [][]byte, etag string) error {
 		return err
 	}
 	return d.load(st)
+}
+
+// checkCosignatures refuses a bundle whose checkpoint carries fewer than
+// d.Cosignatures valid cosignatures by witnesses of its trust list (a
+// witness revoked by now does not count), saying how many of how many.
+func (d *Device) checkCosignatures(vb *exchange.VerifiedBundle, now time.Time) error {
+	if d.Cosignatures <= 0 {
+		return nil
+	}
+	ws := exchange.FilterWitnesses(exchange.WitnessesOf(vb.Trust, now), d.Witnesses)
+	if err := vb.Checkpoint.RequireCosignatures(ws, d.Cosignatures, now); err != nil {
+		return fmt.Errorf("%w: checkpoint: %w", exchange.ErrBadBundle, err)
+	}
+	return nil
 }
 
 func checkNoRollback(old, st *State, vb *exchange.VerifiedBundle, fromProof [][]byte) error {

@@ -76,7 +76,7 @@ func (d *Device) Sync(ctx context.Context, hc *http.Client, nodeURL string, sign
 	if progress != nil {
 		body = &progressReader{r: resp.Body, total: resp.ContentLength, f: progress}
 	}
-	if err := d.install(body, p, resp.Header.Get("ETag")); err != nil {
+	if err := d.install(body, p, resp.Header.Get("ETag"), now); err != nil {
 		return false, err
 	}
 	return true, nil

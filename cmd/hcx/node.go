@@ -56,8 +56,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	verbose := fs.Bool("v", false, "log at info level")
 	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
 	headEvery := fs.Duration("audit-head-every", node.DefaultAuditHeadEvery, "how often the node logs its operator trail's head at the hub when the trail grew; 0 never")
+	witnessOpts := addWitnessFlags(fs, "this node")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	cosignatures, witnesses, err := witnessOpts.parse()
+	if err != nil {
+		return fmt.Errorf("hcx node: %w", err)
 	}
 	if *headEvery < 0 {
 		return fmt.Errorf("--audit-head-every %s: want a duration from 0 (never), such as 10m", *headEvery)
@@ -143,9 +148,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Province: prov, Dir: *dir, Signer: signer, RootDER: rootCert.Raw, OfflineMaxAge: *offlineMaxAge, AuditHeadEvery: *headEvery,
 		SubjectKey: certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: subKey},
 		FieldKeys:  fieldKeys, FieldKeyVersion: keys.FieldKeyVersion,
-		RulesPath: *rules,
-		Hub:       exchange.NewHubClient(hubURLs, hubHTTP).SignWith(signer, nil),
-		Logger:    logger,
+		RulesPath:    *rules,
+		Hub:          exchange.NewHubClient(hubURLs, hubHTTP).SignWith(signer, nil),
+		Logger:       logger,
+		Cosignatures: cosignatures, Witnesses: witnesses,
 	})
 	if err != nil {
 		return err

@@ -26,9 +26,12 @@ import (
 const verifyUsage = `hcx verify — the offline verifier of a checkpoint device
 
   hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [--ca TLS-ROOT.crt]
+                  [--cosignatures K [--witnesses KID,KID…]]
       while online: downloads the node's verification bundle as the checkpoint device C/K,
       checks it against the national root ROOT.crt (trust list, signatures, the hub's
-      checkpoint, no rollback) and keeps it in DIR.
+      checkpoint, no rollback) and keeps it in DIR. With --cosignatures K, the bundle's
+      checkpoint must also carry K valid cosignatures by witnesses of its trust list
+      (narrowed to --witnesses), or the device keeps the bundle it had.
   hcx verify [--dir DIR] [--max-age D] CODE…
   hcx verify [--dir DIR] [--max-age D] --image PHOTO
   hcx verify [--dir DIR] [--max-age D] < codes.txt
@@ -97,12 +100,17 @@ func verifySync(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	keyPath := fs.String("key", "", "the device's key (PEM)")
 	caPath := fs.String("ca", "", "the TLS root of the node's API certificate (https)")
 	fs.StringVar(caPath, "hub-ca", "", "same as --ca")
+	witnessOpts := addWitnessFlags(fs, "the device")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := noArgs(fs, pos); err != nil {
 		return err
+	}
+	cosignatures, witnesses, err := witnessOpts.parse()
+	if err != nil {
+		return fmt.Errorf("hcx verify sync: %w", err)
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"--node", *nodeURL}, {"--cert", *certPath}, {"--key", *keyPath}, {"--root", *root}} {
@@ -122,6 +130,7 @@ func verifySync(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("hcx verify sync: %w", err)
 	}
 	defer d.Close()
+	d.Cosignatures, d.Witnesses = cosignatures, witnesses
 	hc := &http.Client{Timeout: 30 * time.Minute}
 	if *caPath != "" {
 		pem, err := os.ReadFile(*caPath)

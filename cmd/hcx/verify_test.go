@@ -28,6 +28,18 @@ func TestVerifyOfflineAnswersAsTheNode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "device")
 	syncArgs := []string{"sync", "--node", x.url, "--cert", filepath.Join(ca, "issued", "checkpoint-440000.crt"),
 		"--key", filepath.Join(ca, "issued", "checkpoint-440000.key"), "--root", filepath.Join(ca, "root.crt"), "--dir", dir}
+	// No federation here has 63 witnesses: a device that requires 63
+	// cosignatures refuses every bundle, saying how many of how many.
+	_, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "63")...)
+	if err == nil || !strings.Contains(err.Error(), "valid of the 63 required") || !strings.Contains(err.Error(), "keeps the bundle it had") {
+		t.Fatalf("sync requiring 63 cosignatures: %v; want a refusal saying how many of 63", err)
+	}
+	if _, _, err := hcxVerify(t, append(syncArgs, "--cosignatures", "2", "--witnesses", "a")...); err == nil || !strings.Contains(err.Error(), "can never be met") {
+		t.Fatalf("sync requiring 2 of 1 named witness: %v", err)
+	}
+	if out, _, err := hcxVerify(t, "status", "--dir", dir); err == nil {
+		t.Fatalf("status after refused syncs: %q; want no bundle", out)
+	}
 	out, _, err := hcxVerify(t, syncArgs...)
 	if err != nil || !strings.Contains(out, "bundle updated") {
 		t.Fatalf("first sync: %q, %v", out, err)
