@@ -144,6 +144,19 @@ func newBatchFixture(t *testing.T, count int) *batchFixture {
 
 // post sends a batch body as who with Content-Type ct and returns the
 // status and body.
+// freshCode fetches resident i's current code again (codes live 60 s).
+func (x *batchFixture) freshCode(t *testing.T, i int) string {
+	t.Helper()
+	r := x.residents[i]
+	var c struct {
+		QR string `json:"code"`
+	}
+	if st := callAs(t, x.f.client(), r.who, "GET", x.url+"/v1/residents/"+string(r.sub)+"/code", nil, &c); st != http.StatusOK {
+		t.Fatalf("code of resident %d: %d", i, st)
+	}
+	return c.QR
+}
+
 func (x *batchFixture) post(t *testing.T, who caller, ct string, body []byte) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest("POST", x.url+"/v1/verify/batch", bytes.NewReader(body))
