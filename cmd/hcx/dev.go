@@ -32,6 +32,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(args) > 0 && args[0] == "init" {
 		return runDevInit(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "idp" {
+		return runDevIdP(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("hcx dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "hcx-data", "data directory (made on first start, reused after)")
