@@ -192,8 +192,8 @@ func allServices() []string {
 var proxied = []hcx.ProvinceCode{"440000", "510000"}
 
 // startCompose brings docker-compose.yml up with the suite's override (the
-// nodes trust this process's identity provider; the proxied nodes reach
-// the hub through px, started here on the docker0 gateway), waits until
+// proxied nodes reach the hub through px, started here on the docker0
+// gateway), waits until
 // every member is ready and the hub consistent, and answers the federation
 // with its credentials. Cleanup takes everything down, volumes included.
 func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
@@ -206,7 +206,6 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	}
 	gateway := hostGateway(t)
 	dir := t.TempDir()
-	idp := startIDP(t, gateway, dir)
 	px := startProxy(t, net.JoinHostPort(gateway, "7000"), nil) // where the proxied nodes find hub-N:7000
 	c := &compose{t: t, files: []string{base, writeOverride(t, base, dir, gateway, proxied)}}
 	c.compose("down", "-v", "--remove-orphans") // a previous run interrupted
@@ -237,7 +236,7 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	c.waitReady(3*time.Minute, allServices()...)
 	c.waitHubConsistent(time.Minute)
 	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
-	return c, newFed(t, c, idp, gateway), px
+	return c, newFed(t, c, gateway), px
 }
 
 // fault is one fault of the suite: inject breaks the federation (and
