@@ -56,8 +56,8 @@ func runDevInit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if !ok || !slices.Contains(devProvinces, hcx.ProvinceCode(p)) {
 			return fmt.Errorf("want P=URL with P one of %v", devProvinces)
 		}
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.HasSuffix(u, "/") {
-			return fmt.Errorf("%q: want an absolute http(s) URL without a trailing slash", u)
+		if err := checkBaseURL(u); err != nil {
+			return err
 		}
 		nodeURLs[hcx.ProvinceCode(p)] = u
 		return nil
@@ -67,6 +67,9 @@ func runDevInit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("hcx dev init: unexpected argument %q; see 'hcx dev init -h'", fs.Arg(0))
+	}
+	if err := checkBaseURL(*issuer); err != nil {
+		return fmt.Errorf("hcx dev init: --idp-issuer: %w", err)
 	}
 	for _, p := range devProvinces {
 		if nodeURLs[p] == "" {
@@ -122,6 +125,14 @@ func runDevInit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("hcx dev init: identity provider: %w", err)
 	}
 	fmt.Fprintf(stdout, "hcx dev init: material for %d hub members and provinces %v in %s; identity provider %s\n", *hubs, devProvinces, *dir, *issuer)
+	return nil
+}
+
+// checkBaseURL refuses a URL that is not absolute http(s) or ends in a slash.
+func checkBaseURL(u string) error {
+	if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.RawQuery != "" || strings.HasSuffix(u, "/") {
+		return fmt.Errorf("%q: want an absolute http(s) URL without a query or a trailing slash", u)
+	}
 	return nil
 }
 
