@@ -208,35 +208,49 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	dir := t.TempDir()
 	px := startProxy(t, net.JoinHostPort(gateway, "7000"), nil) // where the proxied nodes find hub-N:7000
 	c := &compose{t: t, files: []string{base, writeOverride(t, base, dir, gateway, proxied)}}
-	c.compose("down", "-v", "--remove-orphans") // a previous run interrupted
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := exec(time.Minute, "docker-compose", c.args("logs", "--tail", "40")...)
-			t.Logf("logs:\n%s", out)
-		}
-		exec(3*time.Minute, "docker-compose", c.args("down", "-v", "--remove-orphans")...)
-	})
 	start := time.Now()
-	c.compose("up", "-d")
+	c.up()
 	rootFile := filepath.Join(t.TempDir(), "tls-root.crt")
 	c.docker("cp", container("init")+":/material/ca/tls-root.crt", rootFile)
-	b, err := os.ReadFile(rootFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s holds no PEM block", rootFile)
-	}
-	root, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := readRoot(t, rootFile)
 	c.client = newClient(root, 3*time.Second)
 	c.waitReady(3*time.Minute, allServices()...)
 	c.waitHubConsistent(time.Minute)
 	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
 	return c, newFed(t, c, gateway), px
+}
+
+// up brings the compose project up afresh (down -v first: a previous run
+// interrupted) and takes it down, volumes included, when the test ends,
+// with the last logs if it failed.
+func (c *compose) up() {
+	c.compose("down", "-v", "--remove-orphans")
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			out, _ := exec(time.Minute, "docker-compose", c.args("logs", "--tail", "40")...)
+			c.t.Logf("logs:\n%s", out)
+		}
+		exec(3*time.Minute, "docker-compose", c.args("down", "-v", "--remove-orphans")...)
+	})
+	c.compose("up", "-d")
+}
+
+// readRoot reads the federation's TLS root from a PEM file.
+func readRoot(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	root, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // fault is one fault of the suite: inject breaks the federation (and

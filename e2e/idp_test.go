@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -40,32 +39,13 @@ func TestComposeWalkthroughLogins(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &compose{t: t, files: []string{base}}
-	c.compose("down", "-v", "--remove-orphans")
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := exec(time.Minute, "docker-compose", c.args("logs", "--tail", "40")...)
-			t.Logf("logs:\n%s", out)
-		}
-		exec(3*time.Minute, "docker-compose", c.args("down", "-v", "--remove-orphans")...)
-	})
 	start := time.Now()
-	c.compose("up", "-d")
+	c.up()
 	// As the README says: the material copied out to ./hcx-data, where hcx dev token looks.
 	work := t.TempDir()
 	material := filepath.Join(work, "hcx-data")
 	c.docker("cp", container("init")+":/material", material)
-	b, err := os.ReadFile(filepath.Join(material, "ca", "tls-root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatal("tls-root.crt holds no PEM block")
-	}
-	root, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := readRoot(t, filepath.Join(material, "ca", "tls-root.crt"))
 	c.client = newClient(root, 5*time.Second)
 	c.waitReady(3*time.Minute, allServices()...)
 	t.Logf("docker-compose up: every member ready after %v", time.Since(start).Round(time.Millisecond))
