@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,15 +14,45 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// NewHTTPClient is the client FetchToken and LogIn use by default: a
+// 10-second time-out, and host names under .localhost dialled on the
+// loopback (RFC 6761, section 6.3), as browsers and curl do, whatever the
+// system resolver says. docker-compose.yml serves the provider at
+// http://idp.localhost:8690: the nodes reach it by that network alias,
+// the host through the port published on 127.0.0.1, and the token's iss
+// is the same for both.
+func NewHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, LoopbackForLocalhost(addr))
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
+}
+
+// LoopbackForLocalhost answers 127.0.0.1:port for an address host:port
+// whose host is localhost or ends in .localhost, and addr otherwise.
+func LoopbackForLocalhost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
 // FetchToken logs user in at the provider at issuer as the command-line
 // client and returns the ID token. It drives the real authorization code
 // flow with PKCE, as a browser would: GET the authorization endpoint, POST
 // the login form, follow the redirect back to the provider's callback,
 // read the code from the redirect to CLIRedirectURI, and exchange it with
-// the PKCE verifier. hc may be nil.
+// the PKCE verifier. hc may be nil: then NewHTTPClient.
 func FetchToken(ctx context.Context, hc *http.Client, issuer, user, password string) (string, error) {
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = NewHTTPClient()
 	}
 	var meta struct {
 		AuthorizationEndpoint string `json:"authorization_endpoint"`
@@ -69,7 +100,7 @@ func FetchToken(ctx context.Context, hc *http.Client, issuer, user, password str
 // in its query.
 func LogIn(ctx context.Context, hc *http.Client, issuer, authURL, user, password string) (*url.URL, error) {
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = NewHTTPClient()
 	}
 	noFollow := *hc
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -90,10 +90,46 @@ type User struct {
 
 // Client is a relying party registered at the provider.
 type Client struct {
-	ID string
+	ID string `json:"id"`
 	// Secret is empty for a public client (it must use PKCE).
-	Secret       string
-	RedirectURIs []string
+	Secret       string   `json:"secret,omitempty"`
+	RedirectURIs []string `json:"redirect_uris"`
+}
+
+// ClientsFile is the file in Config.Dir that keeps the registered relying
+// parties of a provider running on its own (`hcx dev idp`), written by
+// `hcx dev init` (mode 0600: it holds the clients' secrets).
+const ClientsFile = "clients.json"
+
+// SaveClients writes cs to dir/ClientsFile.
+func SaveClients(dir string, cs []Client) error {
+	if len(cs) > MaxClients {
+		return fmt.Errorf("devidp: at most %d clients", MaxClients)
+	}
+	b, _ := json.MarshalIndent(cs, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, ClientsFile), b, 0o600); err != nil {
+		return fmt.Errorf("devidp: %w", err)
+	}
+	return nil
+}
+
+// LoadClients reads dir/ClientsFile; a missing file is no clients.
+func LoadClients(dir string) ([]Client, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ClientsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devidp: %w", err)
+	}
+	var cs []Client
+	if err := json.Unmarshal(b, &cs); err != nil {
+		return nil, fmt.Errorf("devidp: %s: %w", filepath.Join(dir, ClientsFile), err)
+	}
+	if len(cs) > MaxClients {
+		return nil, fmt.Errorf("devidp: %s lists %d clients, at most %d", filepath.Join(dir, ClientsFile), len(cs), MaxClients)
+	}
+	return cs, nil
 }
 
 // Config configures a provider.

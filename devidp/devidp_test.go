@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +232,50 @@ func TestLoginPage(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("an oversized form: %s, want 400", resp.Status)
+	}
+}
+
+func TestLoopbackForLocalhostDialsLocalhostNamesOnTheLoopback(t *testing.T) {
+	for in, want := range map[string]string{
+		"idp.localhost:8690":  "127.0.0.1:8690",
+		"IDP.LocalHost.:8690": "127.0.0.1:8690",
+		"localhost:443":       "127.0.0.1:443",
+		"idp:8690":            "idp:8690",
+		"localhost.example:1": "localhost.example:1",
+		"notlocalhost:1":      "notlocalhost:1",
+		"10.0.0.1:80":         "10.0.0.1:80",
+		"no-port":             "no-port",
+	} {
+		if got := LoopbackForLocalhost(in); got != want {
+			t.Errorf("LoopbackForLocalhost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestClientsFileRoundTripsAndIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	if cs, err := LoadClients(dir); err != nil || cs != nil {
+		t.Fatalf("no file: %v, %v; want no clients", cs, err)
+	}
+	cs := []Client{{ID: "hcx-node-440000", Secret: "s", RedirectURIs: []string{"https://localhost:8744/v1/auth/oidc/callback"}}, {ID: "public", RedirectURIs: []string{"http://127.0.0.1/cb"}}}
+	if err := SaveClients(dir, cs); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ClientsFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, mode %v; want 0600 (it holds secrets)", ClientsFile, err, fi.Mode())
+	}
+	got, err := LoadClients(dir)
+	if err != nil || len(got) != 2 || got[0].Secret != "s" || got[1].Secret != "" || got[0].RedirectURIs[0] != cs[0].RedirectURIs[0] {
+		t.Fatalf("loaded %+v, %v; want %+v", got, err, cs)
+	}
+	if err := SaveClients(dir, make([]Client, MaxClients+1)); err == nil {
+		t.Error("saved more than MaxClients clients")
+	}
+	b, _ := json.Marshal(make([]Client, MaxClients+1))
+	if err := os.WriteFile(filepath.Join(dir, ClientsFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadClients(dir); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("loaded a file of %d clients: %v", MaxClients+1, err)
 	}
 }

@@ -192,8 +192,8 @@ func allServices() []string {
 var proxied = []hcx.ProvinceCode{"440000", "510000"}
 
 // startCompose brings docker-compose.yml up with the suite's override (the
-// nodes trust this process's identity provider; the proxied nodes reach
-// the hub through px, started here on the docker0 gateway), waits until
+// proxied nodes reach the hub through px, started here on the docker0
+// gateway), waits until
 // every member is ready and the hub consistent, and answers the federation
 // with its credentials. Cleanup takes everything down, volumes included.
 func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
@@ -206,38 +206,51 @@ func startCompose(t *testing.T) (*compose, *fed, *tcpProxy) {
 	}
 	gateway := hostGateway(t)
 	dir := t.TempDir()
-	idp := startIDP(t, gateway, dir)
 	px := startProxy(t, net.JoinHostPort(gateway, "7000"), nil) // where the proxied nodes find hub-N:7000
 	c := &compose{t: t, files: []string{base, writeOverride(t, base, dir, gateway, proxied)}}
-	c.compose("down", "-v", "--remove-orphans") // a previous run interrupted
-	t.Cleanup(func() {
-		if t.Failed() {
+	start := time.Now()
+	c.up()
+	rootFile := filepath.Join(t.TempDir(), "tls-root.crt")
+	c.docker("cp", container("init")+":/material/ca/tls-root.crt", rootFile)
+	root := readRoot(t, rootFile)
+	c.client = newClient(root, 3*time.Second)
+	c.waitReady(3*time.Minute, allServices()...)
+	c.waitHubConsistent(time.Minute)
+	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
+	return c, newFed(t, c, gateway), px
+}
+
+// up brings the compose project up afresh (down -v first: a previous run
+// interrupted) and takes it down, volumes included, when the test ends,
+// with the last logs if it failed.
+func (c *compose) up() {
+	c.compose("down", "-v", "--remove-orphans")
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
 			out, _ := exec(time.Minute, "docker-compose", c.args("logs", "--tail", "40")...)
-			t.Logf("logs:\n%s", out)
+			c.t.Logf("logs:\n%s", out)
 		}
 		exec(3*time.Minute, "docker-compose", c.args("down", "-v", "--remove-orphans")...)
 	})
-	start := time.Now()
 	c.compose("up", "-d")
-	rootFile := filepath.Join(t.TempDir(), "tls-root.crt")
-	c.docker("cp", container("init")+":/material/ca/tls-root.crt", rootFile)
-	b, err := os.ReadFile(rootFile)
+}
+
+// readRoot reads the federation's TLS root from a PEM file.
+func readRoot(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil {
-		t.Fatalf("%s holds no PEM block", rootFile)
+		t.Fatalf("%s holds no PEM block", path)
 	}
 	root, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.client = newClient(root, 3*time.Second)
-	c.waitReady(3*time.Minute, allServices()...)
-	c.waitHubConsistent(time.Minute)
-	t.Logf("docker-compose up: every member ready after %v (load average %s)", time.Since(start).Round(time.Millisecond), loadavg())
-	return c, newFed(t, c, idp, gateway), px
+	return root
 }
 
 // fault is one fault of the suite: inject breaks the federation (and

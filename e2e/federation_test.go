@@ -69,25 +69,13 @@ func hostGateway(t *testing.T) string {
 	return ""
 }
 
-// freePort is a port free on ip now (the identity provider's issuer URL
-// names its port before the provider listens).
-func freePort(t *testing.T, ip string) int {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // fed is the running compose federation as the load sees it: credentials
 // made from the dev material, an operator token per province from the
-// development identity provider this process runs, and clients.
+// compose service idp, and clients.
 type fed struct {
 	t        *testing.T
 	c        *compose
 	hc       *http.Client // TLS verified against the dev TLS root; hub-N:7000 dialled at the published port
-	idp      *devidp.Server
 	gateway  string
 	material string
 
@@ -99,36 +87,6 @@ type fed struct {
 	rootDER []byte
 }
 
-// startIDP runs the development identity provider in this process on the
-// docker0 gateway, registers each node as its client, and writes each
-// node's --oidc file (mode 0600, owned by the image's user) into dir.
-func startIDP(t *testing.T, gateway, dir string) *devidp.Server {
-	port := freePort(t, gateway)
-	issuer := fmt.Sprintf("http://%s:%d", gateway, port)
-	idp, err := devidp.Start(net.JoinHostPort(gateway, fmt.Sprint(port)), devidp.Config{Issuer: issuer, Dir: t.TempDir(), Provinces: provinces})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idp.Close() })
-	for _, p := range provinces {
-		secret := fmt.Sprintf("e2e-%s-%d", p, time.Now().UnixNano())
-		if err := idp.RegisterClient(devidp.Client{ID: devidp.NodeClientID(p), Secret: secret, RedirectURIs: []string{nodeURL(p) + "/v1/auth/oidc/callback"}}); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := json.Marshal(map[string]any{"issuers": []map[string]any{{
-			"url": issuer, "client_id": devidp.NodeClientID(p), "client_secret": secret, "audiences": []string{devidp.CLIClientID},
-		}}})
-		path := filepath.Join(dir, "oidc-"+string(p)+".json")
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(path, 65532, 65532); err != nil {
-			t.Fatalf("chown the --oidc file to the image's user (the suite runs as root to drive docker and nsenter): %v", err)
-		}
-	}
-	return idp
-}
-
 // subnet is the compose network's, set by the override; movedIP is an
 // address in it that dynamic allocation does not reach in a run.
 const (
@@ -136,10 +94,10 @@ const (
 	movedIP = "10.213.14.250"
 )
 
-// writeOverride writes the compose override the suite runs with: each node
-// trusts the identity provider (--oidc, the file bind-mounted read-only),
-// and the nodes in proxied reach every hub member through the TCP proxy on
-// the gateway (extra_hosts), which forwards by TLS server name.
+// writeOverride writes the compose override the suite runs with: the nodes
+// in proxied reach every hub member through the TCP proxy on the gateway
+// (extra_hosts), which forwards by TLS server name. The nodes trust the
+// compose service idp, as docker-compose.yml says.
 func writeOverride(t *testing.T, base, dir, gateway string, proxied []hcx.ProvinceCode) string {
 	b, err := os.ReadFile(base)
 	if err != nil {
@@ -160,16 +118,11 @@ func writeOverride(t *testing.T, base, dir, gateway string, proxied []hcx.Provin
 		if !ok || len(svc.Command) == 0 {
 			t.Fatalf("%s has no service %s with a command", base, name)
 		}
-		s := map[string]any{
-			"command": append(svc.Command, "--oidc", "/e2e/oidc.json"),
-			"volumes": []string{filepath.Join(dir, "oidc-"+string(p)+".json") + ":/e2e/oidc.json:ro"},
-		}
 		for _, q := range proxied {
 			if q == p {
-				s["extra_hosts"] = []string{"hub-1:" + gateway, "hub-2:" + gateway, "hub-3:" + gateway}
+				services[name] = map[string]any{"extra_hosts": []string{"hub-1:" + gateway, "hub-2:" + gateway, "hub-3:" + gateway}}
 			}
 		}
-		services[name] = s
 	}
 	// A subnet of its own, so that a member can be moved to another
 	// address (docker network connect --ip needs a configured subnet).
@@ -190,12 +143,17 @@ func writeCompose(t *testing.T, path string, v any) string {
 }
 
 // newFed copies the material out of the init container and logs every
-// province's operator in.
-func newFed(t *testing.T, c *compose, idp *devidp.Server, gateway string) *fed {
-	f := &fed{t: t, c: c, idp: idp, gateway: gateway, material: filepath.Join(t.TempDir(), "material"),
+// province's operator in at the compose service idp (published on the
+// host's loopback; its users' passwords are in the material's idp.json).
+func newFed(t *testing.T, c *compose, gateway string) *fed {
+	f := &fed{t: t, c: c, gateway: gateway, material: filepath.Join(t.TempDir(), "material"),
 		ops: map[hcx.ProvinceCode]string{}, signers: map[string]*certs.Signer{}, subKeys: map[hcx.ProvinceCode]certs.SubjectKey{}}
 	c.docker("cp", container("init")+":/material", f.material)
 	f.hc = c.client
+	idp, err := devidp.ReadState(filepath.Join(f.material, "idp"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ca, err := certs.OpenCA(filepath.Join(f.material, "ca"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,12 +180,12 @@ func newFed(t *testing.T, c *compose, idp *devidp.Server, gateway string) *fed {
 		}
 		f.subKeys[p] = certs.SubjectKey{Version: keys.SubjectKeyVersion, Key: key}
 		var pw string
-		for _, u := range idp.Users() {
+		for _, u := range idp.Users {
 			if u.Name == devidp.OperatorName(p) {
 				pw = u.Password
 			}
 		}
-		tok, err := devidp.FetchToken(context.Background(), nil, idp.Issuer(), devidp.OperatorName(p), pw)
+		tok, err := devidp.FetchToken(context.Background(), nil, idp.Issuer, devidp.OperatorName(p), pw)
 		if err != nil {
 			t.Fatalf("operator of %s: %v", p, err)
 		}

@@ -15,13 +15,16 @@ import (
 //	{"issuers": [{"url": "https://idp.gd.example", "client_id": "hcx-node-440000",
 //	  "client_secret": "...", "audiences": ["hcx-cli"], "provinces": ["440000"]}]}
 type oidcFile struct {
-	Issuers []struct {
-		URL          string   `json:"url"`
-		ClientID     string   `json:"client_id"`
-		ClientSecret string   `json:"client_secret"`
-		Audiences    []string `json:"audiences"`
-		Provinces    []string `json:"provinces"`
-	} `json:"issuers"`
+	Issuers []oidcIssuer `json:"issuers"`
+}
+
+// oidcIssuer is one provider of an --oidc file.
+type oidcIssuer struct {
+	URL          string   `json:"url"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	Audiences    []string `json:"audiences"`
+	Provinces    []string `json:"provinces,omitempty"`
 }
 
 // maxOIDCIssuers bounds the trusted providers of a node.
