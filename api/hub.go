@@ -52,7 +52,8 @@ type HubOptions struct {
 	// Limits are the per-identity rate limits and load shedding; nil
 	// limits nothing.
 	Limits *Limits
-	// PublicURL is the base URL (scheme://host) clients call this member
+	// PublicURL is the base URL (scheme://host; several, comma-separated,
+	// for a member reached under several names) clients call this member
 	// at, when it sits behind a reverse proxy: request tokens sign it.
 	PublicURL string
 	// ReplayEntries bounds the request-token replay cache

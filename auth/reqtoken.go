@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -198,7 +199,10 @@ type RequestTokens struct {
 	Replay *ReplayCache
 	// PublicURL, when set (scheme://host, as clients call this server),
 	// rebuilds htu instead of the request's Host and TLS state; set it
-	// behind a reverse proxy.
+	// behind a reverse proxy. Several bases, separated by commas, are for
+	// a server that clients reach under several names (a hub member by its
+	// name inside its network and by a published port outside): htu may
+	// be any of them.
 	PublicURL string
 	// MaxBody bounds the body read to check bh (DefaultTokenBody if 0).
 	MaxBody int64
@@ -296,8 +300,8 @@ func (a *RequestTokens) Authenticate(r *http.Request) (*Principal, error) {
 	if c.Htm != r.Method {
 		return nil, hcx.Errorf(hcx.EUnauthorized, "token_wrong_method", "the request token was signed for %s, the request is %s", c.Htm, r.Method)
 	}
-	if want := a.serverURL(r); c.Htu != want {
-		return nil, hcx.Errorf(hcx.EUnauthorized, "token_wrong_url", "the request token was signed for %s, this request is %s", c.Htu, want)
+	if want := a.serverURLs(r); !slices.Contains(want, c.Htu) {
+		return nil, hcx.Errorf(hcx.EUnauthorized, "token_wrong_url", "the request token was signed for %s, this request is %s", c.Htu, strings.Join(want, " or "))
 	}
 	body, err := a.readBody(r)
 	if err != nil {
@@ -331,11 +335,22 @@ var machineRoles = map[certs.Role]Role{
 	certs.RoleHub:        RoleHub,
 }
 
-// serverURL rebuilds the URL the client called.
-func (a *RequestTokens) serverURL(r *http.Request) string {
-	if a.PublicURL != "" {
-		return strings.TrimRight(a.PublicURL, "/") + r.URL.RequestURI()
+// serverURLs are the URLs the client may have called: one per public base,
+// or the one the request itself names.
+func (a *RequestTokens) serverURLs(r *http.Request) []string {
+	if a.PublicURL == "" {
+		return []string{a.serverURL(r)}
 	}
+	var out []string
+	for _, base := range strings.Split(a.PublicURL, ",") {
+		out = append(out, strings.TrimRight(strings.TrimSpace(base), "/")+r.URL.RequestURI())
+	}
+	return out
+}
+
+// serverURL rebuilds the URL the client called from the request's Host
+// and TLS state.
+func (a *RequestTokens) serverURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"

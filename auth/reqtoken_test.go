@@ -379,6 +379,27 @@ func TestRequestTokenBehindAProxyUsesThePublicURL(t *testing.T) {
 	}
 }
 
+// A hub member in compose is called by its name inside the network and at
+// a published port from the host: a token for either base is good, one for
+// any other is not.
+func TestRequestTokenMayNameAnyOfSeveralPublicURLs(t *testing.T) {
+	p := newMachinePKI(t)
+	a := &RequestTokens{Trust: func() *certs.TrustStore { return p.ts }, Replay: NewReplayCache(0), PublicURL: "https://hub-1:7000, https://localhost:7001/"}
+	srv := echoServer(t, a)
+	for _, base := range []string{"https://hub-1:7000", "https://localhost:7001"} {
+		r := signed(t, "GET", base+"/v1/entries?from=1", p.province, time.Now(), nil, nil)
+		r.URL.Scheme, r.URL.Host, r.Host = "http", strings.TrimPrefix(srv.URL, "http://"), ""
+		if got := send(t, r); got.status != 200 {
+			t.Errorf("a token for %s: %d %s: %s", base, got.status, got.code, got.message)
+		}
+	}
+	r := signed(t, "GET", "https://localhost:7002/v1/entries?from=1", p.province, time.Now(), nil, nil)
+	r.URL.Scheme, r.URL.Host, r.Host = "http", strings.TrimPrefix(srv.URL, "http://"), ""
+	if got := send(t, r); got.code != "token_wrong_url" || !strings.Contains(got.message, "https://hub-1:7000/v1/entries?from=1 or https://localhost:7001/v1/entries?from=1") {
+		t.Errorf("a token for another base: %d %s %q, want token_wrong_url naming both", got.status, got.code, got.message)
+	}
+}
+
 func TestReplayCacheIsBoundedAndForgetsOnlyExpiredTokens(t *testing.T) {
 	c := NewReplayCache(2)
 	t0 := time.Unix(1_800_000_000, 0)

@@ -32,7 +32,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tlsCert := fs.String("tls-cert", "", "this member's hub TLS certificate (PEM, 'hcx ca issue --tls --member ID'): members talk in mutual TLS; required")
 	tlsKey := fs.String("tls-key", "", "its ECDSA key (PEM)")
 	insecure := fs.Bool("insecure-plaintext-members", false, "DANGER: members talk in plain TCP, unauthenticated: anyone reaching -raft can change the membership; single-machine development only")
-	publicURL := fs.String("public-url", "", "scheme://host clients call this member's API at, when behind a reverse proxy: request tokens sign it")
+	publicURL := fs.String("public-url", "", "scheme://host clients call this member's API at, when behind a reverse proxy or a published port: request tokens sign it; several, comma-separated, when clients reach the member under several names (such as https://hub-1:7000,https://localhost:7001)")
 	apiTLS := apiTLSFlags{prefix: "api-",
 		cert:     fs.String("api-tls-cert", "", "server TLS certificate of the public API, PEM ('hcx ca issue --server'; not the member certificate of -tls-cert); required unless -http is loopback"),
 		key:      fs.String("api-tls-key", "", "its ECDSA key, PEM"),
