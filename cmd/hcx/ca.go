@@ -40,12 +40,12 @@ func caUsage(w io.Writer) {
 	for _, s := range caSubcommands {
 		fmt.Fprintf(w, "  %-9s %s\n            %s\n", s.name, s.summary, s.args)
 	}
-	fmt.Fprintln(w, "\nRun 'hcx ca <subcommand> -h' for its flags.")
+	groupFlags(w, "ca")
 }
 
 // runCA is `hcx ca`.
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		caUsage(stdout)
 		return nil
 	}

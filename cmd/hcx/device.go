@@ -23,9 +23,13 @@ import (
 // runDevice is `hcx device`: what a checkpoint device or feed system does to
 // get its certificate.
 func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, `hcx device — a checkpoint device's or feed system's own key
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprint(stdout, `Usage: hcx device <subcommand> [flags]
 
+A checkpoint device's or feed system's own key: made on the device, its
+certificate requested at the province's node or the national CA.
+
+Subcommands:
   hcx device keygen --out DIR --name NAME
       makes an SM2 key (DIR/NAME.key, 0600, never overwritten) and a certificate signing
       request for it (DIR/NAME.csr). Then either
@@ -47,6 +51,7 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
              http://127.0.0.1:8441/v1/verify
       The URL must be exactly the one called, and the body exactly the bytes sent.
 `)
+		groupFlags(stdout, "device")
 		return nil
 	}
 	switch args[0] {

@@ -23,8 +23,14 @@ import (
 	"golang.org/x/term"
 )
 
-const verifyUsage = `hcx verify — the offline verifier of a checkpoint device
+const verifyUsage = `Usage: hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [flags]
+       hcx verify [--dir DIR] [--max-age D] (CODE… | --image PHOTO | < codes.txt)
+       hcx verify status [--dir DIR]
 
+The offline verifier of a checkpoint device: while online it syncs a node's
+verification bundle, then checks codes without a network.
+
+Subcommands:
   hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [--ca TLS-ROOT.crt]
                   [--cosignatures K [--witnesses KID,KID…]]
       while online: downloads the node's verification bundle as the checkpoint device C/K,
@@ -46,8 +52,9 @@ const verifyUsage = `hcx verify — the offline verifier of a checkpoint device
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
-		case "help", "-h", "--help":
+		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, verifyUsage)
+			groupFlags(stdout, "verify")
 			return nil
 		case "sync":
 			return verifySync(ctx, args[1:], stdout, stderr)
