@@ -59,7 +59,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(fs.Output(), "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views), and with --trail the\noperator trails of provinces against the heads they logged. Exits 1 on findings.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -79,7 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(flags.Output(), "Usage: hcx bench [--dir hcx-data] [--scenario all] [--duration 10s] [--rate R]\n\nLoads a running federation (hcx dev) from this process: single verifications\n(POST /v1/verify), batches (POST /v1/verify/batch), code issuance\n(GET /v1/residents/{sub}/code) and the lab feed (POST /v1/feeds/labs). Setup\nmakes its own residents with the dev operator. Before the load it measures raw\nparallel SM2 verify and sign on all cores and prints the ratios to them.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	if err := parseCmdFlags(flags, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(flags, args, stdout); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {

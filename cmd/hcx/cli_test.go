@@ -58,6 +58,26 @@ func TestEveryCommandsHelpGoesToStdoutAndSucceeds(t *testing.T) {
 			})
 		}
 	}
+	// Subcommands too: `hcx ca init -h` is as much a help as `hcx ca -h`.
+	subs := [][]string{{"dev", "token"}, {"dev", "init"}, {"dev", "idp"}, {"device", "keygen"}, {"device", "enrol"},
+		{"device", "fetch"}, {"device", "token"}, {"verify", "sync"}, {"verify", "status"}, {"feed", "push"},
+		{"policy", "check"}, {"policy", "explain"}}
+	for _, s := range caSubcommands {
+		subs = append(subs, []string{"ca", s.name})
+	}
+	for _, sub := range subs {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), append(sub, "-h"), &stdout, &stderr); err != nil || stderr.Len() != 0 {
+			t.Errorf("hcx %v -h: err %v, stderr %q; want success and nothing on stderr", sub, err, stderr.String())
+		}
+		want := strings.Join(sub, " ")
+		if sub[0] == "policy" {
+			want = "policy" // one usage for both, listing both
+		}
+		if bad := checkUsageLayout(stdout.String(), want); bad != "" {
+			t.Errorf("hcx %v -h: %s:\n%s", sub, bad, stdout.String())
+		}
+	}
 	for _, args := range [][]string{nil, {"-h"}, {"--help"}, {"help"}} {
 		var stdout, stderr bytes.Buffer
 		if err := run(context.Background(), args, &stdout, &stderr); err != nil || stderr.Len() != 0 || !strings.Contains(stdout.String(), "Usage: hcx <command>") {
@@ -72,7 +92,8 @@ func TestABadFlagFailsWithUsageOnStderr(t *testing.T) {
 	for _, args := range [][]string{
 		{"dev", "-no-such-flag"}, {"node", "-no-such-flag"}, {"hub", "-no-such-flag"},
 		{"audit", "-no-such-flag"}, {"bench", "-no-such-flag"}, {"probe", "-no-such-flag"},
-		{"feed", "push", "-no-such-flag"}, {"policy", "check", "-no-such-flag"},
+		{"feed", "push", "-no-such-flag"}, {"policy", "check", "-no-such-flag"}, {"ca", "init", "-no-such-flag"},
+		{"device", "keygen", "-no-such-flag"}, {"verify", "sync", "-no-such-flag"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)

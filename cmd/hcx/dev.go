@@ -50,7 +50,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(fs.Output(), "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\n       hcx dev init --dir DIR\n       hcx dev idp --dir DIR --listen ADDR\n\nwrite a federation's material for members on separate hosts, and serve its\nidentity provider on its own (docker-compose.yml).\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *hubs != 1 && *hubs != 3 && *hubs != 5 {

@@ -33,7 +33,7 @@ func runDevIdP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	setUsage(fs, "Serves the development OpenID provider of 'hcx dev' on its own, for a federation\nwhose nodes run elsewhere (docker-compose.yml), with the users and clients\n'hcx dev init' wrote to DIR/idp.",
 		"hcx dev idp --dir DIR --listen ADDR")
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -64,7 +64,7 @@ func runDevInit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	})
 	setUsage(fs, "Writes a federation's material (CA, certificates, keys, identity provider) into\nDIR for members on separate hosts (docker-compose.yml); run again, it reuses\nwhat is there.",
 		"hcx dev init --dir DIR [flags]")
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -51,7 +51,7 @@ func runFeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(flags.Output(), "Usage: hcx feed push --kind labs --url NODE_URL --cert feed-440000 [--format fhir-ndjson] FILE\n       hcx feed push --kind residents --url NODE_URL --token $(hcx dev token --role operator --province 440000) --reason R FILE\n\nSends FILE in chunks of --lines lines, each a signed request; prints the lines\nrefused (with the file's line numbers) and a summary. Chunks are retried on\n429/503 and network errors: records carry ids, so a chunk counts once.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	if err := parseCmdFlags(flags, args[1:], stdout, stderr); err != nil {
+	if err := parseCmdFlags(flags, args[1:], stdout); err != nil {
 		return err
 	}
 	if flags.NArg() != 1 {

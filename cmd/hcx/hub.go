@@ -44,7 +44,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	verbose := fs.Bool("v", false, "debug logging")
 	setUsage(fs, "Runs one member of the national hub's Raft cluster until interrupted, then leaves\ngracefully (leadership transfer if it leads). The first member starts with\n-bootstrap, the others with -join; certificates come from 'hcx ca'.",
 		"hcx hub -id ID -dir DIR -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *rootPath == "" || *certPath == "" || *keyPath == "" {

@@ -59,7 +59,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	witnessOpts := addWitnessFlags(fs, "this node")
 	setUsage(fs, "Runs one province node until interrupted: it decides its residents' colours with\nthe province's rules, publishes attestations to the national hub, follows the\nhub's log and answers checkpoints. Certificates and keys come from 'hcx ca'.",
 		"hcx node -province CODE -dir DIR -hub URLS -cert C -key K -root ROOT.crt -keys KEYS.json [flags]")
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	cosignatures, witnesses, err := witnessOpts.parse()

@@ -57,7 +57,7 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	vars := fs.Bool("vars", false, "list the variables and functions rule conditions can use")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), policyUsage, "\nFlags:\n"); fs.PrintDefaults() }
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *vars {
@@ -224,7 +224,7 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	factsPath := fs.String("facts", "", "the resident's facts (JSON or YAML)")
 	at := fs.String("at", "", "decide as of this time, RFC 3339 such as 2024-03-20T12:00:00+08:00 (default: now)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), policyUsage, "\nFlags:\n"); fs.PrintDefaults() }
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *rulesPath == "" || *factsPath == "" || fs.NArg() > 0 {

@@ -28,7 +28,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long (at most 1m)")
 	setUsage(fs, "A container healthcheck for images without curl: GET URL, exit 0 on 200 and\nnon-zero otherwise, saying why. An https URL is verified against -ca.",
 		"hcx probe [-ca TLS-ROOT.crt] [-timeout D] URL")
-	if err := parseCmdFlags(fs, args, stdout, stderr); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

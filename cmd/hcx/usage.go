@@ -39,17 +39,17 @@ func setUsage(fs *flag.FlagSet, description string, synopses ...string) {
 
 // parseCmdFlags parses args into fs. On -h or --help the usage goes to stdout
 // and the result is flag.ErrHelp, which run turns into success; on a bad
-// flag the error and the usage go to stderr.
-func parseCmdFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+// flag the error and the usage go to fs's output (stderr).
+func parseCmdFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	out := fs.Output()
 	var buf bytes.Buffer
 	fs.SetOutput(&buf)
 	err := fs.Parse(args)
-	fs.SetOutput(stderr)
+	fs.SetOutput(out)
 	if errors.Is(err, flag.ErrHelp) {
-		_, _ = stdout.Write(buf.Bytes())
-	} else {
-		_, _ = stderr.Write(buf.Bytes())
+		out = stdout
 	}
+	_, _ = out.Write(buf.Bytes())
 	return err
 }
 
