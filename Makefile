@@ -3,8 +3,12 @@ GO ?= go
 
 .PHONY: dev test check build image e2e-docker fuzz bench-bulk bench-scans bench-bundle diff-sm2 bench-audit
 
+# make dev HOST=127.0.0.2 DIR=/tmp/fed: hcx dev's --host and --dir (its defaults here).
+HOST ?= 127.0.0.1
+DIR ?= hcx-data
+
 dev:
-	$(GO) run ./cmd/hcx dev
+	$(GO) run ./cmd/hcx dev --host $(HOST) --dir $(DIR)
 
 test: check
 	$(GO) test -race -count=1 -timeout 25m ./...

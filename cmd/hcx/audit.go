@@ -56,10 +56,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	trails := trailFlags{}
 	fs.Var(&trails, "trail", "CODE=URL: check province CODE's operator trail, read from its node at URL, against the trail heads it logged (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views), and with --trail the\noperator trails of provinces against the heads they logged. Exits 1 on findings.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: hcx audit --hub URLS (--cert C --key K --root R | --dir DEVDIR) [flags]\n\nVerifies the hub's log: every envelope against the trust list in force at its\nindex, issuer sequences, per-subject n, every member's signed checkpoint and\nthe consistency of all checkpoints seen (split views), and with --trail the\noperator trails of provinces against the heads they logged. Exits 1 on findings.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

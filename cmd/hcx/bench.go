@@ -76,10 +76,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.Float64Var(&o.rate, "rate", 0, "open loop: start this many requests per second (0: closed loop, each worker sends when answered)")
 	flags.BoolVar(&o.json, "json", false, "print the report as JSON")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx bench [--dir hcx-data] [--scenario all] [--duration 10s] [--rate R]\n\nLoads a running federation (hcx dev) from this process: single verifications\n(POST /v1/verify), batches (POST /v1/verify/batch), code issuance\n(GET /v1/residents/{sub}/code) and the lab feed (POST /v1/feeds/labs). Setup\nmakes its own residents with the dev operator. Before the load it measures raw\nparallel SM2 verify and sign on all cores and prints the ratios to them.\n\nFlags:")
+		fmt.Fprintln(flags.Output(), "Usage: hcx bench [--dir hcx-data] [--scenario all] [--duration 10s] [--rate R]\n\nLoads a running federation (hcx dev) from this process: single verifications\n(POST /v1/verify), batches (POST /v1/verify/batch), code issuance\n(GET /v1/residents/{sub}/code) and the lab feed (POST /v1/feeds/labs). Setup\nmakes its own residents with the dev operator. Before the load it measures raw\nparallel SM2 verify and sign on all cores and prints the ratios to them.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
+	if err := parseCmdFlags(flags, args, stdout); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {

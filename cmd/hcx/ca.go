@@ -40,12 +40,12 @@ func caUsage(w io.Writer) {
 	for _, s := range caSubcommands {
 		fmt.Fprintf(w, "  %-9s %s\n            %s\n", s.name, s.summary, s.args)
 	}
-	fmt.Fprintln(w, "\nRun 'hcx ca <subcommand> -h' for its flags.")
+	groupFlags(w, "ca")
 }
 
 // runCA is `hcx ca`.
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		caUsage(stdout)
 		return nil
 	}
@@ -73,6 +73,11 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func caFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("hcx ca "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	for _, s := range caSubcommands {
+		if s.name == name {
+			setUsage(fs, strings.ToUpper(s.summary[:1])+s.summary[1:]+".", "hcx ca "+name+" "+s.args)
+		}
+	}
 	dir := fs.String("dir", envOr("HCX_CA_DIR", defaultCADir), "CA directory (or $HCX_CA_DIR)")
 	return fs, dir
 }
@@ -86,10 +91,10 @@ func envOr(k, def string) string {
 
 // parseFlags parses args, letting flags follow positional arguments too
 // (`hcx ca inspect NAME --dir D`).
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseCmdFlags(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -111,7 +116,7 @@ func noArgs(fs *flag.FlagSet, pos []string) error {
 func caInit(args []string, stdout, stderr io.Writer) error {
 	fs, dir := caFlags("init", stderr)
 	name := fs.String("name", "hcx national root", "the root's common name")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -154,7 +159,7 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	var dns, ips listFlag
 	fs.Var(&dns, "dns", "DNS names (hub members; comma-separated or repeated)")
 	fs.Var(&ips, "ip", "IP addresses (hub members; comma-separated or repeated)")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -283,7 +288,7 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "name of the certificate to revoke (instead of --kid)")
 	reason := fs.String("reason", "", "why, e.g. key-compromise, superseded, device-lost")
 	at := fs.String("at", "", "revoked from this time on, RFC 3339 (default now); anything signed at or after it is rejected")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -323,7 +328,7 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 func caList(args []string, stdout, stderr io.Writer) error {
 	fs, dir := caFlags("list", stderr)
 	asJSON := fs.Bool("json", false, "print the index as JSON")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -375,7 +380,7 @@ func caList(args []string, stdout, stderr io.Writer) error {
 
 func caInspect(args []string, stdout, stderr io.Writer) error {
 	fs, dir := caFlags("inspect", stderr)
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -456,7 +461,7 @@ func caInspect(args []string, stdout, stderr io.Writer) error {
 func caTrustList(args []string, stdout, stderr io.Writer) error {
 	fs, dir := caFlags("trustlist", stderr)
 	out := fs.String("out", "", "file to write the signed trust list (compact JWS) to")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -490,7 +495,7 @@ func caPublish(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, dir := caFlags("publish", stderr)
 	var hubs listFlag
 	fs.Var(&hubs, "hub", "hub member URLs, e.g. http://127.0.0.1:8700 (comma-separated or repeated)")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,13 @@ import (
 // runDevice is `hcx device`: what a checkpoint device or feed system does to
 // get its certificate.
 func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, `hcx device — a checkpoint device's or feed system's own key
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprint(stdout, `Usage: hcx device <subcommand> [flags]
 
+A checkpoint device's or feed system's own key: made on the device, its
+certificate requested at the province's node or the national CA.
+
+Subcommands:
   hcx device keygen --out DIR --name NAME
       makes an SM2 key (DIR/NAME.key, 0600, never overwritten) and a certificate signing
       request for it (DIR/NAME.csr). Then either
@@ -47,6 +51,7 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
              http://127.0.0.1:8441/v1/verify
       The URL must be exactly the one called, and the body exactly the bytes sent.
 `)
+		groupFlags(stdout, "device")
 		return nil
 	}
 	switch args[0] {
@@ -65,9 +70,10 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func deviceKeygen(args []string, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("hcx device keygen", flag.ContinueOnError)
 	fset.SetOutput(stderr)
+	setUsage(fset, "Makes the device's SM2 key (DIR/NAME.key, 0600, never overwritten) and a\ncertificate signing request for it (DIR/NAME.csr); see 'hcx device -h'.", "hcx device keygen --out DIR --name NAME")
 	out := fset.String("out", ".", "directory for NAME.key and NAME.csr")
 	name := fset.String("name", "", "the device's name, e.g. gate-7 or lab-gz-1 (lower-case letters, digits, '.', '_', '-')")
-	pos, err := parseFlags(fset, args)
+	pos, err := parseFlags(fset, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -112,8 +118,8 @@ func deviceFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fset
 }
 
-func parseDeviceFlags(fset *flag.FlagSet, args []string) error {
-	pos, err := parseFlags(fset, args)
+func parseDeviceFlags(fset *flag.FlagSet, args []string, stdout io.Writer) error {
+	pos, err := parseFlags(fset, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -159,11 +165,12 @@ func deviceHTTP(ctx context.Context, method, url string, body []byte) (int, *enr
 
 func deviceEnrol(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := deviceFlags("enrol", stderr)
+	setUsage(fset, "Files the CSR at the node and prints the enrolment's id and the key id to\nshow the operator.", "hcx device enrol --node URL --csr DIR/NAME.csr --name NAME [--role checkpoint|feed]")
 	nodeURL := fset.String("node", "", "the province node's URL, e.g. http://127.0.0.1:8441")
 	csrPath := fset.String("csr", "", "the CSR from hcx device keygen")
 	name := fset.String("name", "", "the device's name")
 	role := fset.String("role", "checkpoint", "checkpoint or feed")
-	if err := parseDeviceFlags(fset, args); err != nil {
+	if err := parseDeviceFlags(fset, args, stdout); err != nil {
 		return err
 	}
 	if *nodeURL == "" || *csrPath == "" || *name == "" {
@@ -184,10 +191,11 @@ func deviceEnrol(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 func deviceFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := deviceFlags("fetch", stderr)
+	setUsage(fset, "Writes the certificate once an operator has approved the enrolment (says so\nwhile it is pending).", "hcx device fetch --node URL --id ID --out DIR/NAME.crt")
 	nodeURL := fset.String("node", "", "the province node's URL")
 	id := fset.String("id", "", "the enrolment's id (from hcx device enrol)")
 	out := fset.String("out", "", "where to write the certificate (PEM); never overwritten")
-	if err := parseDeviceFlags(fset, args); err != nil {
+	if err := parseDeviceFlags(fset, args, stdout); err != nil {
 		return err
 	}
 	if *nodeURL == "" || *id == "" || *out == "" {
@@ -221,12 +229,13 @@ func deviceFetch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 func deviceToken(args []string, stdout, stderr io.Writer) error {
 	fset := deviceFlags("token", stderr)
+	setUsage(fset, "Prints an Authorization header value (HCX-SM2 …) for one request, valid 60 s\nand once; the URL and body must be exactly those sent.", "hcx device token --cert DIR/NAME.crt --key DIR/NAME.key --url URL [--method POST] [--body FILE]")
 	certPath := fset.String("cert", "", "the device's certificate (PEM)")
 	keyPath := fset.String("key", "", "the device's key (PEM)")
 	method := fset.String("method", http.MethodGet, "the request's method")
 	target := fset.String("url", "", "the URL exactly as called, e.g. http://127.0.0.1:8441/v1/verify")
 	bodyPath := fset.String("body", "", "a file holding the exact body to send (none: an empty body)")
-	if err := parseDeviceFlags(fset, args); err != nil {
+	if err := parseDeviceFlags(fset, args, stdout); err != nil {
 		return err
 	}
 	if *certPath == "" || *keyPath == "" || *target == "" {

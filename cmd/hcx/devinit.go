@@ -62,7 +62,9 @@ func runDevInit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		nodeURLs[hcx.ProvinceCode(p)] = u
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "Writes a federation's material (CA, certificates, keys, identity provider) into\nDIR for members on separate hosts (docker-compose.yml); run again, it reuses\nwhat is there.",
+		"hcx dev init --dir DIR [flags]")
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -36,10 +36,10 @@ func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := flags.String("data", "", "machines: the exact body curl sends (-d)")
 	machine := flags.String("cert", "", "machines: sign as this dev certificate (feed-<code>, checkpoint-<code>, auditor, province-<code>)")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role national\n       hcx dev token --role resident --user li-lei\n       hcx dev token --role feed|checkpoint --province 440000 --method POST --url URL --data BODY\n       hcx dev token --cert auditor --url HUB/v1/entries\n\nPeople: logs a dev user in at hcx dev's identity provider (authorization code\nflow with PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\nMachines: signs one request (method, URL, body) with a dev certificate and\nprints the whole Authorization header value ('HCX-SM2 <token>'), good once.\n\nFlags:")
+		fmt.Fprintln(flags.Output(), "Usage: hcx dev token --role operator --province 440000\n       hcx dev token --role auditor\n       hcx dev token --role national\n       hcx dev token --role resident --user li-lei\n       hcx dev token --role feed|checkpoint --province 440000 --method POST --url URL --data BODY\n       hcx dev token --cert auditor --url HUB/v1/entries\n\nPeople: logs a dev user in at hcx dev's identity provider (authorization code\nflow with PKCE) and prints the ID token, to send as 'Authorization: Bearer <token>'.\nMachines: signs one request (method, URL, body) with a dev certificate and\nprints the whole Authorization header value ('HCX-SM2 <token>'), good once.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
+	if err := parseCmdFlags(flags, args, stdout); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {

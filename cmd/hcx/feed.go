@@ -30,6 +30,9 @@ import (
 // once), with bounded memory whatever the file's size, and prints the
 // per-line errors with the file's line numbers and a summary.
 func runFeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		args = []string{"push", "-h"} // one subcommand: its help is the command's
+	}
 	if len(args) == 0 || args[0] != "push" {
 		return errors.New("usage: hcx feed push --kind labs --url NODE_URL --cert feed-440000 FILE (see hcx feed push -h)")
 	}
@@ -45,10 +48,10 @@ func runFeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	flags.StringVar(&o.reason, "reason", "", "operators: why (X-HCX-Reason), required with --token")
 	flags.IntVar(&o.lines, "lines", 5000, "lines per request (at most the node's 20,000)")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hcx feed push --kind labs --url NODE_URL --cert feed-440000 [--format fhir-ndjson] FILE\n       hcx feed push --kind residents --url NODE_URL --token $(hcx dev token --role operator --province 440000) --reason R FILE\n\nSends FILE in chunks of --lines lines, each a signed request; prints the lines\nrefused (with the file's line numbers) and a summary. Chunks are retried on\n429/503 and network errors: records carry ids, so a chunk counts once.\n\nFlags:")
+		fmt.Fprintln(flags.Output(), "Usage: hcx feed push --kind labs --url NODE_URL --cert feed-440000 [--format fhir-ndjson] FILE\n       hcx feed push --kind residents --url NODE_URL --token $(hcx dev token --role operator --province 440000) --reason R FILE\n\nSends FILE in chunks of --lines lines, each a signed request; prints the lines\nrefused (with the file's line numbers) and a summary. Chunks are retried on\n429/503 and network errors: records carry ids, so a chunk counts once.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args[1:]); err != nil {
+	if err := parseCmdFlags(flags, args[1:], stdout); err != nil {
 		return err
 	}
 	if flags.NArg() != 1 {

@@ -18,7 +18,7 @@ import (
 // runHub runs one member of the national hub's Raft cluster until ctx ends,
 // then leaves gracefully (leadership transfer if it leads).
 func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	fs := flag.NewFlagSet("hcx hub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	id := fs.String("id", "hub-1", "member id, unique in the cluster")
 	dir := fs.String("dir", "data/hub-1", "data directory (Raft log, snapshots, badger state)")
@@ -42,7 +42,9 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&witnesses, "witness", "submission prefix of a witness this member submits checkpoints to while it leads, such as https://node-110000:8711/v1/witness or an auditor's https://auditor:9470/v1/witness (repeatable or comma-separated)")
 	witnessCA := fs.String("witness-ca", "", "TLS root (PEM) the https witnesses' server certificates chain to (default: the system's roots)")
 	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "Runs one member of the national hub's Raft cluster until interrupted, then leaves\ngracefully (leadership transfer if it leads). The first member starts with\n-bootstrap, the others with -join; certificates come from 'hcx ca'.",
+		"hcx hub -id ID -dir DIR -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *rootPath == "" || *certPath == "" || *keyPath == "" {

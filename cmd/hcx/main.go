@@ -1,6 +1,9 @@
-// Command hcx is the one binary of the health-code exchange: a province node,
-// a hub member, the national CA, the auditor, the offline verifier, the
-// benchmarks, and `hcx dev`, a whole federation in one process.
+// Command hcx is the one binary of the health-code exchange: a province node
+// (hcx node), a hub member (hcx hub), the national CA (hcx ca), a device's
+// key (hcx device), the rule tools (hcx policy), the auditor (hcx audit), a
+// bureau's bulk feed (hcx feed), the benchmarks (hcx bench), the offline
+// verifier (hcx verify), a healthcheck (hcx probe), and hcx dev, a whole
+// federation in one process. `hcx help` lists them.
 package main
 
 import (
@@ -25,7 +28,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"dev", "run a whole federation locally: a hub and three province nodes", runDev},
+		{"dev", "run a whole federation locally: a hub and four province nodes", runDev},
 		{"node", "run one province node", runNode},
 		{"hub", "run one member of the national hub's Raft cluster", runHub},
 		{"ca", "the national root CA: init, issue, revoke, list, inspect", runCA},
@@ -44,21 +47,28 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "hcx:", err)
-		}
+		fmt.Fprintln(os.Stderr, "hcx:", err)
 		os.Exit(2)
 	}
 }
 
+// run is main without the process: `hcx help CMD` is `hcx CMD -h`, and a
+// command's -h (flag.ErrHelp, its usage already on stdout) is success.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) >= 2 && args[0] == "help" {
+		args = []string{args[1], "-h"}
+	}
+	if len(args) == 0 || isHelp(args[0]) {
 		usage(stdout)
 		return nil
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return err
 		}
 	}
 	usage(stderr)

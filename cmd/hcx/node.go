@@ -57,7 +57,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
 	headEvery := fs.Duration("audit-head-every", node.DefaultAuditHeadEvery, "how often the node logs its operator trail's head at the hub when the trail grew; 0 never")
 	witnessOpts := addWitnessFlags(fs, "this node")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "Runs one province node until interrupted: it decides its residents' colours with\nthe province's rules, publishes attestations to the national hub, follows the\nhub's log and answers checkpoints. Certificates and keys come from 'hcx ca'.",
+		"hcx node -province CODE -dir DIR -hub URLS -cert C -key K -root ROOT.crt -keys KEYS.json [flags]")
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	cosignatures, witnesses, err := witnessOpts.parse()

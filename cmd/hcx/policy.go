@@ -16,7 +16,13 @@ import (
 	"github.com/hcxfed/hcx/policy"
 )
 
-const policyUsage = `Usage:
+const policyUsage = `Usage: hcx policy check [--vars] FILE...
+       hcx policy explain --rules FILE --facts FILE [--at TIME]
+
+Tools for the bureau staff who write a province's colour rules. Rule and
+facts formats: docs/rules.md.
+
+Subcommands:
   hcx policy check [--vars] FILE...
       Load rule files as a node would: parse, compile and type-check every
       condition. Prints the rules, or every problem with file:line:column.
@@ -26,14 +32,13 @@ const policyUsage = `Usage:
       Decide one resident's colour from a facts file (JSON or YAML) and show
       why: the rule that fired, reasons, release conditions, how every rule
       fared and the values the rules saw. TIME is RFC 3339 (default: now).
-
-Rule and facts formats: docs/rules.md.
 `
 
 // runPolicy is `hcx policy`: tools for the bureau staff who write rules.
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(stdout, policyUsage)
+		groupFlags(stdout, "policy")
 		return nil
 	}
 	switch args[0] {
@@ -43,6 +48,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return policyExplain(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, policyUsage)
+	groupFlags(stderr, "policy")
 	return fmt.Errorf("unknown policy command %q: want check or explain", args[0])
 }
 
@@ -50,8 +56,8 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hcx policy check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	vars := fs.Bool("vars", false, "list the variables and functions rule conditions can use")
-	fs.Usage = func() { fmt.Fprint(stderr, policyUsage) }
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), policyUsage, "\nFlags:\n"); fs.PrintDefaults() }
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *vars {
@@ -217,8 +223,8 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	rulesPath := fs.String("rules", "", "the province's rule file (YAML)")
 	factsPath := fs.String("facts", "", "the resident's facts (JSON or YAML)")
 	at := fs.String("at", "", "decide as of this time, RFC 3339 such as 2024-03-20T12:00:00+08:00 (default: now)")
-	fs.Usage = func() { fmt.Fprint(stderr, policyUsage) }
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), policyUsage, "\nFlags:\n"); fs.PrintDefaults() }
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *rulesPath == "" || *factsPath == "" || fs.NArg() > 0 {

@@ -26,7 +26,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	caPath := fs.String("ca", "", "the TLS root the server's certificate comes from (tls-root.crt in the CA directory); required for https URLs")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long (at most 1m)")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "A container healthcheck for images without curl: GET URL, exit 0 on 200 and\nnon-zero otherwise, saying why. An https URL is verified against -ca.",
+		"hcx probe [-ca TLS-ROOT.crt] [-timeout D] URL")
+	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

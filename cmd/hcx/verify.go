@@ -23,8 +23,14 @@ import (
 	"golang.org/x/term"
 )
 
-const verifyUsage = `hcx verify — the offline verifier of a checkpoint device
+const verifyUsage = `Usage: hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [flags]
+       hcx verify [--dir DIR] [--max-age D] (CODE… | --image PHOTO | < codes.txt)
+       hcx verify status [--dir DIR]
 
+The offline verifier of a checkpoint device: while online it syncs a node's
+verification bundle, then checks codes without a network.
+
+Subcommands:
   hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [--ca TLS-ROOT.crt]
                   [--cosignatures K [--witnesses KID,KID…]]
       while online: downloads the node's verification bundle as the checkpoint device C/K,
@@ -46,8 +52,9 @@ const verifyUsage = `hcx verify — the offline verifier of a checkpoint device
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
-		case "help", "-h", "--help":
+		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, verifyUsage)
+			groupFlags(stdout, "verify")
 			return nil
 		case "sync":
 			return verifySync(ctx, args[1:], stdout, stderr)
@@ -95,13 +102,14 @@ func openDevice(dir, rootPath string) (*offline.Device, error) {
 
 func verifySync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, dir, root := verifyFlags(" sync", stderr)
+	setUsage(fs, "While online: downloads the node's verification bundle as the checkpoint\ndevice C/K, checks it against the national root and keeps it in DIR.", "hcx verify sync --node URL --cert C --key K --root ROOT.crt --dir DIR [flags]")
 	nodeURL := fs.String("node", "", "the province node's URL")
 	certPath := fs.String("cert", "", "the checkpoint device's certificate (PEM)")
 	keyPath := fs.String("key", "", "the device's key (PEM)")
 	caPath := fs.String("ca", "", "the TLS root of the node's API certificate (https)")
 	fs.StringVar(caPath, "hub-ca", "", "same as --ca")
 	witnessOpts := addWitnessFlags(fs, "the device")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -174,7 +182,8 @@ func verifySync(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func verifyStatus(args []string, stdout io.Writer) error {
 	fs, dir, root := verifyFlags(" status", stdout)
-	pos, err := parseFlags(fs, args)
+	setUsage(fs, "Prints the kept bundle's log size, checkpoint and age.", "hcx verify status [--dir DIR]")
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -199,9 +208,10 @@ func verifyStatus(args []string, stdout io.Writer) error {
 
 func verifyCodes(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() time.Time) error {
 	fs, dir, root := verifyFlags("", stderr)
+	setUsage(fs, "Offline: checks codes against the kept bundle, one JSON line per code as\nPOST /v1/verify answers it; see 'hcx verify -h'.", "hcx verify [--dir DIR] [--max-age D] (CODE… | --image PHOTO | < codes.txt)")
 	maxAge := fs.Duration("max-age", 0, "refuse codes once the bundle is older than this (only tightens the node's limit)")
 	image := fs.String("image", "", "a photo (JPEG or PNG) of the code")
-	codes, err := parseFlags(fs, args)
+	codes, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
