@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -115,4 +116,30 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// restoredCopy is a state machine of its own restored from a snapshot of
+// h's: what a member installing that snapshot would hold. (Restoring into
+// h's own state machine would race with its Raft's apply loop, which Raft
+// never lets happen.)
+func restoredCopy(t *testing.T, p *pki, h *Hub) *fsm {
+	t.Helper()
+	snap, err := h.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.Persist(&memSink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	f, err := openFSM(t.TempDir(), p.root.Cert.Raw, testLogger(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.close() })
+	if err := f.Restore(nopCloser{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -109,25 +108,7 @@ func TestHubLogsTrailHeadsAndRefusesOnesThatGoBack(t *testing.T) {
 
 	// The last head of each province travels in a snapshot: a state
 	// restored from one refuses what the snapshotted one refused.
-	snap, err := h.fsm.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := snap.Persist(&memSink{Buffer: &buf}); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	// Into a state machine of its own: restoring under a running member's
-	// Raft raced with its apply loop (-race), which Raft never does.
-	fresh, err := openFSM(t.TempDir(), p.root.Cert.Raw, testLogger(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.close()
-	if err := fresh.Restore(nopCloser{&buf}); err != nil {
-		t.Fatal(err)
-	}
+	fresh := restoredCopy(t, p, h)
 	err = fresh.db.View(func(tx *badger.Txn) error {
 		var he *hcx.Error
 		if err := checkTrailHead(tx, "440000", &exchange.AuditHead{Seq: 8, Hash: trailHash("e")}); !errors.As(err, &he) || he.Field != "seq" {

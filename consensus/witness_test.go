@@ -333,23 +333,7 @@ func TestACosignCommandKeepsOnlyLinesThatVerify(t *testing.T) {
 	}
 
 	// A member installing a snapshot serves the same witnessed note.
-	snap, err := h.fsm.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := snap.Persist(&memSink{Buffer: &buf}); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	fresh, err := openFSM(t.TempDir(), p.root.Cert.Raw, testLogger(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.close()
-	if err := fresh.Restore(nopCloser{&buf}); err != nil {
-		t.Fatal(err)
-	}
+	fresh := restoredCopy(t, p, h)
 	other := &Hub{fsm: fresh}
 	if got, err := other.WitnessedCheckpoint(ctx); err != nil || !bytes.Equal(got, b) {
 		t.Errorf("after a snapshot: %v\n%s\nwant\n%s", err, got, b)
