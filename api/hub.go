@@ -32,7 +32,7 @@ type Hub interface {
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Status(ctx context.Context) (consensus.ClusterStatus, error)
 	State() consensus.State
-	Ready() bool
+	Ready() error
 }
 
 var _ Hub = (*consensus.Hub)(nil)
@@ -304,8 +304,8 @@ func (hh *hubHandler) cluster(w http.ResponseWriter, r *http.Request) {
 }
 
 func (hh *hubHandler) ready(w http.ResponseWriter, r *http.Request) {
-	if !hh.hub.Ready() {
-		WriteError(w, nil, hcx.Errorf(hcx.EUnavailable, "not_ready", "no leader known yet, or this member has not applied what is committed"))
+	if err := hh.hub.Ready(); err != nil {
+		WriteError(w, nil, unavailable(err))
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})

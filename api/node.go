@@ -412,15 +412,18 @@ func (h *nodeHandler) verify(w http.ResponseWriter, r *http.Request) {
 }
 
 // ready serves /readyz: 200 with the log size applied, the policy and the
-// checkpoints the node holds; 503 coded by the reason when the node says
-// one (checkpoint_unwitnessed), not_ready otherwise.
+// checkpoints the node holds; 503 coded by the reason otherwise
+// (no_trust_list, rules_not_loaded, log_fork naming the member,
+// checkpoint_unwitnessed; not_ready for a reason without a code).
 func (h *nodeHandler) ready(w http.ResponseWriter, r *http.Request) {
 	if err := h.n.Ready(); err != nil {
-		var e *hcx.Error
-		if !errors.As(err, &e) || e.Class != hcx.EUnavailable {
-			e = hcx.Errorf(hcx.EUnavailable, "not_ready", "%v", err)
+		var fork *node.ForkError
+		if errors.As(err, &fork) {
+			WriteError(w, h.log, &hcx.Error{Class: hcx.EUnavailable, Code: node.CodeLogFork, Message: fork.Error(),
+				Detail: map[string]any{"member": fork.Member, "size": fork.Size}})
+			return
 		}
-		WriteError(w, h.log, e)
+		WriteError(w, h.log, unavailable(err))
 		return
 	}
 	WriteJSON(w, http.StatusOK, struct {
@@ -429,4 +432,14 @@ func (h *nodeHandler) ready(w http.ResponseWriter, r *http.Request) {
 		Policy  string `json:"policy"`
 		node.CheckpointStatus
 	}{"ready", h.n.Applied(), h.n.PolicyVersion(), h.n.Checkpoints()})
+}
+
+// unavailable is err for a 503 readiness answer: an *hcx.Error of class
+// EUnavailable keeps its code, anything else is not_ready with err's text.
+func unavailable(err error) *hcx.Error {
+	var e *hcx.Error
+	if !errors.As(err, &e) || e.Class != hcx.EUnavailable {
+		e = hcx.Errorf(hcx.EUnavailable, "not_ready", "%v", err)
+	}
+	return e
 }

@@ -146,13 +146,38 @@ func (h *Hub) Status(ctx context.Context) (ClusterStatus, error) {
 	return cs, nil
 }
 
+// Ready codes of the hub's /readyz refusals.
+const (
+	// CodeNoLeader: this member knows no leader (before bootstrap, or a
+	// member cut off from a quorum of its peers).
+	CodeNoLeader = "no_leader"
+	// CodeCatchingUp: a leader is known but this member has applied less
+	// than was committed (readyLag behind or more).
+	CodeCatchingUp = "catching_up"
+)
+
+// readyLag is how many committed entries a member may not yet have applied
+// and still count as ready.
+const readyLag = 64
+
 // Ready reports whether a leader is known and this member has applied what
-// was committed when asked (within a small lag).
-func (h *Hub) Ready() bool {
-	if api, _ := h.leaderAPI(); api == "" {
-		return false
+// was committed when asked (within readyLag): nil when ready, otherwise an
+// *hcx.Error of class EUnavailable coded CodeNoLeader or CodeCatchingUp
+// whose message says what to check.
+func (h *Hub) Ready() error {
+	if api, id := h.leaderAPI(); api == "" {
+		msg := "this member knows no Raft leader: the cluster is not bootstrapped yet, or this member cannot reach a majority of its peers (check that they run and that their Raft addresses are reachable)"
+		if id != "" {
+			msg = fmt.Sprintf("the Raft leader %s has not announced its API address yet (wait, or check the leader's log)", id)
+		}
+		return &hcx.Error{Class: hcx.EUnavailable, Code: CodeNoLeader, Message: msg}
 	}
-	return h.raft.AppliedIndex()+64 >= h.raft.CommitIndex()
+	applied, commit := h.raft.AppliedIndex(), h.raft.CommitIndex()
+	if applied+readyLag < commit {
+		return &hcx.Error{Class: hcx.EUnavailable, Code: CodeCatchingUp,
+			Message: fmt.Sprintf("this member has applied Raft index %d of %d committed; it is catching up (wait; if it does not move, check its disk and its link to the leader)", applied, commit)}
+	}
+	return nil
 }
 
 // checkpointer runs on every member; while it leads, it commits a signed

@@ -403,8 +403,9 @@ func TestFollowerRefusesAMemberThatRewritesAnEntry(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "forked at size 4") {
-		t.Errorf("/readyz = %d %s; want 503 naming the fork", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "forked at size 4") ||
+		!strings.Contains(string(body), `"code":"log_fork"`) || !strings.Contains(string(body), `"member":"`+fork.Member+`"`) {
+		t.Errorf("/readyz = %d %s; want 503 log_fork naming the fork and the member", resp.StatusCode, body)
 	}
 	stop()
 

@@ -453,15 +453,37 @@ func (n *Node) Close() error {
 // that requires cosignatures is not ready (an *hcx.Error coded
 // CodeUnwitnessed) while its tree is not covered by a k-witnessed
 // checkpoint (witness.go).
+//
+// Each refusal but the fork is an *hcx.Error of class EUnavailable whose code
+// says why: CodeNoTrustList, CodeRulesNotLoaded, CodeUnwitnessed; the API
+// codes a *ForkError CodeLogFork.
 func (n *Node) Ready() error {
 	if f := n.fork.Load(); f != nil {
 		return f
 	}
 	if n.trust.Version() == 0 {
-		return errors.New("no trust list from the hub yet")
+		return &hcx.Error{Class: hcx.EUnavailable, Code: CodeNoTrustList,
+			Message: "the node has no trust list from the hub yet, so it can verify no other province's entries (check that the hub is reachable at --hub and has published a trust list)"}
+	}
+	if n.rules.Load() == nil {
+		return &hcx.Error{Class: hcx.EUnavailable, Code: CodeRulesNotLoaded,
+			Message: fmt.Sprintf("the node has no rules in force (fix %s and reload it with SIGHUP)", n.cfg.RulesPath)}
 	}
 	return n.witnessedReady()
 }
+
+// Codes of Ready's refusals (CodeUnwitnessed is in witness.go).
+const (
+	// CodeNoTrustList: the node has not had a trust list from the hub yet.
+	CodeNoTrustList = "no_trust_list"
+	// CodeRulesNotLoaded: no rules are in force. New refuses to open a node
+	// whose rule file does not load and a failed reload keeps the rules in
+	// force, so this is a guard, not a state a running node is expected in.
+	CodeRulesNotLoaded = "rules_not_loaded"
+	// CodeLogFork: the hub log the node follows forked (a *ForkError,
+	// which names the member).
+	CodeLogFork = "log_fork"
+)
 
 // StoreVersion is the store's newest commit version: it changes whenever the
 // node writes anything, which lets tests and operators check that a request
