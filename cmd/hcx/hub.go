@@ -42,6 +42,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&witnesses, "witness", "submission prefix of a witness this member submits checkpoints to while it leads, such as https://node-110000:8711/v1/witness or an auditor's https://auditor:9470/v1/witness (repeatable or comma-separated)")
 	witnessCA := fs.String("witness-ca", "", "TLS root (PEM) the https witnesses' server certificates chain to (default: the system's roots)")
 	verbose := fs.Bool("v", false, "debug logging")
+	admin := fs.String("admin", "", adminFlagHelp)
 	setUsage(fs, "Runs one member of the national hub's Raft cluster until interrupted, then leaves\ngracefully (leadership transfer if it leads). The first member starts with\n-bootstrap, the others with -join; certificates come from 'hcx ca'.",
 		"hcx hub -id ID -dir DIR -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
 	if err := parseCmdFlags(fs, args, stdout); err != nil {
@@ -99,6 +100,12 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	stopAdmin, err := startAdmin(*admin, stdout)
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("hub: %w", err)
+	}
+	defer stopAdmin()
 	fmt.Fprintf(stdout, "hub member %s: API %s, Raft %s\n", *id, h.URL(), h.RaftAddr())
 	if apiTLSConfig == nil {
 		fmt.Fprintln(stdout, "hub: the public API is plain HTTP (no -api-tls-cert)")

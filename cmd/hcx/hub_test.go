@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,8 @@ func TestHubMembersFromTheCAJoinOverMemberTLS(t *testing.T) {
 			"-tls-cert", issued(id + "-tls.crt"), "-tls-key", issued(id + "-tls.key")}, extra...)
 	}
 	started := regexp.MustCompile(`hub member (\S+): API (\S+), Raft (\S+)`)
+	var admin1 string // hub-1's admin listener (-admin)
+	adminLine := regexp.MustCompile(`admin listener \(pprof\) on (\S+)`)
 	run := func(a []string) (api, raft string) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -94,13 +97,31 @@ func TestHubMembersFromTheCAJoinOverMemberTLS(t *testing.T) {
 		})
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			if m := started.FindStringSubmatch(out.String()); m != nil {
+				if slices.Contains(a, "-admin") {
+					a := adminLine.FindStringSubmatch(out.String())
+					if a == nil {
+						continue
+					}
+					admin1 = a[1]
+				}
 				return m[2], m[3]
 			}
 		}
 		t.Fatalf("hub %s did not start:\n%s%s", a[1], out.String(), errOut.String())
 		return "", ""
 	}
-	api1, raft1 := run(args("hub-1", "-bootstrap"))
+	api1, raft1 := run(args("hub-1", "-bootstrap", "-admin", "127.0.0.1:0"))
+	// -admin serves pprof on a listener of its own; the API does not.
+	for url, want := range map[string]int{admin1 + "goroutine?debug=1": http.StatusOK, api1 + "/debug/pprof/goroutine?debug=1": http.StatusNotFound} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", url, resp.StatusCode, want)
+		}
+	}
 	// -join takes Raft addresses; an API URL is refused with a clear error.
 	var out, errOut bytes.Buffer
 	if err := runHub(context.Background(), args("hub-2", "-join", api1), &out, &errOut); err == nil || !strings.Contains(err.Error(), "host:port") {

@@ -39,6 +39,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	province := fs.String("province", "", "GB/T 2260 province code of this node, such as 440000 (required)")
 	dir := fs.String("dir", "", "data directory (required)")
 	listen := fs.String("listen", "127.0.0.1:8744", "HTTP listen address")
+	admin := fs.String("admin", "", adminFlagHelp)
 	hubs := fs.String("hub", "", "comma-separated hub member URLs, such as http://hub-1:8700,http://hub-2:8700 (required)")
 	cert := fs.String("cert", "", "the province signer certificate, PEM (required)")
 	key := fs.String("key", "", "the province signer private key, PEM (required)")
@@ -169,6 +170,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	stopAdmin, err := startAdmin(*admin, stdout)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	defer stopAdmin()
 	srv := api.NewServer(h, api.ServerTimeouts{})
 	go func() { _ = serveAPI(srv, ln, srvTLS) }()
 	onHangup(ctx, func() {
