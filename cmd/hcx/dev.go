@@ -45,6 +45,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	benchLimits := fs.Bool("bench-limits", false, "lift the per-caller request rates of checkpoints, residents and feeds (in-flight bounds stay), so hcx bench measures the nodes rather than the abuse limits")
 	var witnesses listFlag
 	fs.Var(&witnesses, "witness", "another witness of the dev hub besides the nodes, such as hcx audit --watch's http://127.0.0.1:9470/v1/witness (repeatable)")
+	admin := fs.String("admin", "", adminFlagHelp+"; one process, so its profiles cover the whole dev federation")
 	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\n       hcx dev init --dir DIR\n       hcx dev idp --dir DIR --listen ADDR\n\nwrite a federation's material for members on separate hosts, and serve its\nidentity provider on its own (docker-compose.yml).\n\nFlags:")
@@ -91,6 +92,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer f.Close()
+	stopAdmin, err := startAdmin(*admin, stdout)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer stopAdmin()
 	onHangup(ctx, func() {
 		for _, p := range devProvinces {
 			if err := f.Nodes[p].ReloadRules(); err != nil {
