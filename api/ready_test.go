@@ -19,25 +19,16 @@ import (
 // and message of a 503 answer.
 func getReadyz(t *testing.T, url string) (int, string, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, b := getStatus(t, url+"/readyz")
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
-	if resp.StatusCode != http.StatusOK {
-		if err := json.Unmarshal(b, &e); err != nil {
-			t.Fatalf("/readyz = %d %s: not the error JSON: %v", resp.StatusCode, b, err)
+	if st != http.StatusOK {
+		if err := json.Unmarshal([]byte(b), &e); err != nil {
+			t.Fatalf("/readyz = %d %s: not the error JSON: %v", st, b, err)
 		}
 	}
-	return resp.StatusCode, e.Error.Code, e.Error.Message
+	return st, e.Error.Code, e.Error.Message
 }
 
 // A node whose hub it cannot reach has no trust list: /readyz says so with
