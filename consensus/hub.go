@@ -132,7 +132,7 @@ func (c *Config) defaults() error {
 	}
 	for _, a := range c.Join {
 		if _, _, err := net.SplitHostPort(a); err != nil || strings.Contains(a, "/") {
-			return fmt.Errorf("hub config: Join %q: give existing members' Raft addresses as host:port, such as 127.0.0.1:7100", a)
+			return fmt.Errorf("hub config: Join %q: give existing members' Raft addresses as host:port, such as 127.0.0.1:8800", a)
 		}
 	}
 	if c.RaftAddr == "" {
@@ -392,7 +392,7 @@ func (h *Hub) TrustStore() *certs.TrustStore { return h.fsm.trustStore() }
 // Now is this member's clock (Config.Now).
 func (h *Hub) Now() time.Time { return h.cfg.Now() }
 
-// URL is the member's API base URL, such as "http://127.0.0.1:7000".
+// URL is the member's API base URL, such as "http://127.0.0.1:8700".
 func (h *Hub) URL() string { return h.url }
 
 // ID is the member id.

@@ -30,7 +30,7 @@ type HubClient struct {
 }
 
 // NewHubClient makes a client for the hub members at the given base URLs
-// (such as "http://127.0.0.1:7000").
+// (such as "http://127.0.0.1:8700").
 func NewHubClient(members []string, hc *http.Client) *HubClient {
 	if hc == nil {
 		hc = &http.Client{Timeout: 65 * time.Second}

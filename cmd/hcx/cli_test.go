@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"go/parser"
 	"go/token"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -300,4 +302,58 @@ func TestEveryPathDocsAndHelpPointAtExists(t *testing.T) {
 		}
 	}
 	t.Logf("%d path references checked", checked)
+}
+
+// TestDefaultsAgreeWithHcxDev: a member or node started on its own with no
+// address flags sits where `hcx dev` puts it, read from the defaults each
+// command's help prints, so an operator moving from the dev federation to
+// separate processes keeps the URLs they learned (issue 15 found the hub
+// on 7000/7100 while hcx dev's hub-1 answers on 8700/8800).
+func TestDefaultsAgreeWithHcxDev(t *testing.T) {
+	defaultOf := func(args []string, flagName string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), append(args, "-h"), &stdout, &stderr); err != nil {
+			t.Fatalf("hcx %v -h: %v", args, err)
+		}
+		m := regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(flagName) + ` \w+\n(?:\s{4,}.*\n)*?\s{4,}.*\(default "?([^")]*)"?\)`).FindStringSubmatch(stdout.String())
+		if m == nil {
+			t.Fatalf("hcx %v -h: no default for -%s in:\n%s", args, flagName, stdout.String())
+		}
+		return m[1]
+	}
+	host := defaultOf([]string{"dev"}, "host")
+	base, err := strconv.Atoi(defaultOf([]string{"dev"}, "port-base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := defaultOf([]string{"dev"}, "dir")
+	for _, c := range []struct {
+		args       []string
+		flag, want string
+	}{
+		{[]string{"hub"}, "http", fmt.Sprintf("%s:%d", host, base)},     // hub-1's API
+		{[]string{"hub"}, "raft", fmt.Sprintf("%s:%d", host, base+100)}, // hub-1's Raft
+		{[]string{"hub"}, "id", "hub-1"},
+		{[]string{"dev", "idp"}, "listen", fmt.Sprintf("%s:%d", host, base-10)},
+	} {
+		if got := defaultOf(c.args, c.flag); got != c.want {
+			t.Errorf("hcx %v -%s defaults to %q; hcx dev runs it at %q", c.args, c.flag, got, c.want)
+		}
+	}
+	// The defaults the node and the hub fill in when -listen and -dir are
+	// left out, against the layout hcx dev builds (its federation config).
+	for _, p := range devProvinces {
+		listen, nd := nodeDefaults(p, "", "")
+		prefix, _ := strconv.Atoi(string(p)[:2])
+		if want := fmt.Sprintf("%s:%d", host, base+prefix); listen != want {
+			t.Errorf("hcx node -province %s listens at %s by default; hcx dev runs it at %s", p, listen, want)
+		}
+		if want := filepath.Join(dir, "nodes", string(p)); nd != want {
+			t.Errorf("hcx node -province %s keeps its state in %s by default; hcx dev in %s", p, nd, want)
+		}
+	}
+	if got, want := hubDir(dir, "hub-2"), filepath.Join(dir, "hub", "hub-2"); got != want {
+		t.Errorf("hcx hub -id hub-2 keeps its state in %s by default; hcx dev in %s", got, want)
+	}
 }

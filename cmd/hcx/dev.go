@@ -37,8 +37,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fs := flag.NewFlagSet("hcx dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "hcx-data", "data directory (made on first start, reused after)")
-	host := fs.String("host", "127.0.0.1", "address to listen on")
+	dir := fs.String("dir", defaultDataDir, "data directory (made on first start, reused after)")
+	host := fs.String("host", defaultHost, "address to listen on")
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
 	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
@@ -46,7 +46,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var witnesses listFlag
 	fs.Var(&witnesses, "witness", "another witness of the dev hub besides the nodes, such as hcx audit --watch's http://127.0.0.1:9470/v1/witness (repeatable)")
 	admin := fs.String("admin", "", adminFlagHelp+"; one process, so its profiles cover the whole dev federation")
-	portBase := fs.Int("port-base", 8700, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
+	portBase := fs.Int("port-base", defaultPortBase, "first hub API port; the identity provider listens at base-10, the hub's Raft at base+100, and each node at base+<first two digits of its province> (two hcx dev on one machine need bases 200 apart)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: hcx dev [flags]\n\nRuns a whole federation in one process: a national hub of Raft members and\nprovince nodes for 110000 (Beijing), 310000 (Shanghai), 440000 (Guangdong) and\n510000 (Sichuan), each with its own rules, and a development OpenID provider\nfor operators, the auditor, national platform staff and residents.\n\n       hcx dev token --role operator --province 440000\n\nprints an ID token of a dev user (see hcx dev token -h).\n\n       hcx dev init --dir DIR\n       hcx dev idp --dir DIR --listen ADDR\n\nwrite a federation's material for members on separate hosts, and serve its\nidentity provider on its own (docker-compose.yml).\n\nFlags:")
 		fs.PrintDefaults()
@@ -73,18 +73,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(handler)
 
-	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: fmt.Sprintf("%s:%d", *host, *portBase-10), Logger: logger, TLS: *useTLS, Limits: devLimits, Witnesses: witnesses}
+	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: idpAddr(*host, *portBase), Logger: logger, TLS: *useTLS, Limits: devLimits, Witnesses: witnesses}
 	if *benchLimits {
 		cfg.Limits = devBenchLimits
 		fmt.Fprintln(stdout, "hcx dev: --bench-limits: checkpoints, residents and feeds are not rate limited per caller")
 	}
 	for i := 0; i < *hubs; i++ {
-		cfg.HubHTTP = append(cfg.HubHTTP, fmt.Sprintf("%s:%d", *host, *portBase+i))
-		cfg.HubRaft = append(cfg.HubRaft, fmt.Sprintf("%s:%d", *host, *portBase+100+i))
+		cfg.HubHTTP = append(cfg.HubHTTP, hubHTTPAddr(*host, *portBase, i))
+		cfg.HubRaft = append(cfg.HubRaft, hubRaftAddr(*host, *portBase, i))
 	}
 	for _, p := range devProvinces {
-		prefix, _ := strconv.Atoi(string(p)[:2])
-		cfg.NodeAddrs[p] = fmt.Sprintf("%s:%d", *host, *portBase+prefix)
+		cfg.NodeAddrs[p] = nodeAddr(*host, *portBase, p)
 	}
 	fmt.Fprintf(stdout, "hcx dev: starting a federation in %s\n", abs)
 	f, err := startFederation(ctx, cfg)

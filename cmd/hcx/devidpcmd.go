@@ -29,7 +29,7 @@ func runDevIdP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("hcx dev idp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "hcx-data", "the directory hcx dev init wrote (the provider's state is in DIR/idp)")
-	listen := fs.String("listen", "127.0.0.1:8690", "address to listen on (host:port)")
+	listen := fs.String("listen", defaultIdPAddr, "address to listen on (host:port), where hcx dev runs it")
 	verbose := fs.Bool("v", false, "log everything, not only warnings")
 	setUsage(fs, "Serves the development OpenID provider of 'hcx dev' on its own, for a federation\nwhose nodes run elsewhere (docker-compose.yml), with the users and clients\n'hcx dev init' wrote to DIR/idp.",
 		"hcx dev idp --dir DIR --listen ADDR")

@@ -240,7 +240,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 		})
 		n, err := node.New(node.Config{
 			Province:        p,
-			Dir:             filepath.Join(cfg.Dir, "nodes", string(p)),
+			Dir:             nodeDir(cfg.Dir, p),
 			Signer:          pki.Provinces[p],
 			RootDER:         root.Cert.Raw,
 			SubjectKey:      certs.SubjectKey{Version: 1, Key: keys.Subject},

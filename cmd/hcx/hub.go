@@ -21,9 +21,9 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("hcx hub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	id := fs.String("id", "hub-1", "member id, unique in the cluster")
-	dir := fs.String("dir", "data/hub-1", "data directory (Raft log, snapshots, badger state)")
-	raftAddr := fs.String("raft", "127.0.0.1:7100", "Raft listen address (other members dial it)")
-	httpAddr := fs.String("http", "127.0.0.1:7000", "API listen address")
+	dir := fs.String("dir", "", "data directory (Raft log, snapshots, badger state); default hcx-data/hub/ID, where hcx dev keeps member ID's")
+	raftAddr := fs.String("raft", defaultHubRaft, "Raft listen address (other members dial it); hcx dev's members take 8800, 8801, …")
+	httpAddr := fs.String("http", defaultHubHTTP, "API listen address; hcx dev's members take 8700, 8701, …")
 	bootstrap := fs.Bool("bootstrap", false, "bootstrap a new cluster with this member (first member only, first start only)")
 	join := fs.String("join", "", "comma-separated Raft addresses (host:port) of existing members to join through, over member TLS")
 	rootPath := fs.String("root", "", "national root certificate (PEM)")
@@ -44,7 +44,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	verbose := fs.Bool("v", false, "debug logging")
 	admin := fs.String("admin", "", adminFlagHelp)
 	setUsage(fs, "Runs one member of the national hub's Raft cluster until interrupted, then leaves\ngracefully (leadership transfer if it leads). The first member starts with\n-bootstrap, the others with -join; certificates come from 'hcx ca'.",
-		"hcx hub -id ID -dir DIR -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
+		"hcx hub -id ID -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
 	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -78,6 +78,9 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *dir == "" {
+		*dir = hubDir(defaultDataDir, *id)
+	}
 	cfg := consensus.Config{ID: *id, Dir: *dir, RaftAddr: *raftAddr, HTTPAddr: *httpAddr, Bootstrap: *bootstrap,
 		RootDER: root.Raw, Signer: signer, Logger: log, Handler: api.HubHandlerFunc(log, api.HubOptions{PublicURL: *publicURL, Limits: api.NewLimits(api.DefaultLimitsConfig())}), InsecurePlaintext: *insecure, APITLS: apiTLSConfig}
 	if *join != "" {

@@ -37,8 +37,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("hcx node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	province := fs.String("province", "", "GB/T 2260 province code of this node, such as 440000 (required)")
-	dir := fs.String("dir", "", "data directory (required)")
-	listen := fs.String("listen", "127.0.0.1:8744", "HTTP listen address")
+	dir := fs.String("dir", "", "data directory; default hcx-data/nodes/PROVINCE, where hcx dev keeps the province's node")
+	listen := fs.String("listen", "", "HTTP listen address; default 127.0.0.1:87NN, NN the first two digits of -province, the port hcx dev gives the province (8744 for 440000)")
 	admin := fs.String("admin", "", adminFlagHelp)
 	hubs := fs.String("hub", "", "comma-separated hub member URLs, such as http://hub-1:8700,http://hub-2:8700 (required)")
 	cert := fs.String("cert", "", "the province signer certificate, PEM (required)")
@@ -59,7 +59,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	headEvery := fs.Duration("audit-head-every", node.DefaultAuditHeadEvery, "how often the node logs its operator trail's head at the hub when the trail grew; 0 never")
 	witnessOpts := addWitnessFlags(fs, "this node")
 	setUsage(fs, "Runs one province node until interrupted: it decides its residents' colours with\nthe province's rules, publishes attestations to the national hub, follows the\nhub's log and answers checkpoints. Certificates and keys come from 'hcx ca'.",
-		"hcx node -province CODE -dir DIR -hub URLS -cert C -key K -root ROOT.crt -keys KEYS.json [flags]")
+		"hcx node -province CODE -hub URLS -cert C -key K -root ROOT.crt -keys KEYS.json [flags]")
 	if err := parseCmdFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		*headEvery = -1 // node.Config: negative is never, 0 the default
 	}
 	var missing []string
-	for name, v := range map[string]string{"province": *province, "dir": *dir, "hub": *hubs, "cert": *cert, "key": *key, "root": *root, "keys": *keysFile} {
+	for name, v := range map[string]string{"province": *province, "hub": *hubs, "cert": *cert, "key": *key, "root": *root, "keys": *keysFile} {
 		if v == "" {
 			missing = append(missing, "--"+name)
 		}
@@ -82,16 +82,17 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(missing) > 0 {
 		return fmt.Errorf("hcx node needs %s; see 'hcx node -h'", strings.Join(missing, ", "))
 	}
+	prov := hcx.ProvinceCode(*province)
+	if err := prov.Validate(); err != nil {
+		return err
+	}
+	*listen, *dir = nodeDefaults(prov, *listen, *dir)
 	srvTLS, err := apiTLS.serverTLS("hcx node", *listen)
 	if err != nil {
 		return err
 	}
 	hubURLs := strings.Split(*hubs, ",")
 	if err := checkHubURLs(hubURLs, *hubCA != "", *apiTLS.insecure); err != nil {
-		return err
-	}
-	prov := hcx.ProvinceCode(*province)
-	if err := prov.Validate(); err != nil {
 		return err
 	}
 	if *rules == "" {
