@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -335,8 +336,22 @@ func (h *Hub) witnessFailed(p *witnessPeer, now time.Time, err error) {
 		d = min(time.Duration(1<<(p.fails-1))*time.Second, witnessMaxBackoff)
 	}
 	p.retryAt = now.Add(d)
-	h.log.Warn("a witness did not cosign", "witness", p.client.URL, "err", err, "retry_in", d)
+	// A witness that has never cosigned and fails a first time or two is
+	// most often one starting beside the hub: a province node that has not
+	// yet followed the trust list naming this member answers 401
+	// unknown_key until it has. That is not an operator's problem, so it is
+	// INFO; a witness that keeps failing (about 7 s of back-off), or one
+	// that cosigned before and stopped, is.
+	level := slog.LevelWarn
+	if p.st.Cosigned == 0 && p.fails < witnessQuietFailures {
+		level = slog.LevelInfo
+	}
+	h.log.Log(context.Background(), level, "a witness did not cosign", "witness", p.client.URL, "err", err, "retry_in", d, "failures", p.fails)
 }
+
+// witnessQuietFailures is how many first failures of a witness that never
+// cosigned are logged at INFO rather than WARN.
+const witnessQuietFailures = 3
 
 // verifyCosignature says whether line is a cosignature of the checkpoint
 // note by a witness of ws, and the name the line carries.

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -458,8 +460,50 @@ func (l *lockedLog) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *lockedLog) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
 func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestAWitnessStartingBesideTheHubIsNotAWarning: `hcx dev` logged four
+// warnings at every start because the province nodes, its witnesses, had
+// not yet followed the trust list naming the hub members (401
+// unknown_key). A new witness's first failures are INFO; one that keeps
+// failing, or that cosigned before, is a WARN.
+func TestAWitnessStartingBesideTheHubIsNotAWarning(t *testing.T) {
+	var logs lockedLog
+	h := &Hub{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	c := &witness.Client{URL: "http://127.0.0.1:1/v1/witness"}
+	levels := func() []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var rec struct{ Level string }
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			out = append(out, rec.Level)
+		}
+		return out
+	}
+	fresh := &witnessPeer{client: c}
+	for range witnessQuietFailures + 1 {
+		h.witnessFailed(fresh, time.Now(), errors.New("401 unknown_key"))
+	}
+	want := []string{"INFO", "INFO", "WARN", "WARN"}
+	if got := levels(); !slices.Equal(got, want) {
+		t.Errorf("levels of a new witness's failures: %v, want %v", got, want)
+	}
+	logs.Reset()
+	seasoned := &witnessPeer{client: c, st: WitnessStatus{Cosigned: 5}}
+	h.witnessFailed(seasoned, time.Now(), errors.New("connection refused"))
+	if got := levels(); !slices.Equal(got, []string{"WARN"}) {
+		t.Errorf("a witness that cosigned before and fails: %v, want [WARN]", got)
+	}
 }
