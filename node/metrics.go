@@ -156,7 +156,7 @@ func (n *Node) newRegistry() *prometheus.Registry {
 
 	verify := s.histogram("hcx_node_verify_seconds", "Time to verify a health code (POST /v1/verify), by result: ok, or rejected (bad signature, expired, unknown issuer).", "result", verifyBuckets)
 	m.verifyOK, m.verifyRefused = verify.WithLabelValues("ok"), verify.WithLabelValues("rejected")
-	ingest := s.histogram("hcx_node_ingest_seconds", "Time from an event's arrival to its committed answer (synced to disk), by event kind; batch is one feed batch.", "kind", ingestBuckets)
+	ingest := s.histogram("hcx_node_ingest_seconds", "Time from an event's arrival to its committed answer (synced to disk), by event kind; batch is one chunk of records of a bulk feed.", "kind", ingestBuckets)
 	m.ingest = make(map[string]prometheus.Observer, len(ingestKinds))
 	for _, k := range ingestKinds {
 		m.ingest[k] = ingest.WithLabelValues(k)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -308,3 +311,80 @@ func TestEveryComponentServesItsMetrics(t *testing.T) {
 		}
 	})
 }
+
+// docs/metrics.md names every metric the components serve, and the sample
+// dashboard is a Grafana dashboard whose queries read only those metrics.
+func TestMetricsDocsAndDashboardMatchTheMetrics(t *testing.T) {
+	served := map[string]bool{}
+	for _, list := range [][]metricWant{nodeMetrics, hubMetrics, auditMetricsWant} {
+		for _, w := range list {
+			served[w.name] = true
+		}
+	}
+	served["hcx_node_witnessed_size"], served["hcx_node_witnessed_short_total"] = true, true // with --cosignatures only
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range served {
+		if strings.HasPrefix(name, "hcx_") && !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/metrics.md does not name %s", name)
+		}
+	}
+	for _, name := range metricName.FindAllString(string(doc), -1) {
+		if !served[name] {
+			t.Errorf("docs/metrics.md names %s, which no component serves", name)
+		}
+	}
+
+	b, err := os.ReadFile("../../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title         string `json:"title"`
+		SchemaVersion int    `json:"schemaVersion"`
+		Panels        []struct {
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana-dashboard.json: %v", err)
+	}
+	if dash.Title == "" || dash.SchemaVersion == 0 || len(dash.Panels) == 0 {
+		t.Fatalf("docs/grafana-dashboard.json is not a dashboard model: title %q, schema %d, %d panels", dash.Title, dash.SchemaVersion, len(dash.Panels))
+	}
+	plotted := map[string]bool{}
+	for _, p := range dash.Panels {
+		if p.Type != "row" && len(p.Targets) == 0 {
+			t.Errorf("dashboard panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			for _, name := range metricName.FindAllString(q.Expr, -1) {
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					if base, ok := strings.CutSuffix(name, suffix); ok && served[base] {
+						name = base
+					}
+				}
+				if !served[name] {
+					t.Errorf("dashboard panel %q reads %s, which no component serves", p.Title, name)
+				}
+				plotted[name] = true
+			}
+		}
+	}
+	for _, name := range []string{"hcx_node_verify_seconds", "hcx_node_ingest_seconds", "hcx_node_publish_lag_seconds", "hcx_node_follow_lag_seconds",
+		"hcx_hub_raft_commit_seconds", "hcx_hub_checkpoint_age_seconds", "hcx_node_checkpoint_age_seconds", "hcx_hub_is_leader",
+		"hcx_hub_rejected_envelopes_total", "hcx_api_rate_limited_total", "hcx_api_shed_total"} {
+		if !plotted[name] {
+			t.Errorf("the dashboard has no panel of %s", name)
+		}
+	}
+}
+
+// metricName matches the names of hcx's and the runtime's metrics.
+var metricName = regexp.MustCompile(`\b(hcx|go|process)_[a-z_]+[a-z]\b`)
