@@ -3,13 +3,10 @@ package api
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -17,6 +14,7 @@ import (
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/consensus"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Hub is what the hub's routes need from a hub member (consensus.Hub).
@@ -33,6 +31,7 @@ type Hub interface {
 	Status(ctx context.Context) (consensus.ClusterStatus, error)
 	State() consensus.State
 	Ready() error
+	Metrics() *prometheus.Registry
 }
 
 var _ Hub = (*consensus.Hub)(nil)
@@ -92,7 +91,15 @@ func NewHubHandler(h Hub, log *slog.Logger, opts HubOptions) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics(), limits: opts.Limits}
+	hh := &hubHandler{hub: h, log: log.With("component", "api.hub"), m: newHubMetrics()}
+	if h != nil {
+		reg := h.Metrics()
+		hh.m.register(reg)
+		if opts.Limits != nil {
+			registerOnce(reg, opts.Limits)
+		}
+		hh.metricsH = MetricsHandler(reg, hh.log)
+	}
 	r := mux.NewRouter()
 	g := &gate{authn: opts.Authn, inScope: hh.inScope, onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, hh.log, err) }, limits: opts.Limits}
 	g.mount(r, hh.rules())
@@ -140,10 +147,10 @@ func (hh *hubHandler) inScope(r *http.Request, p *auth.Principal, s Scope) error
 }
 
 type hubHandler struct {
-	hub    Hub
-	log    *slog.Logger
-	m      *hubMetrics
-	limits *Limits
+	hub      Hub
+	log      *slog.Logger
+	m        *hubMetrics
+	metricsH http.Handler // the member's registry (api/metrics.go)
 }
 
 func (hh *hubHandler) submit(w http.ResponseWriter, r *http.Request) {
@@ -311,21 +318,40 @@ func (hh *hubHandler) ready(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// hubMetrics are the handler's own counters: no global registry.
+// hubMetrics are the handler's own collectors, registered in the member's
+// registry (consensus.Hub.Metrics) by NewHubHandler. Routes are labelled by
+// their name in rules, never by the raw path.
 type hubMetrics struct {
-	mu       sync.Mutex
-	requests map[[2]string]uint64 // route, status class
-	// submit latency histogram, seconds
-	buckets  []float64
-	counts   []uint64
-	sum      float64
-	n        uint64
-	inflight atomic.Int64
+	requests *prometheus.CounterVec   // route, status code
+	latency  *prometheus.HistogramVec // route
+	submit   prometheus.Histogram     // accepted submissions
+	inflight prometheus.Gauge
 }
 
+// httpBuckets (seconds) reach 30 s: GET /v1/entries long-polls that long.
+var httpBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
 func newHubMetrics() *hubMetrics {
-	b := []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
-	return &hubMetrics{requests: map[[2]string]uint64{}, buckets: b, counts: make([]uint64, len(b))}
+	return &hubMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hcx_hub_http_requests_total",
+			Help: "Requests to the hub's instrumented routes, by route name and status code."}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hcx_hub_http_request_seconds",
+			Help: "Time to answer a request, by route name (entries long-polls up to its wait).", Buckets: httpBuckets}, []string{"route"}),
+		submit: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hcx_hub_submit_seconds",
+			Help:    "Time to answer an accepted POST /v1/entries: verification, forwarding to the leader, Raft commit.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hcx_hub_http_inflight",
+			Help: "Requests to the hub's instrumented routes in flight."}),
+	}
+}
+
+// register puts m in reg, or takes the collectors an earlier handler over
+// the same member put there.
+func (m *hubMetrics) register(reg prometheus.Registerer) {
+	m.requests = registerOnce(reg, m.requests)
+	m.latency = registerOnce(reg, m.latency)
+	m.submit = registerOnce(reg, m.submit)
+	m.inflight = registerOnce(reg, m.inflight)
 }
 
 type statusRecorder struct {
@@ -340,78 +366,22 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 func (hh *hubHandler) instrument(route string, fn http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		hh.m.inflight.Add(1)
-		defer hh.m.inflight.Add(-1)
+		hh.m.inflight.Inc()
+		defer hh.m.inflight.Dec()
 		t0 := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		fn(rec, r)
 		d := time.Since(t0).Seconds()
-		hh.m.mu.Lock()
-		hh.m.requests[[2]string{route, strconv.Itoa(rec.status)}]++
+		hh.m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		hh.m.latency.WithLabelValues(route).Observe(d)
 		if route == "submit" && rec.status == http.StatusOK {
-			hh.m.n++
-			hh.m.sum += d
-			for i, b := range hh.m.buckets {
-				if d <= b {
-					hh.m.counts[i]++
-				}
-			}
+			hh.m.submit.Observe(d)
 		}
-		hh.m.mu.Unlock()
 	}
 }
 
+// metrics serves the member's registry: its state, Raft and witness
+// metrics (consensus/metrics.go), this handler's and the limits'.
 func (hh *hubHandler) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	st := hh.hub.State()
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "# TYPE hcx_hub_applied_index gauge\nhcx_hub_applied_index %d\n", st.Applied)
-	fmt.Fprintf(&sb, "# TYPE hcx_hub_tree_size gauge\nhcx_hub_tree_size %d\n", st.Size)
-	fmt.Fprintf(&sb, "# TYPE hcx_hub_checkpoint_size gauge\nhcx_hub_checkpoint_size %d\n", st.CheckpointSize)
-	writeWitnessMetrics(&sb, hh.hub.WitnessStats())
-	leader := 0
-	if cs, err := hh.hub.Status(r.Context()); err == nil && cs.Leader == cs.ID {
-		leader = 1
-	}
-	fmt.Fprintf(&sb, "# TYPE hcx_hub_is_leader gauge\nhcx_hub_is_leader %d\n", leader)
-	fmt.Fprintf(&sb, "# TYPE hcx_hub_http_inflight gauge\nhcx_hub_http_inflight %d\n", hh.m.inflight.Load())
-	hh.m.mu.Lock()
-	sb.WriteString("# TYPE hcx_hub_http_requests_total counter\n")
-	for k, v := range hh.m.requests {
-		fmt.Fprintf(&sb, "hcx_hub_http_requests_total{route=%q,code=%q} %d\n", k[0], k[1], v)
-	}
-	sb.WriteString("# TYPE hcx_hub_submit_seconds histogram\n")
-	for i, b := range hh.m.buckets {
-		fmt.Fprintf(&sb, "hcx_hub_submit_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(b, 'g', -1, 64), hh.m.counts[i])
-	}
-	fmt.Fprintf(&sb, "hcx_hub_submit_seconds_bucket{le=\"+Inf\"} %d\nhcx_hub_submit_seconds_sum %g\nhcx_hub_submit_seconds_count %d\n", hh.m.n, hh.m.sum, hh.m.n)
-	hh.m.mu.Unlock()
-	hh.limits.WriteMetrics(&sb)
-	w.Write([]byte(sb.String()))
-}
-
-// writeWitnessMetrics writes the member's witness rounds: rounds run while
-// it led, checkpoints skipped because a round was running, the newest
-// witnessed size, and per witness its cosignatures and failures.
-func writeWitnessMetrics(sb *strings.Builder, ws consensus.WitnessStats) {
-	fmt.Fprintf(sb, "# TYPE hcx_hub_witnessed_size gauge\nhcx_hub_witnessed_size %d\n", ws.WitnessedSize)
-	fmt.Fprintf(sb, "# TYPE hcx_hub_cosign_rounds_total counter\nhcx_hub_cosign_rounds_total %d\n", ws.Rounds)
-	fmt.Fprintf(sb, "# TYPE hcx_hub_cosign_rounds_skipped_total counter\nhcx_hub_cosign_rounds_skipped_total %d\n", ws.Skipped)
-	if len(ws.Witnesses) == 0 {
-		return
-	}
-	for _, m := range []struct {
-		name, typ string
-		value     func(consensus.WitnessStatus) uint64
-	}{
-		{"hcx_hub_witness_size", "gauge", func(w consensus.WitnessStatus) uint64 { return w.Size }},
-		{"hcx_hub_witness_cosigned_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Cosigned }},
-		{"hcx_hub_witness_failures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Failures }},
-		{"hcx_hub_witness_invalid_cosignatures_total", "counter", func(w consensus.WitnessStatus) uint64 { return w.Invalid }},
-	} {
-		fmt.Fprintf(sb, "# TYPE %s %s\n", m.name, m.typ)
-		for _, w := range ws.Witnesses {
-			fmt.Fprintf(sb, "%s{witness=%q} %d\n", m.name, w.URL, m.value(w))
-		}
-	}
+	hh.metricsH.ServeHTTP(w, r)
 }

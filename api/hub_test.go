@@ -254,7 +254,7 @@ func TestHubRoutesServeTheProtocol(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(m), "hcx_hub_tree_size 3") || !strings.Contains(string(m), `hcx_hub_http_requests_total{route="submit",code="409"}`) {
+	if !strings.Contains(string(m), "hcx_hub_tree_size 3") || !strings.Contains(string(m), `hcx_hub_http_requests_total{code="409",route="submit"}`) {
 		t.Fatalf("metrics:\n%s", m)
 	}
 }

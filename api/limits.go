@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Abuse limits, applied by the gate to every route (docs/decisions.md,
@@ -230,24 +230,41 @@ func clientAddr(r *http.Request) string {
 // Len is the number of identities whose buckets are kept.
 func (l *Limits) Len() int { return l.buckets.len() }
 
-// WriteMetrics writes the limits' counters in Prometheus text format.
-func (l *Limits) WriteMetrics(w io.Writer) {
-	if l == nil {
-		return
+// The limits' metrics. The counters are atomics added to where a request
+// is refused and read at scrape time (Collect), so refusing stays as cheap
+// as before; the names are those of the hand-written exposition they
+// replace.
+var (
+	rateLimitedDesc = prometheus.NewDesc("hcx_api_rate_limited_total",
+		"Requests refused with 429 because the caller's identity was over its rate, by the role it was charged to.", []string{"role"}, nil)
+	shedDesc = prometheus.NewDesc("hcx_api_shed_total",
+		"Requests refused with 503 because their priority class was full.", []string{"class"}, nil)
+	inFlightDesc = prometheus.NewDesc("hcx_api_in_flight",
+		"Requests in flight by priority class (ops, never bounded, is not counted).", []string{"class"}, nil)
+	identitiesDesc = prometheus.NewDesc("hcx_api_rate_identities",
+		"Identities whose rate buckets are kept (bounded by the LRU).", nil, nil)
+)
+
+// Describe makes Limits a prometheus.Collector: the component serving it
+// registers it in its own registry.
+func (l *Limits) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{rateLimitedDesc, shedDesc, inFlightDesc, identitiesDesc} {
+		ch <- d
 	}
-	fmt.Fprintf(w, "# HELP hcx_api_rate_limited_total Requests refused with 429 because the caller's identity was over its rate.\n# TYPE hcx_api_rate_limited_total counter\n")
+}
+
+// Collect reads the limits' counters and gauges.
+func (l *Limits) Collect(ch chan<- prometheus.Metric) {
 	for i, r := range roleIndex {
-		fmt.Fprintf(w, "hcx_api_rate_limited_total{role=%q} %d\n", r, l.limited[i].Load())
+		ch <- prometheus.MustNewConstMetric(rateLimitedDesc, prometheus.CounterValue, float64(l.limited[i].Load()), string(r))
 	}
-	fmt.Fprintf(w, "# HELP hcx_api_shed_total Requests refused with 503 because their priority class was full.\n# TYPE hcx_api_shed_total counter\n")
 	for p := range l.classes {
-		fmt.Fprintf(w, "hcx_api_shed_total{class=%q} %d\n", Priority(p), l.shed[p].Load())
+		ch <- prometheus.MustNewConstMetric(shedDesc, prometheus.CounterValue, float64(l.shed[p].Load()), Priority(p).String())
 	}
-	fmt.Fprintf(w, "# HELP hcx_api_in_flight Requests in flight by priority class.\n# TYPE hcx_api_in_flight gauge\n")
 	for p, sem := range l.classes {
-		fmt.Fprintf(w, "hcx_api_in_flight{class=%q} %d\n", Priority(p), len(sem))
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(len(sem)), Priority(p).String())
 	}
-	fmt.Fprintf(w, "# HELP hcx_api_rate_identities Identities whose rate buckets are kept.\n# TYPE hcx_api_rate_identities gauge\nhcx_api_rate_identities %d\n", l.Len())
+	ch <- prometheus.MustNewConstMetric(identitiesDesc, prometheus.GaugeValue, float64(l.Len()))
 }
 
 // String names a priority class.

@@ -17,6 +17,8 @@ import (
 	"github.com/hcxfed/hcx"
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"golang.org/x/time/rate"
 )
 
@@ -148,8 +150,7 @@ func TestBurstOverTheLimitGets429WithRetryAfterAndRecovers(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.name, w.Code, tc.want)
 		}
 	}
-	var m strings.Builder
-	l.WriteMetrics(&m)
+	m := limitsMetrics(t, l)
 	for _, line := range []string{`hcx_api_rate_limited_total{role="resident"} 2`, `hcx_api_rate_limited_total{role="anonymous"} 3`} {
 		if !strings.Contains(m.String(), line+"\n") {
 			t.Errorf("metrics lack %q:\n%s", line, m.String())
@@ -262,8 +263,7 @@ func TestBulkSaturatedLeavesCheckpointsTheirCapacity(t *testing.T) {
 		t.Errorf("health check while bulk is saturated: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	var m strings.Builder
-	l.WriteMetrics(&m)
+	m := limitsMetrics(t, l)
 	for _, line := range []string{`hcx_api_shed_total{class="bulk"} 1`, `hcx_api_shed_total{class="checkpoint"} 0`, `hcx_api_in_flight{class="bulk"} 2`} {
 		if !strings.Contains(m.String(), line+"\n") {
 			t.Errorf("metrics lack %q:\n%s", line, m.String())
@@ -421,4 +421,24 @@ func TestBulkFeedsHaveTheirOwnSmallClass(t *testing.T) {
 	if n < 1 || int64(n)*MaxFeedBody > 64<<20 {
 		t.Errorf("%d feeds in flight may hold %d MiB of bodies, want 1 to 64 MiB", n, int64(n)*MaxFeedBody>>20)
 	}
+}
+
+// limitsMetrics is the text exposition of l registered alone in a registry,
+// as a component's /metrics serves it.
+func limitsMetrics(t *testing.T, l *Limits) *strings.Builder {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(l)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &b
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -16,6 +15,7 @@ import (
 	"github.com/hcxfed/hcx/node"
 	"github.com/hcxfed/hcx/policy"
 	"github.com/hcxfed/hcx/witness"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Node is what the province node's routes need from a node.
@@ -49,7 +49,7 @@ type Node interface {
 	Checkpoints() node.CheckpointStatus
 	Witness() *witness.Witness
 	PolicyVersion() string
-	WriteMetrics(w io.Writer)
+	Metrics() *prometheus.Registry
 	AuditRead(ctx context.Context, action string, sub hcx.Subject, why string) error
 	AuditTrail(ctx context.Context, after uint64, limit int) (*node.AuditPage, error)
 	PlaceOrder(ctx context.Context, sub hcx.Subject, req node.OrderRequest) (*node.OrderResult, error)
@@ -138,6 +138,11 @@ func NewNodeHandler(n Node, log *slog.Logger, opts NodeOptions) http.Handler {
 		batch:   newBatchPool(runtime.GOMAXPROCS(0), MaxBatchesInFlight),
 		decodes: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		bundles: make(chan struct{}, MaxBundleDownloads)}
+	// The node's registry, with this server's limits in it.
+	if opts.Limits != nil {
+		registerOnce(n.Metrics(), opts.Limits)
+	}
+	h.metrics = MetricsHandler(n.Metrics(), h.log)
 	r := mux.NewRouter()
 	g := &gate{authn: opts.Authn, inScope: h.inScope, onError: h.gateError, limits: opts.Limits, auditRead: h.auditRead}
 	g.mount(r, h.rules())
@@ -179,9 +184,7 @@ func (h *nodeHandler) rules() []Rule {
 		// Metrics are counts, never identities, but how busy a province is
 		// is the bureau's and the auditor's to know.
 		{Method: http.MethodGet, Path: "/metrics", Priority: PriorityOps, Allow: []Grant{operator, auditor}, Handler: func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			h.n.WriteMetrics(w)
-			h.opts.Limits.WriteMetrics(w)
+			h.metrics.ServeHTTP(w, r)
 		}},
 	}
 	rules = append(rules, h.passkeyRules()...)
@@ -249,6 +252,7 @@ type nodeHandler struct {
 	// core (node_verifyimage.go).
 	decodes chan struct{}
 	bundles chan struct{} // bundle downloads in flight (node_bundle.go)
+	metrics http.Handler  // the node's registry (api/metrics.go)
 }
 
 func (h *nodeHandler) subject(r *http.Request) (hcx.Subject, error) {

@@ -195,6 +195,7 @@ type Hub struct {
 	voter     chan struct{} // closed once this member is a voter
 	voterOnce sync.Once
 	wit       *witnesses // nil without Config.Witnesses
+	m         metrics    // the member's own registry (metrics.go)
 }
 
 // New opens the member's storage, binds its listeners (so URL is known),
@@ -210,6 +211,7 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub data dir: %w", err)
 	}
 	h := &Hub{cfg: cfg, log: log, done: make(chan struct{}), voter: make(chan struct{})}
+	h.newMetrics()
 	if len(cfg.Witnesses) > 0 {
 		w, err := newWitnesses(cfg.Witnesses, cfg)
 		if err != nil {
@@ -521,14 +523,18 @@ func (h *Hub) SubmitLocal(ctx context.Context, compact string) (exchange.SubmitR
 
 func (h *Hub) submit(ctx context.Context, compact string, local bool) (exchange.SubmitResult, error) {
 	if len(compact) > exchange.MaxEnvelopeBytes {
-		return exchange.SubmitResult{}, hcx.Errorf(hcx.ETooLarge, "too_large", "envelope is %d bytes, at most %d", len(compact), exchange.MaxEnvelopeBytes)
+		err := hcx.Errorf(hcx.ETooLarge, "too_large", "envelope is %d bytes, at most %d", len(compact), exchange.MaxEnvelopeBytes)
+		h.countRejected(err)
+		return exchange.SubmitResult{}, err
 	}
 	compact = strings.TrimSpace(compact)
 	if err := h.verify(compact); err != nil {
 		// A follower may not know a signer a newer trust list added: let
 		// the leader decide.
 		if !(errors.Is(err, certs.ErrUnknownKey) && !h.IsLeader() && !local) {
-			return exchange.SubmitResult{}, classify(err)
+			err = classify(err)
+			h.countRejected(err)
+			return exchange.SubmitResult{}, err
 		}
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -552,6 +558,9 @@ func (h *Hub) submit(ctx context.Context, compact string, local bool) (exchange.
 			res, err := h.apply(ctx, encodeEnvelope(h.cfg.Now(), compact))
 			if err == nil {
 				return res, nil
+			}
+			if he := (*hcx.Error)(nil); !retryable(err) && errors.As(err, &he) {
+				h.countRejected(err) // the FSM's verdict (sequence_conflict…), not a failure to ask it
 			}
 			if !retryable(err) {
 				return exchange.SubmitResult{}, err
@@ -650,10 +659,12 @@ func (h *Hub) apply(ctx context.Context, data []byte) (exchange.SubmitResult, er
 	if timeout <= 0 {
 		return exchange.SubmitResult{}, ctx.Err()
 	}
+	start := time.Now()
 	f := h.raft.Apply(data, timeout)
 	if err := h.await(ctx, f); err != nil {
 		return exchange.SubmitResult{}, err
 	}
+	h.observeCommit(start)
 	res, ok := f.Response().(applyResult)
 	if !ok {
 		return exchange.SubmitResult{}, fmt.Errorf("hub fsm answered %T", f.Response())

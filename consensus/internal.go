@@ -355,10 +355,12 @@ func notJoined(m Member, what string) error {
 func (h *Hub) applyCmd(data []byte) (applyResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ApplyTimeout)
 	defer cancel()
+	start := time.Now()
 	f := h.raft.Apply(data, h.cfg.ApplyTimeout)
 	if err := h.await(ctx, f); err != nil {
 		return applyResult{}, err
 	}
+	h.observeCommit(start)
 	res, _ := f.Response().(applyResult)
 	return res, res.Err
 }

@@ -132,10 +132,11 @@ func (c *compose) hubGauges(service string) map[string]int64 {
 func parseGauges(page, prefix string) map[string]int64 {
 	g := map[string]int64{}
 	for _, line := range strings.Split(page, "\n") {
+		// client_golang writes values as floats: 1e+06 from a million.
 		var name string
-		var v int64
-		if n, _ := fmt.Sscanf(line, "%s %d", &name, &v); n == 2 && strings.HasPrefix(name, prefix) && !strings.Contains(name, "{") {
-			g[name] = v
+		var v float64
+		if n, _ := fmt.Sscanf(line, "%s %g", &name, &v); n == 2 && strings.HasPrefix(name, prefix) && !strings.Contains(name, "{") {
+			g[name] = int64(v)
 		}
 	}
 	return g

@@ -65,9 +65,11 @@ type Verification = exchange.Verification
 // national recognition rule over this node's view of the log. A rejected
 // code changes nothing.
 func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
+	start := time.Now() // latency, not the node's clock (which tests may stop)
 	now := n.cfg.Now()
 	claims, _, err := exchange.VerifyCode(n.trust, qr, now)
 	if err != nil {
+		n.metrics.verifyRefused.Observe(time.Since(start).Seconds())
 		n.metrics.verifyRejected.Add(1)
 		n.statRefused(now, err)
 		return nil, err
@@ -87,6 +89,7 @@ func (n *Node) Verify(ctx context.Context, qr string) (*Verification, error) {
 	}
 	v := exchange.Answer(claims, atts, now, size)
 	n.metrics.verified.Add(1)
+	n.metrics.verifyOK.Observe(time.Since(start).Seconds())
 	if c, ok := checkOf(ctx, now, v.Colour); ok {
 		n.statVerified(now, c, claims.Iss, v.Colour)
 	}

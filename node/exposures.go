@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"sync/atomic"
@@ -599,12 +598,12 @@ func (p *pendingExposurePub) resign(n *Node, at int64) (err error) {
 // PendingExposures is how many exposure envelopes wait for the hub.
 func (n *Node) PendingExposures() int { return n.countPrefix(pExpoPub) }
 
-// writeExposureMetrics adds the exposure gauges to /metrics: envelopes
-// waiting for the hub (above 0 for long: this province's markings are not
-// reaching the others) and matching jobs waiting to run.
-func (n *Node) writeExposureMetrics(w io.Writer, p string) {
-	fmt.Fprintf(w, "# HELP hcx_node_exposure_envelopes_pending Exposure envelopes signed and not yet acknowledged by the hub.\n# TYPE hcx_node_exposure_envelopes_pending gauge\nhcx_node_exposure_envelopes_pending{province=%q} %d\n", p, n.PendingExposures())
-	fmt.Fprintf(w, "# HELP hcx_node_exposure_jobs_pending Exposure matching jobs not yet run to their end.\n# TYPE hcx_node_exposure_jobs_pending gauge\nhcx_node_exposure_jobs_pending{province=%q} %d\n", p, n.PendingExposureJobs())
+// exposureMetrics registers the exposure gauges: envelopes waiting for
+// the hub (above 0 for long: this province's markings are not reaching the
+// others) and matching jobs waiting to run.
+func (n *Node) exposureMetrics(s metricSet) {
+	s.gauge("hcx_node_exposure_envelopes_pending", "Exposure envelopes signed and not yet acknowledged by the hub.", func() float64 { return float64(n.PendingExposures()) })
+	s.gauge("hcx_node_exposure_jobs_pending", "Exposure matching jobs not yet run to their end.", func() float64 { return float64(n.PendingExposureJobs()) })
 }
 
 // PendingExposureJobs is how many matching jobs wait to run.

@@ -228,6 +228,7 @@ func (n *Node) applyChecked(start uint64, page exchange.Entries, tree *logTree) 
 	n.treeMu.Unlock()
 	n.noteWitnessed(tree)
 	n.metrics.followApplied.Add(uint64(len(entries)))
+	n.observeFollowLag(page)
 	n.applied.Store(end)
 	return nil
 }

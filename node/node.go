@@ -17,6 +17,7 @@ import (
 	"github.com/hcxfed/hcx/exchange"
 	"github.com/hcxfed/hcx/policy"
 	"github.com/hcxfed/hcx/witness"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is what a province node needs. Zero durations take the defaults.
@@ -227,6 +228,7 @@ type Node struct {
 	enrolMu sync.Mutex // serialises filing and deciding device enrolments (devices.go)
 
 	metrics metrics
+	reg     *prometheus.Registry // the node's own registry (metrics.go)
 
 	checks checkQueue // the check history's background writer (checks.go)
 
@@ -317,6 +319,8 @@ func New(cfg Config) (*Node, error) {
 	// A tree stored ahead of its witnessed checkpoint gets the bound
 	// again from now (witness.go).
 	n.noteWitnessed(n.tree)
+	// The registry reads what New has just opened (witness, tree).
+	n.reg = n.newRegistry()
 	go n.commitLoop()
 	n.checks.start(n)
 	return n, nil

@@ -22,6 +22,17 @@ type pendingBatch struct {
 	JWS        string `json:"jws"`
 	LastOutbox uint64 `json:"last_outbox"` // outbox sequence of the last attestation in the batch
 	Count      int    `json:"count"`
+	// Decided is when each attestation's decision was committed (Unix
+	// nanoseconds, node clock; 0 when unknown), for the publish lag.
+	Decided []int64 `json:"decided,omitempty"`
+}
+
+// outboxEntry is an outbox value: the attestation, and when its decision
+// was committed (Unix nanoseconds, node clock) so that the publisher can
+// observe the publish lag. Entries written before it was recorded read 0.
+type outboxEntry struct {
+	hcx.Attestation
+	Decided int64 `json:"decided,omitempty"`
 }
 
 func (n *Node) publishLoop(ctx context.Context) {
@@ -134,6 +145,7 @@ func (n *Node) publishOnce(ctx context.Context) (bool, error) {
 	}
 	n.metrics.batches.Add(1)
 	n.metrics.attestations.Add(uint64(p.Count))
+	n.observePublishLag(p.Decided)
 	n.log.Debug("batch published", "seq", p.Seq, "attestations", p.Count, "index", res.Index, "took", time.Since(start))
 	return true, nil
 }
@@ -190,13 +202,15 @@ func (n *Node) nextBatch() (*pendingBatch, error) {
 		b := exchange.Batch{Iss: n.cfg.Province, Seq: seq + 1, At: n.cfg.Now().Unix(), SKV: n.cfg.SubjectKey.Version}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pOutbox), PrefetchValues: true})
 		var last uint64
+		var decided []int64
 		for it.Rewind(); it.Valid() && len(b.Atts) < n.cfg.BatchMax; it.Next() {
-			var a hcx.Attestation
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+			var e outboxEntry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
 				it.Close()
 				return err
 			}
-			b.Atts = append(b.Atts, a)
+			b.Atts = append(b.Atts, e.Attestation)
+			decided = append(decided, e.Decided)
 			fmt.Sscanf(string(it.Item().Key()[len(pOutbox):]), "%d", &last)
 		}
 		it.Close()
@@ -207,7 +221,7 @@ func (n *Node) nextBatch() (*pendingBatch, error) {
 		if err != nil {
 			return fmt.Errorf("seal batch %d: %w", b.Seq, err)
 		}
-		out = &pendingBatch{Seq: b.Seq, JWS: jws, LastOutbox: last, Count: len(b.Atts)}
+		out = &pendingBatch{Seq: b.Seq, JWS: jws, LastOutbox: last, Count: len(b.Atts), Decided: decided}
 		return setJSON(txn, kPending, out)
 	})
 	return out, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -641,21 +640,21 @@ func (w *followTxn) setEntry(e *badger.Entry) error {
 	return err
 }
 
-// writeReceiptMetrics adds the receipts counters to /metrics (counts only).
-func (n *Node) writeReceiptMetrics(w io.Writer, p string) {
-	s := n.ReceiptStats()
+// receiptMetrics registers the receipts counters (counts only).
+func (n *Node) receiptMetrics(s metricSet) {
+	r := &n.rcpt
 	for _, c := range []struct {
 		name, help string
-		v          uint64
+		v          *atomic.Uint64
 	}{
-		{"hcx_node_receipts_queued_total", "Checks of other provinces' codes queued to be sent to their home province.", s.Queued},
-		{"hcx_node_receipts_sent_total", "Receipts in receipts envelopes acknowledged by the hub.", s.Sent},
-		{"hcx_node_receipts_dropped_total", "Receipts not sent: queue full, held past the hold without a box key, or too many held.", s.Dropped},
-		{"hcx_node_receipts_received_total", "Receipts from other provinces stored as checks of this node's residents.", s.Received},
-		{"hcx_node_receipts_ignored_total", "Receipts from other provinces for subjects not held here or older than the retention.", s.Ignored},
-		{"hcx_node_receipts_undecryptable_total", "Receipts envelopes addressed to this province that did not open.", s.Undecryptable},
+		{"hcx_node_receipts_queued_total", "Checks of other provinces' codes queued to be sent to their home province.", &r.queued},
+		{"hcx_node_receipts_sent_total", "Receipts in receipts envelopes acknowledged by the hub.", &r.sent},
+		{"hcx_node_receipts_dropped_total", "Receipts not sent: queue full, held past the hold without a box key, or too many held.", &r.dropped},
+		{"hcx_node_receipts_received_total", "Receipts from other provinces stored as checks of this node's residents.", &r.received},
+		{"hcx_node_receipts_ignored_total", "Receipts from other provinces for subjects not held here or older than the retention.", &r.ignored},
+		{"hcx_node_receipts_undecryptable_total", "Receipts envelopes addressed to this province that did not open.", &r.undecryptable},
 	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s{province=%q} %d\n", c.name, c.help, c.name, c.name, p, c.v)
+		s.counter(c.name, c.help, c.v.Load)
 	}
-	fmt.Fprintf(w, "# HELP hcx_node_receipts_envelopes_pending Box-key and receipts envelopes not yet acknowledged by the hub.\n# TYPE hcx_node_receipts_envelopes_pending gauge\nhcx_node_receipts_envelopes_pending{province=%q} %d\n", p, n.PendingReceipts())
+	s.gauge("hcx_node_receipts_envelopes_pending", "Box-key and receipts envelopes not yet acknowledged by the hub.", func() float64 { return float64(n.PendingReceipts()) })
 }

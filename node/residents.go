@@ -476,6 +476,7 @@ func checkTime(field string, t, now time.Time) error {
 // a validation error naming the field, ErrBusy when too many writes wait for
 // the disk, or ErrClosed.
 func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, error) {
+	start := time.Now() // latency, not the node's clock (which tests may stop)
 	entry, err := callerEntry(ctx, ev.action(), sub)
 	if err != nil {
 		return nil, err
@@ -536,6 +537,10 @@ func (n *Node) Ingest(ctx context.Context, sub hcx.Subject, ev Event) (*Status, 
 	}
 	if err := n.recordEvents(w, sub, &rec, &st, h, []Event{ev}, rules, now); err != nil {
 		return nil, err
+	}
+	// ev validated: kind is one of ingestKinds.
+	if o := n.metrics.ingest[ev.kind()]; o != nil {
+		o.Observe(time.Since(start).Seconds())
 	}
 	return n.withOthers(sub, n.status(&st, rec.Registered))
 }

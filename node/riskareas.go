@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -540,12 +539,12 @@ func (p *pendingRiskPub) resign(n *Node, at int64) (err error) {
 // PendingRiskAreas is how many risk-area envelopes wait for the hub.
 func (n *Node) PendingRiskAreas() int { return n.countPrefix(pRiskPub) }
 
-// writeRiskMetrics adds the risk-area gauges to /metrics: areas known (of
-// every province) and envelopes waiting for the hub (a number that stays
-// above 0 means the province's designations are not reaching the others).
-func (n *Node) writeRiskMetrics(w io.Writer, p string) {
-	fmt.Fprintf(w, "# HELP hcx_node_risk_areas Risk areas this node knows, of every province.\n# TYPE hcx_node_risk_areas gauge\nhcx_node_risk_areas{province=%q} %d\n", p, len(n.riskSet().all))
-	fmt.Fprintf(w, "# HELP hcx_node_risk_envelopes_pending Risk-area envelopes signed and not yet acknowledged by the hub.\n# TYPE hcx_node_risk_envelopes_pending gauge\nhcx_node_risk_envelopes_pending{province=%q} %d\n", p, n.PendingRiskAreas())
+// riskMetrics registers the risk-area gauges: areas known (of every
+// province) and envelopes waiting for the hub (a number that stays above 0
+// means the province's designations are not reaching the others).
+func (n *Node) riskMetrics(s metricSet) {
+	s.gauge("hcx_node_risk_areas", "Risk areas this node knows, of every province.", func() float64 { return float64(len(n.riskSet().all)) })
+	s.gauge("hcx_node_risk_envelopes_pending", "Risk-area envelopes signed and not yet acknowledged by the hub.", func() float64 { return float64(n.PendingRiskAreas()) })
 }
 
 // PruneRiskAreas drops the areas that ended more than TrajectoryRetention

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -249,21 +248,24 @@ func (n *Node) noteWitnessed(t *logTree) {
 	}
 }
 
-// writeWitnessMetrics writes the witness's counters and the k-of-n gauges.
-func (n *Node) writeWitnessMetrics(w io.Writer, p string) {
-	s := n.witness.Stats()
-	fmt.Fprintf(w, "# HELP hcx_node_witness_cosigned_total Hub checkpoints this node cosigned as a witness.\n# TYPE hcx_node_witness_cosigned_total counter\nhcx_node_witness_cosigned_total{province=%q} %d\n", p, s.Cosigned)
-	fmt.Fprintf(w, "# HELP hcx_node_witness_refused_total Checkpoint submissions the witness refused, by reason (conflicts are counted apart).\n# TYPE hcx_node_witness_refused_total counter\n")
+// witnessMetrics registers the witness's counters and the k-of-n gauges.
+func (n *Node) witnessMetrics(s metricSet) {
+	stats := func() witness.Stats { return n.witness.Stats() }
+	s.counter("hcx_node_witness_cosigned_total", "Hub checkpoints this node cosigned as a witness.", func() uint64 { return stats().Cosigned })
 	for _, r := range []struct {
 		reason string
-		v      uint64
-	}{{"malformed", s.Malformed}, {"unsigned", s.Unsigned}, {"unknown_origin", s.UnknownOrigin}, {"stale", s.Stale}} {
-		fmt.Fprintf(w, "hcx_node_witness_refused_total{province=%q,reason=%q} %d\n", p, r.reason, r.v)
+		v      func() uint64
+	}{
+		{"malformed", func() uint64 { return stats().Malformed }},
+		{"unsigned", func() uint64 { return stats().Unsigned }},
+		{"unknown_origin", func() uint64 { return stats().UnknownOrigin }},
+		{"stale", func() uint64 { return stats().Stale }},
+	} {
+		s.with("reason", r.reason).counter("hcx_node_witness_refused_total", "Checkpoint submissions the witness refused, by reason (conflicts are counted apart).", r.v)
 	}
-	fmt.Fprintf(w, "# HELP hcx_node_witness_conflicts_total Hub-signed checkpoints that contradict one this node cosigned: evidence of a split view.\n# TYPE hcx_node_witness_conflicts_total counter\nhcx_node_witness_conflicts_total{province=%q} %d\n", p, s.Conflicts)
+	s.counter("hcx_node_witness_conflicts_total", "Hub-signed checkpoints that contradict one this node cosigned: evidence of a split view.", func() uint64 { return stats().Conflicts })
 	if n.cfg.Cosignatures > 0 {
-		st := n.Checkpoints()
-		fmt.Fprintf(w, "# HELP hcx_node_witnessed_size Size of the newest checkpoint with the required cosignatures the node holds.\n# TYPE hcx_node_witnessed_size gauge\nhcx_node_witnessed_size{province=%q} %d\n", p, st.Witnessed)
-		fmt.Fprintf(w, "# HELP hcx_node_witnessed_short_total Witnessed checkpoints fetched with fewer valid cosignatures than required.\n# TYPE hcx_node_witnessed_short_total counter\nhcx_node_witnessed_short_total{province=%q} %d\n", p, n.metrics.witnessedShort.Load())
+		s.gauge("hcx_node_witnessed_size", "Size of the newest checkpoint with the required cosignatures the node holds.", func() float64 { return float64(n.Checkpoints().Witnessed) })
+		s.counter("hcx_node_witnessed_short_total", "Witnessed checkpoints fetched with fewer valid cosignatures than required.", n.metrics.witnessedShort.Load)
 	}
 }

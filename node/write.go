@@ -266,6 +266,7 @@ func (n *Node) commitOnce(group []*write) error {
 	txn := n.db.NewTransaction(true)
 	defer txn.Discard()
 	next := n.outboxNext
+	var decided int64 // when the group's decisions commit, for the publish lag
 	for _, w := range group {
 		for _, k := range w.dels {
 			if err := txn.Delete(k); err != nil {
@@ -289,7 +290,10 @@ func (n *Node) commitOnce(group []*write) error {
 			}
 		}
 		for _, att := range w.atts {
-			if err := setJSON(txn, string(seqKey(pOutbox, next)), att); err != nil {
+			if decided == 0 {
+				decided = n.cfg.Now().UnixNano()
+			}
+			if err := setJSON(txn, string(seqKey(pOutbox, next)), outboxEntry{Attestation: *att, Decided: decided}); err != nil {
 				return err
 			}
 			next++

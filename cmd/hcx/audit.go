@@ -284,33 +284,19 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 }
 
 // watchAudit audits every interval and serves the totals at /metrics
-// (Prometheus text exposition, hand-written until issue 15) and /healthz,
-// and is a witness of the hub with the auditor's key (auditWitness).
+// (auditMetrics, in the watcher's own registry) and /healthz, and is a
+// witness of the hub with the auditor's key (auditWitness).
 func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer *certs.Signer, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
 	wit, err := witness.New(witness.Config{Signer: signer, Store: v.WitnessStore(), Logger: cfg.Logger,
 		LogKeys: func(at time.Time) []*ecdsa.PublicKey { return exchange.HubKeys(v.Trust(), at) }})
 	if err != nil {
 		return err
 	}
+	m := newAuditMetrics(wit)
 	var mu sync.Mutex
-	var size uint64
-	var runs, failures int
-	kinds := map[string]int{}
 	var lastErr error
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# HELP hcx_audit_size Leaves of the hub log verified.\n# TYPE hcx_audit_size gauge\nhcx_audit_size %d\n", size)
-		fmt.Fprintf(w, "# HELP hcx_audit_runs_total Audit passes made.\n# TYPE hcx_audit_runs_total counter\nhcx_audit_runs_total %d\n", runs)
-		fmt.Fprintf(w, "# HELP hcx_audit_run_failures_total Audit passes that could not finish.\n# TYPE hcx_audit_run_failures_total counter\nhcx_audit_run_failures_total %d\n", failures)
-		fmt.Fprintf(w, "# HELP hcx_audit_findings_total Findings, by kind.\n# TYPE hcx_audit_findings_total counter\n")
-		for _, k := range audit.Kinds {
-			fmt.Fprintf(w, "hcx_audit_findings_total{kind=%q} %d\n", k, kinds[k])
-		}
-		writeWitnessStats(w, wit.Stats())
-	})
+	mux.Handle("GET /metrics", api.MetricsHandler(m.reg, cfg.Logger))
 	mux.Handle("POST /v1/witness/add-checkpoint", auditWitness(wit, v, cfg.Logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
@@ -330,23 +316,25 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer
 	defer srv.Close()
 	cfg.Logger.Warn("auditing; metrics at /metrics", "addr", ln.Addr().String(), "every", every)
 	for {
+		start := time.Now()
 		rep, err := audit.Run(ctx, cfg, v)
 		if ctx.Err() != nil {
 			return nil
 		}
+		m.pass.Observe(time.Since(start).Seconds())
 		mu.Lock()
-		runs++
 		lastErr = err
+		mu.Unlock()
+		m.runs.Inc()
 		if err != nil {
-			failures++
+			m.failures.Inc()
 		}
 		if rep != nil {
-			size = rep.Size
+			m.size.Set(float64(rep.Size))
 			for _, f := range rep.Findings {
-				kinds[f.Kind]++
+				m.findings.WithLabelValues(f.Kind).Inc() // f.Kind is one of audit.Kinds
 			}
 		}
-		mu.Unlock()
 		if err != nil {
 			cfg.Logger.Error("audit pass failed; trying again", "err", err, "retry_in", every)
 		}
@@ -383,17 +371,4 @@ func auditWitness(wit *witness.Witness, v *audit.Verifier, log *slog.Logger) htt
 		}
 		wit.ServeAdd(w, r, "hub member "+p.Name)
 	})
-}
-
-// writeWitnessStats writes a witness's counters (Prometheus text).
-func writeWitnessStats(w io.Writer, s witness.Stats) {
-	fmt.Fprintf(w, "# HELP hcx_audit_witness_cosigned_total Checkpoints the auditor's witness cosigned.\n# TYPE hcx_audit_witness_cosigned_total counter\nhcx_audit_witness_cosigned_total %d\n", s.Cosigned)
-	fmt.Fprintf(w, "# HELP hcx_audit_witness_refused_total Submissions the auditor's witness refused, by reason.\n# TYPE hcx_audit_witness_refused_total counter\n")
-	for _, r := range []struct {
-		reason string
-		n      uint64
-	}{{"malformed", s.Malformed}, {"unsigned", s.Unsigned}, {"unknown_origin", s.UnknownOrigin}, {"stale", s.Stale}, {"conflict", s.Conflicts}} {
-		fmt.Fprintf(w, "hcx_audit_witness_refused_total{reason=%q} %d\n", r.reason, r.n)
-	}
-	fmt.Fprintf(w, "# HELP hcx_audit_witness_conflicts_total Hub-signed checkpoints that contradict what the witness cosigned (a split view).\n# TYPE hcx_audit_witness_conflicts_total counter\nhcx_audit_witness_conflicts_total %d\n", s.Conflicts)
 }
