@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"io"
 	"net"
 	"net/http"
@@ -127,16 +129,34 @@ func (c *compose) hubGauges(service string) map[string]int64 {
 	return parseGauges(string(b), "hcx_hub_")
 }
 
-// parseGauges reads the unlabelled integer metrics named prefix* of a
-// Prometheus text page.
+// parseGauges reads the counters and gauges named prefix* of a Prometheus
+// text page, each summed over its series: a node labels every series with
+// its province, and skipping labelled series (as this once did) read every
+// node metric as 0, so the load test's fork check could never fire.
 func parseGauges(page, prefix string) map[string]int64 {
 	g := map[string]int64{}
-	for _, line := range strings.Split(page, "\n") {
-		// client_golang writes values as floats: 1e+06 from a million.
-		var name string
-		var v float64
-		if n, _ := fmt.Sscanf(line, "%s %g", &name, &v); n == 2 && strings.HasPrefix(name, prefix) && !strings.Contains(name, "{") {
-			g[name] = int64(v)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(page))
+	if err != nil {
+		return g
+	}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		var sum float64
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			case m.GetUntyped() != nil:
+				sum += m.GetUntyped().GetValue()
+			default:
+				continue
+			}
+			g[name] = int64(sum)
 		}
 	}
 	return g
