@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -429,10 +430,10 @@ func (n *Node) PublishRules(ctx context.Context, src []byte, base string) (*Rule
 	}
 	perm := fi.Mode().Perm()
 	if err := writeFileSynced(path+".prev", old, perm); err != nil {
-		return nil, fmt.Errorf("keep the previous rule file: %w", err)
+		return nil, n.notWritable("keep the previous rule file", err)
 	}
 	if err := writeFileSynced(path, src, perm); err != nil {
-		return nil, fmt.Errorf("write the rule file: %w", err)
+		return nil, n.notWritable("write the rule file", err)
 	}
 	if err := n.ReloadRulesAs(ctx); err != nil {
 		// Not in force (the trail could not record it, say): the file
@@ -450,6 +451,28 @@ func (n *Node) PublishRules(ctx context.Context, src []byte, base string) (*Rule
 		return nil, fmt.Errorf("rules %s were written but %s are in force: the file changed under the publish", rs.Version(), now)
 	}
 	return &RulesPublished{Version: now, Was: cur.version}, nil
+}
+
+// CodeRulesNotWritable: the node cannot write its rule file (a read-only
+// mount, say), so rules cannot be published over the API.
+const CodeRulesNotWritable = "rules_not_writable"
+
+// notWritable is the error of a rule file the node could not write while
+// doing what: unavailable, saying why without the node's paths (the log
+// has them) and what to do instead.
+func (n *Node) notWritable(what string, err error) error {
+	n.log.Error("rules not published: "+what, "file", n.cfg.RulesPath, "err", err)
+	cause := err
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		cause = pe.Err
+	case errors.As(err, &le):
+		cause = le.Err
+	}
+	return &hcx.Error{Class: hcx.EUnavailable, Code: CodeRulesNotWritable, Err: err,
+		Message: fmt.Sprintf("the node could not %s (%v): publishing over the API needs the rule file and its directory writable by the node; meanwhile edit the file and reload with SIGHUP", what, cause)}
 }
 
 // writeFileSynced replaces path with data so that a crash leaves either the

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,5 +128,27 @@ func TestConcurrentPublishesOneWins(t *testing.T) {
 	}
 	if n.PolicyVersion() != vers[won] {
 		t.Errorf("in force %s, the winner published %s", n.PolicyVersion(), vers[won])
+	}
+}
+
+// A rule file the node cannot write (a read-only mount; here, a directory
+// in the way of <file>.prev) is a 503 that says so; nothing changes.
+func TestPublishToAnUnwritableRuleFileSaysSo(t *testing.T) {
+	n, path, good := openNodeWithOwnRules(t, time.Now)
+	defer n.Close()
+	before := n.PolicyVersion()
+	if err := os.MkdirAll(path+".prev/in-the-way", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.PublishRules(testCtx, bytes.Replace(good, []byte("days: 14"), []byte("days: 21"), 1), before)
+	var he *hcx.Error
+	if !errors.As(err, &he) || he.Class != hcx.EUnavailable || he.Code != CodeRulesNotWritable || strings.Contains(he.Message, path) {
+		t.Fatalf("publish to an unwritable file: %v", err)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, good) || n.PolicyVersion() != before {
+		t.Error("a publish that could not write changed the rules")
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp")); len(tmp) > 0 {
+		t.Errorf("temporary files left: %v", tmp)
 	}
 }
