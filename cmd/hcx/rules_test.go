@@ -236,6 +236,7 @@ func TestRulesOverTheAPI(t *testing.T) {
 	sources := []string{candidate, other}
 	answers := make([]answer, 2)
 	var wg sync.WaitGroup
+	published := time.Now()
 	for i := range sources {
 		wg.Add(1)
 		go func() {
@@ -293,6 +294,7 @@ func TestRulesOverTheAPI(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("publish to the resident decided again: %v", time.Since(published))
 	auditorM := f.asMachine("auditor-cert", f.PKI.Auditor)
 	for {
 		var logged exchange.SubjectAnswer
@@ -305,6 +307,7 @@ func TestRulesOverTheAPI(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("publish to the hub's attestation under the new policy: %v", time.Since(published))
 	trail = node.AuditPage{}
 	callAs(t, hc, op, "GET", url+"/v1/audit?limit=1000", nil, &trail)
 	reloads := 0
