@@ -208,6 +208,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.bundleRules()...)
 	rules = append(rules, discoveryRules("hcx province node", func() string { return string(h.n.Province()) }, NodeOpenAPI)...)
 	rules = append(rules, h.witnessRules()...)
+	rules = append(rules, h.rulesRules()...)
 	return rules
 }
 
