@@ -116,7 +116,10 @@ func TestRaftLevelsReachSlogAsRaftMeantThem(t *testing.T) {
 	}
 }
 
-func TestCleanStopOfAThreeMemberClusterWarnsOfNothingAndLeaderChangesAreLogged(t *testing.T) {
+// startRecordedCluster starts a 3-member loopback cluster logging to the
+// records it returns.
+func startRecordedCluster(t *testing.T) (*Cluster, *records) {
+	t.Helper()
 	p := newPKI(t, 3)
 	rec := newRecords()
 	cc := ClusterConfig{N: 3, Dir: t.TempDir(), RootDER: p.root.Cert.Raw, Signers: p.hubs, Logger: slog.New(rec), NoAPI: true, InsecurePlaintext: true, Tune: fastTune}
@@ -124,6 +127,11 @@ func TestCleanStopOfAThreeMemberClusterWarnsOfNothingAndLeaderChangesAreLogged(t
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, rec
+}
+
+func TestCleanStopOfAThreeMemberClusterWarnsOfNothingAndLeaderChangesAreLogged(t *testing.T) {
+	c, rec := startRecordedCluster(t)
 	// Every member logs the leader it learnt, and the membership
 	// changes it saw as hub-2 and hub-3 joined and were promoted.
 	leaderSeen := map[string]bool{}
@@ -175,13 +183,7 @@ func TestCleanStopOfAThreeMemberClusterWarnsOfNothingAndLeaderChangesAreLogged(t
 // A leader stopping on its own hands leadership over, and the members left
 // log the new leader; the stopping member warns of nothing.
 func TestALeaderStoppingAloneHandsOverWithoutWarning(t *testing.T) {
-	p := newPKI(t, 3)
-	rec := newRecords()
-	cc := ClusterConfig{N: 3, Dir: t.TempDir(), RootDER: p.root.Cert.Raw, Signers: p.hubs, Logger: slog.New(rec), NoAPI: true, InsecurePlaintext: true, Tune: fastTune}
-	c, err := StartCluster(ctxT(t, 30*time.Second), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, rec := startRecordedCluster(t)
 	t.Cleanup(func() { c.Close() })
 	old := c.Leader()
 	mark := rec.len()

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,30 +21,12 @@ import (
 	"github.com/hcxfed/hcx/devidp"
 )
 
-// logBuffer is the federation's log destination, written by its goroutines
-// while the test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// records parses every line as one JSON object with time, level and msg.
-func (l *logBuffer) records(t *testing.T) []map[string]any {
+// logRecords parses every line of log as one JSON object with time, level
+// and msg.
+func logRecords(t *testing.T, log string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for i, line := range strings.Split(strings.TrimSuffix(l.String(), "\n"), "\n") {
+	for i, line := range strings.Split(strings.TrimSuffix(log, "\n"), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %d is not JSON (%v): %q", i+1, err, line)
@@ -81,7 +62,7 @@ func (k accessKey) String() string {
 // the status and the caller's role; the hub logged its leader and the
 // nodes that they caught up with the hub log.
 func TestLogsCarryNoIdentityAndOneAccessLinePerRequest(t *testing.T) {
-	var buf logBuffer
+	var buf syncBuffer // the federation's goroutines write while the test reads
 	logger, err := newLogger(&buf, "json", true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +163,7 @@ func TestLogsCarryNoIdentityAndOneAccessLinePerRequest(t *testing.T) {
 	// Lines are written after the answer is sent: wait for the last.
 	var recs []map[string]any
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		recs = buf.records(t)
+		recs = logRecords(t, buf.String())
 		n := 0
 		for _, r := range recs {
 			if r["component"] == "access" && r["province"] == string(gd) {
