@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -133,5 +134,32 @@ func TestAccessLogWritesOneLinePerRequestWithTheRouteTemplate(t *testing.T) {
 	defer buf.mu.Unlock()
 	if strings.Contains(buf.b.String(), secret) {
 		t.Errorf("the access log carries a path segment, query, header or body:\n%s", buf.b.String())
+	}
+}
+
+// A listener without the gate (hcx audit --watch serves a ServeMux) is
+// named by the ServeMux's pattern, its method dropped.
+func TestAccessLogNamesServeMuxPatterns(t *testing.T) {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "x 1\n") })
+	m.HandleFunc("POST /v1/witness/{op}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusConflict) })
+	var buf syncBuffer
+	srv := httptest.NewServer(AccessLog(m, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	defer srv.Close()
+	for _, c := range []struct{ method, path string }{{"GET", "/metrics"}, {"POST", "/v1/witness/add-checkpoint"}, {"GET", "/nothing"}} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var got []string
+	for _, l := range buf.lines(t) {
+		got = append(got, fmt.Sprint(l["level"], " ", l["route"], " ", l["status"]))
+	}
+	want := []string{"DEBUG /metrics 200", "INFO /v1/witness/{op} 409", "INFO unmatched 404"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lines %q, want %q", got, want)
 	}
 }

@@ -102,9 +102,9 @@ func TestRaftLevelsReachSlogAsRaftMeantThem(t *testing.T) {
 	if attrOf(got[2], "k") != "1" || attrOf(got[4], "err") != "boom" {
 		t.Errorf("Raft's key-value pairs are lost: %s, %s", describe(got[2]), describe(got[4]))
 	}
-	l.Info("fmt", "servers", hclog.Fmt("%+v", []int{1, 2}), "odd")
-	if r := rec.since(len(want))[0]; attrOf(r, "servers") != "[1 2]" || attrOf(r, "extra_value_at_end") != "odd" {
-		t.Errorf("hclog's formats and odd values: %s", describe(r))
+	l.Info("fmt", "servers", hclog.Fmt("%+v", []int{1, 2}), "time", time.Second, "odd")
+	if r := rec.since(len(want))[0]; attrOf(r, "servers") != "[1 2]" || attrOf(r, "extra_value_at_end") != "odd" || attrOf(r, "raft_time") != "1s" || attrOf(r, "time") != "" {
+		t.Errorf("hclog's formats, odd values and keys slog has: %s", describe(r))
 	}
 	// Once the member stops, what Raft complains of is the stop's doing.
 	stopping.Store(true)
@@ -220,4 +220,36 @@ func TestALeaderStoppingAloneHandsOverWithoutWarning(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no member logged the change from %s to %s", old.ID(), next.ID())
+}
+
+// A member that is down makes the leader's Raft report every heartbeat
+// and append to it, several times a second: the same warning about the
+// same peer is logged once per raftRepeatWindow, and the next says how
+// many were left out. Another peer, or another message, is its own.
+func TestRaftRepeatsAboutOnePeerAreLoggedOncePerWindow(t *testing.T) {
+	rec := newRecords()
+	l := newHCLog(slog.New(rec), nil).(*raftLog)
+	now := time.Unix(1_700_000_000, 0)
+	l.repeats.now = func() time.Time { return now }
+	for range 40 {
+		l.Error("failed to heartbeat to", "peer", "127.0.0.1:7101", "backoff time", 250*time.Millisecond, "error", "connection refused")
+		l.Error("failed to heartbeat to", "peer", "127.0.0.1:7102", "error", "EOF")
+		l.Info("routine") // INFO is never held back
+		now = now.Add(100 * time.Millisecond)
+	}
+	now = now.Add(raftRepeatWindow)
+	l.Error("failed to heartbeat to", "peer", "127.0.0.1:7101", "error", "connection refused")
+	var lines []string
+	for _, r := range rec.since(0) {
+		if r.Level == slog.LevelError {
+			lines = append(lines, attrOf(r, "peer")+" repeated="+attrOf(r, "repeated"))
+		}
+	}
+	want := []string{"127.0.0.1:7101 repeated=", "127.0.0.1:7102 repeated=", "127.0.0.1:7101 repeated=39"}
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Errorf("error lines %q, want %q", lines, want)
+	}
+	if n := len(rec.since(0)) - len(lines); n != 40 {
+		t.Errorf("%d INFO lines, want 40", n)
+	}
 }
