@@ -59,8 +59,9 @@ func (k accessKey) String() string {
 // document number, the subject, the code, the enrolment code, the session
 // or a bearer token; every line is JSON; the province's node wrote exactly
 // one access line per request the test made, with the route's template,
-// the status and the caller's role; the hub logged its leader and the
-// nodes that they caught up with the hub log.
+// the status and the caller's role; the hub members logged their leader
+// and the nodes' requests to their API, the nodes that they caught up
+// with the hub log.
 func TestLogsCarryNoIdentityAndOneAccessLinePerRequest(t *testing.T) {
 	var buf syncBuffer // the federation's goroutines write while the test reads
 	logger, err := newLogger(&buf, "json", true, false)
