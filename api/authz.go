@@ -160,6 +160,7 @@ type gate struct {
 
 func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		noteRoute(r, rule.Path)
 		// Shedding comes first: under overload, not even authentication
 		// (a signature check) is spent on a request that will be refused.
 		release, err := g.limits.admit(rule.Priority)
@@ -184,6 +185,7 @@ func (g *gate) wrap(rule *Rule) http.HandlerFunc {
 				p = auth.Anonymous
 			}
 		}
+		noteRole(r, p.Role)
 		// Health checks and metrics touch no disk and check no signature:
 		// a load balancer or a prober polling from one address is never
 		// rate limited (and, as PriorityOps, never shed).

@@ -69,7 +69,7 @@ func HubHandlerFunc(log *slog.Logger, opts HubOptions) func(*consensus.Hub) http
 		if o.Authn == nil {
 			o.Authn = HubRequestTokens(h, opts)
 		}
-		return NewHubHandler(h, log, o)
+		return AccessLog(NewHubHandler(h, log, o), log.With("member", h.ID()))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hcxfed/hcx/certs"
@@ -156,13 +157,24 @@ func (c *Cluster) Leader() *Hub {
 	return nil
 }
 
-// Close closes every member.
+// Close stops the whole cluster: every member is told it is stopping before
+// any stops, so the others' complaints about a member that is gone are not
+// logged as faults, and no leadership is handed over, as no member stays.
+// The members stop together: one by one, each survivor would first hold an
+// election among those left.
 func (c *Cluster) Close() error {
-	var err error
 	for _, h := range c.Members {
 		if h != nil {
-			err = errors.Join(err, h.Close())
+			h.stopping.Store(true)
 		}
 	}
-	return err
+	errs := make([]error, len(c.Members))
+	var wg sync.WaitGroup
+	for i, h := range c.Members {
+		if h != nil {
+			wg.Go(func() { errs[i] = h.close(false) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -14,9 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/hcxfed/hcx"
@@ -196,6 +196,13 @@ type Hub struct {
 	voterOnce sync.Once
 	wit       *witnesses // nil without Config.Witnesses
 	m         metrics    // the member's own registry (metrics.go)
+
+	// stopping is set when Close begins: Raft's complaints from then on
+	// are the stop's own doing (raftLog).
+	stopping atomic.Bool
+	obs      *raft.Observer
+	confMu   sync.Mutex
+	conf     map[raft.ServerID]raft.Server // the configuration last logged
 }
 
 // New opens the member's storage, binds its listeners (so URL is known),
@@ -232,7 +239,7 @@ func New(cfg Config) (*Hub, error) {
 	if h.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")}); err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	hlog := newHCLog(log)
+	hlog := newHCLog(cfg.Logger.With("member", cfg.ID), &h.stopping)
 	if h.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog); err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
@@ -294,6 +301,9 @@ func New(cfg Config) (*Hub, error) {
 	if h.raft, err = raft.NewRaft(rc, h.fsm, h.store, h.store, h.snaps, h.trans); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	var obs chan raft.Observation
+	h.obs, obs = newLeaderObserver()
+	h.raft.RegisterObserver(h.obs)
 	existing, err := raft.HasExistingState(h.store, h.store, h.snaps)
 	if err != nil {
 		return nil, err
@@ -323,7 +333,8 @@ func New(cfg Config) (*Hub, error) {
 	ok = true
 
 	h.refreshMembers()
-	h.wg.Add(3)
+	h.wg.Add(4)
+	go h.watchLeader(obs)
 	go h.announce()
 	go h.checkpointer()
 	go h.watchMembers()
@@ -695,14 +706,24 @@ func (h *Hub) await(ctx context.Context, f raft.Future) error {
 
 // Close leaves gracefully: a leader hands leadership to another voter first,
 // then Raft, the listeners and the stores close.
-func (h *Hub) Close() error {
+func (h *Hub) Close() error { return h.close(true) }
+
+// close stops the member, handing leadership over first if transfer is set
+// and there is a voter to hand it to. A stop is clean: nothing it causes is
+// logged as a warning (see raftLog).
+func (h *Hub) close(transfer bool) error {
 	var err error
 	h.closeOnce.Do(func() {
-		if h.IsLeader() && h.voters() > 1 {
+		h.stopping.Store(true)
+		if transfer && h.IsLeader() && h.voters() > 1 {
+			// A failed transfer costs the others one election timeout
+			// before they elect a leader among themselves: worth
+			// saying, not a fault of this member's stop.
 			if e := h.raft.LeadershipTransfer().Error(); e != nil {
-				h.log.Warn("leadership transfer on close", "err", e)
+				h.log.Info("leadership not handed over on close: the other members elect a leader after their election timeout", "err", e)
 			}
 		}
+		h.raft.DeregisterObserver(h.obs)
 		close(h.done)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		h.srv.Shutdown(ctx)
@@ -767,16 +788,4 @@ func (h *Hub) voters() int {
 		}
 	}
 	return n
-}
-
-// newHCLog routes raft's hclog output into slog at warn level and above.
-func newHCLog(log *slog.Logger) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log.With("component", "raft")}, DisableTime: true})
-}
-
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

@@ -442,6 +442,7 @@ func (h *Hub) refreshMembers() {
 		m[string(s.Address)] = string(s.ID)
 	}
 	h.sl.setMembers(m)
+	h.logConfigChange(f.Configuration().Servers)
 }
 
 // RemoveMember removes a member from the cluster (at the leader, wherever it

@@ -44,6 +44,9 @@ func (n *Node) followLoop(ctx context.Context) {
 		}
 	}
 	backoff := 100 * time.Millisecond
+	// caughtUp: the node has read to the head of the log since it started
+	// or since the last failure, said once at INFO (not after every page).
+	caughtUp := false
 	// tryNext logs a failure to read or check the log at a member, moves to
 	// the next member and backs off; false when ctx is done.
 	tryNext := func(msg, member string, start uint64, err error) bool {
@@ -51,6 +54,7 @@ func (n *Node) followLoop(ctx context.Context) {
 			return false
 		}
 		n.log.Warn(msg+"; trying the next member", "member", member, "start", start, "err", err, "retry_in", backoff)
+		caughtUp = false
 		next()
 		if !wait(backoff) {
 			return false
@@ -63,6 +67,13 @@ func (n *Node) followLoop(ctx context.Context) {
 	// that never signs one must not hold the follower).
 	const maxSoonTries = 50
 	soonTries := 0
+	atHead := func(size uint64) {
+		if !caughtUp {
+			caughtUp = true
+			n.log.Info("caught up with the hub log", "size", size, "member", n.cfg.Hub.Member(cur).Members()[0])
+		}
+	}
+	n.log.Info("following the hub log", "from", n.applied.Load(), "members", members)
 	for ctx.Err() == nil {
 		if members == 0 || forked[cur] {
 			if !wait(forkRetry) {
@@ -101,6 +112,7 @@ func (n *Node) followLoop(ctx context.Context) {
 		}
 		var fork *ForkError
 		if len(page.Entries) == 0 {
+			atHead(start)
 			if err := n.refreshWitnessed(ctx, hub); errors.As(err, &fork) {
 				leave(fork)
 			} else if err != nil {
@@ -141,6 +153,9 @@ func (n *Node) followLoop(ctx context.Context) {
 				return
 			}
 			continue
+		}
+		if len(page.Entries) < followPage {
+			atHead(tree.rng.End())
 		}
 		if f := n.fork.Load(); f != nil && f.Member != hub.Members()[0] {
 			n.log.Info("following the hub log again from a member whose signed checkpoint checks out", "member", hub.Members()[0], "size", tree.rng.End(), "forked_member", f.Member)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 const adminFlagHelp = "listen address of the admin listener serving Go's pprof profiles under /debug/pprof/ (off when empty; unauthenticated: loopback or a management network only)"
 
 // startAdmin serves the admin listener (api.NewAdminServer) on addr until
-// stop is called; with addr empty it serves nothing.
-func startAdmin(addr string, stdout io.Writer) (stop func(), err error) {
+// stop is called, with its requests in log's access log; with addr empty it
+// serves nothing.
+func startAdmin(addr string, stdout io.Writer, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -24,6 +26,7 @@ func startAdmin(addr string, stdout io.Writer) (stop func(), err error) {
 		return nil, fmt.Errorf("admin listener on %s: %w", addr, err)
 	}
 	srv := api.NewAdminServer()
+	srv.Handler = api.AccessLog(srv.Handler, log)
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "admin listener (pprof) on http://%s/debug/pprof/\n", ln.Addr())
 	return func() {

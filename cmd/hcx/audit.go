@@ -52,7 +52,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
 	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
-	verbose := fs.Bool("v", false, "log progress lines")
+	logOpts := addLogFlags(fs)
 	trails := trailFlags{}
 	fs.Var(&trails, "trail", "CODE=URL: check province CODE's operator trail, read from its node at URL, against the trail heads it logged (repeatable)")
 	fs.Usage = func() {
@@ -84,13 +84,15 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		hc = hubHTTPClient(certs.ClientTLSFrom(anchor, "", nil))
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
+	// A single pass logs only what goes wrong (its report is on stdout);
+	// --watch runs as a service and logs at INFO.
+	logger, err := logOpts.logger(stderr, *watch <= 0)
+	if err != nil {
+		return err
 	}
 	cfg := audit.Config{
 		Hub:    exchange.NewHubClient(urls, hc).SignWith(signer, nil),
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger: logger,
 		Trails: trails.sources(hc, signer),
 	}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -311,10 +313,10 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer
 	if err != nil {
 		return fmt.Errorf("--metrics %s: %w", addr, err)
 	}
-	srv := api.NewServer(mux, api.ServerTimeouts{ReadHeader: 5 * time.Second, Write: 10 * time.Second})
+	srv := api.NewServer(api.AccessLog(mux, cfg.Logger), api.ServerTimeouts{ReadHeader: 5 * time.Second, Write: 10 * time.Second})
 	go srv.Serve(ln)
 	defer srv.Close()
-	cfg.Logger.Warn("auditing; metrics at /metrics", "addr", ln.Addr().String(), "every", every)
+	cfg.Logger.Info("auditing; metrics at /metrics", "addr", ln.Addr().String(), "every", every)
 	for {
 		start := time.Now()
 		rep, err := audit.Run(ctx, cfg, v)

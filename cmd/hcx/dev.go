@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,7 +40,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	host := fs.String("host", defaultHost, "address to listen on")
 	hubs := fs.Int("hubs", 3, "hub members (1, 3 or 5)")
 	useTLS := fs.Bool("tls", false, "serve the hub's and nodes' APIs over TLS, with certificates from the dev CA's TLS root (required for a --host other than loopback)")
-	verbose := fs.Bool("v", false, "log everything, not only warnings")
+	logOpts := addLogFlags(fs)
 	benchLimits := fs.Bool("bench-limits", false, "lift the per-caller request rates of checkpoints, residents and feeds (in-flight bounds stay), so hcx bench measures the nodes rather than the abuse limits")
 	var witnesses listFlag
 	fs.Var(&witnesses, "witness", "another witness of the dev hub besides the nodes, such as hcx audit --watch's http://127.0.0.1:9470/v1/witness (repeatable)")
@@ -67,11 +66,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
-	if !*verbose {
-		handler = quietRaft{Handler: slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})}
+	logger, err := logOpts.logger(stderr, false)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(handler)
 
 	cfg := federationConfig{Dir: abs, Provinces: devProvinces, HubMembers: *hubs, NodeAddrs: map[hcx.ProvinceCode]string{}, IdPAddr: idpAddr(*host, *portBase), Logger: logger, TLS: *useTLS, Limits: devLimits, Witnesses: witnesses}
 	if *benchLimits {
@@ -91,7 +89,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer f.Close()
-	stopAdmin, err := startAdmin(*admin, stdout)
+	stopAdmin, err := startAdmin(*admin, stdout, logger)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

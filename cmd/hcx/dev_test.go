@@ -32,7 +32,8 @@ func startTestFederationIn(t *testing.T, dir string, hubMembers int, raftAddrs .
 }
 
 // startTestFederationWith starts the dev provinces' federation described
-// by cfg (Dir and HubMembers at least), logging only under go test -v.
+// by cfg (Dir and HubMembers at least), logging only under go test -v
+// unless cfg has a Logger.
 func startTestFederationWith(t *testing.T, cfg federationConfig) *federation {
 	t.Helper()
 	var logOut io.Writer = io.Discard
@@ -42,7 +43,9 @@ func startTestFederationWith(t *testing.T, cfg federationConfig) *federation {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg.Provinces = devProvinces
-	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	// Receipts of checks across provinces travel within a second.
 	cfg.ReceiptInterval = 200 * time.Millisecond
 	f, err := startFederation(ctx, cfg)

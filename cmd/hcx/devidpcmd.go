@@ -30,7 +30,7 @@ func runDevIdP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "hcx-data", "the directory hcx dev init wrote (the provider's state is in DIR/idp)")
 	listen := fs.String("listen", defaultIdPAddr, "address to listen on (host:port), where hcx dev runs it")
-	verbose := fs.Bool("v", false, "log everything, not only warnings")
+	logOpts := addLogFlags(fs)
 	setUsage(fs, "Serves the development OpenID provider of 'hcx dev' on its own, for a federation\nwhose nodes run elsewhere (docker-compose.yml), with the users and clients\n'hcx dev init' wrote to DIR/idp.",
 		"hcx dev idp --dir DIR --listen ADDR")
 	if err := parseCmdFlags(fs, args, stdout); err != nil {
@@ -39,11 +39,11 @@ func runDevIdP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return fmt.Errorf("hcx dev idp: unexpected argument %q; see 'hcx dev idp -h'", fs.Arg(0))
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
+	logger, err := logOpts.logger(stderr, false)
+	if err != nil {
+		return err
 	}
-	s, err := startDevIdP(filepath.Join(*dir, "idp"), *listen, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	s, err := startDevIdP(filepath.Join(*dir, "idp"), *listen, logger)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -41,7 +40,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var witnesses listFlag
 	fs.Var(&witnesses, "witness", "submission prefix of a witness this member submits checkpoints to while it leads, such as https://node-110000:8711/v1/witness or an auditor's https://auditor:9470/v1/witness (repeatable or comma-separated)")
 	witnessCA := fs.String("witness-ca", "", "TLS root (PEM) the https witnesses' server certificates chain to (default: the system's roots)")
-	verbose := fs.Bool("v", false, "debug logging")
+	logOpts := addLogFlags(fs)
 	admin := fs.String("admin", "", adminFlagHelp)
 	setUsage(fs, "Runs one member of the national hub's Raft cluster until interrupted, then leaves\ngracefully (leadership transfer if it leads). The first member starts with\n-bootstrap, the others with -join; certificates come from 'hcx ca'.",
 		"hcx hub -id ID -root ROOT.crt -cert C -key K -tls-cert T -tls-key TK (-bootstrap | -join ADDRS) [flags]")
@@ -73,11 +72,10 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if signer.Role != certs.RoleHub {
 		return fmt.Errorf("hub: %s is a %s certificate, not a hub member's", *certPath, signer.Role)
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	log, err := logOpts.logger(stderr, false)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *dir == "" {
 		*dir = hubDir(defaultDataDir, *id)
 	}
@@ -103,7 +101,7 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	stopAdmin, err := startAdmin(*admin, stdout)
+	stopAdmin, err := startAdmin(*admin, stdout, log)
 	if err != nil {
 		h.Close()
 		return fmt.Errorf("hub: %w", err)

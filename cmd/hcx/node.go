@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -54,7 +53,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		insecure: fs.Bool("insecure-plaintext-api", false, "DANGER: serve the API, and follow http:// hub URLs, in plain HTTP on an address other than loopback: anyone on the path reads and alters it"),
 	}
 	hubCA := fs.String("hub-ca", "", "the TLS root the hub's API certificates come from (tls-root.crt in the CA directory); required for https hub URLs")
-	verbose := fs.Bool("v", false, "log at info level")
+	logOpts := addLogFlags(fs)
 	offlineMaxAge := fs.Duration("offline-max-age", 6*time.Hour, "how old a verification bundle's checkpoint may get before checkpoint devices refuse codes offline (hcx verify)")
 	headEvery := fs.Duration("audit-head-every", node.DefaultAuditHeadEvery, "how often the node logs its operator trail's head at the hub when the trail grew; 0 never")
 	witnessOpts := addWitnessFlags(fs, "this node")
@@ -119,11 +118,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("--oidc: %w", err)
 		}
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
+	logger, err := logOpts.logger(stderr, false)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	fieldKeys := map[int][]byte{}
 	for v, k := range keys.FieldKeys {
 		if fieldKeys[v], err = base64.StdEncoding.DecodeString(k); err != nil {
@@ -171,7 +169,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := startAdmin(*admin, stdout)
+	stopAdmin, err := startAdmin(*admin, stdout, logger)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("node: %w", err)

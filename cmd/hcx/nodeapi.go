@@ -71,5 +71,6 @@ func nodeHandler(n *node.Node, sec nodeSecurity) (http.Handler, error) {
 		BindIdentity: n.BindVerifiedIdentity,
 		DeviceIssuer: sec.Devices,
 	}
-	return api.WithCSRF(api.NewNodeHandler(n, sec.Logger, opts)), nil
+	// The province names the node in a process serving several (hcx dev).
+	return api.AccessLog(api.WithCSRF(api.NewNodeHandler(n, sec.Logger, opts)), sec.Logger.With("province", string(n.Province()))), nil
 }
