@@ -17,6 +17,9 @@ const maxAPIAnswer = 8 << 20
 // APICaller sends a page's request into the node's JSON API in process.
 type APICaller struct {
 	Handler http.Handler
+	// Lang, if set, is the page's language, sent as Accept-Language so
+	// that the API's texts (a refused venue code) match the page.
+	Lang func(*http.Request) string
 }
 
 // FieldError is the API's refusal as a page shows it: the error code (to
@@ -70,6 +73,9 @@ func (c *APICaller) Serve(r *http.Request, method, path string, body any) (*Reco
 	req.Header.Del("Content-Length")
 	// The API answers JSON; the browser asked for HTML.
 	req.Header.Set("Accept", "application/json")
+	if c.Lang != nil {
+		req.Header.Set("Accept-Language", c.Lang(r))
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 		req.Body = io.NopCloser(bytes.NewReader(raw))

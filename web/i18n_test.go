@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hcxfed/hcx/policy"
 )
 
 var (
@@ -20,13 +22,23 @@ var (
 	// tFamily is a key built in a template: t (printf "colour_%s" .Colour).
 	tFamily = regexp.MustCompile(`printf\s+"([a-z0-9_]+)%s"`)
 	// doneParam is a notice a redirect asks for (done=x shows done_x).
-	doneParam = regexp.MustCompile(`[?&]done=([a-z_]+)`)
+	doneParam = regexp.MustCompile(`\bdone=([a-z_]+)`)
 )
 
 // keyFamilies are the values of the keys that templates build with printf:
 // each family's keys must all be translated.
 var keyFamilies = map[string][]string{
-	"colour_": {"green", "yellow", "red"},
+	"colour_":  {"green", "yellow", "red"},
+	"risk_":    {"high", "medium"},
+	"symptom_": symptomKeys(),
+}
+
+func symptomKeys() []string {
+	var out []string
+	for _, s := range policy.Symptoms() {
+		out = append(out, keyOf(s))
+	}
+	return out
 }
 
 // usedKeys collects every translation key the package uses: literal keys

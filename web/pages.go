@@ -168,4 +168,5 @@ func codeField(err error, prefix, field string) error {
 var translatedErrors = []string{
 	"invalid_code", "enrolment_code_unknown", "enrolment_code_used", "enrolment_code_expired",
 	"unauthenticated", "forbidden_role", "not_yours", "rate_limited", "internal",
+	"invalid_temp_c", "invalid_text", "no_code_in_photo",
 }

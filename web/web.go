@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{api: &APICaller{Handler: cfg.API}, log: cfg.Logger, i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+	s := &Server{api: &APICaller{Handler: cfg.API, Lang: tr.lang}, log: cfg.Logger, i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -254,15 +254,18 @@ func (s *Server) funcs(loc *localizer) template.FuncMap {
 			if t.IsZero() {
 				return ""
 			}
-			return t.Local().Format("2006-01-02")
+			return t.In(displayZone).Format("2006-01-02")
 		},
 		"datetime": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
 			}
-			return t.Local().Format("2006-01-02 15:04")
+			return t.In(displayZone).Format("2006-01-02 15:04")
 		},
 		"query": url.QueryEscape,
+		// key makes an API code (a symptom such as "sore-throat") part
+		// of a translation key.
+		"key": keyOf,
 		// errtext is an API refusal in the reader's language where its
 		// code has a translation (err_<code>), else the API's message.
 		"errtext": func(e *FieldError) string {
@@ -286,6 +289,10 @@ func (s *Server) funcs(loc *localizer) template.FuncMap {
 		},
 	}
 }
+
+// displayZone is the zone of the times pages show: China Standard Time,
+// the zone of every province (fixed, so no time zone database is needed).
+var displayZone = time.FixedZone("CST", 8*60*60)
 
 // flashKey maps a done= parameter of a redirect (POST/redirect/GET) to the
 // translation key of its notice; unknown values show nothing.

@@ -163,7 +163,7 @@ func (b *browser) waitPath(path string) {
 		last = s
 		time.Sleep(50 * time.Millisecond)
 	}
-	b.t.Fatalf("waited 30 s for %s; the tab shows %q (%s)", path, last, b.url())
+	b.t.Fatalf("waited 30 s for %s; the tab shows %q (%s): %.400q", path, last, b.url(), b.text())
 }
 
 // text is the visible text of the page's body.
@@ -180,6 +180,14 @@ func (b *browser) click(sel string) {
 	b.t.Helper()
 	b.eval(`window.__hcxStale = true`, nil)
 	b.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+// submit submits the form whose action is action with its submit button
+// and waits for the page at path.
+func (b *browser) submit(action, path string) {
+	b.t.Helper()
+	b.click("form[action='" + action + "'] button[type=submit]")
+	b.waitPath(path)
 }
 
 // fill types v into the input sel selects.

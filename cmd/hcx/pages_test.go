@@ -44,8 +44,7 @@ func TestPagesPasskeyCeremony(t *testing.T) {
 	// A malformed code is refused next to the field, in the page's
 	// language.
 	b.fill("#code", "not-a-code")
-	b.click("form[action='/app/login/enrol'] button[type=submit]")
-	b.waitPath("/app/login/enrol")
+	b.submit("/app/login/enrol", "/app/login/enrol")
 	if txt := b.text(); !strings.Contains(txt, "An enrolment code is 20 letters and digits in four groups of five.") {
 		t.Fatalf("a malformed code: the page says %q", txt)
 	}
@@ -56,8 +55,7 @@ func TestPagesPasskeyCeremony(t *testing.T) {
 	}
 
 	b.fill("#code", code)
-	b.click("form[action='/app/login/enrol'] button[type=submit]")
-	b.waitPath("/app/resident/passkeys")
+	b.submit("/app/login/enrol", "/app/resident/passkeys")
 	if txt := b.text(); !strings.Contains(txt, "You are logged in") || !strings.Contains(txt, "No passkey yet") {
 		t.Fatalf("after the enrolment code: %q", txt)
 	}

@@ -56,7 +56,42 @@ async function passkeyCeremony(button, kind, beginBody) {
   }
 }
 
+// refreshCode fetches a new QR image of the code every data-every seconds
+// (a dynamic code lives 60 s; a screenshot goes stale) and when the page
+// becomes visible again, as a blob so the browser never caches it. A changed colour reloads the page, which then
+// shows the new reasons.
+function refreshCode(img) {
+  const every = Math.max(10, parseInt(img.dataset.every, 10) || 30) * 1000;
+  const shown = document.querySelector("[data-code-colour]");
+  const label = document.querySelector("[data-code-updated]");
+  let last = null;
+  async function once() {
+    try {
+      const res = await fetch(img.dataset.refresh, { credentials: "same-origin", cache: "no-store" });
+      if (res.status === 401) { window.location.assign("/app/login?done=login_needed"); return; }
+      if (!res.ok) return;
+      const colour = res.headers.get("X-HCX-Colour");
+      if (shown && colour && colour !== shown.dataset.codeColour) { window.location.reload(); return; }
+      const url = URL.createObjectURL(await res.blob());
+      img.src = url;
+      if (last) URL.revokeObjectURL(last);
+      last = url;
+      img.dataset.refreshed = String((parseInt(img.dataset.refreshed, 10) || 0) + 1);
+      if (label) label.textContent = img.dataset.updatedLabel + " " + new Date().toLocaleTimeString(document.documentElement.lang);
+    } catch (e) {
+      // Offline for a moment: keep the image and try at the next tick.
+    }
+  }
+  setInterval(once, every);
+  // Back to the page after a while (the phone was in a pocket): renew at
+  // once rather than show a stale code until the next tick.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") once();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("img[data-refresh]").forEach(refreshCode);
   document.querySelectorAll("[data-passkey-login]").forEach(function (b) {
     b.addEventListener("click", function () { passkeyCeremony(b, "login"); });
   });
