@@ -83,7 +83,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		_, err = rec.Decode(nil)
 	}
 	if err != nil {
-		s.formError(w, r, "login", codeField(err, "enrolment_code", "code"))
+		s.formErrorAt(w, r, "login", "/app/login", codeField(err, "enrolment_code", "code"))
 		return
 	}
 	rec.Forward(w)
@@ -93,12 +93,18 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 // formError shows a form again with the API's refusal (its status), or
 // 500 for anything else.
 func (s *Server) formError(w http.ResponseWriter, r *http.Request, page string, err error) {
+	s.formErrorAt(w, r, page, "", err)
+}
+
+// formErrorAt is formError for a page whose GET path is path (where the
+// switches return).
+func (s *Server) formErrorAt(w http.ResponseWriter, r *http.Request, page, path string, err error) {
 	var fe *FieldError
 	if !errors.As(err, &fe) {
 		s.log.Error("web: API call failed", "page", page, "err", err)
 		fe = &FieldError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 	}
-	s.render(w, r, fe.Status, page, Page{Who: s.who(r), Error: fe})
+	s.render(w, r, fe.Status, page, Page{Who: s.who(r), Path: path, Error: fe})
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

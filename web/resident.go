@@ -166,6 +166,16 @@ func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, name string,
 	s.render(w, r, status, name, page)
 }
 
+// personPage is a resident's page at path about sub: after a form's POST
+// the switches return to the GET page of the same person.
+func personPage(m me, path, sub string, data any) Page {
+	p := Page{Who: whoOf(m), Path: path, Data: data}
+	if sub != m.Subject {
+		p.Here = path + "?sub=" + sub
+	}
+	return p
+}
+
 // whoOf is the navigation's resident.
 func whoOf(m me) Who {
 	return Who{Role: "resident", Name: m.Name, Colour: m.Colour, Dependants: m.Dependants}
@@ -203,7 +213,7 @@ func (s *Server) codePage(w http.ResponseWriter, r *http.Request, m me, sub stri
 	for _, t := range p.Person.Status.ReleaseTexts {
 		p.Release = append(p.Release, t.In(lang))
 	}
-	s.renderForm(w, r, "resident", Page{Who: whoOf(m), Data: p}, formErr)
+	s.renderForm(w, r, "resident", personPage(m, "/app/resident", sub, p), formErr)
 }
 
 // scan posts a venue code the resident scanned, typed (a scanner app's
@@ -282,7 +292,7 @@ func (s *Server) showDeclare(w http.ResponseWriter, r *http.Request, subValue st
 	if !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub, &p.Person)) || !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub+"/declarations", &p.List)) {
 		return
 	}
-	s.renderForm(w, r, "declare", Page{Who: whoOf(m), Data: p}, formErr)
+	s.renderForm(w, r, "declare", personPage(m, "/app/resident/declare", sub, p), formErr)
 }
 
 // formSubject is whose a posted form is: its sub, checked, or the
@@ -439,7 +449,7 @@ func (s *Server) showAppeals(w http.ResponseWriter, r *http.Request, subValue st
 		return
 	}
 	p.Appeals = list.Appeals
-	s.renderForm(w, r, "appeals", Page{Who: whoOf(m), Data: p}, formErr)
+	s.renderForm(w, r, "appeals", personPage(m, "/app/resident/appeals", sub, p), formErr)
 }
 
 // fileAppeal files an appeal against the colour with the resident's text.

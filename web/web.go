@@ -150,9 +150,14 @@ func cacheStatic(h http.Handler) http.Handler {
 // Page is what every template gets: the page's own data in Data, and the
 // frame around it.
 type Page struct {
-	Lang  string // zh, en, ja or ko
-	Care  bool   // elderly mode
-	Path  string // this page's path (for the switches' return)
+	Lang string // zh, en, ja or ko
+	Care bool   // elderly mode
+	// Path is the page's path without a query (the person switch links
+	// to it); a page rendered in answer to a POST sets the GET page's.
+	Path string
+	// Here is where the language and care switches return: a GET page's
+	// path and query (without its notice), else Path.
+	Here  string
 	Who   Who
 	Flash string // translation key of a notice after a redirect
 	Error *FieldError
@@ -206,7 +211,19 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	}
 	p.Lang = s.i18n.lang(r)
 	p.Care = careMode(r)
-	p.Path = r.URL.Path
+	if p.Path == "" {
+		p.Path = r.URL.Path
+	}
+	if p.Here == "" {
+		p.Here = p.Path
+		if r.Method == http.MethodGet {
+			q := r.URL.Query()
+			q.Del("done")
+			if enc := q.Encode(); enc != "" {
+				p.Here += "?" + enc
+			}
+		}
+	}
 	if p.Flash == "" {
 		p.Flash = flashKey(r.URL.Query().Get("done"))
 	}

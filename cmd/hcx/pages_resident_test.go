@@ -121,6 +121,10 @@ func TestPagesResident(t *testing.T) {
 	if txt := b.text(); !strings.Contains(txt, "太古里") {
 		t.Fatalf("after scanning a photo: %q", txt)
 	}
+	// The switches after a scan (a POST's page) return to the code page.
+	b.click(`button[name=lang][value=ja]`)
+	b.waitPath("/app/resident")
+	b.setPrefs("en", false)
 	// Not a venue code: the node's own message, in the page's language,
 	// next to the field.
 	b.load("/app/resident")
@@ -153,6 +157,13 @@ func TestPagesResident(t *testing.T) {
 	if txt := b.text(); !strings.Contains(txt, "Checked in for today.") || !strings.Contains(txt, "check-in · 36.5 °C") {
 		t.Fatalf("after the check-in: %q", txt)
 	}
+	// The switches on a dependant's page stay with the dependant.
+	b.click(`button[name=care]`)
+	b.waitPath("/app/resident/declare?sub=" + string(child))
+	if txt := b.text(); !strings.Contains(txt, "Acting for") || strings.Contains(txt, "Checked in for today.") {
+		t.Errorf("after the care switch on the dependant's page: %q", txt)
+	}
+	b.setPrefs("en", false)
 	b.load("/app/resident/declare")
 	b.fill("#declare-temp", "hot")
 	b.submit("/app/resident/declare", "/app/resident/declare")
