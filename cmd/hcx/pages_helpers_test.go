@@ -263,14 +263,27 @@ const focusablesJS = `[...document.querySelectorAll("a[href], button, input, sel
 // checkA11y checks the page's basic accessibility: every input, select and
 // textarea has a label (label[for], a wrapping label, aria-label or
 // aria-labelledby); visible text has a contrast of at least 4.5:1 against
-// its effective background; and Tab visits every interactive element in
-// DOM order, each showing a visible focus style.
+// its effective background; in elderly mode every target is at least 48 px
+// high; and Tab visits every interactive element in DOM order, each
+// showing a visible focus style.
 func (b *browser) checkA11y() {
 	b.t.Helper()
 	var problems []string
 	b.eval(a11yJS, &problems)
 	for _, p := range problems {
 		b.t.Errorf("%s (%s, care %v): %s", b.url(), b.lang, b.care, p)
+	}
+	if b.care {
+		// Elderly mode: every target at least 48 px high (a checkbox
+		// counts with its label, which is the target people press).
+		var small []string
+		b.eval(`(`+focusablesJS+`).filter(el => {
+  const target = el.type === "checkbox" && el.closest("label") ? el.closest("label") : el;
+  return target.getBoundingClientRect().height < 47.5;
+}).map(el => el.tagName.toLowerCase() + " " + JSON.stringify((el.innerText || el.value || el.getAttribute("href") || "").slice(0, 30)) + " " + el.getBoundingClientRect().height.toFixed(0) + "px")`, &small)
+		for _, e := range small {
+			b.t.Errorf("%s (%s, elderly mode): target under 48 px: %s", b.url(), b.lang, e)
+		}
 	}
 	var n int
 	b.eval(`(window.__hcxFocus = `+focusablesJS+`).length`, &n)
