@@ -393,8 +393,12 @@ type checksPage struct {
 	Self   bool
 	Person residentView
 	Checks []checkView
+	Next   string // cursor of older checks, if any
 	Days   int
 }
+
+// checksPerPage is how many checks the history shows at once.
+const checksPerPage = 50
 
 // checks is the check history: who checked the code, when, and the
 // colour they saw, for the last 30 days (the node keeps no more).
@@ -405,13 +409,24 @@ func (s *Server) checks(w http.ResponseWriter, r *http.Request) {
 	}
 	var page struct {
 		Checks []checkView `json:"checks"`
+		Next   string      `json:"next"`
 		Days   int         `json:"retention_days"`
 	}
-	p := checksPage{Sub: sub, Self: sub == m.Subject}
-	if !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub, &p.Person)) || !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub+"/checks?limit=200", &page)) {
+	// after is the API's cursor (hex) of an older page.
+	after := r.URL.Query().Get("after")
+	if len(after) > 256 || strings.Trim(after, "0123456789abcdef") != "" {
+		s.formError(w, r, "error", &FieldError{Status: http.StatusBadRequest, Code: "invalid_after", Field: "after", Message: "after: a cursor from the previous page"})
 		return
 	}
-	p.Checks, p.Days = page.Checks, page.Days
+	q := "?limit=" + strconv.Itoa(checksPerPage)
+	if after != "" {
+		q += "&after=" + after
+	}
+	p := checksPage{Sub: sub, Self: sub == m.Subject}
+	if !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub, &p.Person)) || !s.need(w, r, s.getJSON(r, "/v1/residents/"+sub+"/checks"+q, &page)) {
+		return
+	}
+	p.Checks, p.Next, p.Days = page.Checks, page.Next, page.Days
 	s.render(w, r, http.StatusOK, "checks", Page{Who: whoOf(m), Data: p})
 }
 

@@ -192,6 +192,12 @@ func TestPagesResident(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// A cursor that is no cursor is refused, naming the parameter.
+	b.load("/app/resident/checks?after=zz")
+	if txt := b.text(); !strings.Contains(txt, "after: a cursor from the previous page") {
+		t.Errorf("a bad cursor: %q", txt)
+	}
+
 	// An appeal against the dependant's colour, and its status.
 	b.load("/app/resident/appeals?sub=" + string(child))
 	b.fill("#appeal-text", "The sample was mixed up with another child's.")
