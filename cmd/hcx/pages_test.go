@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -138,6 +139,13 @@ func TestPagesFoundation(t *testing.T) {
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a cross-site POST /app/prefs: %v %v, want 403", resp.StatusCode, err)
+	}
+
+	// hcx dev says where the pages are, at the passkeys' origin.
+	var guide bytes.Buffer
+	printDevGuide(&guide, f)
+	if want := strings.Replace(node, "127.0.0.1", "localhost", 1) + "/app/"; !strings.Contains(guide.String(), want) {
+		t.Errorf("hcx dev's guide does not point at %s:\n%s", want, guide.String())
 	}
 
 	b := startBrowser(t, node)
