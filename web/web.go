@@ -40,12 +40,19 @@ type Config struct {
 	// Logger gets missing translations and failed renders; never identity
 	// fields.
 	Logger *slog.Logger
+	// PublicURL is the node's public base URL, where a login at the
+	// identity provider must start: its callback is registered there, and
+	// the login's state cookie must be on the same origin. In hcx dev the
+	// pages are opened at http://localhost:<port> (passkeys need a host
+	// name) while the callback is at 127.0.0.1; empty: this origin.
+	PublicURL string
 }
 
 // Server serves the pages.
 type Server struct {
 	api   *APICaller
 	log   *slog.Logger
+	base  string // Config.PublicURL without a trailing slash
 	i18n  *translations
 	pages map[string]*template.Template // page name -> layout + page
 	mux   *http.ServeMux
@@ -85,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{api: &APICaller{Handler: cfg.API, Lang: tr.lang}, log: cfg.Logger, i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+	s := &Server{api: &APICaller{Handler: cfg.API, Lang: tr.lang}, log: cfg.Logger, base: strings.TrimSuffix(cfg.PublicURL, "/"), i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -280,6 +287,11 @@ func (s *Server) funcs(loc *localizer) template.FuncMap {
 			return t.In(displayZone).Format("2006-01-02 15:04")
 		},
 		"query": url.QueryEscape,
+		// idp is the address that starts a login at the identity
+		// provider and comes back to the page next.
+		"idp": func(next string) string {
+			return s.base + "/v1/auth/oidc/login?next=" + url.QueryEscape(next)
+		},
 		// key makes an API code (a symptom such as "sore-throat") part
 		// of a translation key.
 		"key": keyOf,

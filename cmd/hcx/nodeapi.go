@@ -73,7 +73,7 @@ func nodeHandler(n *node.Node, sec nodeSecurity) (http.Handler, error) {
 		DeviceIssuer: sec.Devices,
 	}
 	h := api.WithCSRF(api.NewNodeHandler(n, sec.Logger, opts))
-	pages, err := web.New(web.Config{API: h, Logger: sec.Logger})
+	pages, err := web.New(web.Config{API: h, Logger: sec.Logger, PublicURL: sec.PublicURL})
 	if err != nil {
 		return nil, err
 	}

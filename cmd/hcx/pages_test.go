@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/devidp"
 )
 
 // addVirtualAuthenticator gives the tab a platform authenticator that holds
@@ -173,5 +174,37 @@ func TestPagesFoundation(t *testing.T) {
 	b.eval(`({lang: document.documentElement.lang, care: document.documentElement.classList.contains("care")})`, &got)
 	if got.Lang != "ja" || !got.Care {
 		t.Errorf("after the switches: %+v, want ja in elderly mode", got)
+	}
+}
+
+// TestPagesIdentityProviderLogin: from the login page opened at localhost
+// (the passkeys' origin), a resident logs in at the dev identity provider
+// and lands on their code page. The login starts at the node's public URL,
+// where its callback is registered, so the login's state cookie and the
+// callback share an origin.
+func TestPagesIdentityProviderLogin(t *testing.T) {
+	f := startTestFederation(t, 1)
+	const gd hcx.ProvinceCode = "440000"
+	var user *devidp.User
+	for _, u := range f.IdP.Users() {
+		if u.Name == "li-lei" {
+			user = &u
+		}
+	}
+	if user == nil {
+		t.Fatal("no dev resident li-lei")
+	}
+	b := startBrowser(t, f.NodeURLs[gd])
+	b.setPrefs("en", false)
+	b.load("/app/login")
+	b.click(`a[href*="/v1/auth/oidc/login"]`)
+	b.waitPath("/login") // the provider's form
+	b.fill(`input[name=username]`, user.Name)
+	b.fill(`input[name=password]`, user.Password)
+	b.eval(`window.__hcxStale = true`, nil)
+	b.do(chromedp.Submit(chromedp.CSS(`input[name=password]`)))
+	b.waitPath("/app/resident")
+	if txt := b.text(); !strings.Contains(txt, "Scan the venue code first") || !strings.Contains(txt, "Green") {
+		t.Fatalf("after the identity provider's login: %s %q", b.url(), txt)
 	}
 }
