@@ -2,8 +2,12 @@ package main
 
 // The browser harness of the pages' tests (issue 16), shared by every page
 // test: a headless Debian Chromium driven by chromedp against a real dev
-// federation's node. Page tests of other roles reuse startBrowser, load,
-// setPrefs, checkA11y, noMissingTranslations and screenshot.
+// federation's node. Page tests of other roles reuse them: startBrowser,
+// load, submit, fill, click, waitPath, text, eval; setPrefs (language,
+// elderly mode); enrol (a resident, with f.enrolmentCode), staffLogin (an
+// operator or the auditor at the dev identity provider); checkA11y,
+// noMissingTranslations, screenshot and eachLook (all of them on one page
+// in every language, normal and elderly).
 
 import (
 	"context"
@@ -51,6 +55,7 @@ type browser struct {
 	t    testing.TB
 	ctx  context.Context
 	base string // http://localhost:PORT (an IP address is no WebAuthn relying party)
+	node string // the node's public URL (http://127.0.0.1:PORT in dev), where OIDC logins run
 	lang string
 	care bool
 }
@@ -84,7 +89,8 @@ func startBrowser(t testing.TB, nodeURL string) *browser {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewportW, viewportH, chromedp.EmulatePortrait)); err != nil {
 		t.Fatalf("start Chromium (%s): %v", path, err)
 	}
-	return &browser{t: t, ctx: ctx, base: strings.Replace(strings.TrimSuffix(nodeURL, "/"), "127.0.0.1", "localhost", 1), lang: "zh"}
+	node := strings.TrimSuffix(nodeURL, "/")
+	return &browser{t: t, ctx: ctx, base: strings.Replace(node, "127.0.0.1", "localhost", 1), node: node, lang: "zh"}
 }
 
 // do runs steps within a minute.
@@ -360,6 +366,47 @@ func (b *browser) eachLook(name, path string, check func(lang string, care bool)
 			}
 		}
 	}
+}
+
+// enrol logs the browser in as a resident with an enrolment code (from
+// f.enrolmentCode) on the login page; it ends on the passkeys page.
+func (b *browser) enrol(code string) {
+	b.t.Helper()
+	b.load("/app/login")
+	b.fill("#code", code)
+	b.submit("/app/login/enrol", "/app/resident/passkeys")
+}
+
+// idpLogin fills the dev identity provider's form the browser shows and
+// waits for the page next (a path). The login ends at the node's public
+// URL, so the browser goes on there: later loads use that origin.
+func (b *browser) idpLogin(user, password, next string) {
+	b.t.Helper()
+	b.waitPath("/login")
+	b.fill(`input[name=username]`, user)
+	b.fill(`input[name=password]`, password)
+	b.eval(`window.__hcxStale = true`, nil)
+	b.do(chromedp.Submit(chromedp.CSS(`input[name=password]`)))
+	b.waitPath(next)
+	var origin string
+	b.eval(`location.origin`, &origin)
+	b.base = origin
+	b.setPrefs(b.lang, b.care) // the choices, on the new origin
+}
+
+// staffLogin logs a dev identity provider user (an operator, the auditor)
+// in and waits for the page next, such as /app/operator.
+func (b *browser) staffLogin(f *federation, user, next string) {
+	b.t.Helper()
+	for _, u := range f.IdP.Users() {
+		if u.Name == user {
+			b.eval(`window.__hcxStale = true`, nil)
+			b.do(chromedp.Navigate(b.node + "/v1/auth/oidc/login?next=" + next))
+			b.idpLogin(u.Name, u.Password, next)
+			return
+		}
+	}
+	b.t.Fatalf("no dev identity provider user %q", user)
 }
 
 // enrolmentCode has province p's operator issue an enrolment code for reg

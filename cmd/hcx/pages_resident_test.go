@@ -71,9 +71,7 @@ func TestPagesResident(t *testing.T) {
 	}
 	b := startBrowser(t, url)
 	b.setPrefs("en", false)
-	b.load("/app/login")
-	b.fill("#code", again)
-	b.submit("/app/login/enrol", "/app/resident/passkeys")
+	b.enrol(again)
 
 	// Veiled: no QR until a venue is scanned.
 	b.load("/app/resident")

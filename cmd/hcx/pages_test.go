@@ -198,13 +198,18 @@ func TestPagesIdentityProviderLogin(t *testing.T) {
 	b.setPrefs("en", false)
 	b.load("/app/login")
 	b.click(`a[href*="/v1/auth/oidc/login"]`)
-	b.waitPath("/login") // the provider's form
-	b.fill(`input[name=username]`, user.Name)
-	b.fill(`input[name=password]`, user.Password)
-	b.eval(`window.__hcxStale = true`, nil)
-	b.do(chromedp.Submit(chromedp.CSS(`input[name=password]`)))
-	b.waitPath("/app/resident")
+	b.idpLogin(user.Name, user.Password, "/app/resident")
 	if txt := b.text(); !strings.Contains(txt, "Scan the venue code first") || !strings.Contains(txt, "Green") {
 		t.Fatalf("after the identity provider's login: %s %q", b.url(), txt)
+	}
+
+	// Staff: Guangdong's operator logs in from the home page's link; the
+	// navigation is a staff member's (the operator's pages are other
+	// files' work: here only the login and the navigation).
+	b2 := startBrowser(t, f.NodeURLs[gd])
+	b2.setPrefs("en", false)
+	b2.staffLogin(f, devidp.OperatorName(gd), "/app/")
+	if txt := b2.text(); !strings.Contains(txt, "Operations") || !strings.Contains(txt, "Log out") || strings.Contains(txt, "My code") {
+		t.Errorf("an operator's navigation: %q", txt)
 	}
 }
