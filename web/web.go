@@ -8,6 +8,7 @@ package web
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -174,7 +175,9 @@ type Page struct {
 // Who is the caller as GET /v1/me sees them, for the navigation.
 type Who struct {
 	// Role is "resident" (GET /v1/me answered), "staff" (a session that
-	// is not a resident's: an operator or an auditor), or "" (nobody).
+	// is not a resident's: an operator or an auditor), "unbound" (a
+	// resident's session not bound to a registered resident), or ""
+	// (nobody).
 	Role       string
 	Name       string // masked
 	Colour     string
@@ -196,12 +199,17 @@ func (s *Server) who(r *http.Request) Who {
 		Colour     string      `json:"colour"`
 		Dependants []Dependant `json:"dependants"`
 	}
-	status, err := s.api.Do(r, http.MethodGet, "/v1/me", nil, &me)
+	_, err := s.api.Do(r, http.MethodGet, "/v1/me", nil, &me)
+	var fe *FieldError
 	switch {
 	case err == nil:
 		return Who{Role: "resident", Name: me.Name, Colour: me.Colour, Dependants: me.Dependants}
-	case status == http.StatusForbidden:
+	case errors.As(err, &fe) && fe.Code == "forbidden_role":
 		return Who{Role: "staff"}
+	case errors.As(err, &fe) && fe.Status == http.StatusForbidden:
+		// A session that is not a registered resident's yet (an
+		// identity provider login without a verified document).
+		return Who{Role: "unbound"}
 	}
 	return Who{}
 }
