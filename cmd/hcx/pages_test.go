@@ -142,6 +142,29 @@ func TestPagesFoundation(t *testing.T) {
 		t.Errorf("a cross-site POST /app/prefs: %v %v, want 403", resp.StatusCode, err)
 	}
 
+	// A resident's credential not bound to a registered resident (a bare
+	// ID token) is not taken for staff: no operator's links.
+	li := f.asPerson(t, "li-lei")
+	var unbound struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if st := callAs(t, f.client(), li, "GET", node+"/v1/me", nil, &unbound); st != http.StatusForbidden || unbound.Error.Code != "identity_unbound" {
+		t.Fatalf("GET /v1/me with li-lei's bare ID token: %d %+v, want 403 identity_unbound", st, unbound)
+	}
+	req, _ = http.NewRequest("GET", node+"/app/", nil)
+	li.sign(t, req, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.Contains(string(body), `href="/app/operator"`) || !strings.Contains(string(body), `action="/app/logout"`) {
+			t.Errorf("the home page for an unbound resident: %d, staff links or no logout:\n%s", resp.StatusCode, body)
+		}
+	}
+
 	// hcx dev says where the pages are, at the passkeys' origin.
 	var guide bytes.Buffer
 	printDevGuide(&guide, f)
