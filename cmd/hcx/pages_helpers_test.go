@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/devidp"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "write the pages' screenshots to docs/screenshots/")
@@ -398,15 +399,22 @@ func (b *browser) idpLogin(user, password, next string) {
 // in and waits for the page next, such as /app/operator.
 func (b *browser) staffLogin(f *federation, user, next string) {
 	b.t.Helper()
+	u := f.devUser(b.t, user)
+	b.eval(`window.__hcxStale = true`, nil)
+	b.do(chromedp.Navigate(b.node + "/v1/auth/oidc/login?next=" + next))
+	b.idpLogin(u.Name, u.Password, next)
+}
+
+// devUser is the dev identity provider's user name.
+func (f *federation) devUser(t testing.TB, name string) devidp.User {
+	t.Helper()
 	for _, u := range f.IdP.Users() {
-		if u.Name == user {
-			b.eval(`window.__hcxStale = true`, nil)
-			b.do(chromedp.Navigate(b.node + "/v1/auth/oidc/login?next=" + next))
-			b.idpLogin(u.Name, u.Password, next)
-			return
+		if u.Name == name {
+			return u
 		}
 	}
-	b.t.Fatalf("no dev identity provider user %q", user)
+	t.Fatalf("no dev identity provider user %q", name)
+	return devidp.User{}
 }
 
 // enrolmentCode has province p's operator issue an enrolment code for reg

@@ -208,15 +208,7 @@ func TestPagesFoundation(t *testing.T) {
 func TestPagesIdentityProviderLogin(t *testing.T) {
 	f := startTestFederation(t, 1)
 	const gd hcx.ProvinceCode = "440000"
-	var user *devidp.User
-	for _, u := range f.IdP.Users() {
-		if u.Name == "li-lei" {
-			user = &u
-		}
-	}
-	if user == nil {
-		t.Fatal("no dev resident li-lei")
-	}
+	user := f.devUser(t, "li-lei")
 	b := startBrowser(t, f.NodeURLs[gd])
 	b.setPrefs("en", false)
 	b.load("/app/login")
