@@ -155,6 +155,11 @@ func TestPagesResident(t *testing.T) {
 	if txt := b.text(); !strings.Contains(txt, "Checked in for today.") || !strings.Contains(txt, "check-in · 36.5 °C") {
 		t.Fatalf("after the check-in: %q", txt)
 	}
+	var forms int
+	b.eval(`document.querySelectorAll("form[action='/app/resident/checkin']").length`, &forms)
+	if forms != 0 {
+		t.Error("the check-in form is still offered after today's check-in")
+	}
 	// The switches on a dependant's page stay with the dependant.
 	b.click(`button[name=care]`)
 	b.waitPath("/app/resident/declare?sub=" + string(child))
