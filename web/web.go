@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hcxfed/hcx"
 )
 
 //go:embed templates/*.html
@@ -299,6 +301,14 @@ func (s *Server) funcs(loc *localizer) template.FuncMap {
 		// provider and comes back to the page next.
 		"idp": func(next string) string {
 			return s.base + "/v1/auth/oidc/login?next=" + url.QueryEscape(next)
+		},
+		// province is a province's name (GB/T 2260, in Chinese as on the
+		// codes themselves), or its code when unknown.
+		"province": func(code string) string {
+			if n := hcx.ProvinceCode(code).Name(); n != "" {
+				return n
+			}
+			return code
 		},
 		// key makes an API code (a symptom such as "sore-throat") part
 		// of a translation key.

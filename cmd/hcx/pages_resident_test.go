@@ -187,6 +187,9 @@ func TestPagesResident(t *testing.T) {
 		var rows int
 		b.eval(`document.querySelectorAll("table.table tbody tr").length`, &rows)
 		if rows >= 1 {
+			if txt := b.text(); !strings.Contains(txt, "广东") {
+				t.Errorf("the check history does not name the checkpoint's province: %q", txt)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
