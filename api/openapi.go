@@ -2,6 +2,7 @@ package api
 
 import (
 	_ "embed"
+	"maps"
 	"net/http"
 
 	"github.com/hcxfed/hcx/auth"
@@ -48,6 +49,10 @@ func discoveryRules(name string, province func() string, spec []byte) []Rule {
 			ix := Index{Name: name, Version: ProtocolVersion, Links: links}
 			if province != nil {
 				ix.Province = province()
+				// A node's listener also serves the pages people use
+				// (package web, mounted beside the API by cmd/hcx).
+				ix.Links = maps.Clone(links)
+				ix.Links["pages"] = "/app/"
 			}
 			WriteJSON(w, http.StatusOK, ix)
 		}},

@@ -141,6 +141,9 @@ func printDevGuide(w io.Writer, f *federation) {
 	for _, p := range devProvinces {
 		fmt.Fprintf(w, "  %s %-10s %s\n", p, p.Name(), f.NodeURLs[p])
 	}
+	// The pages are at the passkeys' origin: an IP address cannot be a
+	// WebAuthn relying party (nodeHandler's PasskeyURL).
+	fmt.Fprintf(w, "  Each node serves the pages people use at /app/, such as %s/app/ (Guangdong)\n", strings.Replace(f.NodeURLs["440000"], "127.0.0.1", "localhost", 1))
 	if f.TLSRoot == nil {
 		fmt.Fprintln(w, "\nThe APIs are plain HTTP, on loopback only (hcx dev --tls serves them over TLS).")
 	} else {

@@ -10,6 +10,7 @@ import (
 	"github.com/hcxfed/hcx/api"
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
+	"github.com/hcxfed/hcx/web"
 )
 
 // nodeSecurity is what a node's API needs beyond the node to know its
@@ -71,6 +72,41 @@ func nodeHandler(n *node.Node, sec nodeSecurity) (http.Handler, error) {
 		BindIdentity: n.BindVerifiedIdentity,
 		DeviceIssuer: sec.Devices,
 	}
+	h := api.WithCSRF(api.NewNodeHandler(n, sec.Logger, opts))
+	pages, err := web.New(web.Config{API: h, Logger: sec.Logger, PublicURL: sec.PublicURL})
+	if err != nil {
+		return nil, err
+	}
 	// The province names the node in a process serving several (hcx dev).
-	return api.AccessLog(api.WithCSRF(api.NewNodeHandler(n, sec.Logger, opts)), sec.Logger.With("province", string(n.Province()))), nil
+	return api.AccessLog(withPages(h, pages), sec.Logger.With("province", string(n.Province()))), nil
 }
+
+// withPages serves the pages (package web) under /app/ beside the API on
+// one listener: one origin, so the pages' session cookies and passkeys are
+// the API's. The API's router stays as it is (MountedRoutes and the OpenAPI
+// walk see it through Unwrap); page forms sit behind the same
+// cross-origin protection as the API.
+func withPages(apiHandler http.Handler, pages http.Handler) http.Handler {
+	return pagesMux{pages: api.WithCSRF(pages), api: apiHandler}
+}
+
+// pagesMux is withPages's handler. It splits on the path prefix alone
+// rather than through an http.ServeMux, which would clean and redirect
+// the API's paths and change its answers.
+type pagesMux struct {
+	pages, api http.Handler
+}
+
+func (p pagesMux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, web.Prefix):
+		p.pages.ServeHTTP(w, r)
+	case r.URL.Path == strings.TrimSuffix(web.Prefix, "/"):
+		http.Redirect(w, r, web.Prefix, http.StatusMovedPermanently)
+	default:
+		p.api.ServeHTTP(w, r)
+	}
+}
+
+// Unwrap returns the API handler beside the pages.
+func (p pagesMux) Unwrap() http.Handler { return p.api }

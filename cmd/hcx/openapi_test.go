@@ -401,7 +401,7 @@ func TestOpenAPITraffic(t *testing.T) {
 	// GET / says what it is and where the rest is; GET /openapi.yaml is
 	// the embedded document itself.
 	var ix api.Index
-	if st := callAs(t, hc, anonymous, "GET", node+"/", nil, &ix); st != 200 || ix.Province != gd || ix.Version != api.ProtocolVersion || ix.Links["openapi"] != "/openapi.yaml" {
+	if st := callAs(t, hc, anonymous, "GET", node+"/", nil, &ix); st != 200 || ix.Province != gd || ix.Version != api.ProtocolVersion || ix.Links["openapi"] != "/openapi.yaml" || ix.Links["pages"] != "/app/" {
 		t.Errorf("GET / at the node: %d %+v", st, ix)
 	}
 	for _, x := range []struct {

@@ -451,15 +451,7 @@ func TestResidentLogsInWithAPasskeyAndOpensTheirCode(t *testing.T) {
 func TestResidentLogsInThroughOIDCAndOpensTheirCode(t *testing.T) {
 	f := startTestFederation(t, 1)
 	gd := f.NodeURLs["440000"]
-	var user *devidp.User
-	for _, u := range f.IdP.Users() {
-		if u.Name == "li-lei" {
-			user = &u
-		}
-	}
-	if user == nil {
-		t.Fatal("no dev resident li-lei")
-	}
+	user := f.devUser(t, "li-lei")
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
