@@ -41,22 +41,39 @@ type localizer struct {
 	l    *i18n.Localizer
 }
 
-// loadTranslations reads locales/<lang>.toml for each language.
-func loadTranslations() (*translations, error) {
+// loadTranslations reads the embedded translations.
+func loadTranslations() (*translations, error) { return loadTranslationsFrom(localeFS) }
+
+// loadTranslationsFrom reads locales/<lang>.toml and locales/*/<lang>.toml
+// of fsys for each language.
+func loadTranslationsFrom(localeFS fs.FS) (*translations, error) {
 	tr := &translations{bundle: i18n.NewBundle(language.Chinese), keys: map[string]map[string]bool{}, locs: map[string]*localizer{}}
 	tr.bundle.RegisterUnmarshalFunc("toml", toml.Unmarshal)
 	for _, lang := range Languages {
-		raw, err := fs.ReadFile(localeFS, "locales/"+lang+".toml")
+		// locales/<lang>.toml, then each area's locales/<area>/<lang>.toml
+		// (checkpoint, operator, …): areas are translated in files of their
+		// own, and a key defined twice is an error, never a silent override.
+		files, err := fs.Glob(localeFS, "locales/*/"+lang+".toml")
 		if err != nil {
 			return nil, fmt.Errorf("web: translations: %w", err)
 		}
-		mf, err := tr.bundle.ParseMessageFileBytes(raw, lang+".toml")
-		if err != nil {
-			return nil, fmt.Errorf("web: translations %s.toml: %w", lang, err)
-		}
+		files = append([]string{"locales/" + lang + ".toml"}, files...)
 		tr.keys[lang] = map[string]bool{}
-		for _, m := range mf.Messages {
-			tr.keys[lang][m.ID] = true
+		for _, name := range files {
+			raw, err := fs.ReadFile(localeFS, name)
+			if err != nil {
+				return nil, fmt.Errorf("web: translations: %w", err)
+			}
+			mf, err := tr.bundle.ParseMessageFileBytes(raw, lang+".toml")
+			if err != nil {
+				return nil, fmt.Errorf("web: translations %s: %w", name, err)
+			}
+			for _, m := range mf.Messages {
+				if tr.keys[lang][m.ID] {
+					return nil, fmt.Errorf("web: translations %s: key %q is defined twice for %s", name, m.ID, lang)
+				}
+				tr.keys[lang][m.ID] = true
+			}
 		}
 		tr.tags = append(tr.tags, language.MustParse(lang))
 		// Each localizer falls back to nothing: a key missing in one

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/hcxfed/hcx/policy"
 )
@@ -203,5 +204,27 @@ func TestRecorderBound(t *testing.T) {
 	}
 	if !slices.Contains(Languages, "zh") || Languages[0] != "zh" {
 		t.Errorf("Languages %v: Chinese comes first", Languages)
+	}
+}
+
+// TestAKeyDefinedTwiceIsRefused: areas keep their translations in files of
+// their own (locales/<area>/<lang>.toml); two files defining one key would
+// let whichever loads last win, silently.
+func TestAKeyDefinedTwiceIsRefused(t *testing.T) {
+	fsys := fstest.MapFS{}
+	for _, lang := range Languages {
+		fsys["locales/"+lang+".toml"] = &fstest.MapFile{Data: []byte("title = \"x\"\n")}
+		fsys["locales/checkpoint/"+lang+".toml"] = &fstest.MapFile{Data: []byte("scan = \"y\"\n")}
+	}
+	tr, err := loadTranslationsFrom(fsys)
+	if err != nil {
+		t.Fatalf("two areas with distinct keys: %v", err)
+	}
+	if !tr.keys["ko"]["scan"] || !tr.keys["ko"]["title"] {
+		t.Errorf("keys read for ko: %v, want title and scan", tr.keys["ko"])
+	}
+	fsys["locales/operator/ja.toml"] = &fstest.MapFile{Data: []byte("title = \"z\"\n")}
+	if _, err := loadTranslationsFrom(fsys); err == nil || !strings.Contains(err.Error(), `"title" is defined twice`) {
+		t.Errorf("a key defined in two files: %v, want refused naming it", err)
 	}
 }

@@ -28,7 +28,7 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-//go:embed locales/*.toml
+//go:embed locales
 var localeFS embed.FS
 
 // Prefix is where the pages live on a node's listener; everything else is
