@@ -103,7 +103,13 @@ func (a *accessLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *accessLog) write(r, served *http.Request, info *accessInfo, status int, bytes int64, d time.Duration) {
 	route := info.route
-	if route == "" && served.Pattern != "" { // a ServeMux's "GET /healthz"
+	// A ServeMux inside this log that matched the request (r came without
+	// the pattern) names it, before any route a gate noted: the pages (a
+	// ServeMux under /app/) read the API in process with the browser's
+	// request, and the API's gate would name the page after the last API
+	// route it called. A pattern r already had was set by a ServeMux
+	// outside (the hub's catch-all "/"), which names nothing.
+	if served.Pattern != "" && served.Pattern != r.Pattern { // such as "GET /healthz"
 		route = served.Pattern
 		if _, path, ok := strings.Cut(route, " "); ok {
 			route = path
@@ -118,7 +124,7 @@ func (a *accessLog) write(r, served *http.Request, info *accessInfo, status int,
 	if route == "" {
 		route = "unmatched"
 	}
-	if info.route == "" {
+	if route != info.route { // not the gate's: its quietness is not either
 		info.quiet = quietRoutes[route]
 	}
 	role := info.role

@@ -163,3 +163,47 @@ func TestAccessLogNamesServeMuxPatterns(t *testing.T) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
 }
+
+// A page (web's ServeMux under /app/) reads the API in process with the
+// browser's request and context, so the API's gate notes its own route on
+// the page's line: GET /app/resident was logged as GET /v1/me. The line
+// names the page's pattern, and the role the gate found.
+func TestAccessLogNamesThePageNotTheAPIRouteItCalls(t *testing.T) {
+	r := mux.NewRouter()
+	g := &gate{onError: func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, nil, err) }}
+	g.mount(r, []Rule{{Method: http.MethodGet, Path: "/v1/me", Priority: PriorityResident, Allow: []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}, Handler: func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"role": "anonymous"})
+	}}})
+	pages := http.NewServeMux()
+	pages.HandleFunc("GET /app/resident", func(w http.ResponseWriter, req *http.Request) {
+		inner := req.Clone(req.Context())
+		inner.URL.Path = "/v1/me"
+		r.ServeHTTP(httptest.NewRecorder(), inner)
+		io.WriteString(w, "<html>")
+	})
+	top := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasPrefix(req.URL.Path, "/app/") {
+			pages.ServeHTTP(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
+	var buf syncBuffer
+	srv := httptest.NewServer(AccessLog(top, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	defer srv.Close()
+	for _, p := range []string{"/app/resident", "/v1/me"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var got []string
+	for _, l := range buf.lines(t) {
+		got = append(got, fmt.Sprint(l["route"], " ", l["status"], " ", l["role"]))
+	}
+	want := []string{"/app/resident 200 anonymous", "/v1/me 200 anonymous"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
