@@ -140,16 +140,25 @@ func (n *Node) IssueCheckpointCode(ctx context.Context, req CheckpointCodeReques
 	return &out, nil
 }
 
-// checkpointCodeByKey reads a code's record; found false when none.
-func (n *Node) checkpointCodeByKey(key string) (*checkpointCodeRecord, bool, error) {
-	var rec checkpointCodeRecord
-	var found bool
-	err := n.db.View(func(txn *badger.Txn) error {
+// holdCheckpointCode takes the lock of the code whose record is at key
+// and reads the record (found false when none); the caller calls unlock.
+// The key is the code's own lock stripe: a use and a revocation, or two
+// uses, of one code are serialised, so only one of them finds it unused.
+func (n *Node) holdCheckpointCode(ctx context.Context, key string) (rec *checkpointCodeRecord, found bool, unlock func(), err error) {
+	if unlock, err = n.hold(ctx, hcx.Subject(key)); err != nil {
+		return nil, false, nil, err
+	}
+	rec = &checkpointCodeRecord{}
+	err = n.db.View(func(txn *badger.Txn) error {
 		var err error
-		found, err = getJSON(txn, key, &rec)
+		found, err = getJSON(txn, key, rec)
 		return err
 	})
-	return &rec, found, err
+	if err != nil {
+		unlock()
+		return nil, false, nil, err
+	}
+	return rec, found, unlock, nil
 }
 
 // UseCheckpointCode consumes a checkpoint code and returns the principal
@@ -164,17 +173,11 @@ func (n *Node) UseCheckpointCode(ctx context.Context, code string) (*auth.Princi
 		return nil, hcx.Invalidf("code", "a checkpoint code is 20 letters and digits in four groups of five, as the operator handed it out")
 	}
 	key := checkpointCodeKey(norm)
-	// The code's key is its own lock stripe: two uses of one code are
-	// serialised, so only one of them finds it unused.
-	unlock, err := n.hold(ctx, hcx.Subject(key))
+	rec, found, unlock, err := n.holdCheckpointCode(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, found, err := n.checkpointCodeByKey(key)
-	if err != nil {
-		return nil, err
-	}
 	now := n.cfg.Now().UTC()
 	switch {
 	case !found:
@@ -230,15 +233,11 @@ func (n *Node) RevokeCheckpointCode(ctx context.Context, id string) (*Checkpoint
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := n.hold(ctx, hcx.Subject(key))
+	rec, found, unlock, err := n.holdCheckpointCode(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, found, err := n.checkpointCodeByKey(key)
-	if err != nil {
-		return nil, err
-	}
 	if !found {
 		return nil, hcx.Errorf(hcx.ENotFound, "checkpoint_code_unknown", "no checkpoint code %s at this node", id)
 	}
