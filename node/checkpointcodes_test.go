@@ -172,20 +172,33 @@ func TestCheckpointCodeSingleUseUnderConcurrency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const racers = 4
-		var wg sync.WaitGroup
-		errs := make([]error, racers)
-		start := make(chan struct{})
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				_, errs[i] = n.UseCheckpointCode(context.Background(), c.Code)
-			})
-		}
-		close(start)
-		wg.Wait()
-		if won := successes(t, errs, "checkpoint_code_used"); won != 1 {
-			t.Fatalf("round %d: %d uses of one code succeeded, want exactly 1 (%v)", round, won, errs)
-		}
+		raceUses(t, round, "checkpoint_code_used", func() error {
+			_, err := n.UseCheckpointCode(context.Background(), c.Code)
+			return err
+		})
+	}
+	if got := len(trailOf(t, n, ActionCheckpointCodeUse)); got != 5 {
+		t.Errorf("%d checkpoint_code.use entries, want 5", got)
+	}
+}
+
+// raceUses runs use from 4 goroutines at once and fails unless exactly
+// one succeeds and the others are refused with the code used.
+func raceUses(t *testing.T, round int, used string, use func() error) {
+	t.Helper()
+	const racers = 4
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			errs[i] = use()
+		})
+	}
+	close(start)
+	wg.Wait()
+	if won := successes(t, errs, used); won != 1 {
+		t.Fatalf("round %d: %d uses of one code succeeded, want exactly 1 (%v)", round, won, errs)
 	}
 }

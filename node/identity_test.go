@@ -266,21 +266,10 @@ func TestEnrolmentCodeSingleUseUnderConcurrency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const racers = 4
-		var wg sync.WaitGroup
-		errs := make([]error, racers)
-		start := make(chan struct{})
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				_, errs[i] = n.UseEnrolment(context.Background(), e.Code)
-			})
-		}
-		close(start)
-		wg.Wait()
-		if won := successes(t, errs, "enrolment_code_used"); won != 1 {
-			t.Fatalf("round %d: %d uses of one code succeeded, want exactly 1 (%v)", round, won, errs)
-		}
+		raceUses(t, round, "enrolment_code_used", func() error {
+			_, err := n.UseEnrolment(context.Background(), e.Code)
+			return err
+		})
 	}
 	if got := len(trailOf(t, n, ActionEnrolmentUse)); got != rounds {
 		t.Errorf("%d enrolment.use entries, want %d", got, rounds)
