@@ -116,17 +116,23 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkpointCaller sends a caller who cannot be a checkpoint elsewhere and
-// reports whether the page may go on.
+// reports whether the page may go on. It asks GET /v1/me as who does
+// (200: a resident; 403: staff or a checkpoint; 401: nobody), and on a 401
+// passes on the API's clearing of a dead session cookie (a revoked
+// checkpoint code's): kept, it would refuse the browser's next API call,
+// the identity provider's login link too.
 func (s *Server) checkpointCaller(w http.ResponseWriter, r *http.Request) bool {
-	switch s.who(r).Role {
-	case "":
-		redirect(w, r, "/app/checkpoint/login?done=checkpoint_login_needed")
-		return false
-	case "resident":
+	rec := s.api.ServeRaw(r, http.MethodGet, "/v1/me", "", nil)
+	switch st, _ := rec.Decode(nil); {
+	case st == http.StatusForbidden:
+		return true
+	case st < 300:
 		s.formError(w, r, "error", &FieldError{Status: http.StatusForbidden, Code: "forbidden_role", Message: "a resident's login cannot check codes"})
 		return false
 	}
-	return true
+	rec.Forward(w)
+	redirect(w, r, "/app/checkpoint/login?done=checkpoint_login_needed")
+	return false
 }
 
 func (s *Server) checkpointLogin(w http.ResponseWriter, r *http.Request) {

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/devidp"
 	"github.com/hcxfed/hcx/qrimg"
 )
 
@@ -289,6 +291,44 @@ func TestPagesCheckpoint(t *testing.T) {
 		b.setPrefs("en", false)
 		b.do(chromedp.Navigate(b.base + "/app/checkpoint"))
 		b.waitPath("/app/checkpoint/login")
+		// The dead session's cookie is gone: kept, it would have every next
+		// API call refused (session_invalid), the identity provider's login
+		// link too.
+		b.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.base + "/"}})
+			for _, c := range cookies.Cookies {
+				if c.Name == "hcx_session" {
+					t.Errorf("the revoked session's cookie is still in the browser")
+				}
+			}
+			return err
+		}))
+	})
+
+	// An operator may verify too: logged in at the identity provider
+	// from the checkpoint login's link, they check a code on the page.
+	t.Run("operator", func(t *testing.T) {
+		b.t = t
+		var password string
+		for _, u := range f.IdP.Users() {
+			if u.Name == devidp.OperatorName(gd) {
+				password = u.Password
+			}
+		}
+		// The dev node registers its OIDC callback at 127.0.0.1 (the
+		// login's state cookie must come back to the same host), so the
+		// operator uses that address.
+		b.do(chromedp.Navigate(strings.Replace(b.base, "localhost", "127.0.0.1", 1) + "/app/checkpoint/login"))
+		b.waitPath("/app/checkpoint/login")
+		b.click(`a[href="/v1/auth/oidc/login?next=/app/checkpoint"]`)
+		b.fill("input[name=username]", devidp.OperatorName(gd))
+		b.fill("input[name=password]", password)
+		b.click("form[action='/login'] button[type=submit]")
+		b.waitPath("/app/checkpoint")
+		b.do(chromedp.SendKeys(chromedp.CSS("#scan"), gc.text+"\r"))
+		if txt := b.waitResult("green"); !strings.Contains(txt, "陈*") {
+			t.Errorf("the operator's check: %q", txt)
+		}
 	})
 }
 
