@@ -200,6 +200,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.travelRules()...)
 	rules = append(rules, h.feedsRules()...)
 	rules = append(rules, h.venuesRules()...)
+	rules = append(rules, h.checkpointRules()...)
 	rules = append(rules, h.exposuresRules()...)
 	rules = append(rules, h.checksRules()...)
 	rules = append(rules, h.statsRules()...)

@@ -189,7 +189,7 @@ func (h *nodeHandler) passkeyRules() []Rule {
 	}
 	resident := []Grant{{Role: auth.RoleResident, Scope: ScopeAny}}
 	anyone := []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}
-	sessionHolders := []Grant{{Role: auth.RoleResident, Scope: ScopeAny}, {Role: auth.RoleOperator, Scope: ScopeAny}, {Role: auth.RoleAuditor, Scope: ScopeAny}, {Role: auth.RoleNational, Scope: ScopeAny}}
+	sessionHolders := []Grant{{Role: auth.RoleResident, Scope: ScopeAny}, {Role: auth.RoleOperator, Scope: ScopeAny}, {Role: auth.RoleAuditor, Scope: ScopeAny}, {Role: auth.RoleNational, Scope: ScopeAny}, {Role: auth.RoleCheckpoint, Scope: ScopeAny}}
 	return []Rule{
 		{Method: http.MethodPost, Path: "/v1/auth/passkeys/register/begin", Priority: PriorityResident, Allow: resident, Handler: pr.serve(true, pr.registerBegin)},
 		{Method: http.MethodPost, Path: "/v1/auth/passkeys/register/finish", Priority: PriorityResident, Allow: resident, Handler: pr.serve(true, pr.registerFinish)},

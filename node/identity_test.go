@@ -149,23 +149,7 @@ func TestEnrolmentCodeIsIssuedOnceAndUsedOnce(t *testing.T) {
 	}
 	// Only SM3(code) is stored, never the code.
 	raw := strings.ReplaceAll(e.Code, "-", "")
-	err = n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if bytes.Contains(v, []byte(raw)) || bytes.Contains(it.Item().Key(), []byte(raw)) {
-				t.Errorf("key %s stores the code in clear", it.Item().Key())
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantNotStored(t, n, raw)
 	// The issue is in the trail: the operator, the resident, the reason.
 	issued := trailOf(t, n, ActionEnrolmentIssue)
 	if len(issued) != 1 || issued[0].Actor != "oidc:https://idp.test#op-1" || issued[0].Role != auth.RoleOperator ||
@@ -282,21 +266,10 @@ func TestEnrolmentCodeSingleUseUnderConcurrency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const racers = 4
-		var wg sync.WaitGroup
-		errs := make([]error, racers)
-		start := make(chan struct{})
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				_, errs[i] = n.UseEnrolment(context.Background(), e.Code)
-			})
-		}
-		close(start)
-		wg.Wait()
-		if won := successes(t, errs, "enrolment_code_used"); won != 1 {
-			t.Fatalf("round %d: %d uses of one code succeeded, want exactly 1 (%v)", round, won, errs)
-		}
+		raceUses(t, round, "enrolment_code_used", func() error {
+			_, err := n.UseEnrolment(context.Background(), e.Code)
+			return err
+		})
 	}
 	if got := len(trailOf(t, n, ActionEnrolmentUse)); got != rounds {
 		t.Errorf("%d enrolment.use entries, want %d", got, rounds)

@@ -57,13 +57,20 @@ func (c *APICaller) Do(r *http.Request, method, path string, body, out any) (int
 
 // Serve is Do's first half: it returns the API's whole answer.
 func (c *APICaller) Serve(r *http.Request, method, path string, body any) (*Recorder, error) {
-	var raw []byte
-	if body != nil {
-		var err error
-		if raw, err = json.Marshal(body); err != nil {
-			return nil, err
-		}
+	if body == nil {
+		return c.ServeRaw(r, method, path, "", nil), nil
 	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return c.ServeRaw(r, method, path, "application/json", raw), nil
+}
+
+// ServeRaw is Serve with a body that is not JSON (a photo of a code for
+// POST /v1/verify): raw, of type contentType; "" sends no body.
+func (c *APICaller) ServeRaw(r *http.Request, method, path, contentType string, raw []byte) *Recorder {
+	body := contentType != ""
 	req := r.Clone(r.Context())
 	req.Method = method
 	p, q, _ := strings.Cut(path, "?")
@@ -76,8 +83,8 @@ func (c *APICaller) Serve(r *http.Request, method, path string, body any) (*Reco
 	if c.Lang != nil {
 		req.Header.Set("Accept-Language", c.Lang(r))
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if body {
+		req.Header.Set("Content-Type", contentType)
 		req.Body = io.NopCloser(bytes.NewReader(raw))
 		req.ContentLength = int64(len(raw))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil }
@@ -89,7 +96,7 @@ func (c *APICaller) Serve(r *http.Request, method, path string, body any) (*Reco
 	}
 	rec := &Recorder{header: http.Header{}}
 	c.Handler.ServeHTTP(rec, req)
-	return rec, nil
+	return rec
 }
 
 // Recorder is an in-memory http.ResponseWriter holding at most

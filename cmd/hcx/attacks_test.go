@@ -31,6 +31,7 @@ var publicRoutes = map[string]bool{
 	"node GET /v1/auth/oidc/login": true, "node GET /v1/auth/oidc/callback": true,
 	"node POST /v1/auth/passkeys/login/begin": true, "node POST /v1/auth/passkeys/login/finish": true,
 	"node POST /v1/auth/enrol":         true,
+	"node POST /v1/auth/checkpoint":    true, // a checkpoint code (issue 16)
 	"node POST /v1/devices/enrolments": true, "node GET /v1/devices/enrolments/{id}": true,
 	// Risk areas are what provinces publish for everyone (issue 10).
 	"node GET /v1/risk-areas": true,

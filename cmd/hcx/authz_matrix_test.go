@@ -75,6 +75,11 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   403  403   403  403   403  403   ok   403   403  403  403", "GET /v1/verify/bundle"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/enrolments"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "POST /v1/auth/enrol"},
+	// Browser checkpoint sessions (issue 16): an operator issues and
+	// revokes checkpoint codes; a checkpoint's staff log in with one.
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/checkpoint-codes"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/checkpoint-codes/{id}"},
+	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "POST /v1/auth/checkpoint"},
 	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/me"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/audit"},
 	{"node", "401  403  403   403   403  403   403  403   403  403   403  403   403  ok  403", "POST /v1/witness/add-checkpoint"},
@@ -146,7 +151,9 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   403  403   ok   403   403  403   403  403  403", "POST /v1/feeds/contacts"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/feeds/residents"},
 	// Logout ends the caller's session: the matrix runs it last.
-	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   403  403   403  403  ok", "POST /v1/auth/logout"},
+	// A checkpoint code's session logs out too (a device's certificate
+	// passes the gate and is told it has no session).
+	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   ok   ok    403  403  ok", "POST /v1/auth/logout"},
 
 	// At the hub only request tokens are credentials: a session cookie or
 	// an OIDC bearer proves nothing there.
