@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +47,8 @@ func (b *browser) staffLogin(f *federation, user, next string) {
 // resident filed; uploads a feed with one bad line, sees that line's
 // error while the good lines land; designates a risk area (a wrong
 // division is refused next to its field); places an order and reads it
-// back. Then the auditor logs in and sees the node's checkpoint and the
+// back; approves a device's enrolment, whose certificate the device then
+// fetches. Then the auditor logs in and sees the node's checkpoint and the
 // witnessed checkpoint's cosignatures (the nodes witness the hub and each
 // requires one cosignature).
 func TestPagesOperator(t *testing.T) {
@@ -65,6 +69,24 @@ func TestPagesOperator(t *testing.T) {
 	if st := callAs(t, f.client(), res, "POST", nodeURL+"/v1/residents/"+string(sub)+"/appeals", map[string]string{"kind": "colour", "text": "我没有去过风险地区，请核实。"}, &filed); st != http.StatusCreated {
 		t.Fatalf("file an appeal: status %d", st)
 	}
+
+	// A gate's scanner asks for a certificate.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	devDir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if err := runDevice(ctx, []string{"keygen", "--out", devDir, "--name", "gate-9"}, &out, &errOut); err != nil {
+		t.Fatalf("hcx device keygen: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	if err := runDevice(ctx, []string{"enrol", "--node", nodeURL, "--csr", filepath.Join(devDir, "gate-9.csr"), "--name", "gate-9"}, &out, &errOut); err != nil {
+		t.Fatalf("hcx device enrol: %v", err)
+	}
+	m := regexp.MustCompile(`Enrolment (\S+) filed \(pending\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("hcx device enrol said: %s", out.String())
+	}
+	enrolment := m[1]
 
 	b := startBrowser(t, nodeURL)
 	b.base = strings.TrimSuffix(nodeURL, "/") // the address the identity provider returns to
@@ -205,6 +227,25 @@ func TestPagesOperator(t *testing.T) {
 		b.waitPath("/app/operator/orders")
 		if txt := b.text(); !strings.Contains(txt, "This resident's orders") || !strings.Contains(txt, "in force") || !strings.Contains(txt, "Yellow") {
 			t.Errorf("the resident's orders: %q", txt)
+		}
+	})
+
+	t.Run("device", func(t *testing.T) {
+		b.t = t
+		b.setPrefs("en", false)
+		b.load("/app/operator/devices")
+		if txt := b.text(); !strings.Contains(txt, "gate-9") || !strings.Contains(txt, "Checkpoint scanner") {
+			t.Fatalf("the devices waiting: %q", txt)
+		}
+		b.fill(`form[action="/app/operator/devices/`+enrolment+`/approve"] input[name=reason]`, "gate 9 installed, key compared")
+		b.click(`form[action="/app/operator/devices/` + enrolment + `/approve"] button.primary`)
+		b.waitPath("/app/operator/devices?done=device_approved")
+		if txt := b.text(); !strings.Contains(txt, "The device is approved") || !strings.Contains(txt, "No device is waiting") {
+			t.Errorf("after approving: %q", txt)
+		}
+		var out, errOut bytes.Buffer
+		if err := runDevice(ctx, []string{"fetch", "--node", nodeURL, "--id", enrolment, "--out", filepath.Join(devDir, "gate-9.crt")}, &out, &errOut); err != nil {
+			t.Errorf("hcx device fetch after the page's approval: %v", err)
 		}
 	})
 
