@@ -41,6 +41,26 @@ func (b *browser) staffLogin(f *federation, user, next string) {
 	b.waitPath(next)
 }
 
+// fileDeviceEnrolment makes a device's key and files its enrolment at the
+// node with hcx device keygen and enrol, as an installer does, and returns
+// the enrolment's id.
+func fileDeviceEnrolment(ctx context.Context, t *testing.T, nodeURL, dir, name string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := runDevice(ctx, []string{"keygen", "--out", dir, "--name", name}, &out, &errOut); err != nil {
+		t.Fatalf("hcx device keygen: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	if err := runDevice(ctx, []string{"enrol", "--node", nodeURL, "--csr", filepath.Join(dir, name+".csr"), "--name", name}, &out, &errOut); err != nil {
+		t.Fatalf("hcx device enrol: %v", err)
+	}
+	m := regexp.MustCompile(`Enrolment (\S+) filed \(pending\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("hcx device enrol said: %s", out.String())
+	}
+	return m[1]
+}
+
 // TestPagesOperator: an operator logs in through the dev identity
 // provider in Chromium and uses every operator page in four languages,
 // normal and elderly, with the accessibility checks; decides an appeal a
@@ -74,19 +94,7 @@ func TestPagesOperator(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	devDir := t.TempDir()
-	var out, errOut bytes.Buffer
-	if err := runDevice(ctx, []string{"keygen", "--out", devDir, "--name", "gate-9"}, &out, &errOut); err != nil {
-		t.Fatalf("hcx device keygen: %v\n%s", err, errOut.String())
-	}
-	out.Reset()
-	if err := runDevice(ctx, []string{"enrol", "--node", nodeURL, "--csr", filepath.Join(devDir, "gate-9.csr"), "--name", "gate-9"}, &out, &errOut); err != nil {
-		t.Fatalf("hcx device enrol: %v", err)
-	}
-	m := regexp.MustCompile(`Enrolment (\S+) filed \(pending\)`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("hcx device enrol said: %s", out.String())
-	}
-	enrolment := m[1]
+	enrolment := fileDeviceEnrolment(ctx, t, nodeURL, devDir, "gate-9")
 
 	b := startBrowser(t, nodeURL)
 	b.base = strings.TrimSuffix(nodeURL, "/") // the address the identity provider returns to
