@@ -207,6 +207,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, discoveryRules("hcx province node", func() string { return string(h.n.Province()) }, NodeOpenAPI)...)
 	rules = append(rules, h.witnessRules()...)
 	rules = append(rules, h.logStatusRules()...)
+	rules = append(rules, h.rulesRules()...)
 	return rules
 }
 

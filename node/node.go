@@ -169,6 +169,10 @@ type Node struct {
 
 	rules    atomic.Pointer[ruleSet]
 	reloadMu sync.Mutex // one reload at a time, so each trail entry names the change it made
+	// publishMu serialises publishing rules over the API (rules.go) from
+	// the check of base_version to the reload: of two publishes against
+	// the same version exactly one wins.
+	publishMu sync.Mutex
 
 	// locks serialise writes about one resident (write.go); slots bound the
 	// ingests in flight.
@@ -236,8 +240,9 @@ type Node struct {
 }
 
 type ruleSet struct {
-	rs      *policy.RuleSet
-	version string // hex SM3 of the canonical rule set, first 16 bytes
+	rs       *policy.RuleSet
+	version  string    // hex SM3 of the canonical rule set, first 16 bytes
+	loadedAt time.Time // when they were put in force (node clock)
 }
 
 // New opens a province node's storage and loads its rules. Call Run to start
@@ -384,7 +389,7 @@ func (n *Node) ReloadRulesAs(ctx context.Context) error {
 			return fmt.Errorf("rules %s not put in force: the audit trail could not record the change: %w", rs.Version(), err)
 		}
 	}
-	old := n.rules.Swap(&ruleSet{rs: rs, version: rs.Version()})
+	old := n.rules.Swap(&ruleSet{rs: rs, version: rs.Version(), loadedAt: n.cfg.Now().UTC()})
 	if old != nil && old.version != rs.Version() {
 		n.log.Info("rules reloaded", "file", n.cfg.RulesPath, "policy", rs.Version(), "was", old.version)
 		n.pokePublisher() // publish the new policy version

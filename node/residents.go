@@ -582,13 +582,7 @@ func (n *Node) decide(w *write, sub hcx.Subject, rec *residentRecord, st *colour
 // (st.Colour ""): most residents never need one, and a bulk re-decision then
 // writes nothing for them.
 func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, facts *policy.Facts, rules *ruleSet, now time.Time) (bool, error) {
-	facts.Current, facts.CurrentSince = st.Colour, st.Since
-	if facts.RiskAreas == nil {
-		facts.RiskAreas = n.riskAreasFor(facts)
-	}
-	if facts.Current == "" {
-		facts.Current, facts.CurrentSince = hcx.Green, rec.Registered
-	}
+	n.decisionFacts(rec, st, facts)
 	d, err := rules.rs.Decide(facts, now)
 	if err != nil {
 		return false, fmt.Errorf("decide %s with %s: %w", sub, n.cfg.RulesPath, err)
@@ -623,6 +617,21 @@ func (n *Node) evaluate(sub hcx.Subject, rec *residentRecord, st *colourState, f
 	}
 	st.Due = n.dueAt(&d, st, now)
 	return attest, nil
+}
+
+// decisionFacts completes the facts of a resident's history with what the
+// node adds when it decides them: the colour in force and since when (green
+// since registration for a resident without state) and the risk areas of
+// their stays. evaluate and ExplainResident (rules.go) share it, so that an
+// explanation sees exactly what a decision sees.
+func (n *Node) decisionFacts(rec *residentRecord, st *colourState, facts *policy.Facts) {
+	facts.Current, facts.CurrentSince = st.Colour, st.Since
+	if facts.RiskAreas == nil {
+		facts.RiskAreas = n.riskAreasFor(facts)
+	}
+	if facts.Current == "" {
+		facts.Current, facts.CurrentSince = hcx.Green, rec.Registered
+	}
 }
 
 // attestation is the attestation of a resident's state, as evaluate left it.

@@ -79,6 +79,12 @@ var authzWant = []struct {
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/audit"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/log/status"},
 	{"node", "401  403  403   403   403  403   403  403   403  403   403  403   403  ok  403", "POST /v1/witness/add-checkpoint"},
+	// The province's rules (issue 16): the auditor reads them; only the
+	// province's operators check, explain and publish.
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/rules"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "PUT /v1/rules"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/rules/check"},
+	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/rules/explain"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /v1/auth/oidc/login"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "GET /v1/auth/oidc/callback"},
 	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "POST /v1/auth/passkeys/register/begin"},
