@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,9 @@ func fileDeviceEnrolment(ctx context.Context, t *testing.T, nodeURL, dir, name s
 // error while the good lines land; designates a risk area (a wrong
 // division is refused next to its field); places an order and reads it
 // back; approves a device's enrolment, whose certificate the device then
-// fetches. Then the auditor logs in and sees the node's checkpoint and the
+// fetches; checks a candidate rule file (a wrong one shows its problem),
+// reads its diff, explains a resident under it and publishes it. Then the
+// auditor logs in and sees the node's checkpoint and the
 // witnessed checkpoint's cosignatures (the nodes witness the hub and each
 // requires one cosignature).
 func TestPagesOperator(t *testing.T) {
@@ -254,6 +257,74 @@ func TestPagesOperator(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if err := runDevice(ctx, []string{"fetch", "--node", nodeURL, "--id", enrolment, "--out", filepath.Join(devDir, "gate-9.crt")}, &out, &errOut); err != nil {
 			t.Errorf("hcx device fetch after the page's approval: %v", err)
+		}
+	})
+
+	t.Run("rules", func(t *testing.T) {
+		b.t = t
+		b.eachLook("operator-rules", "/app/operator/rules", nil)
+		var inForce struct {
+			Version string `json:"version"`
+			Source  string `json:"source"`
+		}
+		if st := callAs(t, f.client(), op, "GET", nodeURL+"/v1/rules", nil, &inForce); st != http.StatusOK {
+			t.Fatalf("GET /v1/rules: %d", st)
+		}
+		// A positive result makes the code yellow instead of red.
+		candidate := strings.Replace(inForce.Source, "  - name: positive-lab-result\n    colour: red", "  - name: positive-lab-result\n    colour: yellow", 1)
+		if candidate == inForce.Source {
+			t.Fatal("the sample rules changed: the candidate does not apply")
+		}
+		check := func(src string) {
+			b.do(chromedp.SetValue(`#candidate`, src))
+			b.click(`form[action="/app/operator/rules/check"] button[type=submit]`)
+			b.waitPath("/app/operator/rules/check")
+		}
+		b.setPrefs("en", false)
+		b.load("/app/operator/rules")
+		check(strings.Replace(candidate, "colour: yellow", "colour: purple", 1))
+		var problem []string
+		b.eval(`[...document.querySelectorAll("#rules-check .op-line-error td")].map(td => td.innerText.trim())`, &problem)
+		if txt := b.text(); !strings.Contains(txt, "The candidate does not load") || len(problem) != 4 || problem[2] != "colour" || !strings.Contains(problem[3], "purple") {
+			t.Errorf("a candidate with a wrong colour: problem %q, page %q", problem, txt)
+		}
+		check(candidate)
+		var added []string
+		b.eval(`[...document.querySelectorAll(".op-diff-add")].map(s => s.innerText)`, &added)
+		if txt := b.text(); !strings.Contains(txt, "The candidate loads") || !slices.Contains(added, "+    colour: yellow") {
+			t.Errorf("the check of the candidate: added lines %q, page %q", added, txt)
+		}
+		b.noMissingTranslations()
+		b.screenshot("operator-rules-check")
+		b.checkA11y()
+		// What the candidate would do to the resident, before publishing.
+		b.fill(`#explain-sub`, string(sub))
+		b.click(`#use-candidate`)
+		b.fill(`#explain-reason`, "rules review 2026-11")
+		b.click(`form[action="/app/operator/rules/explain"] button[type=submit]`)
+		b.waitPath("/app/operator/rules/explain")
+		var trace int
+		b.eval(`document.querySelectorAll(".op-trace tbody tr").length`, &trace)
+		if txt := b.text(); !strings.Contains(txt, "Decision under the candidate") || trace == 0 {
+			t.Errorf("the explanation under the candidate: %d trace rows, page %q", trace, txt)
+		}
+		b.noMissingTranslations()
+		b.checkA11y()
+		// Check again (the textarea keeps the candidate), then publish.
+		b.click(`form[action="/app/operator/rules/check"] button[type=submit]`)
+		b.waitPath("/app/operator/rules/check")
+		b.fill(`#publish-reason`, "CDC notice 12: positives are yellow")
+		b.click(`form[action="/app/operator/rules/publish"] button[type=submit]`)
+		b.waitPath("/app/operator/rules?done=rules_published")
+		if txt := b.text(); !strings.Contains(txt, "The rules are published") {
+			t.Errorf("after publishing: %q", txt)
+		}
+		var now struct {
+			Version string `json:"version"`
+			Source  string `json:"source"`
+		}
+		if st := callAs(t, f.client(), op, "GET", nodeURL+"/v1/rules", nil, &now); st != http.StatusOK || now.Version == inForce.Version || now.Source != candidate {
+			t.Errorf("the rules in force after the page's publish: %d, version %s (was %s), source is the candidate: %v", st, now.Version, inForce.Version, now.Source == candidate)
 		}
 	})
 
