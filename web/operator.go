@@ -89,9 +89,10 @@ func withReason(r *http.Request, reason string) *http.Request {
 	return c
 }
 
-// opField moves an API refusal onto the form field it is about: the
-// reason header onto "reason", an item of a list ("areas[0].from") onto
-// its field ("from"), and the fields named in rename.
+// opField moves an API refusal onto the form field it is about: an item
+// of a list ("areas[0].from") onto its field ("from"), the fields named in
+// rename onto theirs, and the reason header, unless rename names it (a
+// page with several reason fields), onto "reason".
 func opField(err error, rename map[string]string) error {
 	var fe *FieldError
 	if !errors.As(err, &fe) {
@@ -103,8 +104,7 @@ func opField(err error, rename map[string]string) error {
 	}
 	if to, ok := rename[c.Field]; ok {
 		c.Field = to
-	}
-	if c.Field == auth.HeaderReason {
+	} else if c.Field == auth.HeaderReason {
 		c.Field = "reason"
 	}
 	return &c
@@ -404,7 +404,7 @@ func (s *Server) opOrders(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Asked, data.Pending = err == nil, page.Orders
-	s.showOp(w, r, "operator-orders", data, opField(err, map[string]string{"sub": "find-sub"}))
+	s.showOp(w, r, "operator-orders", data, opField(err, map[string]string{"sub": "find-sub", auth.HeaderReason: "find-reason"}))
 }
 
 func (s *Server) opOrderPlace(w http.ResponseWriter, r *http.Request) {
@@ -433,7 +433,7 @@ func (s *Server) opOrderLift(w http.ResponseWriter, r *http.Request) {
 	_, err := s.api.Do(withReason(r, r.PostForm.Get("reason")), http.MethodPost,
 		"/v1/residents/"+url.PathEscape(r.PathValue("sub"))+"/orders/"+url.PathEscape(r.PathValue("id"))+"/lift", nil, nil)
 	if err != nil {
-		s.showOp(w, r, "operator-orders", ordersPage{Sub: r.PathValue("sub")}, opField(err, map[string]string{"reason": "lift-reason"}))
+		s.showOp(w, r, "operator-orders", ordersPage{Sub: r.PathValue("sub")}, opField(err, map[string]string{auth.HeaderReason: "lift-reason"}))
 		return
 	}
 	redirect(w, r, "/app/operator/orders?done=order_lifted")
@@ -531,7 +531,7 @@ func (s *Server) opRiskEnd(w http.ResponseWriter, r *http.Request) {
 	_, err := s.api.Do(withReason(r, f.Get("reason")), http.MethodPost, "/v1/risk-areas/end", body, nil)
 	if err != nil {
 		data, _ := s.riskPageData(r)
-		s.showOp(w, r, "operator-risk", data, opField(err, map[string]string{"reason": "end-reason"}))
+		s.showOp(w, r, "operator-risk", data, opField(err, map[string]string{auth.HeaderReason: "end-reason"}))
 		return
 	}
 	redirect(w, r, "/app/operator/risk-areas?done=risk_area_ended")

@@ -28,6 +28,11 @@ func TestOpFieldPutsRefusalsOnTheFormsFields(t *testing.T) {
 		{"areas[12].div", nil, "div"},
 		{"reason", map[string]string{"reason": "decision_reason"}, "decision_reason"},
 		{"sub", nil, "sub"},
+		// A page with several reason fields puts the header's refusal
+		// next to the one its form has (a refusal of a lift showed next
+		// to the place-order form's reason before).
+		{"X-HCX-Reason", map[string]string{"X-HCX-Reason": "lift-reason"}, "lift-reason"},
+		{"X-HCX-Reason", map[string]string{"reason": "decision_reason"}, "reason"},
 	} {
 		err := opField(&FieldError{Status: 400, Code: "invalid", Field: c.field}, c.rename)
 		var fe *FieldError

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hcxfed/hcx"
+	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/node"
 )
 
@@ -185,7 +186,7 @@ func (s *Server) opRulesExplain(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Explained = e
 	}
-	s.showRules(w, r, data, opField(err, map[string]string{"subject": "sub", "rules": "candidate", "reason": "explain-reason"}))
+	s.showRules(w, r, data, opField(err, map[string]string{"subject": "sub", "rules": "candidate", auth.HeaderReason: "explain-reason"}))
 }
 
 func (s *Server) opRulesPublish(w http.ResponseWriter, r *http.Request) {
@@ -201,7 +202,7 @@ func (s *Server) opRulesPublish(w http.ResponseWriter, r *http.Request) {
 		// Show the check again (a 409: the rules in force changed; the
 		// diff is then against the new ones).
 		_ = s.check(r, &data)
-		s.showRules(w, r, data, opField(err, map[string]string{"reason": "publish-reason", "source": "candidate"}))
+		s.showRules(w, r, data, opField(err, map[string]string{auth.HeaderReason: "publish-reason", "source": "candidate"}))
 		return
 	}
 	redirect(w, r, "/app/operator/rules?done=rules_published")

@@ -207,6 +207,17 @@ func TestPagesOperator(t *testing.T) {
 		if invalid != "true" || !strings.Contains(b.text(), "449999") {
 			t.Errorf("a division that does not exist: aria-invalid %q, page %q", invalid, b.text())
 		}
+		// Without a reason (past the browser's own check) the API refuses
+		// the audited call; the page says so next to the reason field.
+		b.load("/app/operator/risk-areas")
+		b.fill(`#div`, "440106")
+		b.eval(`document.getElementById("reason").removeAttribute("required")`, nil)
+		b.click(`form[action="/app/operator/risk-areas"] button[type=submit]`)
+		b.waitPath("/app/operator/risk-areas")
+		b.eval(`document.getElementById("reason").getAttribute("aria-invalid") || ""`, &invalid)
+		if txt := b.text(); invalid != "true" || !strings.Contains(txt, "Say why: the audit trail records it.") {
+			t.Errorf("no reason: aria-invalid %q, page %q", invalid, txt)
+		}
 		b.load("/app/operator/risk-areas")
 		b.fill(`#div`, "440106")
 		b.fill(`#reason`, "CDC bulletin 42")
