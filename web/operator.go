@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,8 +132,33 @@ func (s *Server) showOp(w http.ResponseWriter, r *http.Request, page string, dat
 			fe = &FieldError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 		}
 		status = fe.Status
+		fe = onPage(fe, page)
 	}
 	s.render(w, r, status, page, Page{Who: staff, Error: fe, Data: data})
+}
+
+// pageFields are the fields each staff page shows a refusal next to.
+var pageFields = map[string][]string{
+	"operator-appeals": {"reason"},
+	"operator-appeal":  {"decision", "decision_reason", "reason"},
+	"operator-feeds":   {"kind", "format", "file", "reason"},
+	"operator-orders":  {"sub", "colour", "note", "reason", "find-sub", "find-reason", "lift-reason"},
+	"operator-risk":    {"div", "level", "from", "to", "reason", "end-reason"},
+	"operator-devices": {"reason"},
+	"operator-rules":   {"candidate", "publish-reason", "sub", "explain-reason"},
+}
+
+// onPage is fe as page shows it: a refusal naming a field the page has
+// no input for (a list item such as "areas[0]", a header) is shown at the
+// top of the page, where the layout shows refusals without a field;
+// otherwise nobody would see it.
+func onPage(fe *FieldError, page string) *FieldError {
+	if fe.Field == "" || slices.Contains(pageFields[page], fe.Field) {
+		return fe
+	}
+	c := *fe
+	c.Field = ""
+	return &c
 }
 
 // textIn picks a node.Text in the page's language.
@@ -349,7 +375,7 @@ func (s *Server) opFeedUpload(w http.ResponseWriter, r *http.Request) {
 	var res api.FeedResult
 	_, err = s.rawAPI(withReason(r, r.FormValue("reason")), http.MethodPost, "/v1/feeds/"+data.Kind, ctype, body).Decode(&res)
 	if err != nil {
-		s.showOp(w, r, "operator-feeds", data, opField(err, map[string]string{"body": "file"}))
+		s.showOp(w, r, "operator-feeds", data, opField(err, map[string]string{"body": "file", "Content-Type": "format"}))
 		return
 	}
 	data.Result = &res

@@ -2,7 +2,9 @@ package web
 
 import (
 	"errors"
+	"io/fs"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -61,5 +63,38 @@ func TestWithReasonLeavesTheBrowsersRequestAlone(t *testing.T) {
 	}
 	if got := withReason(r, "  ").Header.Values("X-HCX-Reason"); len(got) != 0 {
 		t.Errorf("an empty reason sent %q", got)
+	}
+}
+
+// TestOnPageShowsEveryRefusal: a refusal naming a field the page has no
+// input for is shown at the top of the page, not hidden (the layout shows
+// only refusals without a field there; "areas[0]" of a designation listed
+// twice, say, was shown nowhere).
+func TestOnPageShowsEveryRefusal(t *testing.T) {
+	for _, c := range []struct{ page, field, want string }{
+		{"operator-risk", "div", "div"},
+		{"operator-risk", "areas[0]", ""},
+		{"operator-feeds", "Content-Type", ""},
+		{"operator-orders", "lift-reason", "lift-reason"},
+		{"operator-appeal", "void", ""},
+		{"operator-devices", "", ""},
+	} {
+		fe := &FieldError{Status: 400, Code: "invalid", Field: c.field, Message: "m"}
+		if got := onPage(fe, c.page); got.Field != c.want || got.Message != "m" {
+			t.Errorf("onPage(%q on %s) names %q, want %q", c.field, c.page, got.Field, c.want)
+		}
+	}
+	// Each field listed is one its template shows a refusal next to.
+	for page, fields := range pageFields {
+		b, err := fs.ReadFile(templateFS, "templates/"+page+".html")
+		if err != nil {
+			t.Errorf("pageFields names %s: %v", page, err)
+			continue
+		}
+		for _, f := range fields {
+			if !strings.Contains(string(b), `Error "`+f+`"`) {
+				t.Errorf("%s.html shows no refusal next to %q", page, f)
+			}
+		}
 	}
 }
