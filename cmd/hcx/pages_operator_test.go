@@ -232,6 +232,16 @@ func TestPagesOperator(t *testing.T) {
 		if st := callAs(t, f.client(), anonymous, "GET", nodeURL+"/v1/risk-areas?iss=440000&in_force=true", nil, &list); st != http.StatusOK || len(list.Areas) != 1 || list.Areas[0].Div != "440106" || list.Areas[0].Level != "high" {
 			t.Errorf("risk areas in force after the page: %d %+v", st, list)
 		}
+		// End it.
+		b.fill(`#end-0`, "CDC bulletin 43: lifted")
+		b.click(`form[action="/app/operator/risk-areas/end"] button[type=submit]`)
+		b.waitPath("/app/operator/risk-areas?done=risk_area_ended")
+		if txt := b.text(); !strings.Contains(txt, "The risk area is ended") || !strings.Contains(txt, "No risk area is in force") {
+			t.Errorf("after ending: %q", txt)
+		}
+		if st := callAs(t, f.client(), anonymous, "GET", nodeURL+"/v1/risk-areas?iss=440000&in_force=true", nil, &list); st != http.StatusOK || len(list.Areas) != 0 {
+			t.Errorf("risk areas in force after ending on the page: %d %+v", st, list)
+		}
 	})
 
 	t.Run("order", func(t *testing.T) {
@@ -305,22 +315,37 @@ func TestPagesOperator(t *testing.T) {
 		if txt := b.text(); !strings.Contains(txt, "The candidate loads") || !slices.Contains(added, "+    colour: yellow") {
 			t.Errorf("the check of the candidate: added lines %q, page %q", added, txt)
 		}
-		b.noMissingTranslations()
-		b.screenshot("operator-rules-check")
-		b.checkA11y()
-		// What the candidate would do to the resident, before publishing.
-		b.fill(`#explain-sub`, string(sub))
-		b.click(`#use-candidate`)
-		b.fill(`#explain-reason`, "rules review 2026-11")
-		b.click(`form[action="/app/operator/rules/explain"] button[type=submit]`)
-		b.waitPath("/app/operator/rules/explain")
+		// The check's answer and the explanation in every look; English
+		// last, where the page's texts are checked.
+		for _, lang := range []string{"zh", "ja", "ko", "en"} {
+			for _, care := range []bool{true, false} {
+				b.setPrefs(lang, care)
+				b.load("/app/operator/rules")
+				check(candidate)
+				b.noMissingTranslations()
+				if lang == "zh" || lang == "en" {
+					b.screenshot("operator-rules-check")
+				}
+				b.checkA11y()
+				// What the candidate would do to the resident, before
+				// publishing.
+				b.fill(`#explain-sub`, string(sub))
+				b.click(`#use-candidate`)
+				b.fill(`#explain-reason`, "rules review 2026-11")
+				b.click(`form[action="/app/operator/rules/explain"] button[type=submit]`)
+				b.waitPath("/app/operator/rules/explain")
+				b.noMissingTranslations()
+				if lang == "zh" || lang == "en" {
+					b.screenshot("operator-rules-explain")
+				}
+				b.checkA11y()
+			}
+		}
 		var trace int
 		b.eval(`document.querySelectorAll(".op-trace tbody tr").length`, &trace)
 		if txt := b.text(); !strings.Contains(txt, "Decision under the candidate") || trace == 0 {
 			t.Errorf("the explanation under the candidate: %d trace rows, page %q", trace, txt)
 		}
-		b.noMissingTranslations()
-		b.checkA11y()
 		// Check again (the textarea keeps the candidate), then publish.
 		b.click(`form[action="/app/operator/rules/check"] button[type=submit]`)
 		b.waitPath("/app/operator/rules/check")
