@@ -47,6 +47,7 @@ type Node interface {
 	Ready() error
 	Applied() uint64
 	Checkpoints() node.CheckpointStatus
+	LogStatus() node.LogStatus
 	Witness() *witness.Witness
 	PolicyVersion() string
 	Metrics() *prometheus.Registry
@@ -209,6 +210,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.bundleRules()...)
 	rules = append(rules, discoveryRules("hcx province node", func() string { return string(h.n.Province()) }, NodeOpenAPI)...)
 	rules = append(rules, h.witnessRules()...)
+	rules = append(rules, h.logStatusRules()...)
 	rules = append(rules, h.rulesRules()...)
 	return rules
 }

@@ -82,6 +82,7 @@ var authzWant = []struct {
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "POST /v1/auth/checkpoint"},
 	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/me"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/audit"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/log/status"},
 	{"node", "401  403  403   403   403  403   403  403   403  403   403  403   403  ok  403", "POST /v1/witness/add-checkpoint"},
 	// The province's rules (issue 16): the auditor reads them; only the
 	// province's operators check, explain and publish.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,19 +26,8 @@ func TestRevokedDeviceIsLockedOutWithinSeconds(t *testing.T) {
 	gd := f.NodeURLs["440000"]
 
 	dir := t.TempDir()
+	id := fileDeviceEnrolment(ctx, t, gd, dir, "gate-7")
 	var out, errOut bytes.Buffer
-	if err := runDevice(ctx, []string{"keygen", "--out", dir, "--name", "gate-7"}, &out, &errOut); err != nil {
-		t.Fatalf("hcx device keygen: %v\n%s", err, errOut.String())
-	}
-	out.Reset()
-	if err := runDevice(ctx, []string{"enrol", "--node", gd, "--csr", filepath.Join(dir, "gate-7.csr"), "--name", "gate-7"}, &out, &errOut); err != nil {
-		t.Fatalf("hcx device enrol: %v", err)
-	}
-	m := regexp.MustCompile(`Enrolment (\S+) filed \(pending\)`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("hcx device enrol said: %s", out.String())
-	}
-	id := m[1]
 	certPath := filepath.Join(dir, "gate-7.crt")
 	if err := runDevice(ctx, []string{"fetch", "--node", gd, "--id", id, "--out", certPath}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "is pending") {
 		t.Fatalf("fetch before approval: %v", err)

@@ -65,6 +65,9 @@ type federationConfig struct {
 	// as an auditor's), besides every node at a fixed address (see
 	// hubWitnesses).
 	Witnesses []string
+	// Cosignatures is how many witness cosignatures each node requires of
+	// a checkpoint (node.Config.Cosignatures); 0 none, as hcx dev runs.
+	Cosignatures int
 }
 
 // hubWitnesses are the submission prefixes the hub's leader submits its
@@ -252,6 +255,7 @@ func startFederation(ctx context.Context, cfg federationConfig) (f *federation, 
 			Logger:          cfg.Logger,
 			ReceiptInterval: cfg.ReceiptInterval,
 			AuditHeadEvery:  cfg.AuditHeadEvery,
+			Cosignatures:    cfg.Cosignatures,
 		})
 		if err != nil {
 			return f, fmt.Errorf("province %s: %w", p, err)

@@ -292,6 +292,7 @@ func TestOpenAPITraffic(t *testing.T) {
 		{feed, "POST", node + "/v1/feeds/labs", `{"id":"x"}`, nil, 400, "Content-Type"},
 		{op, "GET", node + "/v1/devices/enrolments?status=pending", "", nil, 200, ""},
 		{op, "GET", node + "/v1/audit?limit=5", "", nil, 200, ""},
+		{op, "GET", node + "/v1/log/status", "", nil, 200, ""},
 		{op, "GET", node + "/v1/stats/checks?from=" + today + "&to=" + today, "", nil, 200, ""},
 		{op, "GET", node + "/v1/stats/checks?from=" + today, "", nil, 400, "to"},
 		{op, "GET", node + "/v1/audit?nope=1", "", nil, 400, "nope"},
