@@ -2,8 +2,6 @@ package web
 
 import (
 	"fmt"
-	"html/template"
-	"io/fs"
 	"log/slog"
 	"net/http"
 
@@ -46,22 +44,10 @@ func NewWatch(cfg WatchConfig) (http.Handler, error) {
 	if cfg.State == nil {
 		return nil, fmt.Errorf("web: WatchConfig.State is nil")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	tr, err := loadTranslations()
+	s, err := newServer(cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: cfg.Logger, i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
-	if err := s.parseTemplates(); err != nil {
-		return nil, err
-	}
-	static, err := fs.Sub(staticFS, "static")
-	if err != nil {
-		return nil, err
-	}
-	s.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", cacheStatic(http.FileServerFS(static))))
 	s.mux.HandleFunc("POST /app/prefs", s.prefs)
 	page := func(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "auditor-watch", Page{Data: cfg.State()})
