@@ -88,14 +88,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.API == nil {
 		return nil, fmt.Errorf("web: Config.API is nil")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	s, err := newServer(cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.api, s.base = &APICaller{Handler: cfg.API, Lang: s.i18n.lang}, strings.TrimSuffix(cfg.PublicURL, "/")
+	routesMu.Lock()
+	defer routesMu.Unlock()
+	for _, rt := range routes {
+		h := rt.handler
+		s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) })
+	}
+	return s, nil
+}
+
+// newServer is a Server with the templates, the translations and the
+// static files but no page routes (New adds a node's, NewWatch the
+// auditor's watch's); log nil discards.
+func newServer(log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	tr, err := loadTranslations()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{api: &APICaller{Handler: cfg.API, Lang: tr.lang}, log: cfg.Logger, base: strings.TrimSuffix(cfg.PublicURL, "/"), i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+	s := &Server{log: log, i18n: tr, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -104,12 +122,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", cacheStatic(http.FileServerFS(static))))
-	routesMu.Lock()
-	defer routesMu.Unlock()
-	for _, rt := range routes {
-		h := rt.handler
-		s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) })
-	}
 	return s, nil
 }
 

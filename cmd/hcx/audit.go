@@ -24,6 +24,7 @@ import (
 	"github.com/hcxfed/hcx/auth"
 	"github.com/hcxfed/hcx/certs"
 	"github.com/hcxfed/hcx/exchange"
+	"github.com/hcxfed/hcx/web"
 	"github.com/hcxfed/hcx/witness"
 	"golang.org/x/term"
 )
@@ -51,7 +52,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gossip := fs.String("gossip", "", "comma-separated files or URLs of signed checkpoint notes seen by other auditors or nodes")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	watch := fs.Duration("watch", 0, "keep following the log, auditing again at this interval (such as 10s)")
-	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
+	metrics := fs.String("metrics", "127.0.0.1:9470", "with --watch: address of the listener of /metrics, /healthz, the findings (GET /v1/findings, the page /app/) and the auditor's witness (POST /v1/witness/add-checkpoint, for hub members: point hcx hub --witness at http://ADDR/v1/witness)")
 	logOpts := addLogFlags(fs)
 	trails := trailFlags{}
 	fs.Var(&trails, "trail", "CODE=URL: check province CODE's operator trail, read from its node at URL, against the trail heads it logged (repeatable)")
@@ -286,8 +287,10 @@ func printAuditReport(w io.Writer, rep *audit.Report, asJSON bool) {
 }
 
 // watchAudit audits every interval and serves the totals at /metrics
-// (auditMetrics, in the watcher's own registry) and /healthz, and is a
-// witness of the hub with the auditor's key (auditWitness).
+// (auditMetrics, in the watcher's own registry) and /healthz, the findings
+// over its passes at GET /v1/findings and on its pages under /app/
+// (auditFindings), and is a witness of the hub with the auditor's key
+// (auditWitness).
 func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer *certs.Signer, every time.Duration, addr string, stdout io.Writer, asJSON bool) error {
 	wit, err := witness.New(witness.Config{Signer: signer, Store: v.WitnessStore(), Logger: cfg.Logger,
 		LogKeys: func(at time.Time) []*ecdsa.PublicKey { return exchange.HubKeys(v.Trust(), at) }})
@@ -295,10 +298,24 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer
 		return err
 	}
 	m := newAuditMetrics(wit)
+	found, err := openAuditFindings(v, wit, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer found.save()
+	pages, err := web.NewWatch(web.WatchConfig{Logger: cfg.Logger, State: func() web.WatchState {
+		st, _ := found.state(audit.MaxHistory)
+		return st
+	}})
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	var lastErr error
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", api.MetricsHandler(m.reg, cfg.Logger))
+	mux.HandleFunc("GET /v1/findings", found.serveJSON)
+	mux.Handle(web.Prefix, pages)
 	mux.Handle("POST /v1/witness/add-checkpoint", auditWitness(wit, v, cfg.Logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
@@ -324,6 +341,7 @@ func watchAudit(ctx context.Context, cfg audit.Config, v *audit.Verifier, signer
 			return nil
 		}
 		m.pass.Observe(time.Since(start).Seconds())
+		found.record(start, time.Since(start), rep, err)
 		mu.Lock()
 		lastErr = err
 		mu.Unlock()
