@@ -112,25 +112,21 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
 	if !s.checkpointCaller(w, r) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{}})
+	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: s.staffWho(r), Data: checkpointPage{}})
 }
 
 // checkpointCaller sends a caller who cannot be a checkpoint elsewhere and
 // reports whether the page may go on. It asks GET /v1/me as who does
-// (200: a resident; 403: staff or a checkpoint; 401: nobody), and on a 401
-// passes on the API's clearing of a dead session cookie (a revoked
-// checkpoint code's): kept, it would refuse the browser's next API call,
-// the identity provider's login link too.
+// (200: a resident; 403: staff or a checkpoint; 401: nobody; a revoked
+// checkpoint code's dead cookie is cleared as on every page).
 func (s *Server) checkpointCaller(w http.ResponseWriter, r *http.Request) bool {
-	rec := s.api.ServeRaw(r, http.MethodGet, "/v1/me", "", nil)
-	switch st, _ := rec.Decode(nil); {
+	switch st, _ := s.api.Do(r, http.MethodGet, "/v1/me", nil, nil); {
 	case st == http.StatusForbidden:
 		return true
-	case st < 300:
+	case st < 300 && st != 0:
 		s.formError(w, r, "error", &FieldError{Status: http.StatusForbidden, Code: "forbidden_role", Message: "a resident's login cannot check codes"})
 		return false
 	}
-	rec.Forward(w)
 	redirect(w, r, "/app/checkpoint/login?done=checkpoint_login_needed")
 	return false
 }
@@ -225,7 +221,7 @@ func (s *Server) verifyImage(w http.ResponseWriter, r *http.Request, mediaType s
 func (s *Server) checkAnswer(w http.ResponseWriter, r *http.Request, v *verification, err error) {
 	lang := s.i18n.lang(r)
 	if err == nil {
-		s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Result: v.view(lang)}})
+		s.render(w, r, http.StatusOK, "checkpoint", Page{Who: s.staffWho(r), Data: checkpointPage{Result: v.view(lang)}})
 		return
 	}
 	var fe *FieldError
@@ -238,7 +234,7 @@ func (s *Server) checkAnswer(w http.ResponseWriter, r *http.Request, v *verifica
 		return
 	}
 	res := &verdictView{Refused: fe, NoCode: fe.Code == "no_qr_code"}
-	s.render(w, r, fe.Status, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Result: res}})
+	s.render(w, r, fe.Status, "checkpoint", Page{Who: s.staffWho(r), Data: checkpointPage{Result: res}})
 }
 
 // formFile reads the file field of a multipart form of at most limit
@@ -337,7 +333,7 @@ func (s *Server) checkpointRoll(w http.ResponseWriter, r *http.Request) {
 			roll.Red++
 		}
 	}
-	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Roll: roll}})
+	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: s.staffWho(r), Data: checkpointPage{Roll: roll}})
 }
 
 // parseRoll reads a roll's codes and their labels.
