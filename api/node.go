@@ -202,6 +202,7 @@ func (h *nodeHandler) rules() []Rule {
 	rules = append(rules, h.feedsRules()...)
 	rules = append(rules, h.venuesRules()...)
 	rules = append(rules, h.checkpointRules()...)
+	rules = append(rules, h.sessionRules()...)
 	rules = append(rules, h.exposuresRules()...)
 	rules = append(rules, h.checksRules()...)
 	rules = append(rules, h.statsRules()...)

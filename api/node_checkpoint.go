@@ -16,6 +16,7 @@ type CheckpointCodes interface {
 	IssueCheckpointCode(ctx context.Context, req node.CheckpointCodeRequest) (*node.CheckpointCode, error)
 	UseCheckpointCode(ctx context.Context, code string) (*auth.Principal, error)
 	RevokeCheckpointCode(ctx context.Context, id string) (*node.CheckpointCode, error)
+	CheckpointCodes(ctx context.Context, before string, limit int) (*node.CheckpointCodePage, error)
 }
 
 var _ CheckpointCodes = (*node.Node)(nil)
@@ -31,6 +32,9 @@ func (h *nodeHandler) checkpointRules() []Rule {
 	operator := []Grant{{Role: auth.RoleOperator, Scope: ScopeProvince}}
 	return []Rule{
 		{Method: http.MethodPost, Path: "/v1/checkpoint-codes", Priority: PriorityOperator, Allow: operator, Audited: true, Handler: h.issueCheckpointCode},
+		// The operator's page lists them (never a code); the auditor reads
+		// everything.
+		{Method: http.MethodGet, Path: "/v1/checkpoint-codes", Query: []string{"before", "limit"}, Priority: PriorityOperator, Allow: []Grant{operator[0], {Role: auth.RoleAuditor, Scope: ScopeAny}}, Handler: h.listCheckpointCodes},
 		{Method: http.MethodDelete, Path: "/v1/checkpoint-codes/{id}", Priority: PriorityOperator, Allow: operator, Audited: true, Handler: h.revokeCheckpointCode},
 		{Method: http.MethodPost, Path: "/v1/auth/checkpoint", Priority: PriorityResident, Allow: []Grant{{Role: auth.RoleAnonymous, Scope: ScopeAny}}, Handler: h.useCheckpointCode},
 	}
@@ -59,6 +63,27 @@ func (h *nodeHandler) issueCheckpointCode(w http.ResponseWriter, r *http.Request
 		return
 	}
 	WriteJSON(w, http.StatusCreated, code)
+}
+
+func (h *nodeHandler) listCheckpointCodes(w http.ResponseWriter, r *http.Request) {
+	c, err := h.checkpointCodes()
+	var q map[string]string
+	if err == nil {
+		q, err = queryParams(r, "before", "limit")
+	}
+	limit := node.DefaultCheckpointCodePage
+	if err == nil {
+		limit, err = queryLimit(q, node.DefaultCheckpointCodePage, node.MaxCheckpointCodePage)
+	}
+	var page *node.CheckpointCodePage
+	if err == nil {
+		page, err = c.CheckpointCodes(r.Context(), q["before"], limit)
+	}
+	if err != nil {
+		WriteError(w, h.log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, page)
 }
 
 func (h *nodeHandler) revokeCheckpointCode(w http.ResponseWriter, r *http.Request) {

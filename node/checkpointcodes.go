@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"strings"
 	"time"
@@ -69,10 +70,13 @@ type CheckpointCode struct {
 	Name     string           `json:"name"`
 	Unit     string           `json:"unit"`
 	Province hcx.ProvinceCode `json:"province"`
-	Expires  time.Time        `json:"expires"`
-	IssuedBy string           `json:"issued_by,omitempty"`
-	Used     *time.Time       `json:"used,omitempty"`
-	Revoked  *time.Time       `json:"revoked,omitempty"`
+	// Issued is when an operator issued it (zero in a record written
+	// before it was kept: CheckpointCodes fills it in from Expires).
+	Issued   time.Time  `json:"issued"`
+	Expires  time.Time  `json:"expires"`
+	IssuedBy string     `json:"issued_by,omitempty"`
+	Used     *time.Time `json:"used,omitempty"`
+	Revoked  *time.Time `json:"revoked,omitempty"`
 }
 
 // checkpointCodeRecord is what the node keeps: the code's state, never the
@@ -118,12 +122,16 @@ func (n *Node) IssueCheckpointCode(ctx context.Context, req CheckpointCodeReques
 	if err != nil {
 		return nil, err
 	}
+	now := n.cfg.Now().UTC()
+	// The id starts with the issue's second, so that the codes list newest
+	// first in key order (CheckpointCodes); the rest is random.
 	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
+	binary.BigEndian.PutUint32(id[:4], uint32(now.Unix()))
+	if _, err := rand.Read(id[4:]); err != nil {
 		return nil, err
 	}
 	rec := &checkpointCodeRecord{ID: hex.EncodeToString(id[:]), Name: req.Name, Unit: req.Unit, Province: n.Province(),
-		Expires: n.cfg.Now().UTC().Add(CheckpointCodeTTL), IssuedBy: entry.Actor}
+		Issued: now, Expires: now.Add(CheckpointCodeTTL), IssuedBy: entry.Actor}
 	entry.Note = "checkpoint code " + rec.ID
 	key := checkpointCodeKey(strings.ReplaceAll(code, "-", ""))
 	w := &write{}

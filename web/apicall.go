@@ -46,7 +46,9 @@ func (e *FieldError) Error() string {
 // JSON body, serves it with the API handler, and decodes a 2xx JSON answer
 // into out (nil: ignore it). It returns the status, and for a 4xx or 5xx
 // the API's error as a *FieldError. Cookies the API sets (a session that
-// starts or ends) are not copied anywhere: Forward does that.
+// starts or ends) are copied by Forward, except that those of a 401 (a dead
+// session's cookie cleared) reach the page's answer on their own
+// (deadcookie.go).
 func (c *APICaller) Do(r *http.Request, method, path string, body, out any) (int, error) {
 	rec, err := c.Serve(r, method, path, body)
 	if err != nil {
@@ -96,6 +98,7 @@ func (c *APICaller) ServeRaw(r *http.Request, method, path, contentType string, 
 	}
 	rec := &Recorder{header: http.Header{}}
 	c.Handler.ServeHTTP(rec, req)
+	passOnClearing(r, rec)
 	return rec
 }
 

@@ -37,5 +37,5 @@ func (s *Server) auditor(w http.ResponseWriter, r *http.Request) {
 	if st.Checkpoint != nil && !st.Checkpoint.Time.IsZero() {
 		st.Age = int(time.Since(st.Checkpoint.Time).Seconds())
 	}
-	s.render(w, r, http.StatusOK, "auditor", Page{Who: staff, Data: st})
+	s.render(w, r, http.StatusOK, "auditor", Page{Who: s.staffWho(r), Data: st})
 }

@@ -109,30 +109,30 @@ type checkpointPage struct {
 // are refused by the API, next to the code). Nobody goes to the
 // checkpoint login; a resident is told this page is not theirs.
 func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) {
-	if !s.checkpointCaller(w, r) {
+	who, ok := s.checkpointCaller(w, r)
+	if !ok {
 		return
 	}
-	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{}})
+	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: who, Data: checkpointPage{}})
 }
 
 // checkpointCaller sends a caller who cannot be a checkpoint elsewhere and
-// reports whether the page may go on. It asks GET /v1/me as who does
-// (200: a resident; 403: staff or a checkpoint; 401: nobody), and on a 401
-// passes on the API's clearing of a dead session cookie (a revoked
-// checkpoint code's): kept, it would refuse the browser's next API call,
-// the identity provider's login link too.
-func (s *Server) checkpointCaller(w http.ResponseWriter, r *http.Request) bool {
-	rec := s.api.ServeRaw(r, http.MethodGet, "/v1/me", "", nil)
-	switch st, _ := rec.Decode(nil); {
-	case st == http.StatusForbidden:
-		return true
-	case st < 300:
+// reports whether the page may go on, with the caller for the navigation.
+// It asks GET /v1/auth/session: a resident is told this page is not theirs;
+// nobody (401, a revoked checkpoint code's dead cookie cleared as on every
+// page) goes to the checkpoint login; any other role goes on, and the API
+// decides whether it may verify.
+func (s *Server) checkpointCaller(w http.ResponseWriter, r *http.Request) (Who, bool) {
+	who := s.staffWho(r)
+	switch who.Role {
+	case "":
+		redirect(w, r, "/app/checkpoint/login?done=checkpoint_login_needed")
+		return who, false
+	case "resident":
 		s.formError(w, r, "error", &FieldError{Status: http.StatusForbidden, Code: "forbidden_role", Message: "a resident's login cannot check codes"})
-		return false
+		return who, false
 	}
-	rec.Forward(w)
-	redirect(w, r, "/app/checkpoint/login?done=checkpoint_login_needed")
-	return false
+	return who, true
 }
 
 func (s *Server) checkpointLogin(w http.ResponseWriter, r *http.Request) {
@@ -165,67 +165,69 @@ func (s *Server) checkpointLoginPost(w http.ResponseWriter, r *http.Request) {
 // image/jpeg or image/png body. The answer is the checkpoint page with the
 // result; the script takes the result out of it.
 func (s *Server) checkpointCheck(w http.ResponseWriter, r *http.Request) {
-	if !s.checkpointCaller(w, r) {
+	who, ok := s.checkpointCaller(w, r)
+	if !ok {
 		return
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "image/jpeg" || mt == "image/png" {
 		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCheckImage))
 		if err != nil {
-			s.checkAnswer(w, r, nil, &FieldError{Status: http.StatusRequestEntityTooLarge, Code: "image_too_large", Field: "photo", Message: "the image is over 8 MiB"})
+			s.checkAnswer(w, r, who, nil, &FieldError{Status: http.StatusRequestEntityTooLarge, Code: "image_too_large", Field: "photo", Message: "the image is over 8 MiB"})
 			return
 		}
-		s.verifyImage(w, r, mt, raw)
+		s.verifyImage(w, r, who, mt, raw)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxCheckForm)
 	if err := r.ParseForm(); err != nil {
-		s.checkAnswer(w, r, nil, &FieldError{Status: http.StatusBadRequest, Code: "code_missing", Field: "scan", Message: "the form is unreadable or over 16 KiB"})
+		s.checkAnswer(w, r, who, nil, &FieldError{Status: http.StatusBadRequest, Code: "code_missing", Field: "scan", Message: "the form is unreadable or over 16 KiB"})
 		return
 	}
 	code := strings.TrimSpace(r.PostForm.Get("code"))
 	if code == "" {
-		s.checkAnswer(w, r, nil, &FieldError{Status: http.StatusBadRequest, Code: "code_missing", Field: "scan", Message: "scan or type a code"})
+		s.checkAnswer(w, r, who, nil, &FieldError{Status: http.StatusBadRequest, Code: "code_missing", Field: "scan", Message: "scan or type a code"})
 		return
 	}
 	var v verification
 	_, err := s.api.Do(r, http.MethodPost, "/v1/verify", map[string]string{"code": code}, &v)
-	s.checkAnswer(w, r, &v, err)
+	s.checkAnswer(w, r, who, &v, err)
 }
 
 // checkpointPhoto verifies the code in a photo chosen in the page's file
 // input (a form without script).
 func (s *Server) checkpointPhoto(w http.ResponseWriter, r *http.Request) {
-	if !s.checkpointCaller(w, r) {
+	who, ok := s.checkpointCaller(w, r)
+	if !ok {
 		return
 	}
 	raw, err := formFile(w, r, "photo", maxCheckImage)
 	if err != nil {
-		s.checkAnswer(w, r, nil, err)
+		s.checkAnswer(w, r, who, nil, err)
 		return
 	}
 	mt := http.DetectContentType(raw)
 	if mt != "image/jpeg" && mt != "image/png" {
-		s.checkAnswer(w, r, nil, &FieldError{Status: http.StatusBadRequest, Code: "not_an_image", Field: "photo", Message: "the photo must be a JPEG or PNG image"})
+		s.checkAnswer(w, r, who, nil, &FieldError{Status: http.StatusBadRequest, Code: "not_an_image", Field: "photo", Message: "the photo must be a JPEG or PNG image"})
 		return
 	}
-	s.verifyImage(w, r, mt, raw)
+	s.verifyImage(w, r, who, mt, raw)
 }
 
 // verifyImage posts an image to POST /v1/verify, which reads its QR code.
-func (s *Server) verifyImage(w http.ResponseWriter, r *http.Request, mediaType string, raw []byte) {
+func (s *Server) verifyImage(w http.ResponseWriter, r *http.Request, who Who, mediaType string, raw []byte) {
 	var v verification
 	_, err := s.api.ServeRaw(r, http.MethodPost, "/v1/verify", mediaType, raw).Decode(&v)
-	s.checkAnswer(w, r, &v, err)
+	s.checkAnswer(w, r, who, &v, err)
 }
 
 // checkAnswer renders the checkpoint page with one verification, or the
 // refusal err. A refusal of the caller (not logged in, not a checkpoint)
 // is the page's error; a refusal of the code is the result.
-func (s *Server) checkAnswer(w http.ResponseWriter, r *http.Request, v *verification, err error) {
+func (s *Server) checkAnswer(w http.ResponseWriter, r *http.Request, who Who, v *verification, err error) {
 	lang := s.i18n.lang(r)
 	if err == nil {
-		s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Result: v.view(lang)}})
+		s.render(w, r, http.StatusOK, "checkpoint", Page{Who: who, Data: checkpointPage{Result: v.view(lang)}})
 		return
 	}
 	var fe *FieldError
@@ -238,7 +240,7 @@ func (s *Server) checkAnswer(w http.ResponseWriter, r *http.Request, v *verifica
 		return
 	}
 	res := &verdictView{Refused: fe, NoCode: fe.Code == "no_qr_code"}
-	s.render(w, r, fe.Status, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Result: res}})
+	s.render(w, r, fe.Status, "checkpoint", Page{Who: who, Data: checkpointPage{Result: res}})
 }
 
 // formFile reads the file field of a multipart form of at most limit
@@ -290,7 +292,8 @@ type rollView struct {
 // CSV whose column "code", else whose longest field, is the code; the
 // NDJSON or JSON of /v1/verify/batch) through POST /v1/verify/batch.
 func (s *Server) checkpointRoll(w http.ResponseWriter, r *http.Request) {
-	if !s.checkpointCaller(w, r) {
+	who, ok := s.checkpointCaller(w, r)
+	if !ok {
 		return
 	}
 	raw, err := formFile(w, r, "roll", maxRollFile)
@@ -337,7 +340,7 @@ func (s *Server) checkpointRoll(w http.ResponseWriter, r *http.Request) {
 			roll.Red++
 		}
 	}
-	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: Who{Role: "staff"}, Data: checkpointPage{Roll: roll}})
+	s.render(w, r, http.StatusOK, "checkpoint", Page{Who: who, Data: checkpointPage{Roll: roll}})
 }
 
 // parseRoll reads a roll's codes and their labels.

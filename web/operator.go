@@ -56,10 +56,6 @@ const (
 	opPage = 50
 )
 
-// staff is the role every operator and auditor page shows in the
-// navigation.
-var staff = Who{Role: "staff"}
-
 // needStaff handles the error of a staff page's read: not logged in sends
 // the browser to log in at the identity provider and come back here;
 // any other refusal is shown on the error page.
@@ -134,7 +130,7 @@ func (s *Server) showOp(w http.ResponseWriter, r *http.Request, page string, dat
 		status = fe.Status
 		fe = onPage(fe, page)
 	}
-	s.render(w, r, status, page, Page{Who: staff, Error: fe, Data: data})
+	s.render(w, r, status, page, Page{Who: s.staffWho(r), Error: fe, Data: data})
 }
 
 // pageFields are the fields each staff page shows a refusal next to.
@@ -200,7 +196,7 @@ func (s *Server) operator(w http.ResponseWriter, r *http.Request) {
 	if !s.needStaff(w, r, err) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "operator", Page{Who: staff, Data: operatorHome{
+	s.render(w, r, http.StatusOK, "operator", Page{Who: s.staffWho(r), Data: operatorHome{
 		Appeals: len(appeals.Appeals), AppealsMore: appeals.Next != "", Devices: len(devs.Enrolments), RiskAreas: len(areas.Areas)}})
 }
 
@@ -229,7 +225,7 @@ func (s *Server) opAppeals(w http.ResponseWriter, r *http.Request) {
 	for _, a := range page.Appeals {
 		data.Appeals = append(data.Appeals, appealRow{a, textIn(a.StatusText, lang)})
 	}
-	s.render(w, r, http.StatusOK, "operator-appeals", Page{Who: staff, Data: data})
+	s.render(w, r, http.StatusOK, "operator-appeals", Page{Who: s.staffWho(r), Data: data})
 }
 
 // opAppealView is an opened appeal: its evidence and the decision form.
@@ -328,7 +324,7 @@ func (s *Server) opFeeds(w http.ResponseWriter, r *http.Request) {
 	if !s.needStaff(w, r, s.getJSON(r, "/v1/devices/enrolments?status="+node.EnrolmentPending, nil)) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "operator-feeds", Page{Who: staff, Data: feedPage{Kinds: feedKinds, Kind: api.FeedLabs, Format: "ndjson"}})
+	s.render(w, r, http.StatusOK, "operator-feeds", Page{Who: s.staffWho(r), Data: feedPage{Kinds: feedKinds, Kind: api.FeedLabs, Format: "ndjson"}})
 }
 
 // opFeedUpload sends an uploaded file to POST /v1/feeds/<kind> as one
@@ -412,7 +408,7 @@ func (s *Server) opOrders(w http.ResponseWriter, r *http.Request) {
 		if !s.needStaff(w, r, s.getJSON(r, "/v1/devices/enrolments?status="+node.EnrolmentPending, nil)) {
 			return
 		}
-		s.render(w, r, http.StatusOK, "operator-orders", Page{Who: staff, Data: data})
+		s.render(w, r, http.StatusOK, "operator-orders", Page{Who: s.staffWho(r), Data: data})
 		return
 	}
 	rr := withReason(r, q.Get("reason"))
@@ -502,7 +498,7 @@ func (s *Server) opRiskAreas(w http.ResponseWriter, r *http.Request) {
 	if !s.needStaff(w, r, err) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "operator-risk", Page{Who: staff, Data: data})
+	s.render(w, r, http.StatusOK, "operator-risk", Page{Who: s.staffWho(r), Data: data})
 }
 
 // formTime reads a datetime-local field in the server's zone; empty is
@@ -586,7 +582,7 @@ func (s *Server) opDevices(w http.ResponseWriter, r *http.Request) {
 	if !s.needStaff(w, r, err) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "operator-devices", Page{Who: staff, Data: list})
+	s.render(w, r, http.StatusOK, "operator-devices", Page{Who: s.staffWho(r), Data: list})
 }
 
 func (s *Server) opDeviceDecide(w http.ResponseWriter, r *http.Request) {
@@ -642,5 +638,5 @@ func (s *Server) opAudit(w http.ResponseWriter, r *http.Request) {
 	if page.Head.Seq > opPage {
 		data.Latest = page.Head.Seq - opPage
 	}
-	s.render(w, r, http.StatusOK, "operator-audit", Page{Who: staff, Data: data})
+	s.render(w, r, http.StatusOK, "operator-audit", Page{Who: s.staffWho(r), Data: data})
 }

@@ -114,7 +114,7 @@ func (s *Server) opRules(w http.ResponseWriter, r *http.Request) {
 	if !s.needStaff(w, r, s.rulesData(r, &data)) {
 		return
 	}
-	s.render(w, r, http.StatusOK, "operator-rules", Page{Who: staff, Data: data})
+	s.render(w, r, http.StatusOK, "operator-rules", Page{Who: s.staffWho(r), Data: data})
 }
 
 // parseRulesForm reads a rules form and gives back the candidate as it

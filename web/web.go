@@ -157,6 +157,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
+	// A dead session's cookie is cleared on every page (deadcookie.go).
+	w, r = withClearingSink(w, r)
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -186,12 +188,14 @@ type Page struct {
 	Data  any
 }
 
-// Who is the caller as GET /v1/me sees them, for the navigation.
+// Who is the caller as GET /v1/me and GET /v1/auth/session see them, for
+// the navigation.
 type Who struct {
-	// Role is "resident" (GET /v1/me answered), "staff" (a session that
-	// is not a resident's: an operator or an auditor), "unbound" (a
-	// resident's session not bound to a registered resident), or ""
-	// (nobody).
+	// Role is "resident" (GET /v1/me answered), "unbound" (a resident's
+	// session not bound to a registered resident), the role of a session
+	// that is not a resident's ("operator", "auditor", "checkpoint",
+	// "national": GET /v1/auth/session's), or "" (nobody). The
+	// navigation shows each role only the pages it may use.
 	Role       string
 	Name       string // masked
 	Colour     string
@@ -218,14 +222,28 @@ func (s *Server) who(r *http.Request) Who {
 	switch {
 	case err == nil:
 		return Who{Role: "resident", Name: me.Name, Colour: me.Colour, Dependants: me.Dependants}
-	case errors.As(err, &fe) && fe.Code == "forbidden_role":
-		return Who{Role: "staff"}
 	case errors.As(err, &fe) && fe.Status == http.StatusForbidden:
-		// A session that is not a registered resident's yet (an
-		// identity provider login without a verified document).
-		return Who{Role: "unbound"}
+		w := s.staffWho(r)
+		if w.Role == "resident" {
+			// A session that is not a registered resident's yet (an
+			// identity provider login without a verified document).
+			w.Role = "unbound"
+		}
+		return w
 	}
 	return Who{}
+}
+
+// staffWho is the navigation's caller on a page that is not a resident's:
+// the role of the login (GET /v1/auth/session), or nobody.
+func (s *Server) staffWho(r *http.Request) Who {
+	var sess struct {
+		Role string `json:"role"`
+	}
+	if _, err := s.api.Do(r, http.MethodGet, "/v1/auth/session", nil, &sess); err != nil {
+		return Who{}
+	}
+	return Who{Role: sess.Role}
 }
 
 // render writes page name with data in the caller's language; status is

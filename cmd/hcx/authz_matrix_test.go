@@ -79,6 +79,7 @@ var authzWant = []struct {
 	// revokes checkpoint codes; a checkpoint's staff log in with one.
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "POST /v1/checkpoint-codes"},
 	{"node", "401  403  403   403   ok   403   403  403   403  403   403  403   403  403  403", "DELETE /v1/checkpoint-codes/{id}"},
+	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/checkpoint-codes"},
 	{"node", "ok   ok   ok    ok    ok   ok    ok   ok    ok   ok    ok   ok    ok   ok  ok", "POST /v1/auth/checkpoint"},
 	{"node", "401  ok   ok    ok    403  403   403  403   403  403   403  403   403  403  403", "GET /v1/me"},
 	{"node", "401  403  403   403   ok   403   ok   ok    403  403   403  403   403  403  403", "GET /v1/audit"},
@@ -154,6 +155,7 @@ var authzWant = []struct {
 	// Logout ends the caller's session: the matrix runs it last.
 	// A checkpoint code's session logs out too (a device's certificate
 	// passes the gate and is told it has no session).
+	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   ok   ok    403  403  ok", "GET /v1/auth/session"},
 	{"node", "401  ok   ok    ok    ok   ok    ok   ok    403  403   ok   ok    403  403  ok", "POST /v1/auth/logout"},
 
 	// At the hub only request tokens are credentials: a session cookie or
