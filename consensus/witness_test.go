@@ -402,8 +402,10 @@ func TestAWitnessAheadOfTheLogIsLoggedByNameAndBackedOff(t *testing.T) {
 	}
 	var st WitnessStatus
 	for ctx.Err() == nil {
-		if st = c.Leader().WitnessStats().Witnesses[0]; st.Size == 1000 && st.Failures > 0 {
-			break
+		if l := c.Leader(); l != nil { // nil between two leaders
+			if st = l.WitnessStats().Witnesses[0]; st.Size == 1000 && st.Failures > 0 {
+				break
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

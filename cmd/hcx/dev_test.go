@@ -322,7 +322,12 @@ func waitSettled(t *testing.T, f *federation) {
 	var last uint64
 	stable := time.Now()
 	for time.Now().Before(deadline) {
-		size := f.Hub.Leader().State().Size
+		leader := f.Hub.Leader()
+		if leader == nil { // between two leaders: no one to ask
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		size := leader.State().Size
 		if size != last {
 			last, stable = size, time.Now()
 		}
